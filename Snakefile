@@ -1,0 +1,29 @@
+# geomvol: train, checkpoint per epoch, probe volume elements, combine, figure.
+# Run: snakemake --cores N   (config: config.yaml, or --configfile FILE)
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+from geomvol.config import resolve_config
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+# Validate against the schema (and the checks a schema cannot state) before any job runs.
+EXPERIMENTS = resolve_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")["experiments"]
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/probe.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

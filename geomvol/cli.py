@@ -1,0 +1,128 @@
+"""The ``geomvol`` command: one subcommand per pipeline stage (the Snakemake rules call these)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from geomvol.errors import GeomvolError
+
+
+def _json(text: str) -> dict:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from error
+
+
+def cmd_check_config(args) -> None:
+    from geomvol.config import load_config
+
+    config = load_config(args.config, args.schema)
+    for name, experiment in config["experiments"].items():
+        print(f"{name}: dataset {experiment['dataset']['name']}, model {experiment['model']['name']}, "
+              f"seeds {experiment['seeds']}, probe epochs {experiment['probe']['epochs']}")
+
+
+def cmd_prepare(args) -> None:
+    from geomvol.data import prepare_dataset
+
+    record = prepare_dataset(args.spec, args.output, args.manifest)
+    print(f"wrote {args.output} ({record['n_points']} points, classes {record['class_counts']}, sha256 {record['sha256']})")
+
+
+def cmd_train(args) -> None:
+    from geomvol.train import fit
+
+    paths = fit(args.spec, args.data, args.output_dir, args.state_dir, args.metrics)
+    print(f"wrote {len(paths)} checkpoints to {args.output_dir}")
+
+
+def cmd_probe(args) -> None:
+    from geomvol.probe import probe_checkpoint
+    from geomvol.store import write_store
+
+    ds = probe_checkpoint(args.checkpoint, args.spec)
+    write_store(ds, args.output)
+    print(f"wrote {args.output}")
+
+
+def cmd_combine(args) -> None:
+    from geomvol.store import combine_probes
+
+    ds = combine_probes(args.probes, args.experiment, args.experiment_config, args.data, args.manifest, args.output)
+    print(f"wrote {args.output}: {dict(ds.sizes)}")
+
+
+def cmd_figure(args) -> None:
+    from geomvol.figures import plot_volume_grid
+
+    plot_volume_grid(args.store, args.png, args.pdf, seed=args.seed)
+    print(f"wrote {args.png} and {args.pdf}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="geomvol", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check-config", help="validate a pipeline config and list its experiments")
+    p.add_argument("config", type=Path)
+    p.add_argument("--schema", type=Path, default=None, help="JSON Schema (default: the source tree's)")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("prepare", help="make a data set and its manifest")
+    p.add_argument("--spec", type=_json, required=True, help="resolved `dataset` config section, as JSON")
+    p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--manifest", type=Path, required=True)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train, saving (and resuming from) a checkpoint per saved epoch")
+    p.add_argument("--spec", type=_json, required=True, help="JSON with seed, model and training sections")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--output-dir", type=Path, required=True)
+    p.add_argument("--state-dir", type=Path, required=True, help="resume state, kept across kills")
+    p.add_argument("--metrics", type=Path, required=True, help="per-epoch loss and accuracy (TSV)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("probe", help="volume element, class and entropy of one checkpoint on a grid")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--spec", type=_json, required=True, help="resolved `probe` config section, as JSON")
+    p.add_argument("--output", type=Path, required=True)
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("combine", help="join an experiment's probe stores into one Zarr store")
+    p.add_argument("probes", type=Path, nargs="+")
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--experiment-config", type=_json, required=True, help="resolved experiment config, as JSON")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument("--output", type=Path, required=True)
+    p.set_defaults(func=cmd_combine)
+
+    p = sub.add_parser("figure", help="volume element over the input square, one panel per epoch")
+    p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--png", type=Path, required=True)
+    p.add_argument("--pdf", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=None, help="which seed to draw (default: the first)")
+    p.set_defaults(func=cmd_figure)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "schema", "") is None:
+        from geomvol.config import DEFAULT_SCHEMA
+
+        args.schema = DEFAULT_SCHEMA
+    try:
+        args.func(args)
+    except GeomvolError as error:
+        print(f"geomvol {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Build a model from its config section; look up its feature maps by name."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from geomvol.errors import ConfigError
+
+from geomvol.models.shallow import ShallowConfig, ShallowNet
+
+
+def model_spec(model: dict, in_features: int, n_classes: int) -> dict:
+    """Everything needed to rebuild the model: the config section plus the data's shapes."""
+    return {**model, "in_features": in_features, "n_classes": n_classes}
+
+
+def build_model(spec: dict) -> nn.Module:
+    """Build an (untrained) model from :func:`model_spec`'s output."""
+    if spec["name"] == "shallow":
+        return ShallowNet(
+            ShallowConfig(
+                in_features=spec["in_features"],
+                width=spec["width"],
+                n_classes=spec["n_classes"],
+                activation=spec["activation"],
+            )
+        )
+    raise ValueError(f"unknown model {spec['name']!r}")
+
+
+def feature_map(model: nn.Module, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model's feature map called ``name``: a function (B, *input) -> (B, *features)."""
+    maps = model.feature_maps()
+    if name not in maps:
+        raise ConfigError(f"model {type(model).__name__} has no feature map {name!r}; it has {sorted(maps)}")
+    return maps[name]

@@ -1,0 +1,66 @@
+"""Lineage of every output: checksums, code and package versions, device."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import geomvol
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_tree(path: str | Path) -> str:
+    """sha256 of a directory (a Zarr store): of each file's relative path and sha256, in sorted order.
+
+    Snakemake's ``.snakemake_timestamp`` marker is not part of the content and is skipped.
+    """
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file() and p.name != ".snakemake_timestamp"):
+        digest.update(f"{file.relative_to(root).as_posix()}\0{sha256_file(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def git_commit() -> str:
+    """The commit of the geomvol source tree ('+dirty' if it has changes), or 'unknown'."""
+    source = Path(geomvol.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape the numbers and the files."""
+    versions = {"python": platform.python_version(), "geomvol": geomvol.__version__}
+    for name in ("torch", "numpy", "xarray", "zarr", "snakemake", "matplotlib"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def host() -> str:
+    return os.uname().nodename

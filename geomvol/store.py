@@ -1,0 +1,114 @@
+"""Zarr (format 3) stores of probe results, and their combination per experiment.
+
+Each probe job writes one small store; :func:`combine_probes` joins them
+along (seed, epoch), adds the training data and the provenance, and writes
+``results/<experiment>/volume.zarr`` once. Every write is atomic.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from geomvol.config import canonical_json, config_sha256
+from geomvol.data import load_dataset
+from geomvol.io import atomic_path
+from geomvol.provenance import git_commit, host, package_versions
+
+COMPRESSOR = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle=zarr.codecs.BloscShuffle.bitshuffle)
+
+
+def metric_definition(metric: str, feature_map: str, n: int, d: int, top_k: int | None) -> str:
+    """A sentence that says exactly which volume element was computed."""
+    if metric == "full":
+        k = min(n, d) if top_k is None else top_k
+        return (
+            f"log10 sqrt(pdet g), g = J^T J / n, J = d {feature_map}/dx (n = {n} features, d = {d} inputs), "
+            f"pseudo-determinant over the top k = {k} singular values of J"
+        )
+    return (
+        f"log10 sqrt(det G), G = (J V)^T (J V) / n, J = d {feature_map}/dx (n = {n} features), "
+        f"V the {d}-column basis of the probed subspace"
+    )
+
+
+def _encoding(ds: xr.Dataset) -> dict:
+    """One chunk per (seed, epoch) slice; labels keep -1 as fill value so unwritten cells are not class 0."""
+    encoding = {}
+    for name, variable in ds.data_vars.items():
+        chunks = tuple(1 if dim in ("seed", "epoch") else size for dim, size in variable.sizes.items())
+        encoding[name] = {"chunks": chunks, "compressors": (COMPRESSOR,)}
+        if np.issubdtype(variable.dtype, np.integer):
+            encoding[name]["fill_value"] = -1
+    return encoding
+
+
+def write_store(ds: xr.Dataset, path: str | Path, consolidated: bool = False) -> None:
+    """Write ``ds`` as a Zarr format 3 store at ``path``, atomically (encodings read from other stores are dropped)."""
+    ds = ds.copy()
+    for variable in ds.variables.values():
+        variable.encoding = {}
+    with atomic_path(path) as tmp:
+        ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=consolidated, encoding=_encoding(ds))
+
+
+def open_store(path: str | Path) -> xr.Dataset:
+    """Open a geomvol store with xarray (lazily)."""
+    return xr.open_zarr(path, zarr_format=3, consolidated=None)
+
+
+def combine_probes(
+    probe_paths: list[str | Path],
+    experiment: str,
+    experiment_config: dict,
+    data_path: str | Path,
+    manifest_path: str | Path,
+    output: str | Path,
+) -> xr.Dataset:
+    """Join the probe stores of one experiment and write the combined store.
+
+    Adds the training points (dim ``point``) and provenance attrs; per-checkpoint
+    values stay coordinates along (seed, epoch).
+    """
+    parts = [xr.open_zarr(p, zarr_format=3, consolidated=False) for p in probe_paths]
+    ds = xr.combine_by_coords(parts, join="exact", combine_attrs="drop_conflicts").load()
+    for part in parts:
+        part.close()
+    manifest = json.loads(Path(manifest_path).read_text())
+    data = load_dataset(data_path)
+    x, y = data["x"].numpy(), data["y"].numpy()
+    ds.coords["point"] = ("point", np.arange(x.shape[0]), {"long_name": "index of the training point", "units": "1"})
+    ds["data_x1"] = ("point", x[:, 0], {"long_name": "training point coordinate x1", "units": "1"})
+    ds["data_x2"] = ("point", x[:, 1], {"long_name": "training point coordinate x2", "units": "1"})
+    ds["data_class"] = ("point", y.astype(np.int16), {"long_name": "training point class label", "units": "1"})
+    probe = experiment_config["probe"]
+    devices = sorted(set(ds["probe_device"].values.ravel().tolist()))
+    ds.attrs = {
+        "Conventions": "CF-1.10",
+        "title": f"geomvol volume elements: experiment {experiment}",
+        "source": "geomvol",
+        "history": f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} geomvol combine",
+        "experiment": experiment,
+        "experiment_config": canonical_json(experiment_config),
+        "config_sha256": config_sha256(experiment_config),
+        "dataset": manifest["dataset"],
+        "dataset_sha256": manifest["sha256"],
+        "seeds": [int(s) for s in ds["seed"].values],
+        "metric": probe["metric"],
+        "metric_definition": ds["log10_volume"].attrs["description"],
+        "metric_normalisation": "g = J^T J / n, n the flattened feature dimension",
+        "feature_map": probe["feature_map"],
+        "probe_dtype": probe["dtype"],
+        "device": ", ".join(devices),
+        "geomvol_version": package_versions()["geomvol"],
+        "git_commit": git_commit(),
+        "package_versions": package_versions(),
+        "host": host(),
+    }
+    write_store(ds, output, consolidated=True)
+    return ds

@@ -1,0 +1,46 @@
+"""Checkpoints: one dict per saved epoch, written atomically.
+
+A checkpoint holds everything to rebuild the model and to continue training
+bit for bit: ``model`` (state dict), ``model_spec`` (to rebuild it),
+``optimizer`` (state dict), ``rng`` (torch's global RNG and the batch-order
+generator), ``epoch`` (epochs completed), ``history`` (per-epoch loss and
+accuracy so far), ``train_spec`` (the config it came from) and
+``dataset_sha256``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from geomvol.errors import CheckpointError
+from geomvol.io import save_torch
+
+FORMAT = "geomvol-checkpoint-1"
+KEYS = {"format", "model", "model_spec", "optimizer", "rng", "epoch", "history", "train_spec", "dataset_sha256"}
+
+
+def checkpoint_name(epoch: int) -> str:
+    return f"epoch_{epoch}.pt"
+
+
+def save_checkpoint(state: dict, path: str | Path) -> None:
+    save_torch({"format": FORMAT, **state}, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load and check a checkpoint; raise :class:`CheckpointError` naming ``path`` if it is unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, pickle errors, foreign formats
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt?): {error}") from error
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a geomvol checkpoint (expected format {FORMAT!r})")
+    missing = KEYS - state.keys()
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {sorted(missing)}")
+    return state

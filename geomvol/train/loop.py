@@ -1,0 +1,164 @@
+"""One training loop: ``train_one_epoch`` and ``fit``.
+
+``fit`` writes a checkpoint after each saved epoch into a state directory
+that lives outside the pipeline's declared outputs, and resumes from the
+newest one there when it is run again with the same spec. When training
+ends the checkpoints are hard-linked into the output directory and the
+state directory is removed. A run killed part-way and run again therefore
+ends with checkpoints bit-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from geomvol.config import saved_epochs
+from geomvol.data import load_dataset
+from geomvol.device import resolve_device
+from geomvol.io import atomic_path
+from geomvol.models import build_model
+from geomvol.models.registry import model_spec
+from geomvol.provenance import sha256_file
+from geomvol.errors import CheckpointError
+from geomvol.train.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
+
+
+def build_optimizer(parameters, spec: dict) -> torch.optim.Optimizer:
+    if spec["name"] == "sgd":
+        return torch.optim.SGD(parameters, lr=spec["lr"], momentum=spec["momentum"], weight_decay=spec["weight_decay"])
+    if spec["name"] == "adam":
+        return torch.optim.Adam(parameters, lr=spec["lr"], weight_decay=spec["weight_decay"])
+    raise ValueError(f"unknown optimizer {spec['name']!r}")
+
+
+def train_one_epoch(model, optimizer, x, y, batch_size, generator) -> tuple[float, float]:
+    """One pass in a random order drawn from ``generator``; returns mean loss and accuracy."""
+    model.train()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    order = torch.randperm(x.shape[0], generator=generator).to(x.device)
+    for batch in order.split(batch_size):
+        logits = model(x[batch])
+        loss = nn.functional.cross_entropy(logits, y[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * batch.numel()
+        correct += (logits.argmax(dim=1) == y[batch]).sum()
+    return loss_sum.item() / x.shape[0], correct.item() / x.shape[0]
+
+
+def _resume_point(state_dir: Path, spec: dict, dataset_sha256: str, epochs: list[int]) -> dict | None:
+    """The newest checkpoint in ``state_dir`` written for this very spec and data set, or None."""
+    for epoch in reversed(epochs):
+        path = state_dir / checkpoint_name(epoch)
+        if not path.exists():
+            continue
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as error:
+            print(f"ignoring {error}", file=sys.stderr)
+            continue
+        if state["train_spec"] != spec or state["dataset_sha256"] != dataset_sha256:
+            print(f"training config or data changed since {path} was written; starting from epoch 0", file=sys.stderr)
+            return None
+        return state
+    return None
+
+
+def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: str | Path, metrics_path: str | Path) -> list[Path]:
+    """Train as ``spec`` says; return the checkpoint paths in ``output_dir``.
+
+    ``spec`` holds ``seed``, ``model`` and ``training`` (resolved config sections).
+    """
+    output_dir, state_dir = Path(output_dir), Path(state_dir)
+    training = spec["training"]
+    epochs = saved_epochs(training)
+    torch.set_num_threads(training["threads"])
+    device = resolve_device(training["device"])
+    dataset_sha256 = sha256_file(data_path)
+    data = load_dataset(data_path)
+    x, y = data["x"].to(device), data["y"].to(device)
+    n_classes = int(data["y"].max()) + 1
+
+    torch.manual_seed(spec["seed"])
+    model = build_model(model_spec(spec["model"], in_features=x.shape[1], n_classes=n_classes)).to(device)
+    optimizer = build_optimizer(model.parameters(), training["optimizer"])
+    generator = torch.Generator().manual_seed(spec["seed"])
+    history = {"epoch": [], "loss": [], "accuracy": []}
+    start = 0
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    resumed = _resume_point(state_dir, spec, dataset_sha256, epochs)
+    if resumed is None:
+        for stale in state_dir.glob("epoch_*.pt"):
+            stale.unlink()
+    else:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        torch.set_rng_state(resumed["rng"]["torch"])
+        generator.set_state(resumed["rng"]["batch_order"])
+        history = resumed["history"]
+        start = resumed["epoch"]
+        print(f"resuming from epoch {start} ({state_dir / checkpoint_name(start)})", file=sys.stderr)
+
+    def save(epoch: int) -> None:
+        save_checkpoint(
+            {
+                "model": {k: v.cpu() for k, v in model.state_dict().items()},
+                "model_spec": model_spec(spec["model"], in_features=x.shape[1], n_classes=n_classes),
+                "optimizer": optimizer.state_dict(),
+                "rng": {"torch": torch.get_rng_state(), "batch_order": generator.get_state()},
+                "epoch": epoch,
+                "history": history,
+                "train_spec": spec,
+                "dataset_sha256": dataset_sha256,
+            },
+            state_dir / checkpoint_name(epoch),
+        )
+
+    if start == 0 and resumed is None:
+        save(0)
+    last = training["epochs"]
+    with tqdm(total=last, initial=start, desc=f"train seed {spec['seed']}", unit="epoch", mininterval=5, file=sys.stderr) as bar:
+        for epoch in range(start + 1, last + 1):
+            loss, accuracy = train_one_epoch(model, optimizer, x, y, training["batch_size"], generator)
+            history["epoch"].append(epoch)
+            history["loss"].append(loss)
+            history["accuracy"].append(accuracy)
+            if epoch in epochs:
+                save(epoch)
+            bar.set_postfix(loss=f"{loss:.4f}", accuracy=f"{accuracy:.3f}", refresh=False)
+            bar.update()
+
+    return _publish(state_dir, output_dir, epochs, history, metrics_path)
+
+
+def _publish(state_dir: Path, output_dir: Path, epochs: list[int], history: dict, metrics_path) -> list[Path]:
+    """Hard-link the finished checkpoints into ``output_dir``, write metrics and a manifest, drop the state."""
+    with atomic_path(output_dir) as tmp:
+        tmp.mkdir()
+        manifest = []
+        for epoch in epochs:
+            name = checkpoint_name(epoch)
+            try:
+                os.link(state_dir / name, tmp / name)
+            except OSError:
+                shutil.copy2(state_dir / name, tmp / name)
+            manifest.append({"epoch": epoch, "file": name, "sha256": sha256_file(tmp / name)})
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    with atomic_path(metrics_path) as tmp:
+        rows = ["epoch\tloss\taccuracy"] + [
+            f"{e}\t{l:.8g}\t{a:.6g}" for e, l, a in zip(history["epoch"], history["loss"], history["accuracy"])
+        ]
+        Path(tmp).write_text("\n".join(rows) + "\n")
+    shutil.rmtree(state_dir)
+    return [output_dir / checkpoint_name(epoch) for epoch in epochs]

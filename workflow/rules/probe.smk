@@ -1,0 +1,39 @@
+rule probe:
+    input:
+        checkpoints=rules.train.output.checkpoints,
+    output:
+        store=directory("results/{experiment}/s{seed}/probes/epoch_{epoch}.zarr"),
+    params:
+        spec=lambda wildcards: spec_json(get_experiment(wildcards)["probe"]),
+    log:
+        "results/{experiment}/logs/probe_s{seed}_epoch_{epoch}.log",
+    resources:
+        mem_mb=4000,
+        runtime="1h",
+    conda:
+        ENV
+    shell:
+        "geomvol probe --checkpoint {input.checkpoints:q}/epoch_{wildcards.epoch}.pt"
+        " --spec {params.spec:q} --output {output.store:q} > {log:q} 2>&1"
+
+
+rule combine_probes:
+    input:
+        probes=get_probe_stores,
+        data=rules.prepare_dataset.output.data,
+        manifest=rules.prepare_dataset.output.manifest,
+    output:
+        store=directory("results/{experiment}/volume.zarr"),
+    params:
+        config=lambda wildcards: spec_json(get_experiment(wildcards)),
+    log:
+        "results/{experiment}/logs/combine_probes.log",
+    resources:
+        mem_mb=4000,
+        runtime="30m",
+    conda:
+        ENV
+    shell:
+        "geomvol combine {input.probes:q} --experiment {wildcards.experiment}"
+        " --experiment-config {params.config:q} --data {input.data:q}"
+        " --manifest {input.manifest:q} --output {output.store:q} > {log:q} 2>&1"

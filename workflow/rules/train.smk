@@ -1,0 +1,24 @@
+# Resume state lives in train-state/, outside the declared outputs, so that a
+# killed job restarts from its last saved epoch (Snakemake deletes the declared
+# outputs of a failed job). Training moves the finished checkpoints into place.
+rule train:
+    input:
+        data=rules.prepare_dataset.output.data,
+    output:
+        checkpoints=directory("results/{experiment}/s{seed}/checkpoints"),
+        metrics="results/{experiment}/s{seed}/train_metrics.tsv",
+    params:
+        spec=get_train_spec,
+        state_dir="results/{experiment}/s{seed}/train-state",
+    log:
+        "results/{experiment}/logs/train_s{seed}.log",
+    threads: lambda wildcards: get_experiment(wildcards)["training"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime="2h",
+    conda:
+        ENV
+    shell:
+        "geomvol train --spec {params.spec:q} --data {input.data:q}"
+        " --output-dir {output.checkpoints:q} --state-dir {params.state_dir:q}"
+        " --metrics {output.metrics:q} > {log:q} 2>&1"
