@@ -10,6 +10,7 @@ accuracy so far), ``train_spec`` (the config it came from) and
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -25,8 +26,24 @@ def checkpoint_name(epoch: int) -> str:
     return f"epoch_{epoch}.pt"
 
 
+def _canonical(value):
+    """A copy whose strings are interned, so pickling equal states gives equal bytes.
+
+    Pickle shares repeated objects by identity: a key loaded from a checkpoint
+    and the same key written in code are equal but distinct, and would be
+    pickled differently after a resume.
+    """
+    if isinstance(value, str):
+        return sys.intern(value)
+    if isinstance(value, dict):
+        return {_canonical(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_canonical(v) for v in value)
+    return value
+
+
 def save_checkpoint(state: dict, path: str | Path) -> None:
-    save_torch({"format": FORMAT, **state}, path)
+    save_torch(_canonical({"format": FORMAT, **state}), path)
 
 
 def load_checkpoint(path: str | Path) -> dict:

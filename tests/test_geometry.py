@@ -1,0 +1,111 @@
+import math
+
+import pytest
+import torch
+
+from geomvol.geometry import jacobian, log_volume, log_volume_and_singular_values, subspace_jacobian
+from geomvol.models import build_model
+from geomvol.models.registry import model_spec
+
+
+def shallow(width, d, activation="sigmoid", seed=0):
+    torch.manual_seed(seed)
+    spec = model_spec({"name": "shallow", "width": width, "activation": activation}, in_features=d, n_classes=2)
+    return build_model(spec).double().eval().requires_grad_(False)
+
+
+def closed_form_log_volume(model, x):
+    """log sqrt(det g) with det g = det(W^T diag(phi'(z))^2 W) / n^d, phi' by autograd of phi alone.
+
+    Also returns the condition number of W^T diag(phi')^2 W, which bounds the
+    rounding error of this squared route.
+    """
+    weight = model.hidden_layer.weight  # (n, d)
+    z = model.hidden_layer(x).requires_grad_(True)  # (B, n)
+    dphi = torch.autograd.grad(model.phi(z).sum(), z)[0]  # (B, n)
+    n, d = weight.shape
+    metric = torch.einsum("jm,bj,jv->bmv", weight, dphi**2, weight)
+    return 0.5 * (torch.logdet(metric) - d * math.log(n)), torch.linalg.cond(metric)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "erf"])
+@pytest.mark.parametrize(("width", "d"), [(250, 2), (7, 3), (40, 5), (5, 5)])
+def test_shallow_network_matches_closed_form(width, d, activation):
+    model = shallow(width, d, activation, seed=width + d)
+    # Inputs near the origin keep the units out of saturation, where the squared
+    # closed form (not the SVD route) would lose precision.
+    x = 0.3 * torch.randn(17, d, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    expected, condition = closed_form_log_volume(model, x)
+    got = log_volume(model.hidden, x)
+    # float64 precision: relative 1e-10, or the closed form's own rounding (eps * cond) if larger.
+    tolerance = torch.maximum(1e-10 * expected.abs(), 1e-15 * condition) + 1e-12
+    assert torch.all((got - expected).abs() <= tolerance), (got - expected).abs().max()
+
+
+def test_full_and_subspace_agree_on_a_spanning_basis():
+    model = shallow(30, 3)
+    x = torch.randn(8, 3, dtype=torch.float64)
+    rotation, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))
+    torch.testing.assert_close(log_volume(model.hidden, x, basis=rotation), log_volume(model.hidden, x), rtol=1e-10, atol=1e-12)
+
+
+def test_subspace_metric_is_the_induced_metric():
+    model = shallow(30, 4)
+    x = torch.randn(6, 4, dtype=torch.float64)
+    basis = torch.randn(4, 2, dtype=torch.float64)
+    jac = jacobian(model.hidden, x)  # (B, n, d)
+    induced = torch.einsum("dm,bnd,bne,ek->bmk", basis, jac, jac, basis) / 30
+    torch.testing.assert_close(log_volume(model.hidden, x, basis=basis), 0.5 * torch.logdet(induced), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(subspace_jacobian(model.hidden, x, basis), jac @ basis)
+
+
+def test_reverse_and_forward_mode_give_the_same_jacobian():
+    # n < d takes reverse mode; check it against forward mode on the transposed problem's answer.
+    weight = torch.randn(3, 10, dtype=torch.float64)
+    x = torch.randn(4, 10, dtype=torch.float64)
+    jac = jacobian(lambda x: torch.tanh(x @ weight.T), x)
+    expected = (1 - torch.tanh(x @ weight.T) ** 2)[:, :, None] * weight[None]
+    torch.testing.assert_close(jac, expected)
+
+
+def test_pseudo_determinant_when_features_are_fewer_than_inputs():
+    matrix = torch.randn(2, 5, dtype=torch.float64)
+    x = torch.randn(3, 5, dtype=torch.float64)
+    expected = 0.5 * torch.logdet(matrix @ matrix.T) - math.log(2)  # k = 2, n = 2: -(k/2) log n
+    got, singular_values = log_volume_and_singular_values(lambda x: x @ matrix.T, x)
+    torch.testing.assert_close(got, expected.expand(3))
+    assert singular_values.shape == (3, 2)
+    top1 = log_volume(lambda x: x @ matrix.T, x, top_k=1)
+    torch.testing.assert_close(top1, (torch.log(torch.linalg.svdvals(matrix)[0]) - 0.5 * math.log(2)).expand(3))
+
+
+def test_zero_singular_value_gives_minus_infinity():
+    # The map ignores x2: J = [[1, 0], [2, 0], [cos x1, 0]] has an exactly zero singular value.
+    x = torch.randn(4, 2, dtype=torch.float64)
+    got = log_volume(lambda x: torch.stack([x[:, 0], 2 * x[:, 0], torch.sin(x[:, 0])], dim=1), x)
+    assert torch.all(torch.isneginf(got))
+
+
+def test_chunked_equals_unchunked():
+    model = shallow(50, 2)
+    x = torch.randn(37, 2, dtype=torch.float64)
+    whole = log_volume(model.hidden, x)
+    # 2 * n * d * 8 bytes = 1600 bytes per point: a 5000-byte budget gives chunks of 3 points.
+    chunked = log_volume(model.hidden, x, memory_budget_bytes=5000)
+    torch.testing.assert_close(chunked, whole, rtol=1e-15, atol=0)
+
+
+def test_float32_is_close_to_float64():
+    model = shallow(250, 2)
+    x = torch.rand(50, 2, dtype=torch.float64) * 3 - 1.5
+    exact = log_volume(model.hidden, x)
+    single = log_volume(model.float().hidden, x.float())
+    assert single.dtype == torch.float32
+    assert torch.max(torch.abs(single.double() - exact)) / math.log(10) < 1e-4
+
+
+def test_top_k_and_basis_are_exclusive():
+    with pytest.raises(ValueError, match="top_k"):
+        log_volume(torch.sin, torch.randn(2, 3), basis=torch.eye(3)[:, :2], top_k=1)
+    with pytest.raises(ValueError, match="top_k=4"):
+        log_volume(torch.sin, torch.randn(2, 3), top_k=4)

@@ -1,0 +1,115 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from geomvol.data import prepare_dataset
+from geomvol.errors import CheckpointError
+from geomvol.provenance import sha256_file
+from geomvol.train import fit, load_checkpoint
+from geomvol.train.checkpoint import save_checkpoint
+
+from conftest import tiny_experiment, train_spec
+
+
+def test_fit_writes_the_schedule_and_removes_its_state(trained):
+    root = trained["root"]
+    assert [p.name for p in trained["checkpoints"]] == ["epoch_0.pt", "epoch_10.pt", "epoch_30.pt"]
+    assert not (root / "train-state").exists()
+    manifest = json.loads((root / "checkpoints" / "manifest.json").read_text())
+    assert [(m["epoch"], m["sha256"]) for m in manifest] == [
+        (int(p.stem.split("_")[1]), sha256_file(p)) for p in trained["checkpoints"]
+    ]
+    rows = (root / "metrics.tsv").read_text().splitlines()
+    assert rows[0] == "epoch\tloss\taccuracy" and len(rows) == 31
+    last = load_checkpoint(trained["checkpoints"][-1])
+    assert last["epoch"] == 30
+    assert last["history"]["epoch"] == list(range(1, 31))
+    assert last["train_spec"] == train_spec(trained["experiment"])
+    assert last["dataset_sha256"] == sha256_file(trained["data"])
+    first = load_checkpoint(trained["checkpoints"][0])
+    assert first["history"]["epoch"] == []
+    # training moved the weights and lowered the loss
+    assert not torch.equal(first["model"]["hidden_layer.weight"], last["model"]["hidden_layer.weight"])
+    assert last["history"]["loss"][-1] < last["history"]["loss"][0]
+
+
+def test_training_is_deterministic(trained, tmp_path):
+    again = fit(train_spec(trained["experiment"]), trained["data"], tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+    assert [sha256_file(p) for p in again] == [sha256_file(p) for p in trained["checkpoints"]]
+    assert (tmp_path / "m.tsv").read_bytes() == (trained["root"] / "metrics.tsv").read_bytes()
+
+
+def test_another_seed_trains_another_network(trained, tmp_path):
+    other = fit(train_spec(trained["experiment"], seed=1), trained["data"], tmp_path / "ck", tmp_path / "s", tmp_path / "m.tsv")
+    assert sha256_file(other[0]) != sha256_file(trained["checkpoints"][0])
+
+
+def _train_command(spec, data, root):
+    return [
+        sys.executable, "-m", "geomvol.cli", "train", "--spec", json.dumps(spec), "--data", str(data),
+        "--output-dir", str(root / "checkpoints"), "--state-dir", str(root / "state"), "--metrics", str(root / "metrics.tsv"),
+    ]
+
+
+def test_killed_training_resumes_and_ends_bit_identical(tmp_path):
+    experiment = tiny_experiment(epochs=600, batch_size=10, save_epochs={"every": 100})
+    experiment["dataset"]["n_points"] = 100
+    data = tmp_path / "data.pt"
+    prepare_dataset(experiment["dataset"], data, tmp_path / "manifest.json")
+    spec = train_spec(experiment)
+
+    reference = tmp_path / "reference"
+    subprocess.run(_train_command(spec, data, reference), check=True, capture_output=True)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(_train_command(spec, data, killed), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (killed / "state" / "epoch_100.pt").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "training ended before it could be killed"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (killed / "checkpoints").exists(), "a killed run must not publish checkpoints"
+    saved = sorted(p.name for p in (killed / "state").glob("epoch_*.pt"))
+    assert "epoch_600.pt" not in saved
+
+    resumed = subprocess.run(_train_command(spec, data, killed), check=True, capture_output=True, text=True)
+    resumed_from = max(int(name[len("epoch_"):-3]) for name in saved)
+    assert f"resuming from epoch {resumed_from}" in resumed.stderr
+    names = sorted(os.listdir(reference / "checkpoints"))
+    assert names == sorted(os.listdir(killed / "checkpoints"))
+    for name in names:
+        assert (killed / "checkpoints" / name).read_bytes() == (reference / "checkpoints" / name).read_bytes(), name
+    assert (killed / "metrics.tsv").read_bytes() == (reference / "metrics.tsv").read_bytes()
+
+
+def test_state_from_another_config_is_not_resumed(trained, tmp_path, capsys):
+    spec = train_spec(trained["experiment"])
+    state = tmp_path / "state"
+    state.mkdir()
+    stale = load_checkpoint(trained["checkpoints"][1])
+    stale["train_spec"] = {**spec, "seed": 99}
+    save_checkpoint({k: v for k, v in stale.items() if k != "format"}, state / "epoch_10.pt")
+    paths = fit(spec, trained["data"], tmp_path / "ck", state, tmp_path / "m.tsv")
+    assert "starting from epoch 0" in capsys.readouterr().err
+    assert [sha256_file(p) for p in paths] == [sha256_file(p) for p in trained["checkpoints"]]
+
+
+def test_truncated_or_foreign_checkpoint_is_named(trained, tmp_path):
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(trained["checkpoints"][0].read_bytes()[:500])
+    with pytest.raises(CheckpointError, match=f"checkpoint {truncated} is unreadable"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match=f"checkpoint {foreign} is not a geomvol checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nothing.pt")
