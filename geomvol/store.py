@@ -8,6 +8,7 @@ along (seed, epoch), adds the training data and the provenance, and writes
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -48,18 +49,24 @@ def _encoding(ds: xr.Dataset) -> dict:
     return encoding
 
 
-def write_store(ds: xr.Dataset, path: str | Path, consolidated: bool = False) -> None:
-    """Write ``ds`` as a Zarr format 3 store at ``path``, atomically (encodings read from other stores are dropped)."""
+def write_store(ds: xr.Dataset, path: str | Path) -> None:
+    """Write ``ds`` as a Zarr format 3 store at ``path``, atomically (encodings read from other stores are dropped).
+
+    Metadata is consolidated so that a plain ``xr.open_zarr(path)`` opens it
+    quietly; zarr's warning that consolidation is not yet in the v3 spec is
+    silenced here.
+    """
     ds = ds.copy()
     for variable in ds.variables.values():
         variable.encoding = {}
-    with atomic_path(path) as tmp:
-        ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=consolidated, encoding=_encoding(ds))
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
+        ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=True, encoding=_encoding(ds))
 
 
 def open_store(path: str | Path) -> xr.Dataset:
     """Open a geomvol store with xarray (lazily)."""
-    return xr.open_zarr(path, zarr_format=3, consolidated=None)
+    return xr.open_zarr(path, zarr_format=3, consolidated=True)
 
 
 def combine_probes(
@@ -75,7 +82,7 @@ def combine_probes(
     Adds the training points (dim ``point``) and provenance attrs; per-checkpoint
     values stay coordinates along (seed, epoch).
     """
-    parts = [xr.open_zarr(p, zarr_format=3, consolidated=False) for p in probe_paths]
+    parts = [open_store(p) for p in probe_paths]
     ds = xr.combine_by_coords(parts, join="exact", combine_attrs="drop_conflicts").load()
     for part in parts:
         part.close()
@@ -110,5 +117,5 @@ def combine_probes(
         "package_versions": package_versions(),
         "host": host(),
     }
-    write_store(ds, output, consolidated=True)
+    write_store(ds, output)
     return ds

@@ -36,7 +36,10 @@ def _canonical(value):
     if isinstance(value, str):
         return sys.intern(value)
     if isinstance(value, dict):
-        return {_canonical(k): _canonical(v) for k, v in value.items()}
+        copy = type(value)((_canonical(k), _canonical(v)) for k, v in value.items())
+        if hasattr(value, "_metadata"):  # a module state dict's version record
+            copy._metadata = value._metadata
+        return copy
     if isinstance(value, (list, tuple)):
         return type(value)(_canonical(v) for v in value)
     return value

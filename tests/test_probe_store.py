@@ -1,0 +1,103 @@
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from geomvol.config import config_sha256
+from geomvol.io import atomic_path
+from geomvol.probe import input_grid, probe_checkpoint
+from geomvol.provenance import sha256_file
+from geomvol.store import combine_probes, open_store, write_store
+from geomvol.train import load_checkpoint
+
+
+def test_grid_is_row_major_in_x2_x1():
+    axis, points = input_grid(-1.0, 1.0, 3)
+    assert axis.tolist() == [-1.0, 0.0, 1.0]
+    assert points[1].tolist() == [0.0, -1.0]  # row x2 = -1, column x1 = 0
+    assert points[3].tolist() == [-1.0, 0.0]
+
+
+def test_probe_matches_the_closed_form_of_the_checkpoint(trained):
+    experiment = trained["experiment"]
+    checkpoint = trained["checkpoints"][-1]
+    ds = probe_checkpoint(checkpoint, experiment["probe"])
+    assert ds["log10_volume"].dims == ("seed", "epoch", "x2", "x1")
+    assert ds.sizes == {"seed": 1, "epoch": 1, "x2": 9, "x1": 9}
+    assert ds["epoch"].item() == 30 and ds["seed"].item() == 0
+    assert ds["checkpoint_sha256"].item() == sha256_file(checkpoint)
+
+    state = load_checkpoint(checkpoint)
+    weight, bias = state["model"]["hidden_layer.weight"].double(), state["model"]["hidden_layer.bias"].double()
+    x2, x1 = np.meshgrid(ds["x2"].values, ds["x1"].values, indexing="ij")
+    points = torch.tensor(np.stack([x1.ravel(), x2.ravel()], axis=1))
+    s = torch.sigmoid(points @ weight.T + bias)
+    dphi = s * (1 - s)
+    metric = torch.einsum("jm,bj,jv->bmv", weight, dphi**2, weight) / weight.shape[0]
+    expected = (0.5 * torch.logdet(metric) / math.log(10)).reshape(9, 9).numpy()
+    np.testing.assert_allclose(ds["log10_volume"].values[0, 0], expected, rtol=1e-10)
+
+    logits = state["model"]["readout.weight"].double() @ s.T / math.sqrt(16) + state["model"]["readout.bias"].double()[:, None]
+    np.testing.assert_array_equal(ds["predicted_class"].values[0, 0].ravel(), logits.argmax(dim=0).numpy())
+    p = torch.softmax(logits, dim=0)
+    np.testing.assert_allclose(ds["entropy"].values[0, 0].ravel(), -(p * p.log()).sum(dim=0).numpy(), rtol=1e-10)
+    assert np.all(ds["entropy"].values <= math.log(2) + 1e-12)
+
+
+def test_subspace_probe_equals_full_on_the_plane(trained):
+    probe = trained["experiment"]["probe"]
+    full = probe_checkpoint(trained["checkpoints"][1], probe)
+    subspace = probe_checkpoint(trained["checkpoints"][1], {**probe, "metric": "subspace"})
+    np.testing.assert_allclose(subspace["log10_volume"].values, full["log10_volume"].values, rtol=1e-12)
+
+
+def test_every_variable_is_labelled(trained):
+    ds = probe_checkpoint(trained["checkpoints"][0], trained["experiment"]["probe"])
+    for name, variable in ds.variables.items():
+        assert variable.attrs.get("long_name"), name
+        if variable.dtype.kind in "fiu":
+            assert "units" in variable.attrs, name
+
+
+def test_store_round_trip_with_one_chunk_per_epoch(trained, tmp_path):
+    ds = probe_checkpoint(trained["checkpoints"][0], trained["experiment"]["probe"])
+    write_store(ds, tmp_path / "probe.zarr")
+    back = open_store(tmp_path / "probe.zarr")
+    xr.testing.assert_identical(back.load(), ds)
+    assert back["log10_volume"].encoding["chunks"] == (1, 1, 9, 9)
+    assert back["predicted_class"].encoding["fill_value"] == -1
+    with pytest.raises(FileExistsError):
+        with atomic_path(tmp_path / "probe.zarr") as tmp:
+            ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False)
+            raise FileExistsError("simulated failure after writing")
+    assert open_store(tmp_path / "probe.zarr")["epoch"].item() == 0, "a failed rewrite must leave the old store"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["probe.zarr"], "no temporary left behind"
+
+
+def test_combine_joins_epochs_and_records_provenance(trained, tmp_path):
+    experiment = trained["experiment"]
+    paths = []
+    for checkpoint in trained["checkpoints"]:
+        path = tmp_path / f"{checkpoint.stem}.zarr"
+        write_store(probe_checkpoint(checkpoint, experiment["probe"]), path)
+        paths.append(path)
+    combine_probes(paths, "tiny", experiment, trained["data"], trained["manifest"], tmp_path / "volume.zarr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a plain open_zarr must be quiet
+        ds = xr.open_zarr(tmp_path / "volume.zarr")
+    assert ds.sizes == {"seed": 1, "epoch": 3, "x2": 9, "x1": 9, "point": 60}
+    assert ds["epoch"].values.tolist() == [0, 10, 30]
+    assert ds["checkpoint_sha256"].values[0].tolist() == [sha256_file(p) for p in trained["checkpoints"]]
+    assert ds.attrs["config_sha256"] == config_sha256(experiment)
+    assert ds.attrs["dataset_sha256"] == sha256_file(trained["data"])
+    assert ds.attrs["metric"] == "full"
+    assert "g = J^T J / n" in ds.attrs["metric_definition"] and "n = 16" in ds.attrs["metric_definition"]
+    assert ds.attrs["device"] == "cpu" and ds.attrs["seeds"] == [0]
+    for key in ("geomvol_version", "git_commit", "package_versions", "experiment_config", "Conventions", "history"):
+        assert ds.attrs[key], key
+    assert set(ds.attrs["package_versions"]) >= {"torch", "xarray", "zarr"}
+    assert ds["data_class"].values.tolist() == torch.load(trained["data"], weights_only=True)["y"].tolist()
+    assert ds["log10_volume"].encoding["chunks"] == (1, 1, 9, 9)
