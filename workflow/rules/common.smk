@@ -1,6 +1,19 @@
 import json
+import shlex
+
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 ENV = "../envs/geomvol.yaml"
+
+# The command every rule runs. Under --use-conda the rule's environment holds
+# the dependencies but not geomvol itself (Snakemake copies env files into
+# .snakemake/conda/, so a relative `pip install -e` cannot find this checkout),
+# so the package runs from this checkout's source; PYTHONPATH set inline
+# survives Snakemake's clearing of it in conda jobs.
+if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+    GEOMVOL = f"PYTHONPATH={shlex.quote(workflow.basedir)} python -m geomvol.cli"
+else:
+    GEOMVOL = "geomvol"
 
 
 wildcard_constraints:

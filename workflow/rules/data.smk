@@ -6,11 +6,13 @@ rule prepare_dataset:
         spec=lambda wildcards: spec_json(get_experiment(wildcards)["dataset"]),
     log:
         "results/{experiment}/logs/prepare_dataset.log",
+    benchmark:
+        "results/{experiment}/benchmarks/prepare_dataset.tsv"
     resources:
         mem_mb=1000,
         runtime="10m",
     conda:
         ENV
     shell:
-        "geomvol prepare --spec {params.spec:q} --output {output.data:q}"
+        "{GEOMVOL} prepare --spec {params.spec:q} --output {output.data:q}"
         " --manifest {output.manifest:q} > {log:q} 2>&1"

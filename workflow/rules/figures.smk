@@ -6,11 +6,13 @@ rule figure_volume:
         pdf="results/{experiment}/figures/volume.pdf",
     log:
         "results/{experiment}/logs/figure_volume.log",
+    benchmark:
+        "results/{experiment}/benchmarks/figure_volume.tsv"
     resources:
         mem_mb=2000,
         runtime="10m",
     conda:
         ENV
     shell:
-        "geomvol figure --store {input.store:q} --png {output.png:q}"
+        "{GEOMVOL} figure --store {input.store:q} --png {output.png:q}"
         " --pdf {output.pdf:q} > {log:q} 2>&1"

@@ -7,13 +7,15 @@ rule probe:
         spec=lambda wildcards: spec_json(get_experiment(wildcards)["probe"]),
     log:
         "results/{experiment}/logs/probe_s{seed}_epoch_{epoch}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/probe_s{seed}_epoch_{epoch}.tsv"
     resources:
         mem_mb=4000,
         runtime="1h",
     conda:
         ENV
     shell:
-        "geomvol probe --checkpoint {input.checkpoints:q}/epoch_{wildcards.epoch}.pt"
+        "{GEOMVOL} probe --checkpoint {input.checkpoints:q}/epoch_{wildcards.epoch}.pt"
         " --spec {params.spec:q} --output {output.store:q} > {log:q} 2>&1"
 
 
@@ -28,12 +30,14 @@ rule combine_probes:
         config=lambda wildcards: spec_json(get_experiment(wildcards)),
     log:
         "results/{experiment}/logs/combine_probes.log",
+    benchmark:
+        "results/{experiment}/benchmarks/combine_probes.tsv"
     resources:
         mem_mb=4000,
         runtime="30m",
     conda:
         ENV
     shell:
-        "geomvol combine {input.probes:q} --experiment {wildcards.experiment}"
+        "{GEOMVOL} combine {input.probes:q} --experiment {wildcards.experiment}"
         " --experiment-config {params.config:q} --data {input.data:q}"
         " --manifest {input.manifest:q} --output {output.store:q} > {log:q} 2>&1"

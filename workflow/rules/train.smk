@@ -12,6 +12,8 @@ rule train:
         state_dir="results/{experiment}/s{seed}/train-state",
     log:
         "results/{experiment}/logs/train_s{seed}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/train_s{seed}.tsv"
     threads: lambda wildcards: get_experiment(wildcards)["training"]["threads"]
     resources:
         mem_mb=4000,
@@ -19,6 +21,6 @@ rule train:
     conda:
         ENV
     shell:
-        "geomvol train --spec {params.spec:q} --data {input.data:q}"
+        "{GEOMVOL} train --spec {params.spec:q} --data {input.data:q}"
         " --output-dir {output.checkpoints:q} --state-dir {params.state_dir:q}"
         " --metrics {output.metrics:q} > {log:q} 2>&1"

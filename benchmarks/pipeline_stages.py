@@ -1,0 +1,58 @@
+"""Time the default pipeline (config.yaml) from an empty results/ directory, stage by stage.
+
+    python benchmarks/pipeline_stages.py [--cores 2] [--configfile config.yaml]
+
+Runs the real Snakemake workflow in a temporary directory and prints, per
+rule, the wall time Snakemake's `benchmark:` files recorded (summed over the
+rule's jobs) next to the whole run's wall time and the 120 s target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_S = 120.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--configfile", type=Path, default=ROOT / "config.yaml")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="geomvol-bench-") as workdir:
+        command = [
+            sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", workdir,
+            "--configfile", str(args.configfile.resolve()), "--cores", str(args.cores), "--workflow-profile", "none", "--quiet",
+        ]
+        start = time.perf_counter()
+        subprocess.run(command, check=True)
+        total = time.perf_counter() - start
+
+        per_rule = defaultdict(lambda: [0, 0.0, 0.0])  # jobs, summed wall s, max RSS MB
+        for tsv in sorted(Path(workdir, "results").glob("*/benchmarks/*.tsv")):
+            rule = tsv.stem.split("_s")[0] if tsv.stem.startswith(("train", "probe")) else tsv.stem
+            row = pd.read_csv(tsv, sep="\t").iloc[0]
+            entry = per_rule[rule]
+            entry[0] += 1
+            entry[1] += float(row["s"])
+            entry[2] = max(entry[2], float(row["max_rss"]) if row["max_rss"] != "-" else 0.0)
+
+    print(f"{'stage':<16}{'jobs':>5}{'wall s (sum)':>14}{'max RSS MB':>12}")
+    for rule in ("prepare_dataset", "train", "probe", "combine_probes", "figure_volume"):
+        jobs, seconds, rss = per_rule.get(rule, (0, 0.0, 0.0))
+        print(f"{rule:<16}{jobs:>5}{seconds:>14.1f}{rss:>12.0f}")
+    print(f"{'whole run':<16}{'':>5}{total:>14.1f}   (--cores {args.cores}; target {TARGET_S:.0f} s: {total / TARGET_S:.2f}x of it)")
+
+
+if __name__ == "__main__":
+    main()
