@@ -111,6 +111,12 @@ def _check_experiment(name: str, experiment: dict) -> None:
         raise ConfigError(
             f"config key {_key(where + ('dataset',))}: high ({dataset['high']}) must exceed low ({dataset['low']})"
         )
+    limit = min(2, experiment["model"]["width"])  # grid probes: d = 2 inputs
+    if probe["top_k"] is not None and probe["top_k"] > limit:
+        raise ConfigError(
+            f"config key {_key(where + ('probe', 'top_k'))}: {probe['top_k']} exceeds min(n, d) = {limit} "
+            f"(d = 2 grid inputs, n = model.width)"
+        )
     if probe["metric"] == "subspace" and probe["top_k"] is not None:
         raise ConfigError(
             f"config key {_key(where + ('probe', 'top_k'))}: top_k applies to metric 'full' only"

@@ -24,10 +24,9 @@ from geomvol.provenance import git_commit, host, package_versions
 COMPRESSOR = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle=zarr.codecs.BloscShuffle.bitshuffle)
 
 
-def metric_definition(metric: str, feature_map: str, n: int, d: int, top_k: int | None) -> str:
-    """A sentence that says exactly which volume element was computed."""
+def metric_definition(metric: str, feature_map: str, n: int, d: int, k: int) -> str:
+    """A sentence that says exactly which volume element was computed (k: singular values kept)."""
     if metric == "full":
-        k = min(n, d) if top_k is None else top_k
         return (
             f"log10 sqrt(pdet g), g = J^T J / n, J = d {feature_map}/dx (n = {n} features, d = {d} inputs), "
             f"pseudo-determinant over the top k = {k} singular values of J"
@@ -107,6 +106,8 @@ def combine_probes(
         "dataset_sha256": manifest["sha256"],
         "seeds": [int(s) for s in ds["seed"].values],
         "metric": probe["metric"],
+        "top_k": ds["log10_volume"].attrs["top_k"],
+        "memory_budget_bytes": probe["memory_budget_bytes"],
         "metric_definition": ds["log10_volume"].attrs["description"],
         "metric_normalisation": "g = J^T J / n, n the flattened feature dimension",
         "feature_map": probe["feature_map"],

@@ -74,6 +74,7 @@ def _config_with(path, value):
         ("training.batch_sise", 10, "experiments.exp.training", "batch_sise"),
         ("probe.feature_map", "block4", "experiments.exp.probe.feature_map", "has no feature map 'block4'"),
         ("probe.grid", {"low": 1.0, "high": -1.0}, "experiments.exp.probe.grid", "must exceed"),
+        ("probe.top_k", 3, "experiments.exp.probe.top_k", "exceeds min(n, d) = 2"),
     ],
 )
 def test_bad_config_names_the_key(path, value, key, reason):

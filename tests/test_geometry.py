@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from geomvol.geometry import jacobian, log_volume, log_volume_and_singular_values, subspace_jacobian
+from geomvol.geometry import jacobian, log_volume, log_volume_and_singular_values, plan_chunks, subspace_jacobian
+from geomvol.geometry.volume import ChunkPlan, activation_elements_per_point
 from geomvol.models import build_model
 from geomvol.models.registry import model_spec
 
@@ -82,17 +83,70 @@ def test_pseudo_determinant_when_features_are_fewer_than_inputs():
 def test_zero_singular_value_gives_minus_infinity():
     # The map ignores x2: J = [[1, 0], [2, 0], [cos x1, 0]] has an exactly zero singular value.
     x = torch.randn(4, 2, dtype=torch.float64)
-    got = log_volume(lambda x: torch.stack([x[:, 0], 2 * x[:, 0], torch.sin(x[:, 0])], dim=1), x)
-    assert torch.all(torch.isneginf(got))
+    features = lambda x: torch.stack([x[:, 0], 2 * x[:, 0], torch.sin(x[:, 0])], dim=1)  # noqa: E731
+    assert torch.all(torch.isneginf(log_volume(features, x)))
+    assert torch.all(torch.isneginf(log_volume_and_singular_values(features, x)[0]))
 
 
 def test_chunked_equals_unchunked():
     model = shallow(50, 2)
     x = torch.randn(37, 2, dtype=torch.float64)
     whole = log_volume(model.hidden, x)
-    # 2 * n * d * 8 bytes = 1600 bytes per point: a 5000-byte budget gives chunks of 3 points.
-    chunked = log_volume(model.hidden, x, memory_budget_bytes=5000)
+    activations = activation_elements_per_point(model.hidden, x)
+    assert activations == 50  # sigmoid saves its output; the linear layer saves only its (shared) weight
+    plan = plan_chunks(50, 2, activations, 8, 20_000, 37)  # 2800 bytes a point: 7 points
+    assert 1 < plan.points < 37 and plan.directions is None
+    chunked = log_volume(model.hidden, x, memory_budget_bytes=20_000)
     torch.testing.assert_close(chunked, whole, rtol=1e-15, atol=0)
+
+
+def test_direction_chunks_give_the_same_jacobian():
+    weight = torch.randn(3, 10, dtype=torch.float64)
+    x = torch.randn(4, 10, dtype=torch.float64)
+    features = lambda x: torch.tanh(x @ weight.T)  # noqa: E731  (reverse mode: n = 3 < d = 10)
+    torch.testing.assert_close(jacobian(features, x, directions_per_chunk=1), jacobian(features, x), rtol=0, atol=0)
+    model = shallow(20, 6)  # forward mode
+    torch.testing.assert_close(jacobian(model.hidden, x[:, :6], 4), jacobian(model.hidden, x[:, :6]), rtol=0, atol=0)
+
+
+def test_plan_splits_directions_when_one_point_does_not_fit():
+    # 512 features, 3072 inputs, 3e6 activation elements per point (a CIFAR ResNet34), float32, 1 GiB
+    plan = plan_chunks(512, 3072, 3_000_000, 4, 2**30, 5)
+    assert plan.points == 1
+    assert plan.directions == (2**30 - 2 * 512 * 3072 * 4) // (3_000_000 * 4) - 1 == 87
+    held = (1 + plan.directions) * 3_000_000 * 4 + 2 * 512 * 3072 * 4
+    assert held <= 2**30
+    # everything fits: all points, all directions
+    assert plan_chunks(10, 2, 100, 8, 2**30, 7) == ChunkPlan(points=7, directions=None)
+    # a tiny budget still makes progress, one direction at a time
+    assert plan_chunks(512, 3072, 3_000_000, 4, 1, 5) == ChunkPlan(points=1, directions=1)
+
+
+def test_qr_route_equals_singular_values_route():
+    model = shallow(300, 4)
+    x = torch.randn(9, 4, dtype=torch.float64)
+    from_svd, singular_values = log_volume_and_singular_values(model.hidden, x)
+    torch.testing.assert_close(log_volume(model.hidden, x), from_svd, rtol=1e-12, atol=1e-12)
+    assert torch.all(singular_values[:, :-1] >= singular_values[:, 1:])
+
+
+def test_eval_mode_batchnorm_network_under_vmap():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.GELU(), torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten()
+    )
+    net(torch.randn(8, 3, 6, 6))  # give BatchNorm running statistics
+    net = net.double().eval().requires_grad_(False)
+    x = torch.randn(3, 3, 6, 6, dtype=torch.float64)
+    basis = torch.randn(108, 2, dtype=torch.float64)
+    expected = torch.stack([
+        torch.stack([torch.autograd.functional.jvp(lambda p: net(p[None])[0], x[b], basis[:, k].reshape(3, 6, 6))[1] for k in range(2)], dim=1)
+        for b in range(3)
+    ])
+    torch.testing.assert_close(subspace_jacobian(net, x, basis), expected)
+    full = jacobian(net, x)  # n = 16 < d = 108: reverse mode
+    assert full.shape == (3, 16, 108)
+    torch.testing.assert_close(full @ basis, expected)
 
 
 def test_float32_is_close_to_float64():

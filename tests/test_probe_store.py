@@ -93,7 +93,8 @@ def test_combine_joins_epochs_and_records_provenance(trained, tmp_path):
     assert ds["checkpoint_sha256"].values[0].tolist() == [sha256_file(p) for p in trained["checkpoints"]]
     assert ds.attrs["config_sha256"] == config_sha256(experiment)
     assert ds.attrs["dataset_sha256"] == sha256_file(trained["data"])
-    assert ds.attrs["metric"] == "full"
+    assert ds.attrs["metric"] == "full" and ds.attrs["top_k"] == 2
+    assert ds.attrs["memory_budget_bytes"] == experiment["probe"]["memory_budget_bytes"]
     assert "g = J^T J / n" in ds.attrs["metric_definition"] and "n = 16" in ds.attrs["metric_definition"]
     assert ds.attrs["device"] == "cpu" and ds.attrs["seeds"] == [0]
     for key in ("geomvol_version", "git_commit", "package_versions", "experiment_config", "Conventions", "history"):

@@ -1,5 +1,12 @@
-"""Volume elements of pullback metrics (see :mod:`geomvol.geometry.volume`)."""
+"""Volume elements of pullback metrics (see :mod:`geomvol.geometry.volume`) and
+the analytic theory of shallow networks (:mod:`geomvol.geometry.analytic`)."""
 
-from geomvol.geometry.volume import jacobian, log_volume, log_volume_and_singular_values, subspace_jacobian
+from geomvol.geometry.volume import (
+    jacobian,
+    log_volume,
+    log_volume_and_singular_values,
+    plan_chunks,
+    subspace_jacobian,
+)
 
-__all__ = ["jacobian", "log_volume", "log_volume_and_singular_values", "subspace_jacobian"]
+__all__ = ["jacobian", "log_volume", "log_volume_and_singular_values", "plan_chunks", "subspace_jacobian"]

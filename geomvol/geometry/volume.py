@@ -18,18 +18,28 @@ magnifies a small volume around :math:`x`. With the singular values
   on the span of :math:`V`, :math:`G = (J V)^\top (J V) / n`, from :math:`m`
   forward-mode JVPs per point; the full Jacobian is never formed.
 
-The log volume comes from singular values of :math:`J` (or :math:`JV`), never
-from the determinant of the squared matrix, whose condition number is the
-square of :math:`J`'s. A zero singular value gives :math:`-\infty`.
+Numerics: the log volume comes from :math:`J` (or :math:`JV`) itself, never
+from the determinant of the squared matrix :math:`J^\top J`, whose condition
+number is the square of :math:`J`'s. With all :math:`k = \min(n, m)` singular
+values kept, :math:`\prod_i s_i = \prod_i |R_{ii}|` for the QR factorisation of
+the tall one of :math:`J` and :math:`J^\top` (backward stable like the SVD and
+several times cheaper); with fewer, or when the spectrum is asked for, the
+singular values are computed. A zero singular value gives :math:`-\infty`.
+
+Memory: each point's Jacobian is built from its directions (cotangents or
+tangents) in chunks, and points are processed in chunks, sized by
+:func:`plan_chunks` so that the activations and Jacobians held at once stay
+under ``memory_budget_bytes``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch.func import jacfwd, jacrev, jvp, vmap
+from torch.func import jvp, vjp, vmap
 
 FeatureMap = Callable[[torch.Tensor], torch.Tensor]
 
@@ -48,28 +58,92 @@ def _feature_dim(feature_map: FeatureMap, x: torch.Tensor) -> int:
         return feature_map(x[:1]).reshape(-1).shape[0]
 
 
-def jacobian(feature_map: FeatureMap, x: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How many points, and how many Jacobian directions per point, are processed at once."""
+
+    points: int
+    directions: int | None  # None: all directions in one go
+
+
+def activation_elements_per_point(feature_map: FeatureMap, x: torch.Tensor) -> int:
+    """Elements of the tensors a forward pass saves for differentiation, per point.
+
+    Measured as the difference between a two-point and a one-point forward, so
+    that weights saved by the operations do not count.
+    """
+
+    def saved(points: torch.Tensor) -> int:
+        total = 0
+
+        def pack(tensor):
+            nonlocal total
+            total += tensor.numel()
+            return tensor
+
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            feature_map(points.detach().clone().requires_grad_(True))
+        return total
+
+    return max(1, saved(x[:1].expand(2, *x.shape[1:])) - saved(x[:1]))
+
+
+def plan_chunks(n: int, columns: int, activations: int, itemsize: int, budget: int | None, batch: int) -> ChunkPlan:
+    r"""Chunk sizes that keep the memory of a Jacobian computation under ``budget`` bytes.
+
+    Model of the memory (deliberately pessimistic): a point with ``c``
+    directions in flight holds its saved activations once and a copy per
+    direction, :math:`(1 + c) A` elements, plus its Jacobian and a working
+    copy for the factorisation, :math:`2 n m` elements. All directions of as
+    many points as fit are taken together; when one point with all its
+    directions does not fit, points go one at a time with as many directions
+    as fit (at least one).
+    """
+    if budget is None:
+        return ChunkPlan(points=batch, directions=None)
+    jacobian_bytes = 2 * n * columns * itemsize
+    per_point = (1 + columns) * activations * itemsize + jacobian_bytes
+    if per_point <= budget:
+        return ChunkPlan(points=min(batch, budget // per_point), directions=None)
+    directions = (budget - jacobian_bytes) // (activations * itemsize) - 1
+    return ChunkPlan(points=1, directions=int(min(columns, max(1, directions))))
+
+
+def jacobian(feature_map: FeatureMap, x: torch.Tensor, directions_per_chunk: int | None = None) -> torch.Tensor:
     """Jacobians of the flattened feature map at each point.
 
     Parameters
     ----------
     feature_map : callable, (B, *input) -> (B, *features)
     x : tensor, shape=[B, *input]
+    directions_per_chunk : int, optional
+        Cotangents (reverse mode) or tangents (forward mode) vectorised at once.
 
     Returns
     -------
     jacobian_bnd : tensor, shape=[B, n, d]
-        Reverse mode when n < d (n backward passes), forward mode otherwise
-        (d JVPs), vectorised over points and directions with ``torch.func``.
+        Reverse mode when n < d (n vector-Jacobian products on one forward
+        pass), forward mode otherwise (d Jacobian-vector products),
+        vectorised over points and directions with ``torch.func``.
     """
     batch, input_shape = x.shape[0], x.shape[1:]
     d = math.prod(input_shape)
     n = _feature_dim(feature_map, x)
-    transform = jacrev if n < d else jacfwd
-    return vmap(transform(_flat(feature_map, input_shape)))(x.reshape(batch, d))
+    single = _flat(feature_map, input_shape)
+    if n < d:
+        cotangents = torch.eye(n, dtype=x.dtype, device=x.device)
+
+        def rows(x_flat: torch.Tensor) -> torch.Tensor:
+            _, pullback = vjp(single, x_flat)
+            return vmap(pullback, chunk_size=directions_per_chunk)(cotangents)[0]
+
+        return vmap(rows)(x.reshape(batch, d))
+    return subspace_jacobian(feature_map, x, torch.eye(d, dtype=x.dtype, device=x.device), directions_per_chunk)
 
 
-def subspace_jacobian(feature_map: FeatureMap, x: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+def subspace_jacobian(
+    feature_map: FeatureMap, x: torch.Tensor, basis: torch.Tensor, directions_per_chunk: int | None = None
+) -> torch.Tensor:
     """Directional derivatives along the columns of ``basis``: J V.
 
     Parameters
@@ -87,16 +161,37 @@ def subspace_jacobian(feature_map: FeatureMap, x: torch.Tensor, basis: torch.Ten
     def directional(x_flat: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
         return jvp(single, (x_flat,), (direction,))[1]
 
-    along_basis = vmap(directional, in_dims=(None, 1), out_dims=1)
+    along_basis = vmap(directional, in_dims=(None, 1), out_dims=1, chunk_size=directions_per_chunk)
     return vmap(along_basis, in_dims=(0, None))(x.reshape(batch, -1), basis.to(x))
 
 
-def _chunk_size(n: int, columns: int, itemsize: int, memory_budget_bytes: int | None, batch: int) -> int:
-    """Points per chunk so that the Jacobians held at once (and an SVD copy) fit the budget."""
-    if memory_budget_bytes is None:
-        return batch
-    per_point = 2 * n * columns * itemsize
-    return max(1, min(batch, memory_budget_bytes // per_point))
+def _log_abs_det_r(jac: torch.Tensor) -> torch.Tensor:
+    """sum_i log s_i over all min(n, m) singular values, as log prod |R_ii| of a QR factorisation."""
+    tall = jac if jac.shape[-2] >= jac.shape[-1] else jac.mT
+    r = torch.linalg.qr(tall, mode="r").R
+    return torch.log(r.diagonal(dim1=-2, dim2=-1).abs()).sum(dim=-1)
+
+
+def _jacobians(feature_map, x, basis, memory_budget_bytes):
+    """Yield the Jacobians (or J V) of ``x`` chunk by chunk, within the memory budget."""
+    n = _feature_dim(feature_map, x)
+    columns = math.prod(x.shape[1:]) if basis is None else basis.shape[1]
+    activations = 0 if memory_budget_bytes is None else activation_elements_per_point(feature_map, x)
+    plan = plan_chunks(n, columns, activations, x.element_size(), memory_budget_bytes, x.shape[0])
+    for x_chunk in x.split(plan.points):
+        if basis is None:
+            yield jacobian(feature_map, x_chunk, plan.directions)
+        else:
+            yield subspace_jacobian(feature_map, x_chunk, basis, plan.directions)
+
+
+def _check_top_k(n: int, columns: int, basis, top_k) -> int:
+    if basis is not None and top_k is not None:
+        raise ValueError("top_k applies to the full metric only; a basis fixes the subspace dimension")
+    k = min(n, columns) if top_k is None else top_k
+    if not 1 <= k <= min(n, columns):
+        raise ValueError(f"top_k={top_k} must be between 1 and min(n, d) = {min(n, columns)}")
+    return k
 
 
 def log_volume_and_singular_values(
@@ -118,8 +213,8 @@ def log_volume_and_singular_values(
     top_k : int, optional
         Singular values kept in the full pseudo-determinant; default min(n, d).
     memory_budget_bytes : int, optional
-        Bound on the bytes of Jacobians held at once; points are processed in
-        chunks that fit (at least one point per chunk).
+        Bound on the bytes held at once by the Jacobian computation (see
+        :func:`plan_chunks`); default: everything in one go.
 
     Returns
     -------
@@ -128,25 +223,12 @@ def log_volume_and_singular_values(
         singular value is exactly zero.
     singular_values : tensor, shape=[B, k], descending.
     """
-    if basis is not None and top_k is not None:
-        raise ValueError("top_k applies to the full metric only; a basis fixes the subspace dimension")
     n = _feature_dim(feature_map, x)
-    d = math.prod(x.shape[1:])
-    columns = d if basis is None else basis.shape[1]
-    k = min(n, columns) if top_k is None else top_k
-    if not 1 <= k <= min(n, columns):
-        raise ValueError(f"top_k={top_k} must be between 1 and min(n, d) = {min(n, columns)}")
-    chunk = _chunk_size(n, columns, x.element_size(), memory_budget_bytes, x.shape[0])
-    spectra = []
-    for x_chunk in x.split(chunk):
-        if basis is None:
-            jac = jacobian(feature_map, x_chunk)
-        else:
-            jac = subspace_jacobian(feature_map, x_chunk, basis)
-        spectra.append(torch.linalg.svdvals(jac)[:, :k])
-    singular_values = torch.cat(spectra)
-    log_volume = torch.log(singular_values).sum(dim=1) - 0.5 * k * math.log(n)
-    return log_volume, singular_values
+    k = _check_top_k(n, math.prod(x.shape[1:]) if basis is None else basis.shape[1], basis, top_k)
+    singular_values = torch.cat(
+        [torch.linalg.svdvals(jac)[:, :k] for jac in _jacobians(feature_map, x, basis, memory_budget_bytes)]
+    )
+    return torch.log(singular_values).sum(dim=1) - 0.5 * k * math.log(n), singular_values
 
 
 def log_volume(
@@ -158,6 +240,14 @@ def log_volume(
 ) -> torch.Tensor:
     r"""Natural log of the volume element :math:`\sqrt{\det g}`, shape [B].
 
-    See :func:`log_volume_and_singular_values` for the parameters.
+    See :func:`log_volume_and_singular_values` for the parameters. With all
+    singular values kept (the default) it uses a QR factorisation of J instead
+    of its SVD: the same value, several times faster.
     """
-    return log_volume_and_singular_values(feature_map, x, basis, top_k, memory_budget_bytes)[0]
+    n = _feature_dim(feature_map, x)
+    columns = math.prod(x.shape[1:]) if basis is None else basis.shape[1]
+    k = _check_top_k(n, columns, basis, top_k)
+    if k < min(n, columns):
+        return log_volume_and_singular_values(feature_map, x, basis, top_k, memory_budget_bytes)[0]
+    log_det = torch.cat([_log_abs_det_r(jac) for jac in _jacobians(feature_map, x, basis, memory_budget_bytes)])
+    return log_det - 0.5 * k * math.log(n)

@@ -59,6 +59,7 @@ def probe_checkpoint(checkpoint_path: str | Path, spec: dict) -> xr.Dataset:
         logits = model(points)
     shape = (1, 1, grid["resolution"], grid["resolution"])
     width = math.prod(features(points[:1]).shape[1:])
+    kept = min(width, 2) if spec["top_k"] is None else spec["top_k"]
     seed, epoch = state["train_spec"]["seed"], state["epoch"]
     n_classes = state["model_spec"]["n_classes"]
 
@@ -72,7 +73,9 @@ def probe_checkpoint(checkpoint_path: str | Path, spec: dict) -> xr.Dataset:
             "log10_volume": (dims, grid_values(log_vol / math.log(10)), {
                 "long_name": "log10 of the volume element sqrt(det g) of the pullback metric",
                 "units": "1",
-                "description": metric_definition(spec["metric"], spec["feature_map"], width, 2, spec["top_k"]),
+                "description": metric_definition(spec["metric"], spec["feature_map"], width, 2, kept),
+                "metric": spec["metric"],
+                "top_k": kept,
             }),
             "predicted_class": (dims, grid_values(logits.argmax(dim=1)).astype(np.int16), {
                 "long_name": "class predicted by the network",
