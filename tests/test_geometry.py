@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from geomvol.geometry import jacobian, log_volume, log_volume_and_singular_values, plan_chunks, subspace_jacobian
-from geomvol.geometry.volume import ChunkPlan, activation_elements_per_point
+from geomvol.geometry.volume import ChunkPlan, measure_feature_map
 from geomvol.models import build_model
 from geomvol.models.registry import model_spec
 
@@ -92,7 +92,8 @@ def test_chunked_equals_unchunked():
     model = shallow(50, 2)
     x = torch.randn(37, 2, dtype=torch.float64)
     whole = log_volume(model.hidden, x)
-    activations = activation_elements_per_point(model.hidden, x)
+    n, activations = measure_feature_map(model.hidden, x)
+    assert n == 50
     assert activations == 50  # sigmoid saves its output; the linear layer saves only its (shared) weight
     plan = plan_chunks(50, 2, activations, 8, 20_000, 37)  # 2800 bytes a point: 7 points
     assert 1 < plan.points < 37 and plan.directions is None

@@ -44,15 +44,6 @@ from torch.func import jvp, vjp, vmap
 FeatureMap = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _flat(feature_map: FeatureMap, input_shape: torch.Size) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The feature map of one flat point: (d,) -> (n,)."""
-
-    def single(x_flat: torch.Tensor) -> torch.Tensor:
-        return feature_map(x_flat.reshape(1, *input_shape)).reshape(-1)
-
-    return single
-
-
 def _feature_dim(feature_map: FeatureMap, x: torch.Tensor) -> int:
     with torch.no_grad():
         return feature_map(x[:1]).reshape(-1).shape[0]
@@ -66,14 +57,15 @@ class ChunkPlan:
     directions: int | None  # None: all directions in one go
 
 
-def activation_elements_per_point(feature_map: FeatureMap, x: torch.Tensor) -> int:
-    """Elements of the tensors a forward pass saves for differentiation, per point.
+def measure_feature_map(feature_map: FeatureMap, x: torch.Tensor) -> tuple[int, int]:
+    """(n, A): the flattened feature dimension, and the elements of the tensors a
+    forward pass saves for differentiation per point.
 
-    Measured as the difference between a two-point and a one-point forward, so
-    that weights saved by the operations do not count.
+    A is the difference between a two-point and a one-point forward, so that
+    weights saved by the operations do not count.
     """
 
-    def saved(points: torch.Tensor) -> int:
+    def saved(points: torch.Tensor) -> tuple[int, int]:
         total = 0
 
         def pack(tensor):
@@ -82,10 +74,12 @@ def activation_elements_per_point(feature_map: FeatureMap, x: torch.Tensor) -> i
             return tensor
 
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            feature_map(points.detach().clone().requires_grad_(True))
-        return total
+            out = feature_map(points.detach().clone().requires_grad_(True))
+        return total, out[0].numel()
 
-    return max(1, saved(x[:1].expand(2, *x.shape[1:])) - saved(x[:1]))
+    one, n = saved(x[:1])
+    two, _ = saved(x[:1].expand(2, *x.shape[1:]))
+    return n, max(1, two - one)
 
 
 def plan_chunks(n: int, columns: int, activations: int, itemsize: int, budget: int | None, batch: int) -> ChunkPlan:
@@ -114,7 +108,8 @@ def jacobian(feature_map: FeatureMap, x: torch.Tensor, directions_per_chunk: int
 
     Parameters
     ----------
-    feature_map : callable, (B, *input) -> (B, *features)
+    feature_map : callable, (B, *input) -> (B, *features), treating the points
+        of a batch independently (a model in eval mode).
     x : tensor, shape=[B, *input]
     directions_per_chunk : int, optional
         Cotangents (reverse mode) or tangents (forward mode) vectorised at once.
@@ -122,23 +117,22 @@ def jacobian(feature_map: FeatureMap, x: torch.Tensor, directions_per_chunk: int
     Returns
     -------
     jacobian_bnd : tensor, shape=[B, n, d]
-        Reverse mode when n < d (n vector-Jacobian products on one forward
-        pass), forward mode otherwise (d Jacobian-vector products),
-        vectorised over points and directions with ``torch.func``.
+        Reverse mode when n < d (n vector-Jacobian products sharing one
+        forward pass of the batch), forward mode otherwise (d
+        Jacobian-vector products), vectorised with ``torch.func.vmap``.
     """
-    batch, input_shape = x.shape[0], x.shape[1:]
-    d = math.prod(input_shape)
-    n = _feature_dim(feature_map, x)
-    single = _flat(feature_map, input_shape)
-    if n < d:
-        cotangents = torch.eye(n, dtype=x.dtype, device=x.device)
+    return _jacobian(feature_map, x, _feature_dim(feature_map, x), directions_per_chunk)
 
-        def rows(x_flat: torch.Tensor) -> torch.Tensor:
-            _, pullback = vjp(single, x_flat)
-            return vmap(pullback, chunk_size=directions_per_chunk)(cotangents)[0]
 
-        return vmap(rows)(x.reshape(batch, d))
-    return subspace_jacobian(feature_map, x, torch.eye(d, dtype=x.dtype, device=x.device), directions_per_chunk)
+def _jacobian(feature_map: FeatureMap, x: torch.Tensor, n: int, directions_per_chunk: int | None) -> torch.Tensor:
+    batch, d = x.shape[0], math.prod(x.shape[1:])
+    if n >= d:
+        return subspace_jacobian(feature_map, x, torch.eye(d, dtype=x.dtype, device=x.device), directions_per_chunk)
+    _, pullback = vjp(lambda points: feature_map(points).reshape(batch, n), x)
+    # cotangent i selects feature i of every point; points do not mix, so row i of each point's J comes back
+    cotangents = torch.eye(n, dtype=x.dtype, device=x.device)[:, None, :].expand(n, batch, n)
+    rows = vmap(pullback, chunk_size=directions_per_chunk)(cotangents)[0]  # (n, B, *input)
+    return rows.reshape(n, batch, d).transpose(0, 1)
 
 
 def subspace_jacobian(
@@ -148,21 +142,23 @@ def subspace_jacobian(
 
     Parameters
     ----------
+    feature_map : callable, (B, *input) -> (B, *features), treating the points
+        of a batch independently (a model in eval mode).
     x : tensor, shape=[B, *input]
     basis : tensor, shape=[d, m]
 
     Returns
     -------
-    jacobian_bnm : tensor, shape=[B, n, m], from m forward-mode JVPs per point.
+    jacobian_bnm : tensor, shape=[B, n, m], from m forward-mode JVPs of the
+        whole batch (the same direction at every point).
     """
-    batch, input_shape = x.shape[0], x.shape[1:]
-    single = _flat(feature_map, input_shape)
+    batch = x.shape[0]
 
-    def directional(x_flat: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
-        return jvp(single, (x_flat,), (direction,))[1]
+    def along(direction: torch.Tensor) -> torch.Tensor:
+        tangent = direction.reshape(x.shape[1:]).expand_as(x)
+        return jvp(feature_map, (x,), (tangent,))[1].reshape(batch, -1)
 
-    along_basis = vmap(directional, in_dims=(None, 1), out_dims=1, chunk_size=directions_per_chunk)
-    return vmap(along_basis, in_dims=(0, None))(x.reshape(batch, -1), basis.to(x))
+    return vmap(along, in_dims=1, out_dims=2, chunk_size=directions_per_chunk)(basis.to(x))
 
 
 def _log_abs_det_r(jac: torch.Tensor) -> torch.Tensor:
@@ -172,26 +168,29 @@ def _log_abs_det_r(jac: torch.Tensor) -> torch.Tensor:
     return torch.log(r.diagonal(dim1=-2, dim2=-1).abs()).sum(dim=-1)
 
 
-def _jacobians(feature_map, x, basis, memory_budget_bytes):
-    """Yield the Jacobians (or J V) of ``x`` chunk by chunk, within the memory budget."""
-    n = _feature_dim(feature_map, x)
+def _setup(feature_map, x, basis, top_k, memory_budget_bytes) -> tuple[int, int, ChunkPlan]:
+    """(n, k, plan): feature dimension, singular values kept, chunk sizes; from a forward of one or two points."""
+    if memory_budget_bytes is None:
+        n, activations = _feature_dim(feature_map, x), 0
+    else:
+        n, activations = measure_feature_map(feature_map, x)
     columns = math.prod(x.shape[1:]) if basis is None else basis.shape[1]
-    activations = 0 if memory_budget_bytes is None else activation_elements_per_point(feature_map, x)
-    plan = plan_chunks(n, columns, activations, x.element_size(), memory_budget_bytes, x.shape[0])
-    for x_chunk in x.split(plan.points):
-        if basis is None:
-            yield jacobian(feature_map, x_chunk, plan.directions)
-        else:
-            yield subspace_jacobian(feature_map, x_chunk, basis, plan.directions)
-
-
-def _check_top_k(n: int, columns: int, basis, top_k) -> int:
     if basis is not None and top_k is not None:
         raise ValueError("top_k applies to the full metric only; a basis fixes the subspace dimension")
     k = min(n, columns) if top_k is None else top_k
     if not 1 <= k <= min(n, columns):
         raise ValueError(f"top_k={top_k} must be between 1 and min(n, d) = {min(n, columns)}")
-    return k
+    plan = plan_chunks(n, columns, activations, x.element_size(), memory_budget_bytes, x.shape[0])
+    return n, k, plan
+
+
+def _jacobians(feature_map, x, basis, n: int, plan: ChunkPlan):
+    """The Jacobians (or J V) of ``x``, chunk by chunk as planned."""
+    for x_chunk in x.split(plan.points):
+        if basis is None:
+            yield _jacobian(feature_map, x_chunk, n, plan.directions)
+        else:
+            yield subspace_jacobian(feature_map, x_chunk, basis, plan.directions)
 
 
 def log_volume_and_singular_values(
@@ -223,11 +222,8 @@ def log_volume_and_singular_values(
         singular value is exactly zero.
     singular_values : tensor, shape=[B, k], descending.
     """
-    n = _feature_dim(feature_map, x)
-    k = _check_top_k(n, math.prod(x.shape[1:]) if basis is None else basis.shape[1], basis, top_k)
-    singular_values = torch.cat(
-        [torch.linalg.svdvals(jac)[:, :k] for jac in _jacobians(feature_map, x, basis, memory_budget_bytes)]
-    )
+    n, k, plan = _setup(feature_map, x, basis, top_k, memory_budget_bytes)
+    singular_values = torch.cat([torch.linalg.svdvals(jac)[:, :k] for jac in _jacobians(feature_map, x, basis, n, plan)])
     return torch.log(singular_values).sum(dim=1) - 0.5 * k * math.log(n), singular_values
 
 
@@ -244,10 +240,8 @@ def log_volume(
     singular values kept (the default) it uses a QR factorisation of J instead
     of its SVD: the same value, several times faster.
     """
-    n = _feature_dim(feature_map, x)
-    columns = math.prod(x.shape[1:]) if basis is None else basis.shape[1]
-    k = _check_top_k(n, columns, basis, top_k)
-    if k < min(n, columns):
+    n, k, plan = _setup(feature_map, x, basis, top_k, memory_budget_bytes)
+    if k < min(n, math.prod(x.shape[1:]) if basis is None else basis.shape[1]):
         return log_volume_and_singular_values(feature_map, x, basis, top_k, memory_budget_bytes)[0]
-    log_det = torch.cat([_log_abs_det_r(jac) for jac in _jacobians(feature_map, x, basis, memory_budget_bytes)])
+    log_det = torch.cat([_log_abs_det_r(jac) for jac in _jacobians(feature_map, x, basis, n, plan)])
     return log_det - 0.5 * k * math.log(n)

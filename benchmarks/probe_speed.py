@@ -1,0 +1,145 @@
+"""Speed and accuracy of geomvol's volume elements against the study's way of computing them.
+
+    python benchmarks/probe_speed.py [--points 5] [--float64-points 2] [--budget-gib 1] [--profile]
+
+For each model (the MNIST shallow net 784 -> 2000 sigmoid, 'hidden'; the CIFAR
+ResNet34-GELU, 'pooled' 512-d; random weights) and the same points:
+
+  (a) reference: the study's code path, a Jacobian of the batch-summed features
+      by torch.autograd.functional.jacobian (one backward pass per output),
+      then singular values
+  (b) geomvol full metric (log_volume, basis=None)
+  (c) geomvol subspace metric on a 2-D plane through three points
+  (d) a plain forward pass
+
+and prints seconds per point, the ratios (a)/(b) and (c)/(d) (also at a
+plane grid's batch of --plane-points points), and the largest
+|difference| in log10 volume of (a) and (b) against a float64 computation.
+Runs on 2 CPU threads, and again on CUDA when a GPU is visible (where it also
+reports points per second at the largest batch the memory budget allows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import time
+
+import torch
+
+from geomvol.geometry import log_volume
+from geomvol.models import build_model, feature_map
+from geomvol.models.registry import model_spec
+from geomvol.models.resnet import CifarResNet34
+
+LN10 = math.log(10)
+
+
+def reference_log_volume(features, x: torch.Tensor) -> torch.Tensor:
+    """The study's route: jacobian of features(x).sum(0) with the default per-output loop, then SVD."""
+    jac = torch.autograd.functional.jacobian(lambda z: features(z).sum(0), x)  # (n, B, *input)
+    jac = jac.reshape(jac.shape[0], x.shape[0], -1).transpose(0, 1)  # (B, n, d)
+    singular_values = torch.linalg.svdvals(jac)
+    return torch.log(singular_values).sum(dim=1) - 0.5 * singular_values.shape[1] * math.log(jac.shape[1])
+
+
+def plane_basis(x: torch.Tensor) -> torch.Tensor:
+    """(d, 2) basis of the plane through the first three points (the study's e_u, e_v)."""
+    p1, p2, p3 = (p.reshape(-1) for p in x[:3])
+    centroid = (p1 + p2 + p3) / 3
+    return torch.stack([p2 - p1, 2 * math.sqrt(3) * ((p1 + p2) / 2 - centroid)], dim=1)
+
+
+def timed(fn, device: torch.device, repeats: int = 1):
+    """(best wall time over repeats, last result)."""
+    best, result = math.inf, None
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def bench(name: str, model: torch.nn.Module, map_name: str, x: torch.Tensor, args, device: torch.device) -> None:
+    model = model.to(device).eval().requires_grad_(False)
+    features = feature_map(model, map_name)
+    x = x.to(device)
+    budget = int(args.budget_gib * 2**30)
+    basis = plane_basis(x)
+    points = x.shape[0]
+
+    # warm-up: forward-mode AD loads its decompositions on first use
+    log_volume(features, x[:1], basis=basis, memory_budget_bytes=budget)
+    t_a, ref = timed(lambda: reference_log_volume(features, x), device)
+    t_b, full = timed(lambda: log_volume(features, x, memory_budget_bytes=budget), device)
+    t_c, _ = timed(lambda: log_volume(features, x, basis=basis, memory_budget_bytes=budget), device, repeats=3)
+    with torch.no_grad():
+        t_d, _ = timed(lambda: features(x), device, repeats=3)
+
+    exact_model = copy.deepcopy(model).double()
+    m = min(args.float64_points, points)
+    exact = log_volume(feature_map(exact_model, map_name), x[:m].double(), memory_budget_bytes=budget)
+    err_a = ((ref[:m].double() - exact).abs().max() / LN10).item()
+    err_b = ((full[:m].double() - exact).abs().max() / LN10).item()
+    diff_ab = ((ref - full).abs().max() / LN10).item()
+
+    print(f"\n{name} on {device} ({points} points, float32, memory budget {args.budget_gib:g} GiB)")
+    for label, seconds in [("(a) reference", t_a), ("(b) geomvol full", t_b), ("(c) geomvol subspace", t_c), ("(d) forward", t_d)]:
+        print(f"  {label:<22}{seconds / points:>12.4f} s/point")
+    print(f"  (a)/(b) = {t_a / t_b:.2f}    (c)/(d) = {t_c / t_d:.2f}")
+    plane = (x[torch.arange(args.plane_points, device=device) % points]
+             + 0.01 * torch.randn(args.plane_points, *x.shape[1:], device=device))
+    t_c_plane, _ = timed(lambda: log_volume(features, plane, basis=basis, memory_budget_bytes=budget), device, repeats=3)
+    with torch.no_grad():
+        t_d_plane, _ = timed(lambda: features(plane), device, repeats=3)
+    print(f"  (c)/(d) at {args.plane_points} points (a plane grid): {t_c_plane / t_d_plane:.2f}")
+    print(f"  max |log10 vol (a) - (b)| = {diff_ab:.2e}; against float64 on {m} points: (a) {err_a:.2e}, (b) {err_b:.2e}")
+
+    if device.type == "cuda":
+        batch = args.gpu_batch
+        xs = x[torch.arange(batch, device=device) % points]
+        t, _ = timed(lambda: log_volume(features, xs, memory_budget_bytes=budget), device)
+        print(f"  full metric at batch {batch}: {batch / t:.1f} points/s; peak memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=activities) as prof:
+            log_volume(features, x[:1], memory_budget_bytes=budget)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--points", type=int, default=5, help="points per batch (the study used 5)")
+    parser.add_argument("--float64-points", type=int, default=2, help="points checked against float64")
+    parser.add_argument("--budget-gib", type=float, default=1.0, help="memory budget of geomvol's Jacobians")
+    parser.add_argument("--plane-points", type=int, default=128, help="points for (c)/(d) at plane-grid scale")
+    parser.add_argument("--gpu-batch", type=int, default=64, help="batch for the points-per-second figure on CUDA")
+    parser.add_argument("--models", default="mlp,resnet", help="comma-separated: mlp, resnet")
+    parser.add_argument("--profile", action="store_true", help="print the top operations of (b) on one point")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+
+    generator = torch.Generator().manual_seed(0)
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    for device in devices:
+        if "mlp" in args.models:
+            torch.manual_seed(0)
+            mlp = build_model(model_spec({"name": "shallow", "width": 2000, "activation": "sigmoid"}, 784, 10))
+            bench("MNIST shallow net 784 -> 2000 sigmoid, 'hidden'", mlp, "hidden",
+                  torch.rand(args.points, 784, generator=generator), args, device)
+        if "resnet" in args.models:
+            torch.manual_seed(0)
+            bench("CIFAR ResNet34-GELU, 'pooled' (512-d)", CifarResNet34(), "pooled",
+                  torch.randn(args.points, 3, 32, 32, generator=generator), args, device)
+
+
+if __name__ == "__main__":
+    main()
