@@ -24,6 +24,9 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import resource
+import subprocess
+import sys
 import time
 
 import torch
@@ -115,6 +118,22 @@ def bench(name: str, model: torch.nn.Module, map_name: str, x: torch.Tensor, arg
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
 
 
+def memory_probe(budget_gib: float) -> None:
+    """In this (fresh) process: peak RSS growth of the ResNet's full metric on 2 points under a budget."""
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    model = CifarResNet34().eval().requires_grad_(False)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        model.pooled(x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    log_volume(model.pooled, x, memory_budget_bytes=int(budget_gib * 2**30))
+    seconds = time.perf_counter() - start
+    growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2**20  # KiB -> GiB
+    print(f"  budget {budget_gib:5.2f} GiB: peak RSS grew {growth:.2f} GiB, {seconds / 2:.2f} s/point")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=5, help="points per batch (the study used 5)")
@@ -124,7 +143,16 @@ def main() -> None:
     parser.add_argument("--gpu-batch", type=int, default=64, help="batch for the points-per-second figure on CUDA")
     parser.add_argument("--models", default="mlp,resnet", help="comma-separated: mlp, resnet")
     parser.add_argument("--profile", action="store_true", help="print the top operations of (b) on one point")
+    parser.add_argument("--memory", action="store_true", help="peak memory of (b) on the ResNet under several budgets")
+    parser.add_argument("--memory-probe", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_probe is not None:
+        return memory_probe(args.memory_probe)
+    if args.memory:
+        print("CIFAR ResNet34-GELU full metric, each budget in a fresh process (CPU):")
+        for budget in (0.25, 1.0, 4.0):
+            subprocess.run([sys.executable, __file__, "--memory-probe", str(budget)], check=True)
+        return
     torch.set_num_threads(2)
 
     generator = torch.Generator().manual_seed(0)

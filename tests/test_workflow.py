@@ -125,3 +125,8 @@ def test_killed_training_job_resumes_in_the_pipeline(tmp_path):
     expected = fit(train_spec(resolved), reference / "data.pt", reference / "ck", reference / "state", reference / "m.tsv")
     got = tmp_path / "results" / "sinusoid-smoke" / "s0" / "checkpoints"
     assert [sha256_file(got / p.name) for p in expected] == [sha256_file(p) for p in expected]
+
+
+def test_workflow_is_lint_clean(tmp_path):
+    result = snakemake(tmp_path, SMOKE_CONFIG, "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, result.stdout

@@ -158,7 +158,8 @@ def _publish(state_dir: Path, output_dir: Path, epochs: list[int], history: dict
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     with atomic_path(metrics_path) as tmp:
         rows = ["epoch\tloss\taccuracy"] + [
-            f"{e}\t{l:.8g}\t{a:.6g}" for e, l, a in zip(history["epoch"], history["loss"], history["accuracy"])
+            f"{epoch}\t{loss:.8g}\t{accuracy:.6g}"
+            for epoch, loss, accuracy in zip(history["epoch"], history["loss"], history["accuracy"])
         ]
         Path(tmp).write_text("\n".join(rows) + "\n")
     shutil.rmtree(state_dir)

@@ -3,6 +3,7 @@ rule prepare_dataset:
         data="results/{experiment}/data/dataset.pt",
         manifest="results/{experiment}/data/manifest.json",
     params:
+        geomvol=GEOMVOL,
         spec=lambda wildcards: spec_json(get_experiment(wildcards)["dataset"]),
     log:
         "results/{experiment}/logs/prepare_dataset.log",
@@ -14,5 +15,5 @@ rule prepare_dataset:
     conda:
         ENV
     shell:
-        "{GEOMVOL} prepare --spec {params.spec:q} --output {output.data:q}"
+        "{params.geomvol} prepare --spec {params.spec:q} --output {output.data:q}"
         " --manifest {output.manifest:q} > {log:q} 2>&1"

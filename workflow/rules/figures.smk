@@ -4,6 +4,8 @@ rule figure_volume:
     output:
         png="results/{experiment}/figures/volume.png",
         pdf="results/{experiment}/figures/volume.pdf",
+    params:
+        geomvol=GEOMVOL,
     log:
         "results/{experiment}/logs/figure_volume.log",
     benchmark:
@@ -14,5 +16,5 @@ rule figure_volume:
     conda:
         ENV
     shell:
-        "{GEOMVOL} figure --store {input.store:q} --png {output.png:q}"
+        "{params.geomvol} figure --store {input.store:q} --png {output.png:q}"
         " --pdf {output.pdf:q} > {log:q} 2>&1"

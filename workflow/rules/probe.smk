@@ -4,6 +4,7 @@ rule probe:
     output:
         store=directory("results/{experiment}/s{seed}/probes/epoch_{epoch}.zarr"),
     params:
+        geomvol=GEOMVOL,
         spec=lambda wildcards: spec_json(get_experiment(wildcards)["probe"]),
     log:
         "results/{experiment}/logs/probe_s{seed}_epoch_{epoch}.log",
@@ -15,7 +16,7 @@ rule probe:
     conda:
         ENV
     shell:
-        "{GEOMVOL} probe --checkpoint {input.checkpoints:q}/epoch_{wildcards.epoch}.pt"
+        "{params.geomvol} probe --checkpoint {input.checkpoints:q}/epoch_{wildcards.epoch}.pt"
         " --spec {params.spec:q} --output {output.store:q} > {log:q} 2>&1"
 
 
@@ -27,6 +28,7 @@ rule combine_probes:
     output:
         store=directory("results/{experiment}/volume.zarr"),
     params:
+        geomvol=GEOMVOL,
         config=lambda wildcards: spec_json(get_experiment(wildcards)),
     log:
         "results/{experiment}/logs/combine_probes.log",
@@ -38,6 +40,6 @@ rule combine_probes:
     conda:
         ENV
     shell:
-        "{GEOMVOL} combine {input.probes:q} --experiment {wildcards.experiment}"
+        "{params.geomvol} combine {input.probes:q} --experiment {wildcards.experiment}"
         " --experiment-config {params.config:q} --data {input.data:q}"
         " --manifest {input.manifest:q} --output {output.store:q} > {log:q} 2>&1"

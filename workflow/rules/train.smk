@@ -8,6 +8,7 @@ rule train:
         checkpoints=directory("results/{experiment}/s{seed}/checkpoints"),
         metrics="results/{experiment}/s{seed}/train_metrics.tsv",
     params:
+        geomvol=GEOMVOL,
         spec=get_train_spec,
         state_dir="results/{experiment}/s{seed}/train-state",
     log:
@@ -21,6 +22,6 @@ rule train:
     conda:
         ENV
     shell:
-        "{GEOMVOL} train --spec {params.spec:q} --data {input.data:q}"
+        "{params.geomvol} train --spec {params.spec:q} --data {input.data:q}"
         " --output-dir {output.checkpoints:q} --state-dir {params.state_dir:q}"
         " --metrics {output.metrics:q} > {log:q} 2>&1"
