@@ -22,9 +22,12 @@ Numerics: the log volume comes from :math:`J` (or :math:`JV`) itself, never
 from the determinant of the squared matrix :math:`J^\top J`, whose condition
 number is the square of :math:`J`'s. With all :math:`k = \min(n, m)` singular
 values kept, :math:`\prod_i s_i = \prod_i |R_{ii}|` for the QR factorisation of
-the tall one of :math:`J` and :math:`J^\top` (backward stable like the SVD and
-several times cheaper); with fewer, or when the spectrum is asked for, the
-singular values are computed. A zero singular value gives :math:`-\infty`.
+the tall one of :math:`J` and :math:`J^\top`, rows sorted by decreasing norm
+(several times cheaper than the SVD, and accurate row by row, so saturated units
+with :math:`\phi' \approx 0` keep their tiny singular values exact); with fewer,
+or when the spectrum is asked for, the singular values are computed (norm-wise
+accurate: singular values below :math:`\epsilon s_1` carry absolute, not
+relative, error). A zero singular value gives :math:`-\infty`.
 
 Memory: each point's Jacobian is built from its directions (cotangents or
 tangents) in chunks, and points are processed in chunks, sized by
@@ -162,8 +165,16 @@ def subspace_jacobian(
 
 
 def _log_abs_det_r(jac: torch.Tensor) -> torch.Tensor:
-    """sum_i log s_i over all min(n, m) singular values, as log prod |R_ii| of a QR factorisation."""
+    """sum_i log s_i over all min(n, m) singular values, as log prod |R_ii| of a QR factorisation.
+
+    The rows of the tall matrix are sorted by decreasing norm first: Householder
+    QR is then accurate row by row, so a Jacobian whose rows differ by many
+    orders of magnitude (saturated units: phi'(z) ~ 1e-30) keeps the relative
+    accuracy of its tiny singular values, which a norm-wise stable SVD loses.
+    """
     tall = jac if jac.shape[-2] >= jac.shape[-1] else jac.mT
+    order = tall.norm(dim=-1).argsort(dim=-1, descending=True)
+    tall = torch.take_along_dim(tall, order[..., None], dim=-2)
     r = torch.linalg.qr(tall, mode="r").R
     return torch.log(r.diagonal(dim1=-2, dim2=-1).abs()).sum(dim=-1)
 
