@@ -152,3 +152,13 @@ def test_top_k_and_basis_are_exclusive():
         log_volume(torch.sin, torch.randn(2, 3), basis=torch.eye(3)[:, :2], top_k=1)
     with pytest.raises(ValueError, match="top_k=4"):
         log_volume(torch.sin, torch.randn(2, 3), top_k=4)
+
+
+def test_graded_jacobian_keeps_relative_accuracy():
+    """Rows 1e-30 apart (a saturated unit): the tiny singular value stays exact to rounding."""
+    weight = torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    scales = torch.tensor([1.0, 1e-30, 2.0], dtype=torch.float64)
+    matrix = scales[:, None] * weight  # J = D W
+    x = torch.randn(2, 3, dtype=torch.float64)
+    expected = torch.log(scales).sum() + torch.linalg.slogdet(weight).logabsdet - 1.5 * math.log(3)
+    torch.testing.assert_close(log_volume(lambda x: x @ matrix.T, x), expected.expand(2), rtol=1e-12, atol=0)

@@ -46,6 +46,9 @@ from torch.func import jvp, vjp, vmap
 
 FeatureMap = Callable[[torch.Tensor], torch.Tensor]
 
+# Below this ratio of the smallest to the largest |R_ii|, a point's QR is redone with sorted rows.
+GRADED_RATIO = 1e-3
+
 
 def _feature_dim(feature_map: FeatureMap, x: torch.Tensor) -> int:
     with torch.no_grad():
@@ -164,19 +167,30 @@ def subspace_jacobian(
     return vmap(along, in_dims=1, out_dims=2, chunk_size=directions_per_chunk)(basis.to(x))
 
 
+def _r_diagonal(tall: torch.Tensor) -> torch.Tensor:
+    """|R_ii| of the Householder QR factorisation of each (n, m) matrix, n >= m: shape (B, m)."""
+    return torch.linalg.qr(tall, mode="r").R.diagonal(dim1=-2, dim2=-1).abs()
+
+
 def _log_abs_det_r(jac: torch.Tensor) -> torch.Tensor:
     """sum_i log s_i over all min(n, m) singular values, as log prod |R_ii| of a QR factorisation.
 
-    The rows of the tall matrix are sorted by decreasing norm first: Householder
-    QR is then accurate row by row, so a Jacobian whose rows differ by many
-    orders of magnitude (saturated units: phi'(z) ~ 1e-30) keeps the relative
-    accuracy of its tiny singular values, which a norm-wise stable SVD loses.
+    Householder QR is accurate relative to the largest singular value: a
+    diagonal entry below ``GRADED_RATIO`` times the largest may carry a large
+    relative error when the rows of J differ by many orders of magnitude
+    (saturated units, phi'(z) ~ 1e-30). Those points are factorised again
+    with the rows sorted by decreasing norm, which makes Householder QR
+    accurate row by row, so the tiny singular values keep their relative
+    accuracy (a norm-wise stable SVD would lose it).
     """
-    tall = jac if jac.shape[-2] >= jac.shape[-1] else jac.mT
-    order = tall.norm(dim=-1).argsort(dim=-1, descending=True)
-    tall = torch.take_along_dim(tall, order[..., None], dim=-2)
-    r = torch.linalg.qr(tall, mode="r").R
-    return torch.log(r.diagonal(dim1=-2, dim2=-1).abs()).sum(dim=-1)
+    tall = (jac if jac.shape[-2] >= jac.shape[-1] else jac.mT).contiguous()
+    diagonal = _r_diagonal(tall)
+    graded = diagonal.amin(dim=-1) < GRADED_RATIO * diagonal.amax(dim=-1)
+    if graded.any():
+        rows = tall[graded]
+        order = rows.norm(dim=-1).argsort(dim=-1, descending=True)
+        diagonal[graded] = _r_diagonal(torch.take_along_dim(rows, order[..., None], dim=-2))
+    return torch.log(diagonal).sum(dim=-1)
 
 
 def _setup(feature_map, x, basis, top_k, memory_budget_bytes) -> tuple[int, int, ChunkPlan]:
