@@ -65,27 +65,24 @@ class ChunkPlan:
 
 def measure_feature_map(feature_map: FeatureMap, x: torch.Tensor) -> tuple[int, int]:
     """(n, A): the flattened feature dimension, and the elements of the tensors a
-    forward pass saves for differentiation per point.
+    forward pass of one point saves for differentiation.
 
-    A is the difference between a two-point and a one-point forward, so that
-    weights saved by the operations do not count.
+    Only saved tensors that depend on the input (that require grad) count, so
+    the weights of a frozen model, which every point shares, do not; a model
+    whose parameters require grad is over-counted, which only makes the
+    chunks smaller.
     """
+    saved = 0
 
-    def saved(points: torch.Tensor) -> tuple[int, int]:
-        total = 0
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal saved
+        if tensor.requires_grad:
+            saved += tensor.numel()
+        return tensor
 
-        def pack(tensor):
-            nonlocal total
-            total += tensor.numel()
-            return tensor
-
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            out = feature_map(points.detach().clone().requires_grad_(True))
-        return total, out[0].numel()
-
-    one, n = saved(x[:1])
-    two, _ = saved(x[:1].expand(2, *x.shape[1:]))
-    return n, max(1, two - one)
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = feature_map(x[:1].detach().clone().requires_grad_(True))
+    return out[0].numel(), max(1, saved)
 
 
 def plan_chunks(n: int, columns: int, activations: int, itemsize: int, budget: int | None, batch: int) -> ChunkPlan:
