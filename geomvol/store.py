@@ -18,8 +18,9 @@ import zarr
 
 from geomvol.config import canonical_json, config_sha256
 from geomvol.data import load_dataset
+from geomvol.errors import DataError
 from geomvol.io import atomic_path
-from geomvol.provenance import git_commit, host, package_versions
+from geomvol.provenance import git_commit, host, package_versions, sha256_file
 
 COMPRESSOR = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle=zarr.codecs.BloscShuffle.bitshuffle)
 
@@ -86,6 +87,8 @@ def combine_probes(
     for part in parts:
         part.close()
     manifest = json.loads(Path(manifest_path).read_text())
+    if sha256_file(data_path) != manifest["sha256"]:
+        raise DataError(f"data set {data_path} does not match its manifest {manifest_path} (sha256 differs)")
     data = load_dataset(data_path)
     x, y = data["x"].numpy(), data["y"].numpy()
     ds.coords["point"] = ("point", np.arange(x.shape[0]), {"long_name": "index of the training point", "units": "1"})
@@ -94,6 +97,7 @@ def combine_probes(
     ds["data_class"] = ("point", y.astype(np.int16), {"long_name": "training point class label", "units": "1"})
     probe = experiment_config["probe"]
     devices = sorted(set(ds["probe_device"].values.ravel().tolist()))
+    versions = package_versions()
     ds.attrs = {
         "Conventions": "CF-1.10",
         "title": f"geomvol volume elements: experiment {experiment}",
@@ -113,9 +117,9 @@ def combine_probes(
         "feature_map": probe["feature_map"],
         "probe_dtype": probe["dtype"],
         "device": ", ".join(devices),
-        "geomvol_version": package_versions()["geomvol"],
+        "geomvol_version": versions["geomvol"],
         "git_commit": git_commit(),
-        "package_versions": package_versions(),
+        "package_versions": versions,
         "host": host(),
     }
     write_store(ds, output)

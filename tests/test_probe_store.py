@@ -7,6 +7,8 @@ import torch
 import xarray as xr
 
 from geomvol.config import config_sha256
+from geomvol.data import prepare_dataset
+from geomvol.errors import DataError
 from geomvol.io import atomic_path
 from geomvol.probe import input_grid, probe_checkpoint
 from geomvol.provenance import sha256_file
@@ -102,3 +104,13 @@ def test_combine_joins_epochs_and_records_provenance(trained, tmp_path):
     assert set(ds.attrs["package_versions"]) >= {"torch", "xarray", "zarr"}
     assert ds["data_class"].values.tolist() == torch.load(trained["data"], weights_only=True)["y"].tolist()
     assert ds["log10_volume"].encoding["chunks"] == (1, 1, 9, 9)
+
+
+def test_combine_refuses_data_that_does_not_match_its_manifest(trained, tmp_path):
+    store = tmp_path / "probe.zarr"
+    write_store(probe_checkpoint(trained["checkpoints"][0], trained["experiment"]["probe"]), store)
+    other = tmp_path / "other.pt"
+    prepare_dataset({**trained["experiment"]["dataset"], "seed": 5}, other, tmp_path / "other.json")
+    with pytest.raises(DataError, match="does not match its manifest"):
+        combine_probes([store], "tiny", trained["experiment"], other, trained["manifest"], tmp_path / "volume.zarr")
+    assert not (tmp_path / "volume.zarr").exists()
