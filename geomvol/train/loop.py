@@ -91,7 +91,8 @@ def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: st
     n_classes = int(data["y"].max()) + 1
 
     torch.manual_seed(spec["seed"])
-    model = build_model(model_spec(spec["model"], in_features=x.shape[1], n_classes=n_classes)).to(device)
+    architecture = model_spec(spec["model"], in_features=x.shape[1], n_classes=n_classes)
+    model = build_model(architecture).to(device)
     optimizer = build_optimizer(model.parameters(), training["optimizer"])
     generator = torch.Generator().manual_seed(spec["seed"])
     history = {"epoch": [], "loss": [], "accuracy": []}
@@ -115,7 +116,7 @@ def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: st
         save_checkpoint(
             {
                 "model": {k: v.cpu() for k, v in model.state_dict().items()},
-                "model_spec": model_spec(spec["model"], in_features=x.shape[1], n_classes=n_classes),
+                "model_spec": architecture,
                 "optimizer": optimizer.state_dict(),
                 "rng": {"torch": torch.get_rng_state(), "batch_order": generator.get_state()},
                 "epoch": epoch,
@@ -126,7 +127,7 @@ def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: st
             state_dir / checkpoint_name(epoch),
         )
 
-    if start == 0 and resumed is None:
+    if resumed is None:
         save(0)
     last = training["epochs"]
     with tqdm(total=last, initial=start, desc=f"train seed {spec['seed']}", unit="epoch", mininterval=5, file=sys.stderr) as bar:
