@@ -142,6 +142,7 @@ def main() -> None:
     parser.add_argument("--plane-points", type=int, default=128, help="points for (c)/(d) at plane-grid scale")
     parser.add_argument("--gpu-batch", type=int, default=64, help="batch for the points-per-second figure on CUDA")
     parser.add_argument("--models", default="mlp,resnet", help="comma-separated: mlp, resnet")
+    parser.add_argument("--devices", default=None, help="comma-separated: cpu, cuda (default: cpu, and cuda when visible)")
     parser.add_argument("--profile", action="store_true", help="print the top operations of (b) on one point")
     parser.add_argument("--memory", action="store_true", help="peak memory of (b) on the ResNet under several budgets")
     parser.add_argument("--memory-probe", type=float, help=argparse.SUPPRESS)
@@ -156,7 +157,10 @@ def main() -> None:
     torch.set_num_threads(2)
 
     generator = torch.Generator().manual_seed(0)
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    if args.devices is None:
+        devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    else:
+        devices = [torch.device(name) for name in args.devices.split(",")]
     for device in devices:
         if "mlp" in args.models:
             torch.manual_seed(0)
