@@ -190,8 +190,9 @@ def _log_abs_det_r(jac: torch.Tensor) -> torch.Tensor:
     return torch.log(diagonal).sum(dim=-1)
 
 
-def _setup(feature_map, x, basis, top_k, memory_budget_bytes) -> tuple[int, int, ChunkPlan]:
-    """(n, k, plan): feature dimension, singular values kept, chunk sizes; from a forward of one or two points."""
+def _setup(feature_map, x, basis, top_k, memory_budget_bytes) -> tuple[int, int, bool, ChunkPlan]:
+    """(n, k, all_kept, plan): feature dimension, singular values kept, whether that is all
+    min(n, m) of them, and the chunk sizes; from a forward of one point."""
     if memory_budget_bytes is None:
         n, activations = _feature_dim(feature_map, x), 0
     else:
@@ -203,7 +204,7 @@ def _setup(feature_map, x, basis, top_k, memory_budget_bytes) -> tuple[int, int,
     if not 1 <= k <= min(n, columns):
         raise ValueError(f"top_k={top_k} must be between 1 and min(n, d) = {min(n, columns)}")
     plan = plan_chunks(n, columns, activations, x.element_size(), memory_budget_bytes, x.shape[0])
-    return n, k, plan
+    return n, k, k == min(n, columns), plan
 
 
 def _jacobians(feature_map, x, basis, n: int, plan: ChunkPlan):
@@ -244,7 +245,11 @@ def log_volume_and_singular_values(
         singular value is exactly zero.
     singular_values : tensor, shape=[B, k], descending.
     """
-    n, k, plan = _setup(feature_map, x, basis, top_k, memory_budget_bytes)
+    n, k, _, plan = _setup(feature_map, x, basis, top_k, memory_budget_bytes)
+    return _from_singular_values(feature_map, x, basis, n, k, plan)
+
+
+def _from_singular_values(feature_map, x, basis, n: int, k: int, plan: ChunkPlan) -> tuple[torch.Tensor, torch.Tensor]:
     singular_values = torch.cat([torch.linalg.svdvals(jac)[:, :k] for jac in _jacobians(feature_map, x, basis, n, plan)])
     return torch.log(singular_values).sum(dim=1) - 0.5 * k * math.log(n), singular_values
 
@@ -262,8 +267,8 @@ def log_volume(
     singular values kept (the default) it uses a QR factorisation of J instead
     of its SVD: the same value, several times faster.
     """
-    n, k, plan = _setup(feature_map, x, basis, top_k, memory_budget_bytes)
-    if k < min(n, math.prod(x.shape[1:]) if basis is None else basis.shape[1]):
-        return log_volume_and_singular_values(feature_map, x, basis, top_k, memory_budget_bytes)[0]
+    n, k, all_kept, plan = _setup(feature_map, x, basis, top_k, memory_budget_bytes)
+    if not all_kept:
+        return _from_singular_values(feature_map, x, basis, n, k, plan)[0]
     log_det = torch.cat([_log_abs_det_r(jac) for jac in _jacobians(feature_map, x, basis, n, plan)])
     return log_det - 0.5 * k * math.log(n)
