@@ -11,6 +11,7 @@ accuracy so far), ``train_spec`` (the config it came from) and
 from __future__ import annotations
 
 import sys
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -27,16 +28,20 @@ def checkpoint_name(epoch: int) -> str:
 
 
 def _canonical(value):
-    """A copy whose strings are interned, so pickling equal states gives equal bytes.
+    """A copy whose strings are interned and plain dicts sorted by key, so
+    pickling equal states gives equal bytes.
 
     Pickle shares repeated objects by identity: a key loaded from a checkpoint
     and the same key written in code are equal but distinct, and would be
-    pickled differently after a resume.
+    pickled differently after a resume. Equal dicts built in another order
+    (a spec parsed from the CLI's JSON or built in Python) pickle in that
+    order. Ordered dicts (module state dicts) keep their order.
     """
     if isinstance(value, str):
         return sys.intern(value)
     if isinstance(value, dict):
-        copy = type(value)((_canonical(k), _canonical(v)) for k, v in value.items())
+        items = value.items() if isinstance(value, OrderedDict) else sorted(value.items(), key=lambda item: repr(item[0]))
+        copy = type(value)((_canonical(k), _canonical(v)) for k, v in items)
         if hasattr(value, "_metadata"):  # a module state dict's version record
             copy._metadata = value._metadata
         return copy

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from geomvol.config import canonical_json, saved_epochs
+from geomvol.config import saved_epochs
 from geomvol.data import load_dataset
 from geomvol.device import resolve_device
 from geomvol.io import atomic_path
@@ -80,7 +80,6 @@ def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: st
     ``spec`` holds ``seed``, ``model`` and ``training`` (resolved config sections).
     """
     output_dir, state_dir = Path(output_dir), Path(state_dir)
-    spec = json.loads(canonical_json(spec))  # one key order, whoever built the spec
     training = spec["training"]
     epochs = saved_epochs(training)
     torch.set_num_threads(training["threads"])
