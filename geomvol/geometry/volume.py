@@ -44,6 +44,8 @@ from typing import Callable
 import torch
 from torch.func import jvp, vjp, vmap
 
+from geomvol.geometry.tangents import constant_parameter_tangents
+
 FeatureMap = Callable[[torch.Tensor], torch.Tensor]
 
 # Below this ratio of the smallest to the largest |R_ii|, a point's QR is redone with sorted rows.
@@ -153,13 +155,16 @@ def subspace_jacobian(
     Returns
     -------
     jacobian_bnm : tensor, shape=[B, n, m], from m forward-mode JVPs of the
-        whole batch (the same direction at every point).
+        whole batch (the same direction at every point), vectorised over
+        directions; linear, convolution and eval batch-norm layers use the
+        rules of :mod:`geomvol.geometry.tangents` (no zero parameter tangents).
     """
     batch = x.shape[0]
 
     def along(direction: torch.Tensor) -> torch.Tensor:
         tangent = direction.reshape(x.shape[1:]).expand_as(x)
-        return jvp(feature_map, (x,), (tangent,))[1].reshape(batch, -1)
+        with constant_parameter_tangents():
+            return jvp(feature_map, (x,), (tangent,))[1].reshape(batch, -1)
 
     return vmap(along, in_dims=1, out_dims=2, chunk_size=directions_per_chunk)(basis.to(x))
 
