@@ -17,8 +17,9 @@ plane grid's batch of --plane-points points, where it also times J V with
 torch.func's own forward-mode rules against geomvol's constant-parameter
 rules), and the largest |difference| in log10 volume of (a) and (b) against
 a float64 computation.
-Runs on 2 CPU threads, and again on CUDA when a GPU is visible (where it also
-reports points per second at the largest batch the memory budget allows).
+Runs on 2 CPU threads, and again on CUDA when a GPU is visible, where it also
+reports points per second at the largest batch the memory budget allows and
+the peak memory that batch took (see benchmarks/gpu_check.sh).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ import time
 import torch
 from torch.func import jvp, vmap
 
-from geomvol.geometry import log_volume, subspace_jacobian
+from geomvol.geometry import log_volume, plan_chunks, subspace_jacobian
+from geomvol.geometry.volume import measure_feature_map
 from geomvol.models import build_model, feature_map
 from geomvol.models.registry import model_spec
 from geomvol.models.resnet import CifarResNet34
@@ -119,10 +121,16 @@ def bench(name: str, model: torch.nn.Module, map_name: str, x: torch.Tensor, arg
     print(f"  max |log10 vol (a) - (b)| = {diff_ab:.2e}; against float64 on {m} points: (a) {err_a:.2e}, (b) {err_b:.2e}")
 
     if device.type == "cuda":
-        batch = args.gpu_batch
-        xs = x[torch.arange(batch, device=device) % points]
+        # the largest batch whose Jacobians fit the budget in one go, and whether the peak stays under it
+        n, activations = measure_feature_map(features, x)
+        plan = plan_chunks(n, math.prod(x.shape[1:]), activations, x.element_size(), budget, batch=2**20)
+        xs = x[torch.arange(plan.points, device=device) % points]
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
         t, _ = timed(lambda: log_volume(features, xs, memory_budget_bytes=budget), device)
-        print(f"  full metric at batch {batch}: {batch / t:.1f} points/s; peak memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+        peak = (torch.cuda.max_memory_allocated() - before) / 2**30
+        print(f"  full metric, {plan.points} points (what the budget allows at once): {plan.points / t:.1f} points/s; "
+              f"peak memory above the model {peak:.2f} GiB of the {args.budget_gib:g} GiB budget")
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
@@ -155,7 +163,6 @@ def main() -> None:
     parser.add_argument("--float64-points", type=int, default=2, help="points checked against float64")
     parser.add_argument("--budget-gib", type=float, default=1.0, help="memory budget of geomvol's Jacobians")
     parser.add_argument("--plane-points", type=int, default=128, help="points for (c)/(d) at plane-grid scale")
-    parser.add_argument("--gpu-batch", type=int, default=64, help="batch for the points-per-second figure on CUDA")
     parser.add_argument("--models", default="mlp,resnet", help="comma-separated: mlp, resnet")
     parser.add_argument("--devices", default=None, help="comma-separated: cpu, cuda (default: cpu, and cuda when visible)")
     parser.add_argument("--profile", action="store_true", help="print the top operations of (b) on one point")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from geomvol.device import resolve_device
+from geomvol.device import device_label, resolve_device
 from geomvol.errors import ConfigError
 from geomvol.geometry import log_volume
 from geomvol.models import build_model, feature_map
@@ -97,8 +97,8 @@ def probe_checkpoint(checkpoint_path: str | Path, spec: dict) -> xr.Dataset:
                                   {"long_name": "sha256 of the probed checkpoint file"}),
             "checkpoint_file": (per_checkpoint, np.array([[str(checkpoint_path)]], dtype=object),
                                 {"long_name": "path of the probed checkpoint file"}),
-            "probe_device": (per_checkpoint, np.array([[str(device)]], dtype=object),
-                             {"long_name": "torch device the probe ran on"}),
+            "probe_device": (per_checkpoint, np.array([[device_label(device)]], dtype=object),
+                             {"long_name": "torch device the probe ran on (and the GPU model)"}),
         },
     )
     return ds

@@ -1,0 +1,93 @@
+"""The engine, the probe and training on a CUDA device; skipped where torch sees none.
+
+Run on a GPU machine with ``bash benchmarks/gpu_check.sh``.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from conftest import tiny_experiment, train_spec
+from geomvol.data import prepare_dataset
+from geomvol.geometry import jacobian, log_volume, subspace_jacobian
+from geomvol.models import build_model
+from geomvol.models.registry import model_spec
+from geomvol.probe import probe_checkpoint
+from geomvol.train import fit, load_checkpoint
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+CUDA = torch.device("cuda")
+
+
+def conv_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.GELU(),
+        torch.nn.Conv2d(8, 4, 3, stride=2), torch.nn.Flatten(), torch.nn.Linear(4 * 7 * 7, 10),
+    )
+    net(torch.randn(16, 3, 16, 16))  # BatchNorm running statistics
+    return net.double().eval().requires_grad_(False)
+
+
+def test_mnist_sized_net_in_float32_on_cuda_matches_float64_on_cpu():
+    torch.manual_seed(0)
+    model = build_model(model_spec({"name": "shallow", "width": 2000, "activation": "sigmoid"}, 784, 10))
+    model.eval().requires_grad_(False)
+    x = torch.rand(6, 784)
+    basis = torch.randn(784, 2)
+    exact_full = log_volume(model.double().hidden, x.double())
+    exact_plane = log_volume(model.hidden, x.double(), basis=basis.double())
+    model.float().to(CUDA)
+    full = log_volume(model.hidden, x.to(CUDA), memory_budget_bytes=2**30)
+    plane = log_volume(model.hidden, x.to(CUDA), basis=basis.to(CUDA))
+    assert full.device.type == "cuda" and full.dtype == torch.float32
+    assert torch.max(torch.abs(full.cpu().double() - exact_full)) / math.log(10) < 1e-3
+    assert torch.max(torch.abs(plane.cpu().double() - exact_plane)) / math.log(10) < 1e-4
+
+
+def test_conv_batchnorm_net_on_cuda_equals_cpu_in_float64():
+    net = conv_net()
+    x = torch.randn(4, 3, 16, 16, dtype=torch.float64)
+    basis = torch.randn(768, 3, dtype=torch.float64)
+    expected_plane, expected_full = subspace_jacobian(net, x, basis), jacobian(net, x)
+    net.to(CUDA)
+    torch.testing.assert_close(subspace_jacobian(net, x.to(CUDA), basis.to(CUDA)).cpu(), expected_plane, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(jacobian(net, x.to(CUDA), directions_per_chunk=4).cpu(), expected_full, rtol=1e-9, atol=1e-12)
+
+
+def test_constant_parameter_rules_apply_on_cuda():
+    net = conv_net().to(CUDA)
+    x = torch.randn(4, 3, 16, 16, dtype=torch.float64, device=CUDA)
+    basis = torch.randn(768, 3, dtype=torch.float64, device=CUDA)
+    with FlopCounterMode(display=False) as counter:
+        net(x)
+    forward = counter.get_total_flops()
+    with FlopCounterMode(display=False) as counter:
+        subspace_jacobian(net, x, basis)
+    assert counter.get_total_flops() == 4 * forward
+
+
+def test_training_and_probing_on_cuda(tmp_path):
+    experiment = tiny_experiment()
+    data, manifest = tmp_path / "dataset.pt", tmp_path / "manifest.json"
+    prepare_dataset(experiment["dataset"], data, manifest)
+    on_cpu = fit(train_spec(experiment), data, tmp_path / "cpu", tmp_path / "cpu-state", tmp_path / "cpu.tsv")
+    cuda_spec = train_spec(experiment)
+    cuda_spec["training"] = {**cuda_spec["training"], "device": "cuda"}
+    on_cuda = fit(cuda_spec, data, tmp_path / "cuda", tmp_path / "cuda-state", tmp_path / "cuda.tsv")
+
+    cpu_state, cuda_state = load_checkpoint(on_cpu[-1]), load_checkpoint(on_cuda[-1])
+    for name, value in cpu_state["model"].items():
+        assert cuda_state["model"][name].device.type == "cpu"  # checkpoints load anywhere
+        torch.testing.assert_close(cuda_state["model"][name], value, rtol=1e-3, atol=1e-4)
+
+    probe = {**experiment["probe"], "dtype": "float64"}
+    cpu_probe = probe_checkpoint(on_cuda[-1], probe)
+    cuda_probe = probe_checkpoint(on_cuda[-1], {**probe, "device": "cuda"})
+    assert cuda_probe["probe_device"].item() == f"cuda:0 ({torch.cuda.get_device_name(0)})"
+    assert cpu_probe["probe_device"].item() == "cpu"
+    np.testing.assert_allclose(cuda_probe["log10_volume"].values, cpu_probe["log10_volume"].values, rtol=1e-10)
+    np.testing.assert_array_equal(cuda_probe["predicted_class"].values, cpu_probe["predicted_class"].values)
