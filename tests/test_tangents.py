@@ -89,3 +89,21 @@ def test_layers_outside_the_rules_keep_their_own_tangents(case):
     with constant_parameter_tangents():
         fast = plain_jvps(fn, x, basis)
     torch.testing.assert_close(fast, reference_jvps(fn, x, basis), rtol=1e-12, atol=1e-12)
+
+
+def test_inside_an_outer_vmap_over_weights_and_constant_inputs():
+    """An ensemble vmapped over its weights (wrapped parameters: no rule), and a constant input
+    batched by the outer vmap but carrying no tangent (a rule with a zero tangent)."""
+    torch.manual_seed(0)
+    weights = torch.randn(3, 5, 4, dtype=torch.float64)
+    shift_weight = torch.randn(5, 3, dtype=torch.float64)
+    shifts = torch.randn(3, 3, dtype=torch.float64)
+    x = torch.randn(2, 4, dtype=torch.float64)
+    basis = torch.randn(4, 2, dtype=torch.float64)
+
+    def member(weight, shift):
+        return lambda points: torch.tanh(F.linear(points, weight) + F.linear(shift, shift_weight))
+
+    ensemble = vmap(lambda weight, shift: subspace_jacobian(member(weight, shift), x, basis))(weights, shifts)
+    expected = torch.stack([reference_jvps(member(w, s), x, basis) for w, s in zip(weights, shifts)])
+    torch.testing.assert_close(ensemble, expected, rtol=1e-12, atol=1e-12)
