@@ -38,6 +38,7 @@ under ``memory_budget_bytes``.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -166,7 +167,10 @@ def subspace_jacobian(
         with constant_parameter_tangents():
             return jvp(feature_map, (x,), (tangent,))[1].reshape(batch, -1)
 
-    return vmap(along, in_dims=1, out_dims=2, chunk_size=directions_per_chunk)(basis.to(x))
+    with warnings.catch_warnings():
+        # the first forward-mode use loads torch's decompositions through the deprecated torch.jit.script
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        return vmap(along, in_dims=1, out_dims=2, chunk_size=directions_per_chunk)(basis.to(x))
 
 
 def _r_diagonal(tall: torch.Tensor) -> torch.Tensor:
