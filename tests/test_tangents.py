@@ -6,6 +6,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from geomvol.geometry import subspace_jacobian
 from geomvol.geometry.tangents import constant_parameter_tangents
+from geomvol.models import feature_map
+from geomvol.models.resnet import CifarResNet34
 
 
 def plain_jvps(fn, x, basis):
@@ -107,3 +109,17 @@ def test_inside_an_outer_vmap_over_weights_and_constant_inputs():
     ensemble = vmap(lambda weight, shift: subspace_jacobian(member(weight, shift), x, basis))(weights, shifts)
     expected = torch.stack([reference_jvps(member(w, s), x, basis) for w, s in zip(weights, shifts)])
     torch.testing.assert_close(ensemble, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_cifar_resnet_feature_maps_match_torch_func():
+    """Every feature map of the ResNet34-GELU (BatchNorm with running statistics) under the rules."""
+    torch.manual_seed(0)
+    model = CifarResNet34()
+    with torch.no_grad():
+        model(torch.randn(8, 3, 32, 32))  # running statistics away from their initial values
+    model = model.double().eval().requires_grad_(False)
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    basis = torch.randn(3072, 2, dtype=torch.float64)
+    for name, width in [("block1", 64), ("block2", 128), ("block3", 256), ("block4", 512), ("pooled", 512)]:
+        expected = plain_jvps(feature_map(model, name), x, basis)
+        torch.testing.assert_close(subspace_jacobian(feature_map(model, name), x, basis), expected.reshape(2, width, 2), rtol=1e-12, atol=1e-12)
