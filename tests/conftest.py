@@ -6,6 +6,8 @@ import copy
 from pathlib import Path
 
 import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from geomvol.config import load_config, resolve_config
 from geomvol.data import prepare_dataset
@@ -28,6 +30,25 @@ def tiny_experiment(**training) -> dict:
         }
     }
     return resolve_config(config)["experiments"]["tiny"]
+
+
+def conv_batchnorm_net() -> torch.nn.Module:
+    """A small float64 conv -> BatchNorm (running statistics) -> GELU -> conv -> linear net in eval mode:
+    (B, 3, 16, 16) -> (B, 10)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.GELU(),
+        torch.nn.Conv2d(8, 4, 3, stride=2), torch.nn.Flatten(), torch.nn.Linear(4 * 7 * 7, 10),
+    )
+    net(torch.randn(16, 3, 16, 16))  # BatchNorm running statistics
+    return net.double().eval().requires_grad_(False)
+
+
+def flops(fn) -> tuple[int, object]:
+    """(floating-point operations counted by torch's FlopCounterMode, result) of fn()."""
+    with FlopCounterMode(display=False) as counter:
+        result = fn()
+    return counter.get_total_flops(), result
 
 
 def train_spec(experiment: dict, seed: int = 0) -> dict:

@@ -8,9 +8,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import tiny_experiment, train_spec
+from conftest import conv_batchnorm_net, flops, tiny_experiment, train_spec
 from geomvol.data import prepare_dataset
 from geomvol.geometry import jacobian, log_volume, subspace_jacobian
 from geomvol.models import build_model
@@ -20,16 +19,6 @@ from geomvol.train import fit, load_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = torch.device("cuda")
-
-
-def conv_net() -> torch.nn.Module:
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.GELU(),
-        torch.nn.Conv2d(8, 4, 3, stride=2), torch.nn.Flatten(), torch.nn.Linear(4 * 7 * 7, 10),
-    )
-    net(torch.randn(16, 3, 16, 16))  # BatchNorm running statistics
-    return net.double().eval().requires_grad_(False)
 
 
 def test_mnist_sized_net_in_float32_on_cuda_matches_float64_on_cpu():
@@ -49,7 +38,7 @@ def test_mnist_sized_net_in_float32_on_cuda_matches_float64_on_cpu():
 
 
 def test_conv_batchnorm_net_on_cuda_equals_cpu_in_float64():
-    net = conv_net()
+    net = conv_batchnorm_net()
     x = torch.randn(4, 3, 16, 16, dtype=torch.float64)
     basis = torch.randn(768, 3, dtype=torch.float64)
     expected_plane, expected_full = subspace_jacobian(net, x, basis), jacobian(net, x)
@@ -59,15 +48,12 @@ def test_conv_batchnorm_net_on_cuda_equals_cpu_in_float64():
 
 
 def test_constant_parameter_rules_apply_on_cuda():
-    net = conv_net().to(CUDA)
+    net = conv_batchnorm_net().to(CUDA)
     x = torch.randn(4, 3, 16, 16, dtype=torch.float64, device=CUDA)
     basis = torch.randn(768, 3, dtype=torch.float64, device=CUDA)
-    with FlopCounterMode(display=False) as counter:
-        net(x)
-    forward = counter.get_total_flops()
-    with FlopCounterMode(display=False) as counter:
-        subspace_jacobian(net, x, basis)
-    assert counter.get_total_flops() == 4 * forward
+    forward, _ = flops(lambda: net(x))
+    with_rules, _ = flops(lambda: subspace_jacobian(net, x, basis))
+    assert with_rules == 4 * forward
 
 
 def test_training_and_probing_on_cuda(tmp_path):

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.func import jvp, vmap
-from torch.utils.flop_counter import FlopCounterMode
 
+from conftest import conv_batchnorm_net, flops
 from geomvol.geometry import subspace_jacobian
 from geomvol.geometry.tangents import constant_parameter_tangents
 from geomvol.models import feature_map
@@ -53,18 +53,9 @@ def test_functional_layers_with_keyword_options_match_autograd():
 
 def test_rules_skip_the_parameter_tangents():
     """Conv, batch norm and linear layers: J V for m directions costs (1 + m) forward passes, not (2 + m)."""
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.GELU(),
-        torch.nn.Conv2d(8, 4, 3, stride=2), torch.nn.Flatten(), torch.nn.Linear(4 * 7 * 7, 10),
-    ).double().eval().requires_grad_(False)
+    net = conv_batchnorm_net()
     x = torch.randn(4, 3, 16, 16, dtype=torch.float64)
     basis = torch.randn(768, 3, dtype=torch.float64)
-
-    def flops(fn):
-        with FlopCounterMode(display=False) as counter:
-            result = fn()
-        return counter.get_total_flops(), result
 
     forward, _ = flops(lambda: net(x))
     with_rules, fast = flops(lambda: subspace_jacobian(net, x, basis))
