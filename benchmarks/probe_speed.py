@@ -186,7 +186,7 @@ def main() -> None:
     for device in devices:
         if "mlp" in args.models:
             torch.manual_seed(0)
-            mlp = build_model(model_spec({"name": "shallow", "width": 2000, "activation": "sigmoid"}, 784, 10))
+            mlp = build_model(model_spec({"name": "shallow", "width": 2000, "activation": "sigmoid"}, [784], 10))
             bench("MNIST shallow net 784 -> 2000 sigmoid, 'hidden'", mlp, "hidden",
                   torch.rand(args.points, 784, generator=generator), args, device)
         if "resnet" in args.models:

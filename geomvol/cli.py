@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from geomvol.config import FIGURES
 from geomvol.errors import GeomvolError
 
 
@@ -33,6 +34,16 @@ def cmd_prepare(args) -> None:
     print(f"wrote {args.output} ({record['n_points']} points, classes {record['class_counts']}, sha256 {record['sha256']})")
 
 
+def cmd_synthesize(args) -> None:
+    from geomvol.data.images import write_synthetic
+    from geomvol.io import atomic_path
+
+    with atomic_path(args.root) as tmp:
+        files = write_synthetic(args.dataset, tmp, args.n_train, args.n_test, args.seed)
+    print(f"wrote a synthetic {args.dataset} data set ({args.n_train} training, {args.n_test} test images) "
+          f"in torchvision's layout to {args.root}: {', '.join(files)}")
+
+
 def cmd_train(args) -> None:
     from geomvol.train import fit
 
@@ -44,7 +55,7 @@ def cmd_probe(args) -> None:
     from geomvol.probe import probe_checkpoint
     from geomvol.store import write_store
 
-    ds = probe_checkpoint(args.checkpoint, args.spec)
+    ds = probe_checkpoint(args.checkpoint, args.data, args.spec)
     write_store(ds, args.output)
     print(f"wrote {args.output}")
 
@@ -57,9 +68,9 @@ def cmd_combine(args) -> None:
 
 
 def cmd_figure(args) -> None:
-    from geomvol.figures import plot_volume_grid
+    from geomvol.figures import PLOTS
 
-    plot_volume_grid(args.store, args.png, args.pdf, seed=args.seed)
+    PLOTS[args.kind](args.store, args.png, args.pdf, seed=args.seed)
     print(f"wrote {args.png} and {args.pdf}")
 
 
@@ -78,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", type=Path, required=True)
     p.set_defaults(func=cmd_prepare)
 
+    p = sub.add_parser("synthesize", help="write a small synthetic MNIST or CIFAR-10 in torchvision's on-disk layout")
+    p.add_argument("--dataset", choices=["mnist", "cifar10"], required=True)
+    p.add_argument("--root", type=Path, required=True, help="directory to create (torchvision's root)")
+    p.add_argument("--n-train", type=int, required=True)
+    p.add_argument("--n-test", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synthesize)
+
     p = sub.add_parser("train", help="train, saving (and resuming from) a checkpoint per saved epoch")
     p.add_argument("--spec", type=_json, required=True, help="JSON with seed, model and training sections")
     p.add_argument("--data", type=Path, required=True)
@@ -86,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", type=Path, required=True, help="per-epoch loss and accuracy (TSV)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("probe", help="volume element, class and entropy of one checkpoint on a grid")
+    p = sub.add_parser("probe", help="volume element, class and entropy of one checkpoint on a grid, planes or lines")
     p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True, help="the prepared data set (anchor images)")
     p.add_argument("--spec", type=_json, required=True, help="resolved `probe` config section, as JSON")
     p.add_argument("--output", type=Path, required=True)
     p.set_defaults(func=cmd_probe)
@@ -101,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True)
     p.set_defaults(func=cmd_combine)
 
-    p = sub.add_parser("figure", help="volume element over the input square, one panel per epoch")
+    p = sub.add_parser("figure", help="draw a figure from a combined store: volume (2-D input grid), planes, lines, blocks")
+    p.add_argument("kind", choices=FIGURES)
     p.add_argument("--store", type=Path, required=True)
     p.add_argument("--png", type=Path, required=True)
     p.add_argument("--pdf", type=Path, required=True)

@@ -25,26 +25,18 @@ from geomvol.provenance import git_commit, host, package_versions, sha256_file
 COMPRESSOR = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle=zarr.codecs.BloscShuffle.bitshuffle)
 
 
-def metric_definition(metric: str, feature_map: str, n: int, d: int, k: int) -> str:
-    """A sentence that says exactly which volume element was computed (k: singular values kept)."""
-    if metric == "full":
-        return (
-            f"log10 sqrt(pdet g), g = J^T J / n, J = d {feature_map}/dx (n = {n} features, d = {d} inputs), "
-            f"pseudo-determinant over the top k = {k} singular values of J"
-        )
-    return (
-        f"log10 sqrt(det G), G = (J V)^T (J V) / n, J = d {feature_map}/dx (n = {n} features), "
-        f"V the {d}-column basis of the probed subspace"
-    )
+# Dimensions chunked one slice at a time: a chunk is one (seed, epoch, block, plane or line) slice.
+SLICED_DIMS = ("seed", "epoch", "block", "plane", "line")
 
 
 def _encoding(ds: xr.Dataset) -> dict:
-    """One chunk per (seed, epoch) slice; labels keep -1 as fill value so unwritten cells are not class 0."""
+    """One chunk per (seed, epoch, block, plane/line) slice; labels keep -1 as fill value so unwritten
+    cells are not class 0."""
     encoding = {}
     for name, variable in ds.data_vars.items():
-        chunks = tuple(1 if dim in ("seed", "epoch") else size for dim, size in variable.sizes.items())
+        chunks = tuple(1 if dim in SLICED_DIMS else size for dim, size in variable.sizes.items())
         encoding[name] = {"chunks": chunks, "compressors": (COMPRESSOR,)}
-        if np.issubdtype(variable.dtype, np.integer):
+        if np.issubdtype(variable.dtype, np.signedinteger):
             encoding[name]["fill_value"] = -1
     return encoding
 
@@ -79,11 +71,20 @@ def combine_probes(
 ) -> xr.Dataset:
     """Join the probe stores of one experiment and write the combined store.
 
-    Adds the training points (dim ``point``) and provenance attrs; per-checkpoint
-    values stay coordinates along (seed, epoch).
+    Adds, for 2-D data, the training points (dim ``point``), and provenance
+    attrs; per-checkpoint values stay coordinates along (seed, epoch).
     """
     parts = [open_store(p) for p in probe_paths]
-    ds = xr.combine_by_coords(parts, join="exact", combine_attrs="drop_conflicts").load()
+    # Variables that are not per checkpoint (anchor images, normalisation) are the same in every probe.
+    static = [name for name, variable in parts[0].data_vars.items() if not {"seed", "epoch"} & set(variable.dims)]
+    for part in parts[1:]:
+        for name in static:
+            if not part[name].equals(parts[0][name]):
+                raise DataError(f"probe stores disagree on {name!r}: {probe_paths[0]} and another were made from "
+                                f"different anchors or data")
+    ds = xr.combine_by_coords([part.drop_vars(static) for part in parts], join="exact",
+                              combine_attrs="drop_conflicts").load()
+    ds = ds.assign({name: parts[0][name].load() for name in static})
     for part in parts:
         part.close()
     manifest = json.loads(Path(manifest_path).read_text())
@@ -91,11 +92,13 @@ def combine_probes(
         raise DataError(f"data set {data_path} does not match its manifest {manifest_path} (sha256 differs)")
     data = load_dataset(data_path)
     x, y = data["x"].numpy(), data["y"].numpy()
-    ds.coords["point"] = ("point", np.arange(x.shape[0]), {"long_name": "index of the training point", "units": "1"})
-    ds["data_x1"] = ("point", x[:, 0], {"long_name": "training point coordinate x1", "units": "1"})
-    ds["data_x2"] = ("point", x[:, 1], {"long_name": "training point coordinate x2", "units": "1"})
-    ds["data_class"] = ("point", y.astype(np.int16), {"long_name": "training point class label", "units": "1"})
+    if x.ndim == 2 and x.shape[1] == 2:
+        ds.coords["point"] = ("point", np.arange(x.shape[0]), {"long_name": "index of the training point", "units": "1"})
+        ds["data_x1"] = ("point", x[:, 0], {"long_name": "training point coordinate x1", "units": "1"})
+        ds["data_x2"] = ("point", x[:, 1], {"long_name": "training point coordinate x2", "units": "1"})
+        ds["data_class"] = ("point", y.astype(np.int16), {"long_name": "training point class label", "units": "1"})
     probe = experiment_config["probe"]
+    volumes = [name for name in ds.data_vars if name.endswith("log10_volume")]
     devices = sorted(set(ds["probe_device"].values.ravel().tolist()))
     versions = package_versions()
     ds.attrs = {
@@ -108,13 +111,17 @@ def combine_probes(
         "config_sha256": config_sha256(experiment_config),
         "dataset": manifest["dataset"],
         "dataset_sha256": manifest["sha256"],
+        "dataset_raw_files": json.dumps(manifest.get("raw_files"), sort_keys=True),
+        "input_space": ("images: pixels / 255, then minus channel_mean, divided by channel_std" if x.ndim == 4
+                        else "the data's own coordinates"),
         "seeds": [int(s) for s in ds["seed"].values],
+        "classes": data.get("classes", [f"class_{c}" for c in range(int(y.max()) + 1)]),
         "metric": probe["metric"],
-        "top_k": ds["log10_volume"].attrs["top_k"],
+        "top_k": "min(n, d)" if probe["top_k"] is None else probe["top_k"],
         "memory_budget_bytes": probe["memory_budget_bytes"],
-        "metric_definition": ds["log10_volume"].attrs["description"],
+        "metric_definition": " | ".join(f"{name}: {ds[name].attrs['description']}" for name in volumes),
         "metric_normalisation": "g = J^T J / n, n the flattened feature dimension",
-        "feature_map": probe["feature_map"],
+        "feature_maps": list(probe["feature_maps"]),
         "probe_dtype": probe["dtype"],
         "device": ", ".join(devices),
         "geomvol_version": versions["geomvol"],

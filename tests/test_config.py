@@ -3,7 +3,9 @@ import copy
 import pytest
 import yaml
 
-from geomvol.config import FEATURE_MAPS, config_sha256, load_config, resolve_config, saved_epochs
+import torch
+
+from geomvol.config import FEATURE_MAPS, config_sha256, feature_width, load_config, resolve_config, saved_epochs
 from geomvol.errors import ConfigError
 from geomvol.models import build_model
 from geomvol.models.registry import model_spec
@@ -14,7 +16,7 @@ from conftest import ROOT
 def test_default_config_is_the_study_setting():
     experiment = load_config(ROOT / "config.yaml")["experiments"]["sinusoid"]
     assert experiment["dataset"]["n_points"] == 400
-    assert experiment["model"] == {"name": "shallow", "width": 250, "activation": "sigmoid"}
+    assert experiment["model"] == {"name": "shallow", "width": 250, "activation": "sigmoid", "weight_std": 1.0}
     assert experiment["training"]["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}
     assert experiment["training"]["epochs"] == 10000
     assert experiment["probe"]["epochs"] == [0, 200, 5000, 10000]
@@ -72,7 +74,7 @@ def _config_with(path, value):
         ("probe.grid", {"resolution": 0}, "experiments.exp.probe.grid.resolution", "less than the minimum"),
         ("model.width", "wide", "experiments.exp.model.width", "is not of type 'integer'"),
         ("training.batch_sise", 10, "experiments.exp.training", "batch_sise"),
-        ("probe.feature_map", "block4", "experiments.exp.probe.feature_map", "has no feature map 'block4'"),
+        ("probe.feature_maps", ["block4"], "experiments.exp.probe.feature_maps.0", "has no feature map 'block4'"),
         ("probe.grid", {"low": 1.0, "high": -1.0}, "experiments.exp.probe.grid", "must exceed"),
         ("probe.top_k", 3, "experiments.exp.probe.top_k", "exceeds min(n, d) = 2"),
     ],
@@ -91,9 +93,13 @@ def test_experiment_names_are_safe_path_components():
 
 
 def test_feature_map_table_matches_the_models():
+    x = torch.rand(2, 3, 32, 32)
     for name, maps in FEATURE_MAPS.items():
-        model = build_model(model_spec({"name": name, "width": 3, "activation": "tanh"}, 2, 2))
+        section = {"name": name, "width": 3, "activation": "tanh" if name == "shallow" else "gelu"}
+        model = build_model(model_spec(section, [3, 32, 32], 10)).eval()
         assert tuple(model.feature_maps()) == maps
+        for feature_map, function in model.feature_maps().items():
+            assert function(x).shape == (2, feature_width(section, feature_map))
 
 
 def test_config_hash_ignores_key_order():

@@ -23,7 +23,7 @@ CUDA = torch.device("cuda")
 
 def test_mnist_sized_net_in_float32_on_cuda_matches_float64_on_cpu():
     torch.manual_seed(0)
-    model = build_model(model_spec({"name": "shallow", "width": 2000, "activation": "sigmoid"}, 784, 10))
+    model = build_model(model_spec({"name": "shallow", "width": 2000, "activation": "sigmoid"}, [784], 10))
     model.eval().requires_grad_(False)
     x = torch.rand(6, 784)
     basis = torch.randn(784, 2)
@@ -71,8 +71,8 @@ def test_training_and_probing_on_cuda(tmp_path):
         torch.testing.assert_close(cuda_state["model"][name], value, rtol=1e-3, atol=1e-4)
 
     probe = {**experiment["probe"], "dtype": "float64"}
-    cpu_probe = probe_checkpoint(on_cuda[-1], probe)
-    cuda_probe = probe_checkpoint(on_cuda[-1], {**probe, "device": "cuda"})
+    cpu_probe = probe_checkpoint(on_cuda[-1], data, probe)
+    cuda_probe = probe_checkpoint(on_cuda[-1], data, {**probe, "device": "cuda"})
     assert cuda_probe["probe_device"].item() == f"cuda:0 ({torch.cuda.get_device_name(0)})"
     assert cpu_probe["probe_device"].item() == "cpu"
     np.testing.assert_allclose(cuda_probe["log10_volume"].values, cpu_probe["log10_volume"].values, rtol=1e-10)

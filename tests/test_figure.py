@@ -11,7 +11,7 @@ def test_figure_carries_its_store_and_checksum(trained, tmp_path):
     paths = []
     for checkpoint in trained["checkpoints"]:
         paths.append(tmp_path / f"{checkpoint.stem}.zarr")
-        write_store(probe_checkpoint(checkpoint, experiment["probe"]), paths[-1])
+        write_store(probe_checkpoint(checkpoint, trained["data"], experiment["probe"]), paths[-1])
     store = tmp_path / "volume.zarr"
     combine_probes(paths, "tiny", experiment, trained["data"], trained["manifest"], store)
     plot_volume_grid(store, tmp_path / "volume.png", tmp_path / "volume.pdf")

@@ -12,7 +12,7 @@ from geomvol.models.registry import model_spec
 
 def shallow(width, d, activation="sigmoid", seed=0):
     torch.manual_seed(seed)
-    spec = model_spec({"name": "shallow", "width": width, "activation": activation}, in_features=d, n_classes=2)
+    spec = model_spec({"name": "shallow", "width": width, "activation": activation}, input_shape=[d], n_classes=2)
     return build_model(spec).double().eval().requires_grad_(False)
 
 

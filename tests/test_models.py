@@ -9,7 +9,7 @@ from geomvol.models.resnet import CifarResNet34
 
 def test_shallow_net_reads_like_the_paper():
     torch.manual_seed(0)
-    model = build_model(model_spec({"name": "shallow", "width": 250, "activation": "sigmoid"}, 2, 2))
+    model = build_model(model_spec({"name": "shallow", "width": 250, "activation": "sigmoid"}, [2], 2))
     x = torch.randn(5, 2)
     hidden = torch.sigmoid(x @ model.hidden_layer.weight.T + model.hidden_layer.bias)
     torch.testing.assert_close(feature_map(model, "hidden")(x), hidden)

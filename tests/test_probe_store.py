@@ -26,9 +26,11 @@ def test_grid_is_row_major_in_x2_x1():
 def test_probe_matches_the_closed_form_of_the_checkpoint(trained):
     experiment = trained["experiment"]
     checkpoint = trained["checkpoints"][-1]
-    ds = probe_checkpoint(checkpoint, experiment["probe"])
-    assert ds["log10_volume"].dims == ("seed", "epoch", "x2", "x1")
-    assert ds.sizes == {"seed": 1, "epoch": 1, "x2": 9, "x1": 9}
+    ds = probe_checkpoint(checkpoint, trained["data"], experiment["probe"])
+    assert ds["log10_volume"].dims == ("seed", "epoch", "block", "x2", "x1")
+    assert ds["predicted_class"].dims == ("seed", "epoch", "x2", "x1")
+    assert ds.sizes == {"seed": 1, "epoch": 1, "block": 1, "x2": 9, "x1": 9}
+    assert ds["block"].values.tolist() == ["hidden"] and ds["top_k"].values.tolist() == [2]
     assert ds["epoch"].item() == 30 and ds["seed"].item() == 0
     assert ds["checkpoint_sha256"].item() == sha256_file(checkpoint)
 
@@ -40,7 +42,7 @@ def test_probe_matches_the_closed_form_of_the_checkpoint(trained):
     dphi = s * (1 - s)
     metric = torch.einsum("jm,bj,jv->bmv", weight, dphi**2, weight) / weight.shape[0]
     expected = (0.5 * torch.logdet(metric) / math.log(10)).reshape(9, 9).numpy()
-    np.testing.assert_allclose(ds["log10_volume"].values[0, 0], expected, rtol=1e-10)
+    np.testing.assert_allclose(ds["log10_volume"].values[0, 0, 0], expected, rtol=1e-10)
 
     logits = state["model"]["readout.weight"].double() @ s.T / math.sqrt(16) + state["model"]["readout.bias"].double()[:, None]
     np.testing.assert_array_equal(ds["predicted_class"].values[0, 0].ravel(), logits.argmax(dim=0).numpy())
@@ -51,13 +53,13 @@ def test_probe_matches_the_closed_form_of_the_checkpoint(trained):
 
 def test_subspace_probe_equals_full_on_the_plane(trained):
     probe = trained["experiment"]["probe"]
-    full = probe_checkpoint(trained["checkpoints"][1], probe)
-    subspace = probe_checkpoint(trained["checkpoints"][1], {**probe, "metric": "subspace"})
+    full = probe_checkpoint(trained["checkpoints"][1], trained["data"], probe)
+    subspace = probe_checkpoint(trained["checkpoints"][1], trained["data"], {**probe, "metric": "subspace"})
     np.testing.assert_allclose(subspace["log10_volume"].values, full["log10_volume"].values, rtol=1e-12)
 
 
 def test_every_variable_is_labelled(trained):
-    ds = probe_checkpoint(trained["checkpoints"][0], trained["experiment"]["probe"])
+    ds = probe_checkpoint(trained["checkpoints"][0], trained["data"], trained["experiment"]["probe"])
     for name, variable in ds.variables.items():
         assert variable.attrs.get("long_name"), name
         if variable.dtype.kind in "fiu":
@@ -65,11 +67,11 @@ def test_every_variable_is_labelled(trained):
 
 
 def test_store_round_trip_with_one_chunk_per_epoch(trained, tmp_path):
-    ds = probe_checkpoint(trained["checkpoints"][0], trained["experiment"]["probe"])
+    ds = probe_checkpoint(trained["checkpoints"][0], trained["data"], trained["experiment"]["probe"])
     write_store(ds, tmp_path / "probe.zarr")
     back = open_store(tmp_path / "probe.zarr")
     xr.testing.assert_identical(back.load(), ds)
-    assert back["log10_volume"].encoding["chunks"] == (1, 1, 9, 9)
+    assert back["log10_volume"].encoding["chunks"] == (1, 1, 1, 9, 9)
     assert back["predicted_class"].encoding["fill_value"] == -1
     with pytest.raises(FileExistsError):
         with atomic_path(tmp_path / "probe.zarr") as tmp:
@@ -84,31 +86,32 @@ def test_combine_joins_epochs_and_records_provenance(trained, tmp_path):
     paths = []
     for checkpoint in trained["checkpoints"]:
         path = tmp_path / f"{checkpoint.stem}.zarr"
-        write_store(probe_checkpoint(checkpoint, experiment["probe"]), path)
+        write_store(probe_checkpoint(checkpoint, trained["data"], experiment["probe"]), path)
         paths.append(path)
     combine_probes(paths, "tiny", experiment, trained["data"], trained["manifest"], tmp_path / "volume.zarr")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a plain open_zarr must be quiet
         ds = xr.open_zarr(tmp_path / "volume.zarr")
-    assert ds.sizes == {"seed": 1, "epoch": 3, "x2": 9, "x1": 9, "point": 60}
+    assert ds.sizes == {"seed": 1, "epoch": 3, "block": 1, "x2": 9, "x1": 9, "point": 60}
     assert ds["epoch"].values.tolist() == [0, 10, 30]
     assert ds["checkpoint_sha256"].values[0].tolist() == [sha256_file(p) for p in trained["checkpoints"]]
     assert ds.attrs["config_sha256"] == config_sha256(experiment)
     assert ds.attrs["dataset_sha256"] == sha256_file(trained["data"])
-    assert ds.attrs["metric"] == "full" and ds.attrs["top_k"] == 2
+    assert ds.attrs["metric"] == "full" and ds.attrs["top_k"] == "min(n, d)" and ds["top_k"].values.tolist() == [2]
+    assert ds["feature_width"].values.tolist() == [16] and ds.attrs["feature_maps"] == ["hidden"]
     assert ds.attrs["memory_budget_bytes"] == experiment["probe"]["memory_budget_bytes"]
-    assert "g = J^T J / n" in ds.attrs["metric_definition"] and "n = 16" in ds.attrs["metric_definition"]
+    assert "g = J^T J / n" in ds.attrs["metric_definition"] and "d = 2 inputs" in ds.attrs["metric_definition"]
     assert ds.attrs["device"] == "cpu" and ds.attrs["seeds"] == [0]
     for key in ("geomvol_version", "git_commit", "package_versions", "experiment_config", "Conventions", "history"):
         assert ds.attrs[key], key
     assert set(ds.attrs["package_versions"]) >= {"torch", "xarray", "zarr"}
     assert ds["data_class"].values.tolist() == torch.load(trained["data"], weights_only=True)["y"].tolist()
-    assert ds["log10_volume"].encoding["chunks"] == (1, 1, 9, 9)
+    assert ds["log10_volume"].encoding["chunks"] == (1, 1, 1, 9, 9)
 
 
 def test_combine_refuses_data_that_does_not_match_its_manifest(trained, tmp_path):
     store = tmp_path / "probe.zarr"
-    write_store(probe_checkpoint(trained["checkpoints"][0], trained["experiment"]["probe"]), store)
+    write_store(probe_checkpoint(trained["checkpoints"][0], trained["data"], trained["experiment"]["probe"]), store)
     other = tmp_path / "other.pt"
     prepare_dataset({**trained["experiment"]["dataset"], "seed": 5}, other, tmp_path / "other.json")
     with pytest.raises(DataError, match="does not match its manifest"):

@@ -1,18 +1,22 @@
 """The real Snakemake workflow on tiny configs, in temporary directories."""
 
+import json
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import psutil
 import pytest
 import xarray as xr
 import yaml
+from PIL import Image
 
-from geomvol.config import config_sha256, load_config
+from geomvol.config import EXPECTED_FILES, config_sha256, load_config
 from geomvol.data import prepare_dataset
-from geomvol.provenance import sha256_file
+from geomvol.provenance import sha256_file, sha256_tree
 from geomvol.train import fit
 
 from conftest import ROOT, SMOKE_CONFIG, train_spec
@@ -28,6 +32,16 @@ def snakemake(workdir, configfile, *extra, wait=True):
     return subprocess.run(command, capture_output=True, text=True)
 
 
+def sinusoid_only(tmp_path, **training):
+    """The smoke config's sinusoid experiment alone (fast), its training section updated; returns the file."""
+    config = yaml.safe_load(SMOKE_CONFIG.read_text())
+    config["experiments"] = {"sinusoid-smoke": config["experiments"]["sinusoid-smoke"]}
+    config["experiments"]["sinusoid-smoke"]["training"].update(training)
+    path = tmp_path / "sinusoid.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("smoke")
@@ -40,7 +54,7 @@ def test_pipeline_produces_a_labelled_store_and_figures(smoke_run, smoke_config)
     results = smoke_run / "results" / "sinusoid-smoke"
     experiment = smoke_config["experiments"]["sinusoid-smoke"]
     ds = xr.open_zarr(results / "volume.zarr")
-    assert dict(ds["log10_volume"].sizes) == {"seed": 1, "epoch": 3, "x2": 12, "x1": 12}
+    assert dict(ds["log10_volume"].sizes) == {"seed": 1, "epoch": 3, "block": 1, "x2": 12, "x1": 12}
     assert ds["epoch"].values.tolist() == [0, 20, 40]
     assert ds.attrs["experiment"] == "sinusoid-smoke"
     assert ds.attrs["config_sha256"] == config_sha256(experiment)
@@ -50,10 +64,51 @@ def test_pipeline_produces_a_labelled_store_and_figures(smoke_run, smoke_config)
     assert ds["log10_volume"].notnull().all()
     assert (results / "figures" / "volume.png").stat().st_size > 10_000
     assert (results / "figures" / "volume.pdf").read_bytes().startswith(b"%PDF")
-    for rule in ("prepare_dataset", "train_s0", "probe_s0_epoch_0", "combine_probes", "figure_volume"):
-        log = (results / "logs" / f"{rule}.log").read_text()
-        assert "Warning" not in log, f"{rule}: {log}"  # logs carry what a user should read, not library noise
+    for log_file in (smoke_run / "results").glob("*/logs/*.log"):
+        log = log_file.read_text()
+        assert "Warning" not in log, f"{log_file}: {log}"  # logs carry what a user should read, not library noise
     assert not (results / "s0" / "train-state").exists()
+
+
+def test_image_experiments_produce_their_stores_and_figures(smoke_run, smoke_config):
+    results = smoke_run / "results"
+    cifar = xr.open_zarr(results / "cifar10-smoke" / "volume.zarr")
+    assert dict(cifar["plane_log10_volume"].sizes) == {"seed": 1, "epoch": 2, "block": 4, "plane": 1, "v": 6, "u": 6}
+    assert cifar["block"].values.tolist() == ["block1", "block2", "block3", "block4"]
+    assert cifar["feature_width"].values.tolist() == [64, 128, 256, 512]
+    assert cifar["plane_log10_volume"].encoding["chunks"] == (1, 1, 1, 1, 6, 6)
+    assert np.isfinite(cifar["plane_log10_volume"].values).all()
+    assert cifar["plane_anchor_image"].dtype == np.uint8 and cifar["plane_anchor_image"].shape == (1, 3, 3, 32, 32)
+    assert [cifar.attrs["classes"][c] for c in cifar["plane_anchor_class"].values[0]] == ["horse", "frog", "automobile"]
+    probabilities = cifar["plane_anchor_probability"].sum("anchor")
+    assert float(probabilities.max()) <= 1 + 1e-6
+    mnist = xr.open_zarr(results / "mnist-plane-smoke" / "volume.zarr")
+    assert dict(mnist["plane_anchor_singular_values"].sizes) == {"seed": 1, "epoch": 3, "block": 1, "plane": 1,
+                                                                 "anchor": 3, "k": 32}
+    line = xr.open_zarr(results / "mnist-line-smoke" / "volume.zarr")
+    assert dict(line["line_log10_volume"].sizes) == {"seed": 1, "epoch": 3, "block": 1, "line": 1, "t": 10}
+    assert line["line_anchor_class"].values.tolist() == [[7, 6]]
+    manifest = json.loads((results / "mnist-line-smoke" / "data" / "manifest.json").read_text())
+    raw = manifest["raw_files"]["sha256"]
+    assert sorted(raw) == sorted(EXPECTED_FILES["mnist"])
+    assert raw["MNIST/raw/train-labels-idx1-ubyte"] == sha256_file(
+        results / "mnist-line-smoke" / "data" / "synthetic" / "MNIST" / "raw" / "train-labels-idx1-ubyte")
+    metrics = (results / "cifar10-smoke" / "s0" / "train_metrics.tsv").read_text().splitlines()
+    assert metrics[0] == "epoch\tloss\taccuracy\ttest_loss\ttest_accuracy" and len(metrics) == 3
+    for name, figures in {"cifar10-smoke": ["planes", "blocks"], "mnist-plane-smoke": ["planes"],
+                          "mnist-line-smoke": ["lines"]}.items():
+        for figure in figures:
+            with Image.open(results / name / "figures" / f"{figure}.png") as image:
+                assert image.text["geomvol:store_sha256"] == sha256_tree(results / name / "volume.zarr")
+            assert (results / name / "figures" / f"{figure}.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_paper_config_dry_runs_the_whole_study(tmp_path):
+    result = snakemake(tmp_path, ROOT / "workflow" / "configs" / "paper.yaml", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
+    assert jobs["train"] == "4" and jobs["prepare_dataset"] == "4" and jobs["figure"] == "5"
+    assert jobs["probe"] == str(4 + 7 + 11 + 4)  # probed epochs: sinusoid, MNIST line, MNIST plane, CIFAR-10
 
 
 def test_a_finished_pipeline_has_nothing_left_to_do(smoke_run):
@@ -74,12 +129,13 @@ def test_bad_config_fails_before_any_job(tmp_path):
 
 
 def test_corrupt_checkpoint_fails_its_probe_and_leaves_no_store(tmp_path):
-    trained = snakemake(tmp_path, SMOKE_CONFIG, "results/sinusoid-smoke/s0/checkpoints")
+    configfile = sinusoid_only(tmp_path)
+    trained = snakemake(tmp_path, configfile, "results/sinusoid-smoke/s0/checkpoints")
     assert trained.returncode == 0, trained.stderr
     results = tmp_path / "results" / "sinusoid-smoke"
     checkpoint = results / "s0" / "checkpoints" / "epoch_20.pt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:300])
-    result = snakemake(tmp_path, SMOKE_CONFIG, "--keep-going")
+    result = snakemake(tmp_path, configfile, "--keep-going")
     assert result.returncode != 0
     log = (results / "logs" / "probe_s0_epoch_20.log").read_text()
     assert f"checkpoint {checkpoint.relative_to(tmp_path)} is unreadable" in log
@@ -92,11 +148,9 @@ def test_corrupt_checkpoint_fails_its_probe_and_leaves_no_store(tmp_path):
 
 
 def test_killed_training_job_resumes_in_the_pipeline(tmp_path):
-    config = yaml.safe_load(SMOKE_CONFIG.read_text())
-    experiment = config["experiments"]["sinusoid-smoke"]
-    experiment["training"].update(epochs=1500, batch_size=10, save_epochs={"every": 250})
-    experiment["probe"]["epochs"] = [1500]
-    configfile = tmp_path / "long.yaml"
+    configfile = sinusoid_only(tmp_path, epochs=1500, batch_size=10, save_epochs={"every": 250})
+    config = yaml.safe_load(configfile.read_text())
+    config["experiments"]["sinusoid-smoke"]["probe"]["epochs"] = [1500]
     configfile.write_text(yaml.safe_dump(config))
     state = tmp_path / "results" / "sinusoid-smoke" / "s0" / "train-state"
 

@@ -1,4 +1,11 @@
-"""Prepare a data set into one file plus a manifest, and load it back."""
+"""Prepare a data set into one file plus a manifest, and load it back.
+
+Prepared files hold ``x`` (N, *input) and ``y`` (N,) int64: float points for
+the sinusoid; for images, uint8 pixels (N, C, H, W) plus the test split
+(``x_test``, ``y_test``), each image's index in torchvision's split
+(``index``, ``index_test``), the ``classes`` and the per-channel ``mean`` and
+``std`` that :func:`model_inputs` applies (zero and one when not normalised).
+"""
 
 from __future__ import annotations
 
@@ -7,24 +14,23 @@ from pathlib import Path
 
 import torch
 
+from geomvol.data.images import make_images, raw_file_checksums
 from geomvol.data.sinusoid import make_sinusoid
 from geomvol.errors import DataError
 from geomvol.io import atomic_path, save_torch
 from geomvol.provenance import sha256_file
 
-MAKERS = {"sinusoid": make_sinusoid}
+MAKERS = {"sinusoid": make_sinusoid, "mnist": make_images, "cifar10": make_images}
 
 
 def prepare_dataset(spec: dict, output: str | Path, manifest: str | Path) -> dict:
     """Make the data set of a resolved ``dataset`` section; write it and its manifest.
 
-    The data file holds tensors ``x`` (N, d) float32 and ``y`` (N,) int64.
-    The manifest records the spec, the sizes, the class counts and the
-    file's sha256. Returns the manifest.
+    The manifest records the spec, the sizes, the class counts, the sha256 of
+    the written file and, for images, of every raw file read. Returns the manifest.
     """
     tensors = MAKERS[spec["name"]](spec)
     save_torch(tensors, output)
-    counts = torch.bincount(tensors["y"]).tolist()
     record = {
         "dataset": spec["name"],
         "spec": spec,
@@ -32,14 +38,19 @@ def prepare_dataset(spec: dict, output: str | Path, manifest: str | Path) -> dic
         "sha256": sha256_file(output),
         "n_points": int(tensors["x"].shape[0]),
         "input_shape": list(tensors["x"].shape[1:]),
-        "class_counts": counts,
+        "class_counts": torch.bincount(tensors["y"]).tolist(),
     }
+    if "x_test" in tensors:
+        record["n_test"] = int(tensors["x_test"].shape[0])
+        record["test_class_counts"] = torch.bincount(tensors["y_test"]).tolist()
+        record["classes"] = tensors["classes"]
+        record["raw_files"] = {"root": str(spec["root"]), "sha256": raw_file_checksums(spec["name"], spec["root"])}
     with atomic_path(manifest) as tmp:
         Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 
-def load_dataset(path: str | Path) -> dict[str, torch.Tensor]:
+def load_dataset(path: str | Path) -> dict:
     """Load a prepared data file; a missing or unreadable one raises an error naming it."""
     path = Path(path)
     if not path.exists():
@@ -51,3 +62,14 @@ def load_dataset(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(tensors, dict) or not {"x", "y"} <= tensors.keys():
         raise DataError(f"prepared data set {path} is not a geomvol data file (needs tensors 'x' and 'y')")
     return tensors
+
+
+def model_inputs(x: torch.Tensor, data: dict, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """What the model reads: uint8 pixels scaled to [0, 1] and normalised per channel, ``(x / 255 - mean) / std``;
+    float points as they are. On the device of ``x``."""
+    if x.dtype != torch.uint8:
+        return x.to(dtype)
+    shape = (-1,) + (1,) * (x.ndim - 2)
+    mean = data["mean"].to(device=x.device, dtype=dtype).reshape(shape)
+    std = data["std"].to(device=x.device, dtype=dtype).reshape(shape)
+    return (x.to(dtype) / 255 - mean) / std

@@ -10,13 +10,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from geomvol.io import atomic_path  # noqa: E402
-from geomvol.provenance import sha256_tree  # noqa: E402
+from geomvol.figures.common import finite_range, first_seed, save_with_lineage  # noqa: E402
 from geomvol.store import open_store  # noqa: E402
 
 
 def plot_volume_grid(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None) -> None:
-    """One panel per probed epoch of one seed (default: the first), one shared colour scale.
+    """One panel per probed epoch of one seed (default: the first) and the first feature map, one shared
+    colour scale.
 
     Draws log10 sqrt(det g), the decision boundary (where the predicted class
     changes) and the training points. Both files carry the store's path and
@@ -24,10 +24,10 @@ def plot_volume_grid(store_path: str | Path, png: str | Path, pdf: str | Path, s
     """
     store_path = Path(store_path)
     ds = open_store(store_path)
-    seed = int(ds["seed"].values[0]) if seed is None else seed
-    volume = ds["log10_volume"].sel(seed=seed).load()
-    finite = volume.values[np.isfinite(volume.values)]
-    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    seed = first_seed(ds, seed)
+    block = str(ds["block"].values[0])
+    volume = ds["log10_volume"].sel(seed=seed, block=block).load()
+    vmin, vmax = finite_range(volume.values)
     epochs = volume["epoch"].values
     fig, axes = plt.subplots(1, len(epochs), figsize=(3.6 * len(epochs) + 1.0, 3.6), squeeze=False, constrained_layout=True)
     x1, x2 = ds["x1"].values, ds["x2"].values
@@ -40,22 +40,6 @@ def plot_volume_grid(store_path: str | Path, png: str | Path, pdf: str | Path, s
         ax.set(title=f"epoch {int(epoch)}", xlabel="x1", ylabel="x2", aspect="equal",
                xlim=(x1.min(), x1.max()), ylim=(x2.min(), x2.max()))
     fig.colorbar(mesh, ax=axes[0].tolist(), label=r"$\log_{10}\sqrt{\det g}$")
-    title = f"{ds.attrs['experiment']} (seed {seed}): volume element of '{ds.attrs['feature_map']}'"
+    title = f"{ds.attrs['experiment']} (seed {seed}): volume element of '{block}'"
     fig.suptitle(title)
-    checksum = sha256_tree(store_path)
-    description = f"geomvol figure from store {store_path} (sha256 {checksum})"
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=150, metadata={
-            "Title": title,
-            "Description": description,
-            "Source": str(store_path),
-            "geomvol:store_sha256": checksum,
-            "geomvol:config_sha256": ds.attrs["config_sha256"],
-        })
-    with atomic_path(pdf) as tmp:
-        fig.savefig(tmp, format="pdf", metadata={
-            "Title": title,
-            "Subject": description,
-            "Keywords": f"store={store_path} store_sha256={checksum} config_sha256={ds.attrs['config_sha256']}",
-        })
-    plt.close(fig)
+    save_with_lineage(fig, store_path, ds, png, pdf, title)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -9,12 +10,13 @@ from torch import nn
 
 from geomvol.errors import ConfigError
 
+from geomvol.models.resnet import CifarResNet34, ResNetConfig
 from geomvol.models.shallow import ShallowConfig, ShallowNet
 
 
-def model_spec(model: dict, in_features: int, n_classes: int) -> dict:
+def model_spec(model: dict, input_shape: list[int], n_classes: int) -> dict:
     """Everything needed to rebuild the model: the config section plus the data's shapes."""
-    return {**model, "in_features": in_features, "n_classes": n_classes}
+    return {**model, "input_shape": list(input_shape), "n_classes": n_classes}
 
 
 def build_model(spec: dict) -> nn.Module:
@@ -22,11 +24,16 @@ def build_model(spec: dict) -> nn.Module:
     if spec["name"] == "shallow":
         return ShallowNet(
             ShallowConfig(
-                in_features=spec["in_features"],
+                in_features=math.prod(spec["input_shape"]),
                 width=spec["width"],
                 n_classes=spec["n_classes"],
                 activation=spec["activation"],
+                weight_std=spec.get("weight_std", 1.0),
             )
+        )
+    if spec["name"] == "resnet34":
+        return CifarResNet34(
+            ResNetConfig(in_channels=spec["input_shape"][0], n_classes=spec["n_classes"], activation=spec["activation"])
         )
     raise ValueError(f"unknown model {spec['name']!r}")
 

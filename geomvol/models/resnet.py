@@ -1,7 +1,8 @@
 """ResNet34 for CIFAR-10 with GELU, as in the study.
 
 torchvision's ResNet34 with the CIFAR stem (a 3x3 stride-1 convolution and no
-max-pool) and every ReLU replaced by GELU. Feature maps, by name:
+max-pool) and, with ``activation='gelu'`` (the default), every ReLU replaced
+by GELU; ``'relu'`` keeps torchvision's ReLUs. Feature maps, by name:
 
     pooled          (B, 3, 32, 32) -> (B, 512)   average-pooled output of the backbone
     block1..block4  (B, 3, 32, 32) -> (B, 64 / 128 / 256 / 512)   each residual stage, average-pooled
@@ -18,6 +19,7 @@ from torch import nn
 
 @dataclass(frozen=True)
 class ResNetConfig:
+    in_channels: int = 3
     n_classes: int = 10
     activation: str = "gelu"
 
@@ -35,10 +37,12 @@ class CifarResNet34(nn.Module):
         super().__init__()
         self.config = config
         net = torchvision.models.resnet34(num_classes=config.n_classes)
-        net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.conv1 = nn.Conv2d(config.in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
         if config.activation == "gelu":
             _replace_relu(net)
+        elif config.activation != "relu":
+            raise ValueError(f"resnet34 activation must be gelu or relu, not {config.activation!r}")
         self.net = net
 
     def _blocks(self, x: torch.Tensor, last: int) -> list[torch.Tensor]:

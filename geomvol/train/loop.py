@@ -1,4 +1,10 @@
-"""One training loop: ``train_one_epoch`` and ``fit``.
+"""One training loop: ``train_one_epoch``, ``evaluate`` and ``fit``.
+
+The data set lives on the training device (images as uint8); each batch is
+augmented there (:mod:`geomvol.train.augment`, images only) and turned into
+model inputs (:func:`geomvol.data.model_inputs`). On CUDA, with
+``mixed_precision``, the forward and backward passes run under bf16 autocast
+and convolutional models use channels-last memory.
 
 ``fit`` writes a checkpoint after each saved epoch into a state directory
 that lives outside the pipeline's declared outputs, and resumes from the
@@ -21,14 +27,17 @@ from torch import nn
 from tqdm import tqdm
 
 from geomvol.config import saved_epochs
-from geomvol.data import load_dataset
+from geomvol.data import load_dataset, model_inputs
 from geomvol.device import resolve_device
 from geomvol.io import atomic_path
 from geomvol.models import build_model
 from geomvol.models.registry import model_spec
 from geomvol.provenance import sha256_file
 from geomvol.errors import CheckpointError
+from geomvol.train.augment import augment
 from geomvol.train.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
+
+EVALUATION_BATCH = 1024
 
 
 def build_optimizer(parameters, spec: dict) -> torch.optim.Optimizer:
@@ -39,20 +48,58 @@ def build_optimizer(parameters, spec: dict) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {spec['name']!r}")
 
 
-def train_one_epoch(model, optimizer, x, y, batch_size, generator) -> tuple[float, float]:
+class Batches:
+    """The training set on its device, and how a batch of it becomes model inputs."""
+
+    def __init__(self, data: dict, device: torch.device, augmentation: dict, mixed_precision: bool, seed: int):
+        self.data = data
+        self.x, self.y = data["x"].to(device), data["y"].to(device)
+        self.x_test = data["x_test"].to(device) if "x_test" in data else None
+        self.y_test = data["y_test"].to(device) if "y_test" in data else None
+        self.augmentation = augmentation if self.x.dtype == torch.uint8 else None
+        self.generator = torch.Generator(device=device).manual_seed(seed)  # augmentation draws
+        fast = device.type == "cuda" and mixed_precision
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast)
+        self.memory_format = torch.channels_last if fast and self.x.ndim == 4 else torch.contiguous_format
+
+    def inputs(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        if train and self.augmentation is not None:
+            x = augment(x, self.augmentation, self.generator)
+        return model_inputs(x, self.data).contiguous(memory_format=self.memory_format)
+
+
+def train_one_epoch(model, optimizer, batches: Batches, batch_size: int, generator) -> tuple[float, float]:
     """One pass in a random order drawn from ``generator``; returns mean loss and accuracy."""
     model.train()
+    x, y = batches.x, batches.y
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), dtype=torch.long, device=x.device)
     order = torch.randperm(x.shape[0], generator=generator).to(x.device)
     for batch in order.split(batch_size):
-        logits = model(x[batch])
-        loss = nn.functional.cross_entropy(logits, y[batch])
+        with batches.autocast:
+            logits = model(batches.inputs(x[batch], train=True))
+            loss = nn.functional.cross_entropy(logits, y[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         loss_sum += loss.detach() * batch.numel()
         correct += (logits.argmax(dim=1) == y[batch]).sum()
+    return loss_sum.item() / x.shape[0], correct.item() / x.shape[0]
+
+
+@torch.no_grad()
+def evaluate(model, batches: Batches) -> tuple[float, float]:
+    """Mean loss and accuracy on the test split, in eval mode, without augmentation."""
+    model.eval()
+    x, y = batches.x_test, batches.y_test
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    for start in range(0, x.shape[0], EVALUATION_BATCH):
+        with batches.autocast:
+            logits = model(batches.inputs(x[start:start + EVALUATION_BATCH], train=False))
+        target = y[start:start + EVALUATION_BATCH]
+        loss_sum += nn.functional.cross_entropy(logits.float(), target, reduction="sum")
+        correct += (logits.argmax(dim=1) == target).sum()
     return loss_sum.item() / x.shape[0], correct.item() / x.shape[0]
 
 
@@ -86,15 +133,17 @@ def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: st
     device = resolve_device(training["device"])
     dataset_sha256 = sha256_file(data_path)
     data = load_dataset(data_path)
-    x, y = data["x"].to(device), data["y"].to(device)
-    n_classes = int(data["y"].max()) + 1
+    n_classes = len(data["classes"]) if "classes" in data else int(data["y"].max()) + 1
+    batches = Batches(data, device, training["augmentation"], training["mixed_precision"], spec["seed"])
 
     torch.manual_seed(spec["seed"])
-    architecture = model_spec(spec["model"], in_features=x.shape[1], n_classes=n_classes)
-    model = build_model(architecture).to(device)
+    architecture = model_spec(spec["model"], input_shape=list(data["x"].shape[1:]), n_classes=n_classes)
+    model = build_model(architecture).to(device=device, memory_format=batches.memory_format)
     optimizer = build_optimizer(model.parameters(), training["optimizer"])
     generator = torch.Generator().manual_seed(spec["seed"])
     history = {"epoch": [], "loss": [], "accuracy": []}
+    if batches.x_test is not None:
+        history.update(test_loss=[], test_accuracy=[])
     start = 0
 
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +156,7 @@ def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: st
         optimizer.load_state_dict(resumed["optimizer"])
         torch.set_rng_state(resumed["rng"]["torch"])
         generator.set_state(resumed["rng"]["batch_order"])
+        batches.generator.set_state(resumed["rng"]["augmentation"])
         history = resumed["history"]
         start = resumed["epoch"]
         print(f"resuming from epoch {start} ({state_dir / checkpoint_name(start)})", file=sys.stderr)
@@ -117,7 +167,11 @@ def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: st
                 "model": {k: v.cpu() for k, v in model.state_dict().items()},
                 "model_spec": architecture,
                 "optimizer": optimizer.state_dict(),
-                "rng": {"torch": torch.get_rng_state(), "batch_order": generator.get_state()},
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "batch_order": generator.get_state(),
+                    "augmentation": batches.generator.get_state(),
+                },
                 "epoch": epoch,
                 "history": history,
                 "train_spec": spec,
@@ -131,13 +185,19 @@ def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: st
     last = training["epochs"]
     with tqdm(total=last, initial=start, desc=f"train seed {spec['seed']}", unit="epoch", mininterval=5, file=sys.stderr) as bar:
         for epoch in range(start + 1, last + 1):
-            loss, accuracy = train_one_epoch(model, optimizer, x, y, training["batch_size"], generator)
+            loss, accuracy = train_one_epoch(model, optimizer, batches, training["batch_size"], generator)
             history["epoch"].append(epoch)
             history["loss"].append(loss)
             history["accuracy"].append(accuracy)
+            shown = {"loss": f"{loss:.4f}", "accuracy": f"{accuracy:.3f}"}
+            if batches.x_test is not None:
+                test_loss, test_accuracy = evaluate(model, batches)
+                history["test_loss"].append(test_loss)
+                history["test_accuracy"].append(test_accuracy)
+                shown["test_accuracy"] = f"{test_accuracy:.3f}"
             if epoch in epochs:
                 save(epoch)
-            bar.set_postfix(loss=f"{loss:.4f}", accuracy=f"{accuracy:.3f}", refresh=False)
+            bar.set_postfix(shown, refresh=False)
             bar.update()
 
     return _publish(state_dir, output_dir, epochs, history, metrics_path)
@@ -156,10 +216,11 @@ def _publish(state_dir: Path, output_dir: Path, epochs: list[int], history: dict
                 shutil.copy2(state_dir / name, tmp / name)
             manifest.append({"epoch": epoch, "file": name, "sha256": sha256_file(tmp / name)})
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    columns = [c for c in ("epoch", "loss", "accuracy", "test_loss", "test_accuracy") if c in history]
     with atomic_path(metrics_path) as tmp:
-        rows = ["epoch\tloss\taccuracy"] + [
-            f"{epoch}\t{loss:.8g}\t{accuracy:.6g}"
-            for epoch, loss, accuracy in zip(history["epoch"], history["loss"], history["accuracy"])
+        rows = ["\t".join(columns)] + [
+            "\t".join(f"{value:.8g}" if isinstance(value, float) else str(value) for value in values)
+            for values in zip(*(history[c] for c in columns))
         ]
         Path(tmp).write_text("\n".join(rows) + "\n")
     shutil.rmtree(state_dir)

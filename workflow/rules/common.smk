@@ -3,6 +3,8 @@ import shlex
 
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
+from geomvol.config import EXPECTED_FILES, FIGURES
+
 ENV = "../envs/geomvol.yaml"
 
 # The command every rule runs. Under --use-conda the rule's environment holds
@@ -20,6 +22,7 @@ wildcard_constraints:
     experiment="|".join(EXPERIMENTS),
     seed=r"\d+",
     epoch=r"\d+",
+    figure="|".join(FIGURES),
 
 
 def spec_json(value):
@@ -29,6 +32,34 @@ def spec_json(value):
 
 def get_experiment(wildcards):
     return EXPERIMENTS[wildcards.experiment]
+
+
+def get_raw_data(wildcards):
+    """The raw files prepare_dataset reads: none for the sinusoid (drawn from its spec), the synthetic
+    root for a synthetic set, the files of torchvision's layout for a real root (none while a
+    `download: true` root is still empty: torchvision fetches them in the job)."""
+    dataset = get_experiment(wildcards)["dataset"]
+    if dataset["name"] == "sinusoid":
+        return []
+    if dataset["synthetic"] is not None:
+        return rules.synthesize_dataset.output.root
+    files = [str(Path(dataset["root"]) / name) for name in EXPECTED_FILES[dataset["name"]]]
+    if dataset["download"] and not all(Path(f).is_file() for f in files):
+        return []
+    return files
+
+
+def get_figures(name, experiment):
+    """The figures of one experiment: the input grid for 2-D data; planes, lines, and blocks (one
+    panel row per feature map) when more than one feature map is probed on planes."""
+    probe = experiment["probe"]
+    if experiment["dataset"]["name"] == "sinusoid":
+        kinds = ["volume"]
+    else:
+        kinds = [kind for kind in ("planes", "lines") if probe[kind]]
+        if probe["planes"] and len(probe["feature_maps"]) > 1:
+            kinds.append("blocks")
+    return expand("results/{experiment}/figures/{figure}.{ext}", experiment=name, figure=kinds, ext=["png", "pdf"])
 
 
 def get_train_spec(wildcards):
@@ -53,8 +84,4 @@ def get_probe_stores(wildcards):
 
 
 def get_final_output():
-    return expand(
-        "results/{experiment}/figures/volume.{ext}",
-        experiment=list(EXPERIMENTS),
-        ext=["png", "pdf"],
-    )
+    return [path for name, experiment in EXPERIMENTS.items() for path in get_figures(name, experiment)]

@@ -1,6 +1,7 @@
 rule probe:
     input:
         checkpoints=rules.train.output.checkpoints,
+        data=rules.prepare_dataset.output.data,
     output:
         store=directory("results/{experiment}/s{seed}/probes/epoch_{epoch}.zarr"),
     params:
@@ -17,7 +18,7 @@ rule probe:
         ENV
     shell:
         "{params.geomvol} probe --checkpoint {input.checkpoints:q}/epoch_{wildcards.epoch}.pt"
-        " --spec {params.spec:q} --output {output.store:q} > {log:q} 2>&1"
+        " --data {input.data:q} --spec {params.spec:q} --output {output.store:q} > {log:q} 2>&1"
 
 
 rule combine_probes:

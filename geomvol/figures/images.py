@@ -1,0 +1,159 @@
+"""Figures of planes and lines through images, from a combined store alone (the study's Figures 2, 3 and 4).
+
+- ``planes``: per plane, rows predicted class, log10 entropy and log10 volume
+  element (first feature map), one column per probed epoch (Figure 3; with
+  MNIST, Figure 2's plane).
+- ``lines``: per line, log10 volume element along t with the predicted class
+  as background, one column per epoch (Figure 2's line).
+- ``blocks``: log10 volume element on the first plane, one row per feature
+  map (block) and one column per epoch (Figure 4).
+
+Anchor images are drawn at their positions; one colour scale per row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
+from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
+
+from geomvol.figures.common import finite_range, first_seed, save_with_lineage  # noqa: E402
+from geomvol.store import open_store  # noqa: E402
+
+PANEL = 2.6  # inches per panel
+
+
+def _class_colours(n_classes: int) -> tuple[ListedColormap, BoundaryNorm]:
+    cmap = ListedColormap(plt.get_cmap("tab10").colors[:n_classes])
+    return cmap, BoundaryNorm(np.arange(n_classes + 1) - 0.5, n_classes)
+
+
+def _image(pixels: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """(C, H, W) uint8 -> what imshow draws: grey for one channel, RGB for three."""
+    return (pixels[0], "gray") if pixels.shape[0] == 1 else (np.moveaxis(pixels, 0, -1), None)
+
+
+def _draw_anchor(ax, pixels: np.ndarray, xy: tuple[float, float], zoom: float) -> None:
+    image, cmap = _image(pixels)
+    box = AnnotationBbox(OffsetImage(image, zoom=zoom, cmap=cmap), xy, frameon=True, pad=0.1,
+                         bboxprops={"edgecolor": "white", "linewidth": 0.8})
+    ax.add_artist(box)
+
+
+def _draw_plane_anchors(ax, ds: xr.Dataset, plane: int) -> None:
+    for anchor in ds["anchor"].values:
+        xy = (float(ds["anchor_u"][anchor]), float(ds["anchor_v"][anchor]))
+        _draw_anchor(ax, ds["plane_anchor_image"].values[plane, anchor], xy, zoom=0.7)
+
+
+def _plane_panel(ax, ds, values, plane, title, **style):
+    u, v = ds["u"].values, ds["v"].values
+    mesh = ax.pcolormesh(u, v, values, shading="auto", **style)
+    _draw_plane_anchors(ax, ds, plane)
+    ax.set(title=title, xlabel="u", ylabel="v", aspect="equal", xlim=(u.min(), u.max()), ylim=(v.min(), v.max()))
+    return mesh
+
+
+def _anchor_names(ds: xr.Dataset, kind: str, span: int) -> str:
+    classes = ds.attrs["classes"]
+    return ", ".join(classes[int(c)] for c in ds[f"{kind}_anchor_class"].values[span])
+
+
+def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None) -> None:
+    """Predicted class, log10 entropy and log10 volume element on every plane across epochs."""
+    ds = open_store(store_path)
+    seed = first_seed(ds, seed)
+    block = str(ds["block"].values[0])
+    epochs = ds["epoch"].values
+    n_classes = len(ds.attrs["classes"])
+    cmap, norm = _class_colours(n_classes)
+    planes = ds["plane"].values
+    fig, axes = plt.subplots(3 * len(planes), len(epochs), figsize=(PANEL * len(epochs) + 1.5, PANEL * 3 * len(planes)),
+                             squeeze=False, constrained_layout=True)
+    for plane in planes:
+        rows = axes[3 * plane: 3 * plane + 3]
+        at = {"seed": seed, "plane": plane}
+        predicted = ds["plane_predicted_class"].sel(at).values
+        log_entropy = np.log10(np.maximum(ds["plane_entropy"].sel(at).values, 1e-12))
+        volume = ds["plane_log10_volume"].sel({**at, "block": block}).values
+        limits = [finite_range(log_entropy), finite_range(volume)]
+        names = _anchor_names(ds, "plane", plane)
+        for column, epoch in enumerate(epochs):
+            title = f"epoch {int(epoch)}"
+            mesh_class = _plane_panel(rows[0][column], ds, predicted[column], plane, title, cmap=cmap, norm=norm)
+            mesh_entropy = _plane_panel(rows[1][column], ds, log_entropy[column], plane, title, cmap="magma",
+                                        vmin=limits[0][0], vmax=limits[0][1])
+            mesh_volume = _plane_panel(rows[2][column], ds, volume[column], plane, title, cmap="viridis",
+                                       vmin=limits[1][0], vmax=limits[1][1])
+        bar = fig.colorbar(mesh_class, ax=rows[0].tolist(), ticks=range(n_classes))
+        bar.ax.set_yticklabels(ds.attrs["classes"], fontsize=6)
+        bar.set_label("predicted class")
+        for row in rows:
+            row[0].set_ylabel(f"plane {plane} ({names})\nv")
+        fig.colorbar(mesh_entropy, ax=rows[1].tolist(), label=r"$\log_{10}$ entropy (nats)")
+        fig.colorbar(mesh_volume, ax=rows[2].tolist(), label=rf"$\log_{{10}}\sqrt{{\det g}}$ ({block})")
+    title = f"{ds.attrs['experiment']} (seed {seed}): planes through training images"
+    fig.suptitle(title)
+    save_with_lineage(fig, store_path, ds, png, pdf, title)
+
+
+def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None) -> None:
+    """log10 volume element along every line (one curve per feature map) with the predicted class behind it,
+    one column per epoch; the two anchor images at t = 0 and t = 1."""
+    ds = open_store(store_path)
+    seed = first_seed(ds, seed)
+    epochs = ds["epoch"].values
+    n_classes = len(ds.attrs["classes"])
+    cmap, norm = _class_colours(n_classes)
+    t = ds["t"].values
+    lines = ds["line"].values
+    fig, axes = plt.subplots(len(lines), len(epochs), figsize=(PANEL * 1.2 * len(epochs) + 1.5, PANEL * len(lines)),
+                             squeeze=False, constrained_layout=True, sharey="row")
+    for line in lines:
+        at = {"seed": seed, "line": line}
+        volume = ds["line_log10_volume"].sel(at)
+        low, high = finite_range(volume.values)
+        margin = 0.1 * (high - low) + 1e-9
+        predicted = ds["line_predicted_class"].sel(at).values
+        for column, epoch in enumerate(epochs):
+            ax = axes[line][column]
+            ax.pcolormesh(t, [low - margin, high + margin], np.tile(predicted[column], (2, 1)), shading="nearest",
+                          cmap=cmap, norm=norm, alpha=0.35)
+            for block in ds["block"].values:
+                ax.plot(t, volume.sel(block=block).values[column], marker=".", label=str(block))
+            for anchor, t_anchor in enumerate((0.0, 1.0)):
+                if t.min() <= t_anchor <= t.max():
+                    _draw_anchor(ax, ds["line_anchor_image"].values[line, anchor], (t_anchor, high + margin), zoom=0.6)
+            ax.set(title=f"epoch {int(epoch)}", xlabel="t", ylim=(low - margin, high + 2.5 * margin))
+        axes[line][0].set_ylabel(rf"line {line} ({_anchor_names(ds, 'line', line)})" + "\n" + r"$\log_{10}\sqrt{\det g}$")
+    axes[0][0].legend(fontsize=7)
+    title = f"{ds.attrs['experiment']} (seed {seed}): lines between training images (background: predicted class)"
+    fig.suptitle(title)
+    save_with_lineage(fig, store_path, ds, png, pdf, title)
+
+
+def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None) -> None:
+    """log10 volume element on the first plane, one row per feature map (block), one column per epoch."""
+    ds = open_store(store_path)
+    seed = first_seed(ds, seed)
+    epochs = ds["epoch"].values
+    blocks = ds["block"].values
+    fig, axes = plt.subplots(len(blocks), len(epochs), figsize=(PANEL * len(epochs) + 1.5, PANEL * len(blocks)),
+                             squeeze=False, constrained_layout=True)
+    for row, block in enumerate(blocks):
+        volume = ds["plane_log10_volume"].sel(seed=seed, plane=0, block=block).values
+        low, high = finite_range(volume)
+        for column, epoch in enumerate(epochs):
+            mesh = _plane_panel(axes[row][column], ds, volume[column], 0, f"{block}, epoch {int(epoch)}",
+                                cmap="viridis", vmin=low, vmax=high)
+        fig.colorbar(mesh, ax=axes[row].tolist(), label=rf"$\log_{{10}}\sqrt{{\det g}}$ ({block})")
+    title = f"{ds.attrs['experiment']} (seed {seed}): volume element per block on plane 0 ({_anchor_names(ds, 'plane', 0)})"
+    fig.suptitle(title)
+    save_with_lineage(fig, store_path, ds, png, pdf, title)

@@ -1,0 +1,171 @@
+"""The one probe core: a checkpoint's model, and the volume element and outputs at a set of points.
+
+The point makers around it (:mod:`geomvol.probe.grid` for 2-D inputs,
+:mod:`geomvol.probe.planes` for planes and lines through images) decide the
+points and label the results; everything they measure comes from here.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from geomvol.config import feature_width
+from geomvol.device import device_label, resolve_device
+from geomvol.geometry import log_volume, log_volume_and_singular_values
+from geomvol.models import build_model, feature_map
+from geomvol.provenance import sha256_file
+from geomvol.train import load_checkpoint
+
+LN10 = math.log(10)
+OUTPUT_BATCH = 256
+
+
+@dataclass
+class ProbedModel:
+    """A checkpoint's network in eval mode, frozen, on the probe's device and dtype."""
+
+    path: Path
+    state: dict
+    model: nn.Module
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def seed(self) -> int:
+        return self.state["train_spec"]["seed"]
+
+    @property
+    def epoch(self) -> int:
+        return self.state["epoch"]
+
+    def width(self, name: str) -> int:
+        return feature_width(self.state["model_spec"], name)
+
+
+def load_probed_model(checkpoint_path: str | Path, spec: dict) -> ProbedModel:
+    """Load the checkpoint (a clear error names a bad one) and ready its model for probing as ``spec`` says."""
+    checkpoint_path = Path(checkpoint_path)
+    state = load_checkpoint(checkpoint_path)
+    device = resolve_device(spec["device"])
+    dtype = getattr(torch, spec["dtype"])
+    model = build_model(state["model_spec"])
+    model.load_state_dict(state["model"])
+    model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return ProbedModel(checkpoint_path, state, model, device, dtype)
+
+
+def log10_volumes(probed: ProbedModel, points: torch.Tensor, spec: dict, basis: torch.Tensor | None = None) -> dict:
+    """log10 sqrt(det g) of every feature map in ``spec['feature_maps']`` at ``points`` (B, *input): name -> (B,).
+
+    ``basis`` (d, m) is used for the subspace metric and ignored for the full one.
+    """
+    subspace = basis if spec["metric"] == "subspace" else None
+    volumes = {}
+    for name in tqdm(spec["feature_maps"], desc=f"volume at {points.shape[0]} points", unit="map", file=sys.stderr,
+                     disable=len(spec["feature_maps"]) < 2):
+        volume = log_volume(feature_map(probed.model, name), points, basis=subspace, top_k=spec["top_k"],
+                            memory_budget_bytes=spec["memory_budget_bytes"])
+        volumes[name] = volume / LN10
+    return volumes
+
+
+def singular_values(probed: ProbedModel, points: torch.Tensor, spec: dict) -> dict:
+    """The singular values of the full Jacobian of every feature map at ``points``: name -> (B, min(n, d)), descending."""
+    return {
+        name: log_volume_and_singular_values(feature_map(probed.model, name), points,
+                                             memory_budget_bytes=spec["memory_budget_bytes"])[1]
+        for name in spec["feature_maps"]
+    }
+
+
+def kept_singular_values(probed: ProbedModel, spec: dict, d: int, m: int) -> list[int]:
+    """k per feature map: top_k, or min(n, d) (full) or min(n, m) (subspace of dimension m)."""
+    columns = d if spec["metric"] == "full" else m
+    return [spec["top_k"] or min(probed.width(name), columns) for name in spec["feature_maps"]]
+
+
+@torch.no_grad()
+def network_outputs(probed: ProbedModel, points: torch.Tensor) -> torch.Tensor:
+    """Softmax probabilities of the network's classes at ``points``: (B, C)."""
+    logits = torch.cat([probed.model(chunk) for chunk in points.split(OUTPUT_BATCH)])
+    return torch.softmax(logits, dim=1)
+
+
+def predictive_entropy(probabilities: torch.Tensor) -> torch.Tensor:
+    """Entropy of each row of class probabilities in nats, shape (B,) (0 log 0 = 0)."""
+    return -torch.special.xlogy(probabilities, probabilities).sum(dim=1)
+
+
+def checkpoint_coords(probed: ProbedModel) -> dict:
+    """Per-checkpoint coordinates along (seed, epoch): which file was probed, and where."""
+    dims = ("seed", "epoch")
+    return {
+        "seed": ("seed", [probed.seed], {"long_name": "training seed", "units": "1"}),
+        "epoch": ("epoch", [probed.epoch], {"long_name": "training epochs completed", "units": "1"}),
+        "checkpoint_sha256": (dims, np.array([[sha256_file(probed.path)]], dtype=object),
+                              {"long_name": "sha256 of the probed checkpoint file"}),
+        "checkpoint_file": (dims, np.array([[str(probed.path)]], dtype=object),
+                            {"long_name": "path of the probed checkpoint file"}),
+        "probe_device": (dims, np.array([[device_label(probed.device)]], dtype=object),
+                         {"long_name": "torch device the probe ran on (and the GPU model)"}),
+    }
+
+
+def block_coords(probed: ProbedModel, spec: dict) -> dict:
+    """The ``block`` dimension (feature-map names) with each map's width n."""
+    names = list(spec["feature_maps"])
+    return {
+        "block": ("block", np.array(names, dtype=object), {"long_name": "feature map (network block) probed"}),
+        "feature_width": ("block", [probed.width(name) for name in names],
+                          {"long_name": "width n of the feature map (flattened features)", "units": "1"}),
+    }
+
+
+def top_k_coord(probed: ProbedModel, spec: dict, d: int, m: int) -> tuple:
+    """The singular values kept, k, per block (coordinate along ``block``)."""
+    return ("block", kept_singular_values(probed, spec, d, m),
+            {"long_name": "singular values of J kept in the volume element", "units": "1"})
+
+
+def metric_definition(metric: str, d: int, subspace: str, top_k_name: str = "top_k") -> str:
+    """A sentence that says exactly which volume element was computed."""
+    if metric == "full":
+        return (
+            f"log10 sqrt(pdet g), g = J^T J / n, J = d Phi/dx the Jacobian of the feature map named by `block` "
+            f"(n its width, coordinate `feature_width`; d = {d} inputs), pseudo-determinant over the top k "
+            f"singular values of J (coordinate `{top_k_name}`)"
+        )
+    return (
+        f"log10 sqrt(det G), G = (J V)^T (J V) / n, J = d Phi/dx the Jacobian of the feature map named by `block` "
+        f"(n its width, coordinate `feature_width`), V an orthonormal basis of {subspace}"
+    )
+
+
+def volume_attrs(spec: dict, d: int, subspace: str, top_k_name: str = "top_k") -> dict:
+    return {
+        "long_name": "log10 of the volume element sqrt(det g) of the pullback metric",
+        "units": "1",
+        "description": metric_definition(spec["metric"], d, subspace, top_k_name),
+        "metric": spec["metric"],
+    }
+
+
+def class_attrs(n_classes: int, classes: list[str] | None = None) -> dict:
+    names = classes or [f"class_{c}" for c in range(n_classes)]
+    return {
+        "long_name": "class predicted by the network",
+        "units": "1",
+        "flag_values": list(range(n_classes)),
+        "flag_meanings": " ".join(name.replace(" ", "_") for name in names),
+    }
+
+
+ENTROPY_ATTRS = {"long_name": "entropy of the predicted class distribution (softmax of the logits)", "units": "nat"}

@@ -1,0 +1,186 @@
+r"""Probe a checkpoint on planes through three images and lines through two.
+
+The study's construction (points flattened to vectors of the model's input space):
+
+.. math::
+    c = (p_1 + p_2 + p_3) / 3, \quad e_u = p_2 - p_1, \quad e_v = 2\sqrt{3}\,((p_1 + p_2)/2 - c),
+    \quad x(u, v) = c + u\, e_u + v\, e_v ,
+
+so the anchors sit at :math:`(u, v) = (-1/2, 1/(2\sqrt3)), (1/2, 1/(2\sqrt3)), (0, -1/\sqrt3)`,
+and a line is :math:`x(t) = p_1 + t\,(p_2 - p_1)`. The subspace metric uses an
+orthonormal basis of the plane (or the unit direction of the line), so that
+it measures area (length) in input space, independent of the anchors' spacing.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import xarray as xr
+
+from geomvol.data import load_dataset, model_inputs
+from geomvol.probe.anchors import resolve_anchors
+from geomvol.probe.core import (
+    ENTROPY_ATTRS, ProbedModel, block_coords, checkpoint_coords, class_attrs, load_probed_model, log10_volumes,
+    network_outputs, predictive_entropy, singular_values, top_k_coord, volume_attrs,
+)
+
+SQRT3 = math.sqrt(3.0)
+ANCHOR_UV = ((-0.5, 1 / (2 * SQRT3)), (0.5, 1 / (2 * SQRT3)), (0.0, -1 / SQRT3))
+
+
+class PlaneFrame(NamedTuple):
+    origin: torch.Tensor  # (d,) the anchors' centroid
+    e_u: torch.Tensor  # (d,)
+    e_v: torch.Tensor  # (d,)
+
+
+def plane_frame(p1: torch.Tensor, p2: torch.Tensor, p3: torch.Tensor) -> PlaneFrame:
+    """Origin and axes of the plane through three points (d,), as the study builds them."""
+    centroid = (p1 + p2 + p3) / 3
+    return PlaneFrame(centroid, p2 - p1, 2 * SQRT3 * ((p1 + p2) / 2 - centroid))
+
+
+def plane_points(frame: PlaneFrame, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Points (V * U, d), row-major in (v, u): point [i * U + j] = origin + u[j] e_u + v[i] e_v."""
+    vv, uu = torch.meshgrid(v, u, indexing="ij")
+    return frame.origin + uu.reshape(-1, 1) * frame.e_u + vv.reshape(-1, 1) * frame.e_v
+
+
+def line_points(p1: torch.Tensor, p2: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Points (T, d): p1 + t (p2 - p1)."""
+    return p1 + t.reshape(-1, 1) * (p2 - p1)
+
+
+def orthonormal_basis(*directions: torch.Tensor) -> torch.Tensor:
+    """(d, m) orthonormal basis of the span of m directions (d,)."""
+    return torch.linalg.qr(torch.stack(directions, dim=1)).Q
+
+
+KINDS = {
+    # kind: (config key, anchor dim, grid dims)
+    "plane": ("planes", "anchor", ("v", "u")),
+    "line": ("lines", "line_anchor", ("t",)),
+}
+
+
+def _axes(kind: str, spec: dict, dtype) -> dict[str, torch.Tensor]:
+    if kind == "plane":
+        plane = spec["plane"]
+        axis = torch.linspace(-plane["extent"], plane["extent"], plane["resolution"], dtype=dtype)
+        return {"v": axis, "u": axis}
+    line = spec["line"]
+    return {"t": torch.linspace(line["low"], line["high"], line["points"], dtype=dtype)}
+
+
+def _points_and_basis(kind: str, anchors: torch.Tensor, axes: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    if kind == "plane":
+        frame = plane_frame(*anchors)
+        return plane_points(frame, axes["u"], axes["v"]), orthonormal_basis(frame.e_u, frame.e_v)
+    return line_points(anchors[0], anchors[1], axes["t"]), orthonormal_basis(anchors[1] - anchors[0])
+
+
+def _probe_kind(probed: ProbedModel, data: dict, spec: dict, kind: str) -> tuple[dict, dict]:
+    """Data variables and coordinates of every plane (or line) of ``spec``."""
+    key, anchor_dim, grid_dims = KINDS[kind]
+    anchors = resolve_anchors(spec[key], data["y"], data["classes"], f"probe.{key}")
+    input_shape = tuple(data["x"].shape[1:])
+    d = math.prod(input_shape)
+    axes = _axes(kind, spec, probed.dtype)
+    grid_shape = tuple(axes[dim].numel() for dim in grid_dims)
+    names = spec["feature_maps"]
+    n_spans, n_anchors = len(anchors), len(anchors[0])
+    n_classes = len(data["classes"])
+    k_max = max(min(probed.width(name), d) for name in names)
+
+    volume = np.full((1, 1, len(names), n_spans, *grid_shape), np.nan)
+    predicted = np.full((1, 1, n_spans, *grid_shape), -1, dtype=np.int16)
+    entropy = np.full((1, 1, n_spans, *grid_shape), np.nan)
+    anchor_probability = np.full((1, 1, n_spans, n_anchors, *grid_shape), np.nan)
+    spectra = np.full((1, 1, len(names), n_spans, n_anchors, k_max), np.nan)
+    for span, indices in enumerate(anchors):
+        anchor_inputs = model_inputs(data["x"][indices], data, probed.dtype).to(probed.device)
+        points, basis = _points_and_basis(kind, anchor_inputs.reshape(n_anchors, d), axes)
+        points = points.reshape(-1, *input_shape)
+        print(f"{kind} {span}: anchors {indices}, {points.shape[0]} points", file=sys.stderr)
+        for b, values in enumerate(log10_volumes(probed, points, spec, basis).values()):
+            volume[0, 0, b, span] = values.cpu().numpy().reshape(grid_shape)
+        probabilities = network_outputs(probed, points)
+        predicted[0, 0, span] = probabilities.argmax(dim=1).cpu().numpy().reshape(grid_shape)
+        entropy[0, 0, span] = predictive_entropy(probabilities).cpu().numpy().reshape(grid_shape)
+        anchor_classes = data["y"][indices].to(probed.device)
+        anchor_probability[0, 0, span] = probabilities[:, anchor_classes].T.cpu().numpy().reshape(n_anchors, *grid_shape)
+        if spec["spectra"]:
+            for b, values in enumerate(singular_values(probed, anchor_inputs, spec).values()):
+                spectra[0, 0, b, span, :, : values.shape[1]] = values.cpu().numpy()
+
+    m = 2 if kind == "plane" else 1
+    spans = (kind, anchor_dim)
+    index = torch.tensor(anchors)
+    variables = {
+        f"{kind}_log10_volume": (("seed", "epoch", "block", kind, *grid_dims), volume,
+                                 volume_attrs(spec, d, f"the probed {kind}", f"{kind}_top_k")),
+        f"{kind}_predicted_class": (("seed", "epoch", kind, *grid_dims), predicted, class_attrs(n_classes, data["classes"])),
+        f"{kind}_entropy": (("seed", "epoch", kind, *grid_dims), entropy, ENTROPY_ATTRS),
+        f"{kind}_anchor_probability": (("seed", "epoch", kind, anchor_dim, *grid_dims), anchor_probability, {
+            "long_name": "probability the network gives to each anchor image's class", "units": "1"}),
+        f"{kind}_anchor_index": (spans, index.numpy(), {"long_name": "index of the anchor image in the prepared training set",
+                                                        "units": "1"}),
+        f"{kind}_anchor_source_index": (spans, data["index"][index].numpy(), {
+            "long_name": "index of the anchor image in torchvision's training split", "units": "1"}),
+        f"{kind}_anchor_class": (spans, data["y"][index].numpy().astype(np.int16), {
+            **class_attrs(n_classes, data["classes"]), "long_name": "class label of the anchor image"}),
+        f"{kind}_anchor_image": ((*spans, "channel", "height", "width"), data["x"][index].numpy(), {
+            "long_name": "anchor image pixels (before normalisation)", "units": "1", "valid_range": [0, 255]}),
+    }
+    if spec["spectra"]:
+        variables[f"{kind}_anchor_singular_values"] = (("seed", "epoch", "block", kind, anchor_dim, "k"), spectra, {
+            "long_name": "singular values of the full Jacobian J of the feature map at each anchor image "
+                         "(descending; NaN past min(n, d))", "units": "1"})
+    coords = {
+        kind: (kind, np.arange(n_spans), {"long_name": f"{kind} number (order of probe.{key})", "units": "1"}),
+        anchor_dim: (anchor_dim, np.arange(n_anchors), {"long_name": f"anchor image of the {kind}", "units": "1"}),
+        f"{kind}_top_k": top_k_coord(probed, spec, d, m),
+    }
+    if spec["spectra"]:
+        coords["k"] = ("k", np.arange(1, k_max + 1), {"long_name": "rank of the singular value (1 = largest)", "units": "1"})
+    for dim, values in axes.items():
+        coords[dim] = (dim, values.numpy(), AXIS_ATTRS[dim])
+    if kind == "plane":
+        uv = np.array(ANCHOR_UV)
+        coords["anchor_u"] = ("anchor", uv[:, 0], {"long_name": "u coordinate of the anchor image", "units": "1"})
+        coords["anchor_v"] = ("anchor", uv[:, 1], {"long_name": "v coordinate of the anchor image", "units": "1"})
+    return variables, coords
+
+
+AXIS_ATTRS = {
+    "u": {"long_name": "plane coordinate u along e_u = p2 - p1", "units": "1"},
+    "v": {"long_name": "plane coordinate v along e_v = 2 sqrt(3) ((p1 + p2)/2 - centroid)", "units": "1"},
+    "t": {"long_name": "line coordinate t in p1 + t (p2 - p1)", "units": "1"},
+}
+
+
+def probe_images(checkpoint_path: str | Path, data_path: str | Path, spec: dict) -> xr.Dataset:
+    """Volume element per feature map, predictions, entropy and anchor-class probabilities of one checkpoint
+    on every plane and line of ``spec`` (the resolved ``probe`` section); spectra at the anchors."""
+    probed = load_probed_model(checkpoint_path, spec)
+    data = load_dataset(data_path)
+    print(f"probing {probed.path} (epoch {probed.epoch}), feature maps {spec['feature_maps']}, device {probed.device}",
+          file=sys.stderr)
+    variables, coords = {}, {**checkpoint_coords(probed)}
+    for kind, (key, _, _) in KINDS.items():
+        if spec[key]:
+            kind_variables, kind_coords = _probe_kind(probed, data, spec, kind)
+            variables.update(kind_variables)
+            coords.update(kind_coords)
+    coords.update(block_coords(probed, spec))
+    ds = xr.Dataset(variables, coords=coords)
+    ds["channel_mean"] = ("channel", data["mean"].numpy(), {"long_name": "per-channel mean subtracted from pixels / 255",
+                                                            "units": "1"})
+    ds["channel_std"] = ("channel", data["std"].numpy(), {"long_name": "per-channel divisor after the mean", "units": "1"})
+    return ds
