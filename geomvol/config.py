@@ -187,6 +187,12 @@ def _check_probe(where: tuple, experiment: dict) -> None:
     elif not probe["planes"] and not probe["lines"]:
         raise ConfigError(f"config key {_key(where + ('probe',))}: an image experiment needs probe.planes or "
                           f"probe.lines (anchor images to probe between)")
+    for kind, count in (("planes", 3), ("lines", 2)):
+        for number, entry in enumerate(probe[kind]):
+            given = "indices" if "indices" in entry else "classes"
+            if len(entry[given]) != count:
+                raise ConfigError(f"config key {_key(where + ('probe', kind, number, given))}: a {kind[:-1]} goes "
+                                  f"through {count} images, not {len(entry[given])}")
     line = probe["line"]
     if line["high"] <= line["low"]:
         raise ConfigError(f"config key {_key(where + ('probe', 'line'))}: high ({line['high']}) must exceed low ({line['low']})")

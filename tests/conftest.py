@@ -75,3 +75,41 @@ def trained(tmp_path_factory) -> dict:
         "manifest": manifest,
         "checkpoints": checkpoints,
     }
+
+
+def image_experiment(root, name: str = "mnist", **probe) -> dict:
+    """A resolved image experiment on a data root, small enough to train in a second."""
+    config = {
+        "experiments": {
+            "img": {
+                "dataset": {"name": name, "root": str(root), "n_train": 40, "n_test": 20},
+                "model": {"name": "shallow", "width": 8, "weight_std": 0.05},
+                "training": {"epochs": 4, "batch_size": 10, "save_epochs": {"every": 2},
+                             "optimizer": {"name": "adam", "lr": 0.01},
+                             "augmentation": {"crop_padding": 2, "horizontal_flip": True}},
+                "probe": {"device": "cpu", "lines": [{"classes": [7, 6], "seed": 0}], **probe},
+            }
+        }
+    }
+    return resolve_config(config)["experiments"]["img"]
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory):
+    """A synthetic MNIST (60 training, 20 test images) in torchvision's layout."""
+    from geomvol.data.images import write_synthetic
+
+    root = tmp_path_factory.mktemp("mnist")
+    write_synthetic("mnist", root, 60, 20, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory, mnist_root) -> dict:
+    """A prepared synthetic MNIST and a finished training run of :func:`image_experiment`."""
+    root = tmp_path_factory.mktemp("image-run")
+    experiment = image_experiment(mnist_root)
+    data, manifest = root / "data" / "dataset.pt", root / "data" / "manifest.json"
+    prepare_dataset(experiment["dataset"], data, manifest)
+    checkpoints = fit(train_spec(experiment), data, root / "checkpoints", root / "train-state", root / "metrics.tsv")
+    return {"root": root, "experiment": experiment, "data": data, "manifest": manifest, "checkpoints": checkpoints}

@@ -1,11 +1,13 @@
 import copy
 
+import numpy as np
 import pytest
 import yaml
 
 import torch
 
 from geomvol.config import FEATURE_MAPS, config_sha256, feature_width, load_config, resolve_config, saved_epochs
+from geomvol.data.images import write_synthetic
 from geomvol.errors import ConfigError
 from geomvol.models import build_model
 from geomvol.models.registry import model_spec
@@ -109,3 +111,115 @@ def test_config_hash_ignores_key_order():
     c = copy.deepcopy(a)
     c["a"]["x"] = 0.25
     assert config_sha256(a) != config_sha256(c)
+
+
+def test_non_finite_numbers_are_refused_anywhere():
+    config = _config_with("training.optimizer", {"lr": float("nan")})
+    with pytest.raises(ConfigError, match=r"^config key experiments\.exp\.training\.optimizer\.lr: nan is not a finite number"):
+        resolve_config(config)
+    config = yaml.safe_load("experiments: {exp: {dataset: {amplitude: .inf}}}")
+    with pytest.raises(ConfigError, match=r"experiments\.exp\.dataset\.amplitude: inf is not a finite number"):
+        resolve_config(config)
+
+
+def _image_config(root, **probe):
+    probe = {"lines": [{"classes": [7, 6]}], **probe}
+    return {"experiments": {"img": {"dataset": {"name": "mnist", "root": str(root), "n_train": 40}, "probe": probe}}}
+
+
+@pytest.mark.parametrize(
+    ("probe", "key", "reason"),
+    [
+        ({"lines": [{"indices": [3, 40]}]}, "probe.lines.0.indices", "index 40 is beyond the prepared training set (40 images"),
+        ({"lines": [{"indices": [3, 3]}]}, "probe.lines.0.indices", "repeat an image"),
+        ({"lines": [{"classes": ["7 - seven", "cat"]}]}, "probe.lines.0.classes", "unknown class 'cat'"),
+        ({"planes": [{"indices": [0, 1, 2]}], "feature_maps": ["pooled"]}, "probe.feature_maps.0", "has no feature map 'pooled'"),
+        ({"lines": []}, "probe", "needs probe.planes or probe.lines"),
+        ({"lines": [{"indices": [0, 1, 2]}]}, "probe.lines.0.indices", "a line goes through 2 images, not 3"),
+        ({"planes": [{"classes": [1, 2]}], "lines": []}, "probe.planes.0.classes", "a plane goes through 3 images, not 2"),
+        ({"lines": [{"indices": [0, 1], "seed": 3}]}, "probe.lines.0", None),
+    ],
+)
+def test_bad_anchors_name_the_key(mnist_root, probe, key, reason):
+    with pytest.raises(ConfigError) as info:
+        resolve_config(_image_config(mnist_root, **probe))
+    message = str(info.value)
+    assert message.startswith(f"config key experiments.img.{key}"), message
+    if reason:
+        assert reason in message, message
+
+
+def test_a_class_with_too_few_images_for_the_anchors(mnist_root):
+    config = _image_config(mnist_root, planes=[{"classes": [7, 7, 7], "seed": 0}], lines=[])
+    config["experiments"]["img"]["dataset"]["n_train"] = 20  # two images per class
+    with pytest.raises(ConfigError, match=r"experiments\.img\.probe\.planes\.0\.classes: class '7 - seven' has 2 images "
+                                          r"in the prepared training set, fewer than the 3 asked"):
+        resolve_config(config)
+
+
+def test_equal_or_collinear_anchor_images_are_refused(tmp_path):
+    from geomvol.data.images import _write_idx
+
+    write_synthetic("mnist", tmp_path, 20, 10, seed=0)
+    raw = tmp_path / "MNIST" / "raw"
+    images = np.zeros((20, 28, 28), dtype=np.uint8)
+    images[0, 0, 0], images[1, 0, 0], images[2, 0, 0] = 10, 20, 30  # 0, 1, 2 on one line
+    images[3, 5, 5], images[4, 6, 6] = 50, 50
+    images[5] = images[3]  # equal to 3
+    _write_idx(raw / "train-images-idx3-ubyte", images)
+    _write_idx(raw / "train-labels-idx1-ubyte", np.arange(20) % 10)
+    base = {"name": "mnist", "root": str(tmp_path)}
+    for anchors, reason in (([0, 1, 2], "are collinear"), ([3, 4, 5], "include equal images"), ([3, 5], "equal images")):
+        kind = "planes" if len(anchors) == 3 else "lines"
+        config = {"experiments": {"img": {"dataset": base, "probe": {kind: [{"indices": anchors}]}}}}
+        with pytest.raises(ConfigError) as info:
+            resolve_config(config)
+        assert str(info.value).startswith(f"config key experiments.img.probe.{kind}.0: the anchor images {anchors}")
+        assert reason in str(info.value)
+    resolve_config({"experiments": {"img": {"dataset": base, "probe": {"planes": [{"indices": [0, 3, 4]}]}}}})
+
+
+def test_missing_root_is_refused_naming_directory_and_files(tmp_path):
+    config = _image_config(tmp_path / "absent")
+    with pytest.raises(ConfigError) as info:
+        resolve_config(config)
+    message = str(info.value)
+    assert message.startswith("config key experiments.img.dataset.root:")
+    assert str(tmp_path / "absent") in message and "MNIST/raw/t10k-labels-idx1-ubyte" in message
+    config["experiments"]["img"]["dataset"]["download"] = True  # torchvision fetches it in the prepare job
+    assert resolve_config(config)["experiments"]["img"]["dataset"]["download"] is True
+
+
+@pytest.mark.parametrize(
+    ("dataset", "model", "key", "reason"),
+    [
+        ({"name": "mnist", "n_points": 5}, {}, "dataset.n_points", "does not apply to dataset 'mnist'"),
+        ({"name": "sinusoid", "root": "x"}, {}, "dataset.root", "does not apply to dataset 'sinusoid'"),
+        ({"name": "cifar10", "root": "x", "synthetic": {"n_train": 10, "n_test": 10}}, {"name": "resnet34"},
+         "dataset.root", "give either root or synthetic"),
+        ({"name": "mnist"}, {}, "dataset.root", "needs a data root"),
+        ({"name": "sinusoid"}, {"name": "resnet34"}, "model.name", "resnet34 needs image inputs"),
+        ({"name": "cifar10", "synthetic": {"n_train": 10, "n_test": 10}}, {"name": "resnet34", "width": 5},
+         "model.width", "does not apply to model 'resnet34'"),
+        ({"name": "cifar10", "synthetic": {"n_train": 10, "n_test": 10}}, {"name": "resnet34", "activation": "tanh"},
+         "model.activation", "is not one of ['gelu', 'relu']"),
+    ],
+)
+def test_keys_that_do_not_fit_the_data_set_or_model(dataset, model, key, reason):
+    probe = {"lines": [{"indices": [0, 1]}]} if dataset["name"] != "sinusoid" else {}
+    with pytest.raises(ConfigError) as info:
+        resolve_config({"experiments": {"exp": {"dataset": dataset, "model": model, "probe": probe}}})
+    assert str(info.value).startswith(f"config key experiments.exp.{key}:"), str(info.value)
+    assert reason in str(info.value)
+
+
+def test_image_defaults_and_synthetic_root():
+    config = {"experiments": {"c": {"dataset": {"name": "cifar10", "synthetic": {"n_train": 20, "n_test": 10}},
+                                    "model": {"name": "resnet34"},
+                                    "probe": {"planes": [{"classes": ["horse", "frog", "automobile"]}]}}}}
+    experiment = resolve_config(config)["experiments"]["c"]
+    assert experiment["dataset"] == {"name": "cifar10", "seed": 0, "synthetic": {"n_train": 20, "n_test": 10},
+                                     "download": False, "n_train": None, "n_test": None, "normalize": True,
+                                     "root": "results/c/data/synthetic"}
+    assert experiment["model"] == {"name": "resnet34", "activation": "gelu"}
+    assert experiment["probe"]["feature_maps"] == ["pooled"]

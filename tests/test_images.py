@@ -1,0 +1,195 @@
+"""Image data through torchvision's classes, augmentation, and planes and lines through images."""
+
+import hashlib
+import json
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torchvision.datasets import CIFAR10, MNIST
+
+from geomvol.data import load_dataset, model_inputs
+from geomvol.data.images import (
+    SYNTHETIC_MANIFEST, class_balanced_subset, load_split, synthetic_arrays, write_synthetic,
+)
+from geomvol.errors import DataError
+from geomvol.geometry import log_volume
+from geomvol.models import feature_map
+from geomvol.probe import probe_checkpoint
+from geomvol.probe.core import load_probed_model
+from geomvol.probe.planes import ANCHOR_UV, line_points, orthonormal_basis, plane_frame, plane_points
+from geomvol.train import fit, load_checkpoint
+from geomvol.train import loop
+from geomvol.train.augment import augment
+
+from conftest import train_spec
+
+
+def test_generated_mnist_reads_back_through_torchvision(mnist_root):
+    images, labels = synthetic_arrays("mnist", (60, 20), seed=0)[0]
+    dataset = MNIST(mnist_root, train=True)  # torchvision's own class, no download
+    assert torch.equal(dataset.data, torch.from_numpy(images[:, 0]))
+    assert dataset.targets.tolist() == labels.tolist()
+    x, y, classes = load_split("mnist", mnist_root, train=True)
+    assert x.shape == (60, 1, 28, 28) and x.dtype == torch.uint8 and classes[7] == "7 - seven"
+    assert load_split("mnist", mnist_root, train=False)[0].shape == (20, 1, 28, 28)
+
+
+def test_generated_cifar10_passes_torchvisions_md5_check_against_its_own_digests(tmp_path):
+    write_synthetic("cifar10", tmp_path, 30, 10, seed=1)
+    images, labels = synthetic_arrays("cifar10", (30, 10), seed=1)[0]
+    x, y, classes = load_split("cifar10", tmp_path, train=True)
+    assert torch.equal(x, torch.from_numpy(images)) and y.tolist() == labels.tolist()
+    assert classes[7] == "horse"
+    folder = tmp_path / "cifar-10-batches-py"
+    digests = json.loads((folder / SYNTHETIC_MANIFEST).read_text())["md5"]
+    assert digests["data_batch_1"] == hashlib.md5((folder / "data_batch_1").read_bytes()).hexdigest()
+    # torchvision's plain class checks the official archive's digests and refuses these files
+    with pytest.raises(RuntimeError, match="not found or corrupted"):
+        CIFAR10(tmp_path, train=True)
+    # a changed batch fails the check against the digests written with it, and the error names the root
+    batch = pickle.loads((folder / "data_batch_2").read_bytes())
+    batch["labels"][0] = (batch["labels"][0] + 1) % 10
+    (folder / "data_batch_2").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DataError, match=f"cifar10 data root {tmp_path} could not be read by torchvision"):
+        load_split("cifar10", tmp_path, train=True)
+
+
+def test_missing_root_names_the_directory_and_the_files(tmp_path):
+    with pytest.raises(DataError) as info:
+        load_split("mnist", tmp_path / "nowhere", train=True)
+    message = str(info.value)
+    assert str(tmp_path / "nowhere") in message and "MNIST/raw/train-images-idx3-ubyte" in message
+    assert "download: true" in message
+
+
+def test_class_balanced_subset():
+    labels = torch.arange(100) % 10
+    index = class_balanced_subset(labels, 23, 10, seed=0, what="test")
+    assert index.tolist() == sorted(index.tolist()) and len(set(index.tolist())) == 23
+    assert torch.bincount(labels[index]).tolist() == [3, 3, 3] + [2] * 7
+    assert torch.equal(index, class_balanced_subset(labels, 23, 10, seed=0, what="test"))
+    assert not torch.equal(index, class_balanced_subset(labels, 23, 10, seed=1, what="test"))
+    with pytest.raises(DataError, match="class 0 has 10 images, fewer than the 11"):
+        class_balanced_subset(labels, 110, 10, seed=0, what="test")
+
+
+def test_prepared_images_record_their_raw_files(image_run, mnist_root):
+    manifest = json.loads(image_run["manifest"].read_text())
+    data = load_dataset(image_run["data"])
+    assert data["x"].shape == (40, 1, 28, 28) and data["x_test"].shape == (20, 1, 28, 28)
+    assert manifest["class_counts"] == [4] * 10 and manifest["n_test"] == 20
+    raw = manifest["raw_files"]["sha256"]
+    assert raw["MNIST/raw/t10k-images-idx3-ubyte"] == hashlib.sha256(
+        (mnist_root / "MNIST" / "raw" / "t10k-images-idx3-ubyte").read_bytes()).hexdigest()
+    assert torch.equal(data["x"], load_split("mnist", mnist_root, True)[0][data["index"]])
+
+
+def test_normalised_inputs():
+    data = {"mean": torch.tensor([0.5, 0.25]), "std": torch.tensor([0.5, 0.25])}
+    x = torch.tensor([0, 255], dtype=torch.uint8).reshape(1, 2, 1, 1).expand(1, 2, 2, 2)
+    inputs = model_inputs(x, data, torch.float64)
+    assert inputs[0, 0].unique().tolist() == [-1.0] and inputs[0, 1].unique().tolist() == [3.0]
+
+
+def test_augmentation_crops_and_flips_each_image_alone():
+    images = torch.arange(8 * 3 * 5 * 5, dtype=torch.int32).reshape(8, 3, 5, 5).to(torch.uint8)
+    generator = torch.Generator().manual_seed(0)
+    out = augment(images, {"crop_padding": 2, "horizontal_flip": True}, generator)
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+    seen = set()
+    for b in range(8):
+        windows = [(top, left, flip) for top in range(5) for left in range(5) for flip in (False, True)
+                   if torch.equal(out[b], (lambda w: w.flip(-1) if flip else w)(padded[b, :, top:top + 5, left:left + 5]))]
+        assert windows, f"image {b} is not a flipped or plain crop of its padded self"
+        seen.add(windows[0])
+    assert len(seen) > 1, "images of one batch get their own crops"
+    same = augment(images, {"crop_padding": 0, "horizontal_flip": False}, generator)
+    assert torch.equal(same, images)
+
+
+def test_killed_image_training_with_augmentation_resumes_bit_identical(image_run, tmp_path, monkeypatch):
+    spec = train_spec(image_run["experiment"])
+    original = loop.train_one_epoch
+    calls = {"n": 0}
+
+    def dies_in_epoch_three(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_one_epoch", dies_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        fit(spec, image_run["data"], tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["epoch_0.pt", "epoch_2.pt"]
+    monkeypatch.setattr(loop, "train_one_epoch", original)
+    resumed = fit(spec, image_run["data"], tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+    assert [p.read_bytes() for p in resumed] == [p.read_bytes() for p in image_run["checkpoints"]]
+    assert (tmp_path / "m.tsv").read_bytes() == (image_run["root"] / "metrics.tsv").read_bytes()
+    rows = (tmp_path / "m.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["epoch", "loss", "accuracy", "test_loss", "test_accuracy"] and len(rows) == 5
+
+
+def test_plane_map_sends_each_anchor_coordinate_to_its_image():
+    torch.manual_seed(0)
+    p1, p2, p3 = torch.randn(3, 50, dtype=torch.float64)
+    frame = plane_frame(p1, p2, p3)
+    for (u, v), anchor in zip(ANCHOR_UV, (p1, p2, p3)):
+        point = plane_points(frame, torch.tensor([u], dtype=torch.float64), torch.tensor([v], dtype=torch.float64))
+        torch.testing.assert_close(point[0], anchor, rtol=0, atol=1e-12)
+    torch.testing.assert_close(frame.origin, (p1 + p2 + p3) / 3)
+    u, v = torch.tensor([0.0, 1.0]), torch.tensor([0.0, 0.5, 1.0])
+    grid = plane_points(frame, u.double(), v.double())
+    torch.testing.assert_close(grid[1 * 2 + 1], frame.origin + frame.e_u + 0.5 * frame.e_v)  # row-major (v, u)
+    line = line_points(p1, p2, torch.tensor([0.0, 0.25, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(line[[0, 2]], torch.stack([p1, p2]))
+    torch.testing.assert_close(line[1], 0.75 * p1 + 0.25 * p2)
+    basis = orthonormal_basis(frame.e_u, frame.e_v)
+    torch.testing.assert_close(basis.T @ basis, torch.eye(2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("metric", ["full", "subspace"])
+def test_line_probe_at_its_anchors_equals_a_direct_probe_of_the_images(image_run, metric):
+    probe = {**image_run["experiment"]["probe"], "metric": metric, "line": {"points": 2, "low": 0.0, "high": 1.0}}
+    checkpoint = image_run["checkpoints"][-1]
+    ds = probe_checkpoint(checkpoint, image_run["data"], probe)
+    assert ds["line_log10_volume"].dims == ("seed", "epoch", "block", "line", "t")
+    assert ds["t"].values.tolist() == [0.0, 1.0]
+    data = load_dataset(image_run["data"])
+    index = ds["line_anchor_index"].values[0]
+    assert data["y"][index].tolist() == [7, 6]
+    probed = load_probed_model(checkpoint, probe)
+    images = model_inputs(data["x"][index], data, torch.float64)
+    direction = (images[1] - images[0]).reshape(-1, 1)
+    basis = direction / direction.norm() if metric == "subspace" else None
+    direct = log_volume(feature_map(probed.model, "hidden"), images, basis=basis) / math.log(10)
+    np.testing.assert_allclose(ds["line_log10_volume"].values[0, 0, 0, 0], direct.numpy(), rtol=1e-10)
+    probabilities = torch.softmax(probed.model(images), dim=1)
+    np.testing.assert_allclose(ds["line_anchor_probability"].values[0, 0, 0, [0, 1], [0, 1]],
+                               probabilities[[0, 1], [7, 6]].numpy(), rtol=1e-10)
+    assert np.array_equal(ds["line_anchor_image"].values[0], data["x"][index].numpy())
+    spectra = ds["line_anchor_singular_values"].values[0, 0, 0, 0]
+    assert spectra.shape == (2, 8) and np.all(np.diff(spectra, axis=1) <= 0)
+    if metric == "full":  # the full volume element is the product of the kept singular values, / n^(k/2)
+        np.testing.assert_allclose(np.log10(spectra).sum(axis=1) - 4 * math.log10(8), direct.numpy(), rtol=1e-10)
+
+
+def test_plane_probe_labels_anchors_and_orders_the_grid(image_run):
+    probe = {**image_run["experiment"]["probe"], "lines": [], "planes": [{"indices": [0, 5, 9]}],
+             "plane": {"resolution": 5, "extent": 1.0}, "spectra": False}
+    ds = probe_checkpoint(image_run["checkpoints"][0], image_run["data"], probe)
+    assert dict(ds["plane_log10_volume"].sizes) == {"seed": 1, "epoch": 1, "block": 1, "plane": 1, "v": 5, "u": 5}
+    assert ds["plane_anchor_index"].values.tolist() == [[0, 5, 9]]
+    np.testing.assert_allclose(ds["anchor_u"].values, [-0.5, 0.5, 0.0])
+    assert "plane_anchor_singular_values" not in ds
+    data = load_dataset(image_run["data"])
+    probed = load_probed_model(image_run["checkpoints"][0], probe)
+    anchors = model_inputs(data["x"][[0, 5, 9]], data, torch.float64).reshape(3, -1)
+    frame = plane_frame(*anchors)
+    corner = (frame.origin - frame.e_u + frame.e_v).reshape(1, 1, 28, 28)  # (u, v) = (-1, 1): last row, first column
+    expected = torch.softmax(probed.model(corner), dim=1).argmax(dim=1).item()
+    assert ds["plane_predicted_class"].values[0, 0, 0, 4, 0] == expected
