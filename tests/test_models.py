@@ -41,3 +41,26 @@ def test_plane_volume_of_the_resnet_is_finite():
     basis = torch.linalg.qr(torch.randn(3 * 32 * 32, 2)).Q
     volume = log_volume(model.pooled, x, basis=basis, memory_budget_bytes=2**28)
     assert volume.shape == (2,) and torch.all(torch.isfinite(volume))
+
+
+def test_resnet_relu_is_honoured_in_every_block_and_pooled_is_block4():
+    torch.manual_seed(0)
+    relu = build_model(model_spec({"name": "resnet34", "activation": "relu"}, [3, 32, 32], 10)).eval()
+    assert not any(isinstance(m, nn.GELU) for m in relu.modules())
+    assert all(isinstance(block.relu, nn.ReLU) for stage in (relu.net.layer1, relu.net.layer4) for block in stage)
+    gelu = build_model(model_spec({"name": "resnet34", "activation": "gelu"}, [3, 32, 32], 10)).eval()
+    assert all(isinstance(block.relu, nn.GELU) for stage in (gelu.net.layer1, gelu.net.layer4) for block in stage)
+    x = torch.randn(2, 3, 32, 32)
+    for alias, name in gelu.feature_map_aliases.items():
+        torch.testing.assert_close(feature_map(gelu, alias)(x), feature_map(gelu, name)(x), rtol=0, atol=0)
+
+
+def test_shallow_net_flattens_images():
+    torch.manual_seed(0)
+    model = build_model(model_spec({"name": "shallow", "width": 5, "activation": "sigmoid", "weight_std": 0.1},
+                                   [1, 28, 28], 10))
+    x = torch.rand(3, 1, 28, 28)
+    torch.testing.assert_close(model.hidden(x), torch.sigmoid(x.reshape(3, 784) @ model.hidden_layer.weight.T
+                                                            + model.hidden_layer.bias))
+    assert model(x).shape == (3, 10)
+    assert abs(model.hidden_layer.weight.std().item() - 0.1) < 0.01 and abs(model.readout.weight.std().item() - 1) < 0.5

@@ -33,6 +33,7 @@ CLASSES = {
     "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
 }
 IMAGE_SHAPE = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+SPLIT_SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000)}  # (training, test) images of the real data sets
 SYNTHETIC_MANIFEST = "geomvol-synthetic.json"
 
 

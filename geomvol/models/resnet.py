@@ -73,3 +73,6 @@ class CifarResNet34(nn.Module):
 
     def feature_maps(self) -> dict:
         return {"pooled": self.pooled, **{f"block{i}": self.block(i) for i in range(1, 5)}}
+
+    # Feature maps that are the same function under two names: probes compute them once.
+    feature_map_aliases = {"pooled": "block4"}

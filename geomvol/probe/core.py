@@ -62,28 +62,41 @@ def load_probed_model(checkpoint_path: str | Path, spec: dict) -> ProbedModel:
     return ProbedModel(checkpoint_path, state, model, device, dtype)
 
 
+def _each_feature_map(probed: ProbedModel, spec: dict, compute, what: str) -> dict:
+    """``compute(feature_map)`` for every name in ``spec['feature_maps']``, once per distinct map
+    (a model's ``feature_map_aliases`` name one function twice, as the ResNet's pooled and block4)."""
+    aliases = getattr(probed.model, "feature_map_aliases", {})
+    results, by_function = {}, {}
+    names = spec["feature_maps"]
+    for name in tqdm(names, desc=what, unit="map", file=sys.stderr, disable=len(names) < 2):
+        function = aliases.get(name, name)
+        if function not in by_function:
+            by_function[function] = compute(feature_map(probed.model, function))
+        results[name] = by_function[function]
+    return results
+
+
 def log10_volumes(probed: ProbedModel, points: torch.Tensor, spec: dict, basis: torch.Tensor | None = None) -> dict:
     """log10 sqrt(det g) of every feature map in ``spec['feature_maps']`` at ``points`` (B, *input): name -> (B,).
 
     ``basis`` (d, m) is used for the subspace metric and ignored for the full one.
     """
     subspace = basis if spec["metric"] == "subspace" else None
-    volumes = {}
-    for name in tqdm(spec["feature_maps"], desc=f"volume at {points.shape[0]} points", unit="map", file=sys.stderr,
-                     disable=len(spec["feature_maps"]) < 2):
-        volume = log_volume(feature_map(probed.model, name), points, basis=subspace, top_k=spec["top_k"],
-                            memory_budget_bytes=spec["memory_budget_bytes"])
-        volumes[name] = volume / LN10
-    return volumes
+
+    def compute(features):
+        return log_volume(features, points, basis=subspace, top_k=spec["top_k"],
+                          memory_budget_bytes=spec["memory_budget_bytes"]) / LN10
+
+    return _each_feature_map(probed, spec, compute, f"volume at {points.shape[0]} points")
 
 
 def singular_values(probed: ProbedModel, points: torch.Tensor, spec: dict) -> dict:
     """The singular values of the full Jacobian of every feature map at ``points``: name -> (B, min(n, d)), descending."""
-    return {
-        name: log_volume_and_singular_values(feature_map(probed.model, name), points,
-                                             memory_budget_bytes=spec["memory_budget_bytes"])[1]
-        for name in spec["feature_maps"]
-    }
+
+    def compute(features):
+        return log_volume_and_singular_values(features, points, memory_budget_bytes=spec["memory_budget_bytes"])[1]
+
+    return _each_feature_map(probed, spec, compute, f"spectra at {points.shape[0]} anchors")
 
 
 def kept_singular_values(probed: ProbedModel, spec: dict, d: int, m: int) -> list[int]:
