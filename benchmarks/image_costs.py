@@ -25,20 +25,19 @@ sustains very roughly 100 TFLOP/s on this mix of bf16 training and float32 probi
 from __future__ import annotations
 
 import argparse
-import math
-import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from geomvol.config import FEATURE_MAPS, IMAGE_DATASETS, load_config
+from geomvol.config import IMAGE_DATASETS, load_config
 from geomvol.data.images import CLASSES, IMAGE_SHAPE, SPLIT_SIZES
 from geomvol.device import resolve_device
 from geomvol.geometry import log_volume, log_volume_and_singular_values
 from geomvol.models import build_model, feature_map
 from geomvol.models.registry import model_spec
 from geomvol.train.loop import Batches, build_optimizer, evaluate, train_one_epoch
+from probe_speed import timed  # benchmarks/ is the script's own directory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,16 +48,10 @@ def counted_flops(fn) -> int:
     return counter.get_total_flops()
 
 
-def timed(fn, device: torch.device, count=None) -> tuple[float, int, object]:
-    """(wall seconds, counted flops, result) of fn() (flops from a second, counted run of ``count`` or fn)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    result = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    return seconds, counted_flops(count or fn), result
+def timed_and_counted(fn, device: torch.device, count=None) -> tuple[float, int]:
+    """(wall seconds, counted flops) of fn() (flops from a second, counted run of ``count`` or fn)."""
+    seconds, _ = timed(fn, device)
+    return seconds, counted_flops(count or fn)
 
 
 def reverse_mode_flops(features, x: torch.Tensor) -> int:
@@ -94,8 +87,8 @@ def training_cost(experiment: dict, n_images: int, device: torch.device) -> dict
     optimizer = build_optimizer(model.parameters(), training["optimizer"])
     batch_size = min(training["batch_size"], n_images)
     train_one_epoch(model, optimizer, batches, batch_size, generator)  # warm-up (cuDNN autotuning, allocator)
-    seconds, flops, _ = timed(lambda: train_one_epoch(model, optimizer, batches, batch_size, generator), device)
-    eval_seconds, eval_flops, _ = timed(lambda: evaluate(model, batches), device)
+    seconds, flops = timed_and_counted(lambda: train_one_epoch(model, optimizer, batches, batch_size, generator), device)
+    eval_seconds, eval_flops = timed_and_counted(lambda: evaluate(model, batches), device)
     return {"s_per_image": seconds / n_images, "flops_per_image": flops / n_images,
             "s_per_test_image": eval_seconds / n_images, "flops_per_test_image": eval_flops / n_images}
 
@@ -121,13 +114,12 @@ def probe_cost(experiment: dict, n_points: int, device: torch.device) -> dict:
         reverse = basis is None and features(x[:1]).shape[1] < x[0].numel()
         with torch.enable_grad():
             full_flops = reverse_mode_flops(features, x) if reverse or probe["spectra"] else None
-        seconds, flops, _ = timed(lambda: log_volume(features, x, basis=basis, top_k=probe["top_k"],
+        seconds, flops = timed_and_counted(lambda: log_volume(features, x, basis=basis, top_k=probe["top_k"],
                                                      memory_budget_bytes=budget), device,
                                   count=(lambda: None) if reverse else None)
         cost = {"s_per_point": seconds / n_points, "flops_per_point": full_flops if reverse else flops / n_points}
         if probe["spectra"]:
-            seconds = timed(lambda: log_volume_and_singular_values(features, x[:1], memory_budget_bytes=budget),
-                            device, count=lambda: None)[0]
+            seconds, _ = timed(lambda: log_volume_and_singular_values(features, x[:1], memory_budget_bytes=budget), device)
             cost.update(s_per_anchor=seconds, flops_per_anchor=full_flops)
         costs[function] = cost
     return costs

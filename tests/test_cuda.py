@@ -77,3 +77,32 @@ def test_training_and_probing_on_cuda(tmp_path):
     assert cpu_probe["probe_device"].item() == "cpu"
     np.testing.assert_allclose(cuda_probe["log10_volume"].values, cpu_probe["log10_volume"].values, rtol=1e-10)
     np.testing.assert_array_equal(cuda_probe["predicted_class"].values, cpu_probe["predicted_class"].values)
+
+
+def test_resnet_trains_on_cuda_with_bf16_and_channels_last(tmp_path):
+    """One epoch of the CIFAR ResNet34 on synthetic CIFAR-10: data and augmentation on the GPU, bf16 autocast,
+    channels-last; the checkpoint loads on the CPU and the metrics are finite."""
+    from geomvol.config import resolve_config
+    from geomvol.data.images import write_synthetic
+
+    write_synthetic("cifar10", tmp_path / "raw", 64, 32, seed=0)
+    config = {"experiments": {"c": {
+        "dataset": {"name": "cifar10", "root": str(tmp_path / "raw")},
+        "model": {"name": "resnet34"},
+        "training": {"epochs": 1, "batch_size": 32, "device": "cuda", "save_epochs": [1],
+                     "optimizer": {"name": "sgd", "lr": 0.01}, "augmentation": {"crop_padding": 4, "horizontal_flip": True}},
+        "probe": {"planes": [{"indices": [0, 1, 2]}], "plane": {"resolution": 3}, "metric": "subspace",
+                  "feature_maps": ["block1", "pooled"], "spectra": False},
+    }}}
+    experiment = resolve_config(config)["experiments"]["c"]
+    data = tmp_path / "dataset.pt"
+    prepare_dataset(experiment["dataset"], data, tmp_path / "manifest.json")
+    checkpoints = fit(train_spec(experiment), data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+    state = load_checkpoint(checkpoints[-1])
+    assert all(value.device.type == "cpu" for value in state["model"].values())
+    assert all(math.isfinite(v) for v in state["history"]["loss"] + state["history"]["test_loss"])
+    probe = {**experiment["probe"], "dtype": "float64"}
+    on_cpu = probe_checkpoint(checkpoints[-1], data, {**probe, "device": "cpu"})
+    on_cuda = probe_checkpoint(checkpoints[-1], data, {**probe, "device": "cuda"})
+    np.testing.assert_allclose(on_cuda["plane_log10_volume"].values, on_cpu["plane_log10_volume"].values, rtol=1e-9)
+    np.testing.assert_array_equal(on_cuda["plane_predicted_class"].values, on_cpu["plane_predicted_class"].values)

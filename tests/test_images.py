@@ -57,6 +57,21 @@ def test_generated_cifar10_passes_torchvisions_md5_check_against_its_own_digests
         load_split("cifar10", tmp_path, train=True)
 
 
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_download_true_finds_a_complete_root_and_fetches_nothing(tmp_path, name, monkeypatch):
+    from torchvision.datasets import cifar, mnist
+
+    write_synthetic(name, tmp_path, 20, 10, seed=0)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to download")
+
+    for module in (mnist, cifar):
+        monkeypatch.setattr(module, "download_and_extract_archive", no_network)
+    x, y, _ = load_split(name, tmp_path, train=True, download=True)
+    assert x.shape[0] == 20 and (tmp_path / ".geomvol-download.lock").exists()
+
+
 def test_missing_root_names_the_directory_and_the_files(tmp_path):
     with pytest.raises(DataError) as info:
         load_split("mnist", tmp_path / "nowhere", train=True)

@@ -15,6 +15,8 @@ torchvision check the files against those instead.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import pickle
@@ -70,6 +72,22 @@ def _cifar10_class(root: Path):
     return SyntheticCIFAR10
 
 
+@contextlib.contextmanager
+def _download_lock(root: Path, download: bool):
+    """With ``download``, hold an exclusive lock on the root, so that two jobs (two experiments on one
+    root) do not fetch and extract into it at once; the second finds the files there and skips."""
+    if not download:
+        yield
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".geomvol-download.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def load_split(name: str, root: str | Path, train: bool, download: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Images (N, C, H, W) uint8, labels (N,) int64 and class names of one split, through torchvision."""
     from torchvision.datasets import MNIST
@@ -78,12 +96,13 @@ def load_split(name: str, root: str | Path, train: bool, download: bool = False)
     if not download:
         check_root(name, root)
     try:
-        if name == "mnist":
-            dataset = MNIST(root, train=train, download=download)
-            images = dataset.data[:, None]
-        else:
-            dataset = _cifar10_class(root)(root, train=train, download=download)
-            images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
+        with _download_lock(root, download):
+            if name == "mnist":
+                dataset = MNIST(root, train=train, download=download)
+                images = dataset.data[:, None]
+            else:
+                dataset = _cifar10_class(root)(root, train=train, download=download)
+                images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
     except RuntimeError as error:  # torchvision: "Dataset not found or corrupted."
         raise DataError(f"{name} data root {root} could not be read by torchvision ({error}); "
                         f"expected files: {', '.join(EXPECTED_FILES[name])}") from error

@@ -36,17 +36,15 @@ def get_experiment(wildcards):
 
 def get_raw_data(wildcards):
     """The raw files prepare_dataset reads: none for the sinusoid (drawn from its spec), the synthetic
-    root for a synthetic set, the files of torchvision's layout for a real root (none while a
-    `download: true` root is still empty: torchvision fetches them in the job)."""
+    root for a synthetic set, the files of torchvision's layout for a real root. None for a
+    `download: true` root, which torchvision fills in the job: declaring its files only once they
+    exist would change the job's inputs after the first run and redo everything downstream."""
     dataset = get_experiment(wildcards)["dataset"]
-    if dataset["name"] == "sinusoid":
+    if dataset["name"] == "sinusoid" or dataset["download"]:
         return []
     if dataset["synthetic"] is not None:
         return rules.synthesize_dataset.output.root
-    files = [str(Path(dataset["root"]) / name) for name in EXPECTED_FILES[dataset["name"]]]
-    if dataset["download"] and not all(Path(f).is_file() for f in files):
-        return []
-    return files
+    return [str(Path(dataset["root"]) / name) for name in EXPECTED_FILES[dataset["name"]]]
 
 
 def get_figures(name, experiment):
