@@ -159,12 +159,12 @@ def main() -> None:
         per_map = ", ".join(f"{f} {c['s_per_point']:.3g}" for f, c in probes.items())
         flops = train_flops + probe_flops
         print(f"{name:<14}{train['s_per_image']:>12.2e}{train_s / 3600:>10.2f}{probe_s / 3600:>10.2f}"
-              f"{(train_s + probe_s) / 3600:>10.2f}{flops / 1e15:>10.1f}{flops / (args.tflops * 1e12) / 3600:>10.2f}")
+              f"{(train_s + probe_s) / 3600:>10.2f}{flops / 1e15:>10.3g}{flops / (args.tflops * 1e12) / 3600:>10.3g}")
         print(f"    one epoch: {n_train * train['s_per_image'] + n_test * train['s_per_test_image']:.1f} s "
               f"({n_train} training + {n_test} test images, batch {training['batch_size']}), "
               f"{train['flops_per_image'] / 1e9:.2f} GFLOP per training image")
         print(f"    probing: {points} points x {probed} epochs, metric {probe['metric']}, s/point per distinct map: "
-              f"{per_map}; training {train_flops / 1e15:.1f} PFLOP, probing {probe_flops / 1e15:.1f} PFLOP")
+              f"{per_map}; training {train_flops / 1e15:.3g} PFLOP, probing {probe_flops / 1e15:.3g} PFLOP")
 
 
 if __name__ == "__main__":

@@ -162,3 +162,20 @@ def test_graded_jacobian_keeps_relative_accuracy():
     x = torch.randn(2, 3, dtype=torch.float64)
     expected = torch.log(scales).sum() + torch.linalg.slogdet(weight).logabsdet - 1.5 * math.log(3)
     torch.testing.assert_close(log_volume(lambda x: x @ matrix.T, x), expected.expand(2), rtol=1e-12, atol=0)
+
+
+def test_parts_share_one_jacobian_and_equal_separate_volumes():
+    from geomvol.geometry import log_volume_of_parts
+    from geomvol.models.resnet import CifarResNet34
+
+    torch.manual_seed(0)
+    model = CifarResNet34().double().eval().requires_grad_(False)
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    basis = torch.linalg.qr(torch.randn(3 * 32 * 32, 2, dtype=torch.float64)).Q
+    names = ["block1", "pooled", "block3"]
+    together = log_volume_of_parts(model.blocks_together(names), x, [64, 512, 256], basis=basis)
+    maps = model.feature_maps()
+    for row, name in zip(together, names):
+        torch.testing.assert_close(row, log_volume(maps[name], x, basis=basis), rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="do not add up"):
+        log_volume_of_parts(model.blocks_together(names), x, [64, 512], basis=basis)

@@ -5,8 +5,9 @@ from geomvol.geometry.volume import (
     jacobian,
     log_volume,
     log_volume_and_singular_values,
+    log_volume_of_parts,
     plan_chunks,
     subspace_jacobian,
 )
 
-__all__ = ["jacobian", "log_volume", "log_volume_and_singular_values", "plan_chunks", "subspace_jacobian"]
+__all__ = ["jacobian", "log_volume", "log_volume_and_singular_values", "log_volume_of_parts", "plan_chunks", "subspace_jacobian"]

@@ -281,3 +281,33 @@ def log_volume(
         return _from_singular_values(feature_map, x, basis, n, k, plan)[0]
     log_det = torch.cat([_log_abs_det_r(jac) for jac in _jacobians(feature_map, x, basis, n, plan)])
     return log_det - 0.5 * k * math.log(n)
+
+
+def log_volume_of_parts(
+    feature_map: FeatureMap,
+    x: torch.Tensor,
+    widths: list[int],
+    basis: torch.Tensor | None = None,
+    memory_budget_bytes: int | None = None,
+) -> torch.Tensor:
+    r"""Natural log volume elements of several feature maps at once, shape [P, B].
+
+    ``feature_map`` returns the features of P maps side by side, (B, n_1 + ... + n_P);
+    part p's metric is :math:`g_p = J_p^\top J_p / n_p` with :math:`J_p` its rows of
+    the Jacobian, all of whose min(n_p, d) (or min(n_p, m) with a ``basis``)
+    singular values are kept. One Jacobian computation serves all parts: with a
+    basis, m JVPs through a network whose blocks share their trunk cost what
+    the deepest block alone costs. Parameters as :func:`log_volume`.
+    """
+    n, _, _, plan = _setup(feature_map, x, basis, None, memory_budget_bytes)
+    if sum(widths) != n:
+        raise ValueError(f"the parts' widths {widths} do not add up to the feature map's {n} features")
+    columns = math.prod(x.shape[1:]) if basis is None else basis.shape[1]
+    starts = [sum(widths[:p]) for p in range(len(widths))]
+    chunks = []
+    for jac in _jacobians(feature_map, x, basis, n, plan):
+        chunks.append(torch.stack([
+            _log_abs_det_r(jac[:, start:start + width]) - 0.5 * min(width, columns) * math.log(width)
+            for start, width in zip(starts, widths)
+        ]))
+    return torch.cat(chunks, dim=1)

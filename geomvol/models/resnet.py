@@ -63,6 +63,17 @@ class CifarResNet34(nn.Module):
 
         return pooled_block
 
+    def blocks_together(self, names: list[str]):
+        """The named feature maps side by side, (B, 3, 32, 32) -> (B, n_1 + ... + n_P), from one pass
+        through the trunk (what the deepest of them costs)."""
+        indices = [int(self.feature_map_aliases.get(name, name)[len("block"):]) for name in names]
+
+        def together(x: torch.Tensor) -> torch.Tensor:
+            outputs = self._blocks(x, max(indices))
+            return torch.cat([outputs[i - 1].mean(dim=(2, 3)) for i in indices], dim=1)
+
+        return together
+
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """The 512-d backbone output: (B, 3, 32, 32) -> (B, 512)."""
         return self.block(4)(x)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from geomvol.config import feature_width
 from geomvol.device import device_label, resolve_device
-from geomvol.geometry import log_volume, log_volume_and_singular_values
+from geomvol.geometry import log_volume, log_volume_and_singular_values, log_volume_of_parts
 from geomvol.models import build_model, feature_map
 from geomvol.provenance import sha256_file
 from geomvol.train import load_checkpoint
@@ -80,8 +80,15 @@ def log10_volumes(probed: ProbedModel, points: torch.Tensor, spec: dict, basis: 
     """log10 sqrt(det g) of every feature map in ``spec['feature_maps']`` at ``points`` (B, *input): name -> (B,).
 
     ``basis`` (d, m) is used for the subspace metric and ignored for the full one.
+    With the subspace metric, a model that computes several feature maps in one
+    pass (``blocks_together``) has them measured from one set of JVPs.
     """
     subspace = basis if spec["metric"] == "subspace" else None
+    names = list(spec["feature_maps"])
+    if subspace is not None and hasattr(probed.model, "blocks_together") and len(names) > 1 and spec["top_k"] is None:
+        volumes = log_volume_of_parts(probed.model.blocks_together(names), points, [probed.width(n) for n in names],
+                                      basis=subspace, memory_budget_bytes=spec["memory_budget_bytes"])
+        return {name: volume / LN10 for name, volume in zip(names, volumes)}
 
     def compute(features):
         return log_volume(features, points, basis=subspace, top_k=spec["top_k"],
