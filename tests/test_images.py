@@ -10,7 +10,8 @@ import pytest
 import torch
 from torchvision.datasets import CIFAR10, MNIST
 
-from geomvol.data import load_dataset, model_inputs
+from geomvol.config import resolve_config
+from geomvol.data import load_dataset, model_inputs, prepare_dataset
 from geomvol.data.images import (
     SYNTHETIC_MANIFEST, class_balanced_subset, load_split, synthetic_arrays, write_synthetic,
 )
@@ -126,8 +127,8 @@ def test_augmentation_crops_and_flips_each_image_alone():
     assert torch.equal(same, images)
 
 
-def test_killed_image_training_with_augmentation_resumes_bit_identical(image_run, tmp_path, monkeypatch):
-    spec = train_spec(image_run["experiment"])
+def killed_and_resumed(spec, data, tmp_path, monkeypatch) -> list:
+    """Train ``spec``, dying inside epoch 3 (after epoch 2 was saved); train again; return the checkpoints."""
     original = loop.train_one_epoch
     calls = {"n": 0}
 
@@ -139,14 +140,40 @@ def test_killed_image_training_with_augmentation_resumes_bit_identical(image_run
 
     monkeypatch.setattr(loop, "train_one_epoch", dies_in_epoch_three)
     with pytest.raises(KeyboardInterrupt):
-        fit(spec, image_run["data"], tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+        fit(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
     assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["epoch_0.pt", "epoch_2.pt"]
     monkeypatch.setattr(loop, "train_one_epoch", original)
-    resumed = fit(spec, image_run["data"], tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+    return fit(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+
+
+def test_killed_image_training_with_augmentation_resumes_bit_identical(image_run, tmp_path, monkeypatch):
+    resumed = killed_and_resumed(train_spec(image_run["experiment"]), image_run["data"], tmp_path, monkeypatch)
     assert [p.read_bytes() for p in resumed] == [p.read_bytes() for p in image_run["checkpoints"]]
     assert (tmp_path / "m.tsv").read_bytes() == (image_run["root"] / "metrics.tsv").read_bytes()
     rows = (tmp_path / "m.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["epoch", "loss", "accuracy", "test_loss", "test_accuracy"] and len(rows) == 5
+
+
+def test_killed_resnet_training_resumes_bit_identical(tmp_path, monkeypatch):
+    """BatchNorm statistics, SGD momentum and the augmentation's generator all come back from the checkpoint."""
+    write_synthetic("cifar10", tmp_path / "raw", 20, 10, seed=0)
+    config = {"experiments": {"c": {
+        "dataset": {"name": "cifar10", "root": str(tmp_path / "raw")},
+        "model": {"name": "resnet34"},
+        "training": {"epochs": 3, "batch_size": 10, "save_epochs": {"every": 2}, "threads": 2,
+                     "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4},
+                     "augmentation": {"crop_padding": 4, "horizontal_flip": True}},
+        "probe": {"planes": [{"indices": [0, 1, 2]}]},
+    }}}
+    experiment = resolve_config(config)["experiments"]["c"]
+    data = tmp_path / "dataset.pt"
+    prepare_dataset(experiment["dataset"], data, tmp_path / "manifest.json")
+    spec = train_spec(experiment)
+    reference = fit(spec, data, tmp_path / "ref", tmp_path / "ref-state", tmp_path / "ref.tsv")
+    resumed = killed_and_resumed(spec, data, tmp_path / "killed", monkeypatch)
+    assert [p.read_bytes() for p in resumed] == [p.read_bytes() for p in reference]
+    state = load_checkpoint(resumed[-1])
+    assert state["model"]["net.bn1.num_batches_tracked"].item() == 6 and state["history"]["epoch"] == [1, 2, 3]
 
 
 def test_plane_map_sends_each_anchor_coordinate_to_its_image():

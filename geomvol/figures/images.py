@@ -134,7 +134,7 @@ def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: i
             ax.set(title=f"epoch {int(epoch)}", xlabel="t", ylim=(low - margin, high + 2.5 * margin))
         axes[line][0].set_ylabel(rf"line {line} ({_anchor_names(ds, 'line', line)})" + "\n" + r"$\log_{10}\sqrt{\det g}$")
     axes[0][0].legend(fontsize=7)
-    title = f"{ds.attrs['experiment']} (seed {seed}): lines between training images (background: predicted class)"
+    title = f"{ds.attrs['experiment']} (seed {seed}): lines between training images\n(background: predicted class)"
     fig.suptitle(title)
     save_with_lineage(fig, store_path, ds, png, pdf, title)
 
@@ -154,6 +154,7 @@ def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
             mesh = _plane_panel(axes[row][column], ds, volume[column], 0, f"{block}, epoch {int(epoch)}",
                                 cmap="viridis", vmin=low, vmax=high)
         fig.colorbar(mesh, ax=axes[row].tolist(), label=rf"$\log_{{10}}\sqrt{{\det g}}$ ({block})")
-    title = f"{ds.attrs['experiment']} (seed {seed}): volume element per block on plane 0 ({_anchor_names(ds, 'plane', 0)})"
+    title = (f"{ds.attrs['experiment']} (seed {seed}): volume element per block\n"
+             f"on plane 0 ({_anchor_names(ds, 'plane', 0)})")
     fig.suptitle(title)
     save_with_lineage(fig, store_path, ds, png, pdf, title)

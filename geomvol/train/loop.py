@@ -2,9 +2,9 @@
 
 The data set lives on the training device (images as uint8); each batch is
 augmented there (:mod:`geomvol.train.augment`, images only) and turned into
-model inputs (:func:`geomvol.data.model_inputs`). On CUDA, with
+model inputs (:func:`geomvol.data.model_inputs`). For images on CUDA, with
 ``mixed_precision``, the forward and backward passes run under bf16 autocast
-and convolutional models use channels-last memory.
+and the model and its inputs use channels-last memory.
 
 ``fit`` writes a checkpoint after each saved epoch into a state directory
 that lives outside the pipeline's declared outputs, and resumes from the
@@ -58,9 +58,9 @@ class Batches:
         self.y_test = data["y_test"].to(device) if "y_test" in data else None
         self.augmentation = augmentation if self.x.dtype == torch.uint8 else None
         self.generator = torch.Generator(device=device).manual_seed(seed)  # augmentation draws
-        fast = device.type == "cuda" and mixed_precision
+        fast = device.type == "cuda" and mixed_precision and self.x.dtype == torch.uint8  # images on a GPU
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast)
-        self.memory_format = torch.channels_last if fast and self.x.ndim == 4 else torch.contiguous_format
+        self.memory_format = torch.channels_last if fast else torch.contiguous_format
 
     def inputs(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         if train and self.augmentation is not None:
