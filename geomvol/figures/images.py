@@ -1,8 +1,9 @@
 """Figures of planes and lines through images, from a combined store alone (the study's Figures 2, 3 and 4).
 
-- ``planes``: per plane, rows predicted class, log10 entropy and log10 volume
-  element (first feature map), one column per probed epoch (Figure 3; with
-  MNIST, Figure 2's plane).
+- ``planes``: per plane, rows predicted class, log10 entropy, log10 volume
+  element (first feature map), and the ternary plot of the three anchor
+  classes' probabilities with each grid point coloured by its volume element;
+  one column per probed epoch (Figure 3; with MNIST, Figure 2's plane).
 - ``lines``: per line, log10 volume element along t with the predicted class
   as background, one column per epoch (Figure 2's line).
 - ``blocks``: log10 volume element on the first plane, one row per feature
@@ -61,13 +62,33 @@ def _plane_panel(ax, ds, values, plane, title, **style):
     return mesh
 
 
-def _anchor_names(ds: xr.Dataset, kind: str, span: int) -> str:
+def _anchor_names(ds: xr.Dataset, kind: str, span: int) -> list[str]:
     classes = ds.attrs["classes"]
-    return ", ".join(classes[int(c)] for c in ds[f"{kind}_anchor_class"].values[span])
+    return [classes[int(c)] for c in ds[f"{kind}_anchor_class"].values[span]]
+
+
+TRIANGLE = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])  # corners of the ternary plot
+
+
+def _ternary_panel(ax, probabilities: np.ndarray, volume: np.ndarray, names: list[str], title: str, **style):
+    """Grid points at the barycentre of their anchor-class probabilities (normalised to sum to one),
+    coloured by ``volume``: a point near a corner is confidently that anchor's class."""
+    weights = probabilities.reshape(3, -1)
+    weights = weights / np.maximum(weights.sum(axis=0), 1e-300)
+    xy = weights.T @ TRIANGLE
+    ax.plot(*np.vstack([TRIANGLE, TRIANGLE[:1]]).T, color="black", linewidth=0.8)
+    points = ax.scatter(xy[:, 0], xy[:, 1], c=volume.reshape(-1), s=6, **style)
+    for corner, name in zip(TRIANGLE, names):
+        ax.annotate(name, corner, textcoords="offset points", xytext=(0, -10 if corner[1] == 0 else 4),
+                    ha="center", fontsize=7)
+    ax.set(title=title, aspect="equal", xlim=(-0.1, 1.1), ylim=(-0.15, 1.0))
+    ax.set_axis_off()
+    return points
 
 
 def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None) -> None:
-    """Predicted class, log10 entropy and log10 volume element on every plane across epochs."""
+    """Predicted class, log10 entropy, log10 volume element and the anchor classes' ternary plot on every
+    plane across epochs."""
     ds = open_store(store_path)
     seed = first_seed(ds, seed)
     block = str(ds["block"].values[0])
@@ -75,16 +96,17 @@ def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
     n_classes = len(ds.attrs["classes"])
     cmap, norm = _class_colours(n_classes)
     planes = ds["plane"].values
-    fig, axes = plt.subplots(3 * len(planes), len(epochs), figsize=(PANEL * len(epochs) + 1.5, PANEL * 3 * len(planes)),
+    fig, axes = plt.subplots(4 * len(planes), len(epochs), figsize=(PANEL * len(epochs) + 1.5, PANEL * 4 * len(planes)),
                              squeeze=False, constrained_layout=True)
     for plane in planes:
-        rows = axes[3 * plane: 3 * plane + 3]
+        rows = axes[4 * plane: 4 * plane + 4]
         at = {"seed": seed, "plane": plane}
         predicted = ds["plane_predicted_class"].sel(at).values
         log_entropy = np.log10(np.maximum(ds["plane_entropy"].sel(at).values, 1e-12))
         volume = ds["plane_log10_volume"].sel({**at, "block": block}).values
         limits = [finite_range(log_entropy), finite_range(volume)]
         names = _anchor_names(ds, "plane", plane)
+        probabilities = ds["plane_anchor_probability"].sel(at).values
         for column, epoch in enumerate(epochs):
             title = f"epoch {int(epoch)}"
             mesh_class = _plane_panel(rows[0][column], ds, predicted[column], plane, title, cmap=cmap, norm=norm)
@@ -92,11 +114,14 @@ def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
                                         vmin=limits[0][0], vmax=limits[0][1])
             mesh_volume = _plane_panel(rows[2][column], ds, volume[column], plane, title, cmap="viridis",
                                        vmin=limits[1][0], vmax=limits[1][1])
+            _ternary_panel(rows[3][column], probabilities[column], volume[column], names, title,
+                           cmap="viridis", vmin=limits[1][0], vmax=limits[1][1])
         bar = fig.colorbar(mesh_class, ax=rows[0].tolist(), ticks=range(n_classes))
         bar.ax.set_yticklabels(ds.attrs["classes"], fontsize=6)
         bar.set_label("predicted class")
-        for row in rows:
-            row[0].set_ylabel(f"plane {plane} ({names})\nv")
+        fig.colorbar(mesh_volume, ax=rows[3].tolist(), label=rf"$\log_{{10}}\sqrt{{\det g}}$ ({block})")
+        for row in rows[:3]:
+            row[0].set_ylabel(f"plane {plane} ({', '.join(names)})\nv")
         fig.colorbar(mesh_entropy, ax=rows[1].tolist(), label=r"$\log_{10}$ entropy (nats)")
         fig.colorbar(mesh_volume, ax=rows[2].tolist(), label=rf"$\log_{{10}}\sqrt{{\det g}}$ ({block})")
     title = f"{ds.attrs['experiment']} (seed {seed}): planes through training images"
@@ -132,7 +157,7 @@ def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: i
                 if t.min() <= t_anchor <= t.max():
                     _draw_anchor(ax, ds["line_anchor_image"].values[line, anchor], (t_anchor, high + margin), zoom=0.6)
             ax.set(title=f"epoch {int(epoch)}", xlabel="t", ylim=(low - margin, high + 2.5 * margin))
-        axes[line][0].set_ylabel(rf"line {line} ({_anchor_names(ds, 'line', line)})" + "\n" + r"$\log_{10}\sqrt{\det g}$")
+        axes[line][0].set_ylabel(rf"line {line} ({', '.join(_anchor_names(ds, 'line', line))})" + "\n" + r"$\log_{10}\sqrt{\det g}$")
     axes[0][0].legend(fontsize=7)
     title = f"{ds.attrs['experiment']} (seed {seed}): lines between training images\n(background: predicted class)"
     fig.suptitle(title)
@@ -155,6 +180,6 @@ def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
                                 cmap="viridis", vmin=low, vmax=high)
         fig.colorbar(mesh, ax=axes[row].tolist(), label=rf"$\log_{{10}}\sqrt{{\det g}}$ ({block})")
     title = (f"{ds.attrs['experiment']} (seed {seed}): volume element per block\n"
-             f"on plane 0 ({_anchor_names(ds, 'plane', 0)})")
+             f"on plane 0 ({', '.join(_anchor_names(ds, 'plane', 0))})")
     fig.suptitle(title)
     save_with_lineage(fig, store_path, ds, png, pdf, title)
