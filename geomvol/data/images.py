@@ -49,9 +49,9 @@ def check_root(name: str, root: str | Path) -> None:
     missing = missing_files(name, root)
     if missing:
         raise DataError(
-            f"{name} data root {root} is missing {len(missing)} of the files torchvision reads: {', '.join(missing)}. "
-            f"Set dataset.download: true on a machine that is online, or put the data set there in torchvision's "
-            f"layout (expected: {', '.join(EXPECTED_FILES[name])})"
+            f"{name} data root {root} is missing {len(missing)} of the {len(EXPECTED_FILES[name])} files torchvision "
+            f"reads there: {', '.join(missing)}. Set dataset.download: true on a machine that is online, or put the "
+            f"data set there in torchvision's layout"
         )
 
 
