@@ -158,6 +158,17 @@ def _check_dataset(where: tuple, name: str, experiment: dict) -> None:
     elif "root" not in dataset:
         raise ConfigError(f"config key {_key(where + ('dataset', 'root'))}: {dataset['name']} needs a data root "
                           f"(a directory in torchvision's layout), or `synthetic` for a generated stand-in")
+    objective = experiment["training"]["objective"]
+    if objective["name"] == "cross_entropy" and len(objective) > 1:
+        extra = sorted(set(objective) - {"name"})[0]
+        raise ConfigError(f"config key {_key(where + ('training', 'objective', extra))}: applies to barlow_twins only")
+    if objective["name"] == "barlow_twins":
+        if dataset["name"] not in IMAGE_DATASETS:
+            raise ConfigError(f"config key {_key(where + ('training', 'objective', 'name'))}: barlow_twins needs images")
+        if objective["features"] not in FEATURE_MAPS[model["name"]]:
+            raise ConfigError(f"config key {_key(where + ('training', 'objective', 'features'))}: model "
+                              f"{model['name']!r} has no feature map {objective['features']!r}; it has "
+                              f"{list(FEATURE_MAPS[model['name']])}")
     if model["name"] == "resnet34" and dataset["name"] == "sinusoid":
         raise ConfigError(f"config key {_key(where + ('model', 'name'))}: resnet34 needs image inputs, "
                           f"not the 2-D sinusoid")

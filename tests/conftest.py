@@ -113,3 +113,24 @@ def image_run(tmp_path_factory, mnist_root) -> dict:
     prepare_dataset(experiment["dataset"], data, manifest)
     checkpoints = fit(train_spec(experiment), data, root / "checkpoints", root / "train-state", root / "metrics.tsv")
     return {"root": root, "experiment": experiment, "data": data, "manifest": manifest, "checkpoints": checkpoints}
+
+
+def killed_and_resumed(spec, data, tmp_path, monkeypatch) -> list:
+    """Train ``spec``, dying inside epoch 3 (after epoch 2 was saved); train again; return the checkpoints."""
+    from geomvol.train import loop
+
+    original = loop.train_one_epoch
+    calls = {"n": 0}
+
+    def dies_in_epoch_three(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_one_epoch", dies_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        fit(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["epoch_0.pt", "epoch_2.pt"]
+    monkeypatch.setattr(loop, "train_one_epoch", original)
+    return fit(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")

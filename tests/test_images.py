@@ -22,10 +22,9 @@ from geomvol.probe import probe_checkpoint
 from geomvol.probe.core import load_probed_model
 from geomvol.probe.planes import ANCHOR_UV, line_points, orthonormal_basis, plane_frame, plane_points
 from geomvol.train import fit, load_checkpoint
-from geomvol.train import loop
 from geomvol.train.augment import augment
 
-from conftest import train_spec
+from conftest import killed_and_resumed, train_spec
 
 
 def test_generated_mnist_reads_back_through_torchvision(mnist_root):
@@ -125,25 +124,6 @@ def test_augmentation_crops_and_flips_each_image_alone():
     assert len(seen) > 1, "images of one batch get their own crops"
     same = augment(images, {"crop_padding": 0, "horizontal_flip": False}, generator)
     assert torch.equal(same, images)
-
-
-def killed_and_resumed(spec, data, tmp_path, monkeypatch) -> list:
-    """Train ``spec``, dying inside epoch 3 (after epoch 2 was saved); train again; return the checkpoints."""
-    original = loop.train_one_epoch
-    calls = {"n": 0}
-
-    def dies_in_epoch_three(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("killed")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "train_one_epoch", dies_in_epoch_three)
-    with pytest.raises(KeyboardInterrupt):
-        fit(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
-    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["epoch_0.pt", "epoch_2.pt"]
-    monkeypatch.setattr(loop, "train_one_epoch", original)
-    return fit(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
 
 
 def test_killed_image_training_with_augmentation_resumes_bit_identical(image_run, tmp_path, monkeypatch):

@@ -69,7 +69,12 @@ def model_inputs(x: torch.Tensor, data: dict, dtype: torch.dtype = torch.float32
     float points as they are. On the device of ``x``."""
     if x.dtype != torch.uint8:
         return x.to(dtype)
-    shape = (-1,) + (1,) * (x.ndim - 2)
-    mean = data["mean"].to(device=x.device, dtype=dtype).reshape(shape)
-    std = data["std"].to(device=x.device, dtype=dtype).reshape(shape)
-    return (x.to(dtype) / 255 - mean) / std
+    return normalise(x.to(dtype) / 255, data)
+
+
+def normalise(images: torch.Tensor, data: dict) -> torch.Tensor:
+    """Images (B, C, H, W) with pixels in [0, 1], normalised per channel: ``(images - mean) / std``."""
+    shape = (-1, 1, 1)
+    mean = data["mean"].to(device=images.device, dtype=images.dtype).reshape(shape)
+    std = data["std"].to(device=images.device, dtype=images.dtype).reshape(shape)
+    return (images - mean) / std

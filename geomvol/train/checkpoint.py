@@ -2,7 +2,8 @@
 
 A checkpoint holds everything to rebuild the model and to continue training
 bit for bit: ``model`` (state dict), ``model_spec`` (to rebuild it),
-``optimizer`` (state dict), ``rng`` (torch's global RNG and the batch-order
+``optimizer`` (state dict), ``objective`` (the objective's own parameters: the
+Barlow Twins projector; empty for cross-entropy), ``rng`` (torch's global RNG and the batch-order
 generator), ``epoch`` (epochs completed), ``history`` (per-epoch loss and
 accuracy so far), ``train_spec`` (the config it came from) and
 ``dataset_sha256``.
@@ -20,7 +21,8 @@ from geomvol.errors import CheckpointError
 from geomvol.io import save_torch
 
 FORMAT = "geomvol-checkpoint-1"
-KEYS = {"format", "model", "model_spec", "optimizer", "rng", "epoch", "history", "train_spec", "dataset_sha256"}
+KEYS = {"format", "model", "model_spec", "optimizer", "objective", "rng", "epoch", "history", "train_spec",
+        "dataset_sha256"}
 
 
 def checkpoint_name(epoch: int) -> str:

@@ -26,16 +26,18 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from geomvol.config import saved_epochs
+from geomvol.config import feature_width, saved_epochs
 from geomvol.data import load_dataset, model_inputs
+from geomvol.data.prepare import normalise
 from geomvol.device import resolve_device
 from geomvol.io import atomic_path
 from geomvol.models import build_model
 from geomvol.models.registry import model_spec
 from geomvol.provenance import sha256_file
 from geomvol.errors import CheckpointError
-from geomvol.train.augment import augment
+from geomvol.train.augment import BARLOW_TWINS_VIEWS, augment, random_view
 from geomvol.train.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
+from geomvol.train.objectives import build_objective
 
 EVALUATION_BATCH = 1024
 
@@ -67,24 +69,34 @@ class Batches:
             x = augment(x, self.augmentation, self.generator)
         return model_inputs(x, self.data).contiguous(memory_format=self.memory_format)
 
+    def views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two Barlow Twins views of a uint8 batch, as model inputs."""
+        images = x.float() / 255
+        return tuple(
+            normalise(random_view(images, view, self.generator), self.data).contiguous(memory_format=self.memory_format)
+            for view in BARLOW_TWINS_VIEWS
+        )
 
-def train_one_epoch(model, optimizer, batches: Batches, batch_size: int, generator) -> tuple[float, float]:
-    """One pass in a random order drawn from ``generator``; returns mean loss and accuracy."""
+
+def train_one_epoch(model, objective, optimizer, batches: Batches, batch_size: int, generator) -> tuple[float, float | None]:
+    """One pass in a random order drawn from ``generator``; returns the mean loss and (supervised) accuracy."""
     model.train()
+    objective.train()
     x, y = batches.x, batches.y
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), dtype=torch.long, device=x.device)
     order = torch.randperm(x.shape[0], generator=generator).to(x.device)
     for batch in order.split(batch_size):
         with batches.autocast:
-            logits = model(batches.inputs(x[batch], train=True))
-            loss = nn.functional.cross_entropy(logits, y[batch])
+            loss, batch_correct = objective(model, batches, x[batch], y[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         loss_sum += loss.detach() * batch.numel()
-        correct += (logits.argmax(dim=1) == y[batch]).sum()
-    return loss_sum.item() / x.shape[0], correct.item() / x.shape[0]
+        if batch_correct is not None:
+            correct += batch_correct
+    accuracy = correct.item() / x.shape[0] if objective.supervised else None
+    return loss_sum.item() / x.shape[0], accuracy
 
 
 @torch.no_grad()
@@ -139,11 +151,16 @@ def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: st
     torch.manual_seed(spec["seed"])
     architecture = model_spec(spec["model"], input_shape=list(data["x"].shape[1:]), n_classes=n_classes)
     model = build_model(architecture).to(device=device, memory_format=batches.memory_format)
-    optimizer = build_optimizer(model.parameters(), training["optimizer"])
+    objective_spec = training["objective"]
+    backbone_width = feature_width(architecture, objective_spec["features"]) if "features" in objective_spec else 0
+    objective = build_objective(objective_spec, backbone_width).to(device)
+    optimizer = build_optimizer([*model.parameters(), *objective.parameters()], training["optimizer"])
     generator = torch.Generator().manual_seed(spec["seed"])
-    history = {"epoch": [], "loss": [], "accuracy": []}
-    if batches.x_test is not None:
-        history.update(test_loss=[], test_accuracy=[])
+    history = {"epoch": [], "loss": []}
+    if objective.supervised:
+        history["accuracy"] = []
+        if batches.x_test is not None:
+            history.update(test_loss=[], test_accuracy=[])
     start = 0
 
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -153,6 +170,7 @@ def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: st
             stale.unlink()
     else:
         model.load_state_dict(resumed["model"])
+        objective.load_state_dict(resumed["objective"])
         optimizer.load_state_dict(resumed["optimizer"])
         torch.set_rng_state(resumed["rng"]["torch"])
         generator.set_state(resumed["rng"]["batch_order"])
@@ -167,6 +185,7 @@ def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: st
                 "model": {k: v.cpu() for k, v in model.state_dict().items()},
                 "model_spec": architecture,
                 "optimizer": optimizer.state_dict(),
+                "objective": {k: v.cpu() for k, v in objective.state_dict().items()},
                 "rng": {
                     "torch": torch.get_rng_state(),
                     "batch_order": generator.get_state(),
@@ -185,12 +204,14 @@ def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: st
     last = training["epochs"]
     with tqdm(total=last, initial=start, desc=f"train seed {spec['seed']}", unit="epoch", mininterval=5, file=sys.stderr) as bar:
         for epoch in range(start + 1, last + 1):
-            loss, accuracy = train_one_epoch(model, optimizer, batches, training["batch_size"], generator)
+            loss, accuracy = train_one_epoch(model, objective, optimizer, batches, training["batch_size"], generator)
             history["epoch"].append(epoch)
             history["loss"].append(loss)
-            history["accuracy"].append(accuracy)
-            shown = {"loss": f"{loss:.4f}", "accuracy": f"{accuracy:.3f}"}
-            if batches.x_test is not None:
+            shown = {"loss": f"{loss:.4f}"}
+            if accuracy is not None:
+                history["accuracy"].append(accuracy)
+                shown["accuracy"] = f"{accuracy:.3f}"
+            if "test_loss" in history:
                 test_loss, test_accuracy = evaluate(model, batches)
                 history["test_loss"].append(test_loss)
                 history["test_accuracy"].append(test_accuracy)
