@@ -68,9 +68,14 @@ def cmd_combine(args) -> None:
 
 
 def cmd_figure(args) -> None:
-    from geomvol.figures import PLOTS
+    from geomvol.figures import PLOTS, plot_compare
 
-    PLOTS[args.kind](args.store, args.png, args.pdf, seed=args.seed)
+    if args.kind == "compare":
+        if args.other is None:
+            raise GeomvolError("figure compare needs --other, the store of the experiment to compare with")
+        plot_compare(args.store, args.other, args.png, args.pdf, seed=args.seed)
+    else:
+        PLOTS[args.kind](args.store, args.png, args.pdf, seed=args.seed)
     print(f"wrote {args.png} and {args.pdf}")
 
 
@@ -121,9 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True)
     p.set_defaults(func=cmd_combine)
 
-    p = sub.add_parser("figure", help="draw a figure from a combined store: volume (2-D input grid), planes, lines, blocks")
-    p.add_argument("kind", choices=FIGURES)
+    p = sub.add_parser("figure", help="draw a figure from a combined store: volume (2-D input grid), planes, lines, "
+                                      "blocks, or compare (two stores on the same plane)")
+    p.add_argument("kind", choices=[*FIGURES, "compare"])
     p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--other", type=Path, help="(compare) the store drawn beside --store")
     p.add_argument("--png", type=Path, required=True)
     p.add_argument("--pdf", type=Path, required=True)
     p.add_argument("--seed", type=int, default=None, help="which seed to draw (default: the first)")

@@ -30,6 +30,8 @@ DEFAULT_SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas"
 # Snakefile loads fast; tests check them against the models' own ``feature_maps()``).
 FEATURE_MAPS = {"shallow": ("hidden",), "resnet34": ("pooled", "block1", "block2", "block3", "block4")}
 RESNET_WIDTHS = {"pooled": 512, "block1": 64, "block2": 128, "block3": 256, "block4": 512}
+# Feature maps that are one function under two names (the ResNet's backbone output is its last block).
+SAME_FEATURE_MAPS = {"pooled": "block4"}
 INPUT_SHAPES = {"sinusoid": (2,), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 IMAGE_DATASETS = ("mnist", "cifar10")
 # The files torchvision's MNIST and CIFAR10 read under a data root.
@@ -265,11 +267,34 @@ def resolve_config(config: dict, schema: dict | str | Path = DEFAULT_SCHEMA, che
         raise ConfigError(f"config key {_key(best.absolute_path)}: {best.message}")
     for name, experiment in resolved["experiments"].items():
         _check_experiment(name, experiment)
+    _check_comparisons(resolved["experiments"])
     if check_data:
         for name, experiment in resolved["experiments"].items():
             if experiment["dataset"]["name"] in IMAGE_DATASETS:
                 _check_data(("experiments", name), experiment)
     return resolved
+
+
+def _check_comparisons(experiments: dict) -> None:
+    """``probe.compare_with`` names another experiment on the same planes of the same data, probed at a common epoch."""
+    for name, experiment in experiments.items():
+        other_name = experiment["probe"]["compare_with"]
+        if other_name is None:
+            continue
+        key = f"config key experiments.{name}.probe.compare_with"
+        if other_name == name or other_name not in experiments:
+            raise ConfigError(f"{key}: {other_name!r} is not another experiment of this config "
+                              f"(they are {sorted(set(experiments) - {name})})")
+        other = experiments[other_name]
+        if not experiment["probe"]["planes"] or experiment["probe"]["planes"] != other["probe"]["planes"]:
+            raise ConfigError(f"{key}: {other_name!r} must probe the same planes (probe.planes) as {name!r}")
+        if experiment["dataset"] != other["dataset"] and not (
+            experiment["dataset"]["synthetic"] and {**experiment["dataset"], "root": None} == {**other["dataset"], "root": None}
+        ):
+            raise ConfigError(f"{key}: {other_name!r} must use the same data set section as {name!r}, so that the "
+                              f"planes go through the same images")
+        if not set(experiment["probe"]["epochs"]) & set(other["probe"]["epochs"]):
+            raise ConfigError(f"{key}: {name!r} and {other_name!r} are probed at no common epoch")
 
 
 def _check_finite(value, path: tuple) -> None:

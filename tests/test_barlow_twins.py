@@ -93,15 +93,22 @@ def _barlow_experiment(root, model=None, **training):
     return resolve_config(config)["experiments"]["bt"]
 
 
-def test_barlow_twins_trains_and_resumes_bit_identical(tmp_path, monkeypatch):
-    write_synthetic("cifar10", tmp_path / "raw", 20, 10, seed=0)
-    experiment = _barlow_experiment(tmp_path / "raw")
+@pytest.fixture(scope="module")
+def barlow_run(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("barlow")
+    write_synthetic("cifar10", root / "raw", 20, 10, seed=0)
+    experiment = _barlow_experiment(root / "raw")
+    data = root / "dataset.pt"
+    prepare_dataset(experiment["dataset"], data, root / "manifest.json")
+    checkpoints = fit(train_spec(experiment), data, root / "ref", root / "ref-state", root / "ref.tsv")
+    return {"root": root, "experiment": experiment, "data": data, "checkpoints": checkpoints}
+
+
+def test_barlow_twins_trains_and_resumes_bit_identical(barlow_run, tmp_path, monkeypatch):
+    experiment, data, reference = barlow_run["experiment"], barlow_run["data"], barlow_run["checkpoints"]
     assert experiment["training"]["objective"]["lambda"] == 0.005
-    data = tmp_path / "dataset.pt"
-    prepare_dataset(experiment["dataset"], data, tmp_path / "manifest.json")
     spec = train_spec(experiment)
-    reference = fit(spec, data, tmp_path / "ref", tmp_path / "ref-state", tmp_path / "ref.tsv")
-    rows = (tmp_path / "ref.tsv").read_text().splitlines()
+    rows = (barlow_run["root"] / "ref.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["epoch", "loss"] and len(rows) == 4
     assert all(math.isfinite(float(row.split("\t")[1])) for row in rows[1:])
     state = load_checkpoint(reference[-1])
@@ -110,3 +117,57 @@ def test_barlow_twins_trains_and_resumes_bit_identical(tmp_path, monkeypatch):
     assert not torch.equal(first["objective"]["projector.0.weight"], state["objective"]["projector.0.weight"])
     resumed = killed_and_resumed(spec, data, tmp_path / "killed", monkeypatch)
     assert [p.read_bytes() for p in resumed] == [p.read_bytes() for p in reference]
+
+
+def test_linear_probe_separates_separable_features():
+    from geomvol.probe.linear import fit_linear_probe
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(60) % 3
+    centres = torch.tensor([[5.0, 0.0, 0.0, 1.0], [0.0, 5.0, 0.0, 1.0], [0.0, 0.0, 5.0, 1.0]])
+    features = centres[labels] + 0.3 * torch.randn(60, 4, generator=generator)
+    probe = fit_linear_probe(features, labels, 3)
+    assert probe.accuracy(features, labels) == 1.0
+    test = centres[labels] + 0.3 * torch.randn(60, 4, generator=generator)
+    assert probe.accuracy(test, labels) == 1.0
+
+
+def test_linear_probe_applies_the_training_standardisation_to_other_features():
+    from geomvol.probe.linear import fit_linear_probe
+
+    generator = torch.Generator().manual_seed(1)
+    labels = torch.arange(40) % 2
+    features = torch.stack([labels * 2.0 - 1.0, torch.zeros(40)], dim=1) + 0.2 * torch.randn(40, 2, generator=generator)
+    probe = fit_linear_probe(features, labels, 2)
+    torch.testing.assert_close(probe.mean, features.double().mean(0))
+    shifted = features + torch.tensor([3.0, 0.0])  # every test feature moved towards class 1
+    expected = ((shifted.double() - probe.mean) / probe.std) @ probe.weight.T + probe.bias
+    torch.testing.assert_close(probe.logits(shifted.double()), expected)
+    assert probe.accuracy(shifted, labels) == 0.5, "the shift shows: all predicted class 1, as the shared statistics say"
+    own = (shifted - shifted.mean(0)) / shifted.std(0) * probe.std.float() + probe.mean.float()
+    assert probe.accuracy(own, labels) == 1.0, "standardising test features by their own statistics would hide it"
+
+
+def test_planes_of_a_barlow_twins_checkpoint_are_labelled_by_its_linear_probe(barlow_run):
+    from geomvol.data import load_dataset, model_inputs
+    from geomvol.models import feature_map
+    from geomvol.probe import probe_checkpoint
+    from geomvol.probe.core import load_probed_model
+    from geomvol.probe.linear import fit_linear_probe
+
+    probe = {**barlow_run["experiment"]["probe"], "device": "cpu", "plane": {"resolution": 3, "extent": 1.0}}
+    checkpoint = barlow_run["checkpoints"][-1]
+    ds = probe_checkpoint(checkpoint, barlow_run["data"], probe)
+    assert ds["linear_probe_train_accuracy"].dims == ("seed", "epoch")
+    data = load_dataset(barlow_run["data"])
+    model = load_probed_model(checkpoint, probe).model
+    features = feature_map(model, "hidden")
+    train = features(model_inputs(data["x"], data, torch.float64))
+    linear = fit_linear_probe(train, data["y"], 10)
+    assert ds["linear_probe_train_accuracy"].item() == linear.accuracy(train, data["y"])
+    test = features(model_inputs(data["x_test"], data, torch.float64))
+    assert ds["linear_probe_test_accuracy"].item() == linear.accuracy(test, data["y_test"])
+    anchors = model_inputs(data["x"][[0, 1, 2]], data, torch.float64)
+    centroid = anchors.mean(dim=0, keepdim=True)  # the plane's (u, v) = (0, 0): the middle grid point
+    expected = linear.logits(features(centroid)).argmax(dim=1).item()
+    assert ds["plane_predicted_class"].values[0, 0, 0, 1, 1] == expected

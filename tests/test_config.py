@@ -223,3 +223,50 @@ def test_image_defaults_and_synthetic_root():
                                      "root": "results/c/data/synthetic"}
     assert experiment["model"] == {"name": "resnet34", "activation": "gelu"}
     assert experiment["probe"]["feature_maps"] == ["pooled"]
+
+
+def _two_cifar(**bt_probe):
+    dataset = {"name": "cifar10", "synthetic": {"n_train": 20, "n_test": 10}}
+    plane = [{"classes": ["horse", "frog", "automobile"]}]
+    return {"experiments": {
+        "sup": {"dataset": dict(dataset), "model": {"name": "resnet34"}, "probe": {"planes": plane, "epochs": [0]},
+                "training": {"epochs": 2, "save_epochs": [1]}},
+        "bt": {"dataset": dict(dataset), "model": {"name": "resnet34"},
+               "training": {"epochs": 2, "save_epochs": [1], "objective": {"name": "barlow_twins"}},
+               "probe": {"planes": plane, "compare_with": "sup", **bt_probe}},
+    }}
+
+
+def test_barlow_twins_defaults_and_comparison():
+    experiment = resolve_config(_two_cifar())["experiments"]["bt"]
+    assert experiment["training"]["objective"] == {"name": "barlow_twins", "lambda": 0.005, "projector": [256],
+                                                   "features": "pooled"}
+    assert resolve_config(_two_cifar())["experiments"]["sup"]["training"]["objective"] == {"name": "cross_entropy"}
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "reason"),
+    [
+        ({"compare_with": "nobody"}, "probe.compare_with", "'nobody' is not another experiment"),
+        ({"compare_with": "bt"}, "probe.compare_with", "'bt' is not another experiment"),
+        ({"planes": [{"classes": ["horse", "frog", "cat"]}]}, "probe.compare_with", "must probe the same planes"),
+        ({"epochs": [1, 2]}, "probe.compare_with", "no common epoch"),
+    ],
+)
+def test_bad_comparisons_name_the_key(change, key, reason):
+    with pytest.raises(ConfigError) as info:
+        resolve_config(_two_cifar(**change))
+    assert str(info.value).startswith(f"config key experiments.bt.{key}:") and reason in str(info.value), str(info.value)
+
+
+def test_objective_keys_must_fit():
+    config = _two_cifar()
+    config["experiments"]["sup"]["training"]["objective"] = {"name": "cross_entropy", "lambda": 0.1}
+    with pytest.raises(ConfigError, match=r"experiments\.sup\.training\.objective\.lambda: applies to barlow_twins only"):
+        resolve_config(config)
+    config = _two_cifar()
+    config["experiments"]["bt"]["training"]["objective"]["features"] = "hidden"
+    with pytest.raises(ConfigError, match=r"experiments\.bt\.training\.objective\.features: model 'resnet34' has no"):
+        resolve_config(config)
+    with pytest.raises(ConfigError, match=r"experiments\.s\.training\.objective\.name: barlow_twins needs images"):
+        resolve_config({"experiments": {"s": {"training": {"objective": {"name": "barlow_twins"}}}}})

@@ -103,12 +103,33 @@ def test_image_experiments_produce_their_stores_and_figures(smoke_run, smoke_con
             assert (results / name / "figures" / f"{figure}.pdf").read_bytes().startswith(b"%PDF")
 
 
+def test_barlow_twins_runs_beside_the_supervised_net(smoke_run):
+    results = smoke_run / "results"
+    metrics = (results / "barlow-twins-smoke" / "s0" / "train_metrics.tsv").read_text().splitlines()
+    assert metrics[0] == "epoch\tloss" and len(metrics) == 3
+    ds = xr.open_zarr(results / "barlow-twins-smoke" / "volume.zarr")
+    supervised = xr.open_zarr(results / "cifar10-smoke" / "volume.zarr")
+    assert ds["plane_anchor_index"].values.tolist() == supervised["plane_anchor_index"].values.tolist()
+    np.testing.assert_array_equal(ds["plane_anchor_image"].values, supervised["plane_anchor_image"].values)
+    assert dict(ds["line_log10_volume"].sizes) == {"seed": 1, "epoch": 2, "block": 1, "line": 2, "t": 8}
+    assert ds["block"].values.tolist() == ["pooled"]
+    for split in ("train", "test"):
+        accuracy = ds[f"linear_probe_{split}_accuracy"]
+        assert accuracy.dims == ("seed", "epoch") and ((accuracy >= 0) & (accuracy <= 1)).all()
+    assert np.isfinite(ds["plane_log10_volume"].values).all()
+    for figure in ("planes", "lines", "compare"):
+        with Image.open(results / "barlow-twins-smoke" / "figures" / f"{figure}.png") as image:
+            assert image.text["geomvol:store_sha256"] == sha256_tree(results / "barlow-twins-smoke" / "volume.zarr")
+
+
 def test_paper_config_dry_runs_the_whole_study(tmp_path):
     result = snakemake(tmp_path, ROOT / "workflow" / "configs" / "paper.yaml", "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
-    assert jobs["train"] == "4" and jobs["prepare_dataset"] == "4" and jobs["figure"] == "5"
-    assert jobs["probe"] == str(4 + 7 + 11 + 4)  # probed epochs: sinusoid, MNIST line, MNIST plane, CIFAR-10
+    assert jobs["train"] == "6" and jobs["prepare_dataset"] == "6" and jobs["figure"] == "7"
+    assert jobs["figure_compare"] == "1"
+    # probed epochs: sinusoid, MNIST line, MNIST plane, CIFAR-10, Barlow Twins planes and lines
+    assert jobs["probe"] == str(4 + 7 + 11 + 4 + 5 + 5)
 
 
 def test_a_finished_pipeline_has_nothing_left_to_do(smoke_run):

@@ -5,9 +5,13 @@
   classes' probabilities with each grid point coloured by its volume element;
   one column per probed epoch (Figure 3; with MNIST, Figure 2's plane).
 - ``lines``: per line, log10 volume element along t with the predicted class
-  as background, one column per epoch (Figure 2's line).
+  as background, one column per epoch, and the images along the line
+  (Figure 2's line; Figure 5 for Barlow Twins).
 - ``blocks``: log10 volume element on the first plane, one row per feature
   map (block) and one column per epoch (Figure 4).
+
+- ``compare``: two experiments on the same plane side by side (supervised and
+  Barlow Twins), predictions and log10 volume element at the epochs both probed.
 
 Anchor images are drawn at their positions; one colour scale per row.
 """
@@ -25,6 +29,8 @@ import xarray as xr  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 
+from geomvol.config import SAME_FEATURE_MAPS  # noqa: E402
+from geomvol.errors import GeomvolError  # noqa: E402
 from geomvol.figures.common import finite_range, first_seed, save_with_lineage  # noqa: E402
 from geomvol.store import open_store  # noqa: E402
 
@@ -129,9 +135,24 @@ def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
     save_with_lineage(fig, store_path, ds, png, pdf, title)
 
 
+def _draw_interpolation(ax, anchors: np.ndarray, t: np.ndarray, shown: int = 11) -> None:
+    """The images p1 + t (p2 - p1) (pixels, clipped to 0..255) at up to ``shown`` evenly spaced t of the line."""
+    picks = np.unique(np.linspace(0, len(t) - 1, min(shown, len(t))).round().astype(int))
+    p1, p2 = anchors.astype(np.float64)
+    frames = [np.clip(p1 + t[i] * (p2 - p1), 0, 255).astype(np.uint8) for i in picks]
+    gap = np.full((frames[0].shape[0], frames[0].shape[1], 2), 255, dtype=np.uint8)
+    strip = np.concatenate([part for frame in frames for part in (frame, gap)][:-1], axis=2)  # (C, H, W total)
+    image, cmap = _image(strip)
+    ax.imshow(image, cmap=cmap, vmin=0, vmax=255)
+    width = frames[0].shape[2] + gap.shape[2]
+    ax.set_xticks([width * k + frames[0].shape[2] / 2 for k in range(len(picks))], [f"t={t[i]:.2g}" for i in picks],
+                  fontsize=7)
+    ax.set_yticks([])
+
+
 def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None) -> None:
     """log10 volume element along every line (one curve per feature map) with the predicted class behind it,
-    one column per epoch; the two anchor images at t = 0 and t = 1."""
+    one column per epoch; below, the images along the line (the study's Figures 2, top, and 5)."""
     ds = open_store(store_path)
     seed = first_seed(ds, seed)
     epochs = ds["epoch"].values
@@ -139,8 +160,9 @@ def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: i
     cmap, norm = _class_colours(n_classes)
     t = ds["t"].values
     lines = ds["line"].values
-    fig, axes = plt.subplots(len(lines), len(epochs), figsize=(PANEL * 1.2 * len(epochs) + 1.5, PANEL * len(lines)),
-                             squeeze=False, constrained_layout=True, sharey="row")
+    fig = plt.figure(figsize=(PANEL * 1.2 * len(epochs) + 1.5, PANEL * 1.6 * len(lines)), constrained_layout=True)
+    grid = fig.add_gridspec(2 * len(lines), len(epochs), height_ratios=[3, 1] * len(lines))
+    axes = [[fig.add_subplot(grid[2 * line, column]) for column in range(len(epochs))] for line in lines]
     for line in lines:
         at = {"seed": seed, "line": line}
         volume = ds["line_log10_volume"].sel(at)
@@ -153,11 +175,9 @@ def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: i
                           cmap=cmap, norm=norm, alpha=0.35)
             for block in ds["block"].values:
                 ax.plot(t, volume.sel(block=block).values[column], marker=".", label=str(block))
-            for anchor, t_anchor in enumerate((0.0, 1.0)):
-                if t.min() <= t_anchor <= t.max():
-                    _draw_anchor(ax, ds["line_anchor_image"].values[line, anchor], (t_anchor, high + margin), zoom=0.6)
-            ax.set(title=f"epoch {int(epoch)}", xlabel="t", ylim=(low - margin, high + 2.5 * margin))
+            ax.set(title=f"epoch {int(epoch)}", xlabel="t", ylim=(low - margin, high + margin))
         axes[line][0].set_ylabel(rf"line {line} ({', '.join(_anchor_names(ds, 'line', line))})" + "\n" + r"$\log_{10}\sqrt{\det g}$")
+        _draw_interpolation(fig.add_subplot(grid[2 * line + 1, :]), ds["line_anchor_image"].values[line], t)
     axes[0][0].legend(fontsize=7)
     title = f"{ds.attrs['experiment']} (seed {seed}): lines between training images\n(background: predicted class)"
     fig.suptitle(title)
@@ -183,3 +203,49 @@ def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
              f"on plane 0 ({', '.join(_anchor_names(ds, 'plane', 0))})")
     fig.suptitle(title)
     save_with_lineage(fig, store_path, ds, png, pdf, title)
+
+
+def _matching_blocks(first: list[str], second: list[str]) -> tuple[str, str]:
+    """A feature map probed in both stores (by name, or one function under two names), else each one's first."""
+    for name in first:
+        for other in second:
+            if name == other or SAME_FEATURE_MAPS.get(name) == other or SAME_FEATURE_MAPS.get(other) == name:
+                return name, other
+    return first[0], second[0]
+
+
+def plot_compare(store_path: str | Path, other_path: str | Path, png: str | Path, pdf: str | Path,
+                 seed: int | None = None) -> None:
+    """Two experiments on the same first plane (e.g. supervised and Barlow Twins) at the epochs both probed:
+    for each, a row of predicted classes and a row of log10 volume elements (its first feature map)."""
+    stores = [open_store(store_path), open_store(other_path)]
+    anchors = [ds["plane_anchor_index"].values[0].tolist() for ds in stores]
+    if anchors[0] != anchors[1]:
+        raise GeomvolError(f"stores {store_path} and {other_path} probe different planes (anchors {anchors[0]} and "
+                           f"{anchors[1]}); compare needs the same anchor images")
+    epochs = sorted(set(stores[0]["epoch"].values.tolist()) & set(stores[1]["epoch"].values.tolist()))
+    seed = first_seed(stores[0], seed)
+    blocks = _matching_blocks(*(ds["block"].values.tolist() for ds in stores))
+    fig, axes = plt.subplots(4, len(epochs), figsize=(PANEL * len(epochs) + 2.0, PANEL * 4), squeeze=False,
+                             constrained_layout=True)
+    for number, ds in enumerate(stores):
+        n_classes = len(ds.attrs["classes"])
+        cmap, norm = _class_colours(n_classes)
+        block = blocks[number]
+        at = {"seed": seed, "plane": 0, "epoch": epochs}
+        predicted = ds["plane_predicted_class"].sel(at).values
+        volume = ds["plane_log10_volume"].sel({**at, "block": block}).values
+        low, high = finite_range(volume)
+        rows = axes[2 * number: 2 * number + 2]
+        for column, epoch in enumerate(epochs):
+            title = f"{ds.attrs['experiment']}, epoch {epoch}"
+            mesh_class = _plane_panel(rows[0][column], ds, predicted[column], 0, title, cmap=cmap, norm=norm)
+            mesh_volume = _plane_panel(rows[1][column], ds, volume[column], 0, title, cmap="viridis", vmin=low, vmax=high)
+        bar = fig.colorbar(mesh_class, ax=rows[0].tolist(), ticks=range(n_classes))
+        bar.ax.set_yticklabels(ds.attrs["classes"], fontsize=6)
+        bar.set_label("predicted class" + (" (linear probe)" if "linear_probe_test_accuracy" in ds else ""))
+        fig.colorbar(mesh_volume, ax=rows[1].tolist(), label=rf"$\log_{{10}}\sqrt{{\det g}}$ ({block})")
+    title = (f"{stores[0].attrs['experiment']} and {stores[1].attrs['experiment']} (seed {seed}) on plane 0 "
+             f"({', '.join(_anchor_names(stores[0], 'plane', 0))})")
+    fig.suptitle(title)
+    save_with_lineage(fig, store_path, stores[0], png, pdf, title)

@@ -16,6 +16,8 @@ import torch
 import torchvision
 from torch import nn
 
+from geomvol.config import SAME_FEATURE_MAPS
+
 
 @dataclass(frozen=True)
 class ResNetConfig:
@@ -86,4 +88,4 @@ class CifarResNet34(nn.Module):
         return {"pooled": self.pooled, **{f"block{i}": self.block(i) for i in range(1, 5)}}
 
     # Feature maps that are the same function under two names: probes compute them once.
-    feature_map_aliases = {"pooled": "block4"}
+    feature_map_aliases = SAME_FEATURE_MAPS

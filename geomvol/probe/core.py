@@ -11,6 +11,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -18,9 +19,11 @@ from torch import nn
 from tqdm import tqdm
 
 from geomvol.config import feature_width
+from geomvol.data import model_inputs
 from geomvol.device import device_label, resolve_device
 from geomvol.geometry import log_volume, log_volume_and_singular_values, log_volume_of_parts
 from geomvol.models import build_model, feature_map
+from geomvol.probe.linear import fit_linear_probe
 from geomvol.provenance import sha256_file
 from geomvol.train import load_checkpoint
 
@@ -37,6 +40,11 @@ class ProbedModel:
     model: nn.Module
     device: torch.device
     dtype: torch.dtype
+    classifier: Callable[[torch.Tensor], torch.Tensor] | None = None  # logits; None: the network's own
+
+    @property
+    def objective(self) -> dict:
+        return self.state["train_spec"]["training"].get("objective", {"name": "cross_entropy"})
 
     @property
     def seed(self) -> int:
@@ -114,9 +122,28 @@ def kept_singular_values(probed: ProbedModel, spec: dict, d: int, m: int) -> lis
 
 @torch.no_grad()
 def network_outputs(probed: ProbedModel, points: torch.Tensor) -> torch.Tensor:
-    """Softmax probabilities of the network's classes at ``points``: (B, C)."""
-    logits = torch.cat([probed.model(chunk) for chunk in points.split(OUTPUT_BATCH)])
+    """Softmax probabilities of the classes at ``points``: (B, C), from the network's logits, or from its
+    linear probe (:func:`attach_linear_probe`) for a self-supervised checkpoint."""
+    classify = probed.classifier or probed.model
+    logits = torch.cat([classify(chunk) for chunk in points.split(OUTPUT_BATCH)])
     return torch.softmax(logits, dim=1)
+
+
+@torch.no_grad()
+def attach_linear_probe(probed: ProbedModel, data: dict) -> dict:
+    """Fit a linear probe on the frozen, unaugmented features of the prepared training images (the map
+    the self-supervised objective trained, ``objective.features``); classify with it from now on.
+    Returns its training and test accuracy."""
+    features = feature_map(probed.model, probed.objective["features"])
+
+    def encode(images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([features(model_inputs(chunk, data, probed.dtype).to(probed.device))
+                          for chunk in images.split(OUTPUT_BATCH)])
+
+    train = encode(data["x"])
+    linear = fit_linear_probe(train, data["y"], len(data["classes"]))
+    probed.classifier = lambda x: linear.logits(features(x))
+    return {"train": linear.accuracy(train, data["y"]), "test": linear.accuracy(encode(data["x_test"]), data["y_test"])}
 
 
 def predictive_entropy(probabilities: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ import xarray as xr
 from geomvol.data import load_dataset, model_inputs
 from geomvol.probe.anchors import resolve_anchors
 from geomvol.probe.core import (
-    ENTROPY_ATTRS, ProbedModel, block_coords, checkpoint_coords, class_attrs, load_probed_model, log10_volumes,
+    ENTROPY_ATTRS, ProbedModel, attach_linear_probe, block_coords, checkpoint_coords, class_attrs, load_probed_model, log10_volumes,
     network_outputs, predictive_entropy, singular_values, top_k_coord, volume_attrs,
 )
 
@@ -173,6 +173,14 @@ def probe_images(checkpoint_path: str | Path, data_path: str | Path, spec: dict)
     print(f"probing {probed.path} (epoch {probed.epoch}), feature maps {spec['feature_maps']}, device {probed.device}",
           file=sys.stderr)
     variables, coords = {}, {**checkpoint_coords(probed)}
+    if probed.objective["name"] != "cross_entropy":
+        accuracy = attach_linear_probe(probed, data)
+        print(f"linear probe on frozen '{probed.objective['features']}' features: training accuracy "
+              f"{accuracy['train']:.3f}, test accuracy {accuracy['test']:.3f}", file=sys.stderr)
+        for split in ("train", "test"):
+            variables[f"linear_probe_{split}_accuracy"] = (("seed", "epoch"), [[accuracy[split]]], {
+                "long_name": f"{split} accuracy of the linear probe that gives the predicted classes "
+                             f"(logistic regression on frozen, standardised features)", "units": "1"})
     for kind, (key, _, _) in KINDS.items():
         if spec[key]:
             kind_variables, kind_coords = _probe_kind(probed, data, spec, kind)

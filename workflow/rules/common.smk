@@ -57,6 +57,8 @@ def get_figures(name, experiment):
         kinds = [kind for kind in ("planes", "lines") if probe[kind]]
         if probe["planes"] and len(probe["feature_maps"]) > 1:
             kinds.append("blocks")
+        if probe["compare_with"] is not None:
+            kinds.append("compare")
     return expand("results/{experiment}/figures/{figure}.{ext}", experiment=name, figure=kinds, ext=["png", "pdf"])
 
 
@@ -79,6 +81,10 @@ def get_probe_stores(wildcards):
         seed=experiment["seeds"],
         epoch=experiment["probe"]["epochs"],
     )
+
+
+def get_compared_store(wildcards):
+    return f"results/{get_experiment(wildcards)['probe']['compare_with']}/volume.zarr"
 
 
 def get_final_output():
