@@ -30,13 +30,14 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from geomvol.config import IMAGE_DATASETS, load_config
+from geomvol.config import IMAGE_DATASETS, feature_width, load_config
 from geomvol.data.images import CLASSES, IMAGE_SHAPE, SPLIT_SIZES
 from geomvol.device import resolve_device
 from geomvol.geometry import log_volume, log_volume_and_singular_values
 from geomvol.models import build_model, feature_map
 from geomvol.models.registry import model_spec
 from geomvol.train.loop import Batches, build_optimizer, evaluate, train_one_epoch
+from geomvol.train.objectives import build_objective
 from probe_speed import timed  # benchmarks/ is the script's own directory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,15 +83,23 @@ def training_cost(experiment: dict, n_images: int, device: torch.device) -> dict
     training = experiment["training"]
     torch.manual_seed(0)
     batches = Batches(data, device, training["augmentation"], training["mixed_precision"], seed=0)
-    model = build_model(model_spec(experiment["model"], list(shape), len(CLASSES[name])))
-    model = model.to(device=device, memory_format=batches.memory_format)
-    optimizer = build_optimizer(model.parameters(), training["optimizer"])
+    spec = model_spec(experiment["model"], list(shape), len(CLASSES[name]))
+    model = build_model(spec).to(device=device, memory_format=batches.memory_format)
+    objective_spec = training["objective"]
+    width = feature_width(spec, objective_spec["features"]) if "features" in objective_spec else 0
+    objective = build_objective(objective_spec, width).to(device)
+    optimizer = build_optimizer([*model.parameters(), *objective.parameters()], training["optimizer"])
     batch_size = min(training["batch_size"], n_images)
-    train_one_epoch(model, optimizer, batches, batch_size, generator)  # warm-up (cuDNN autotuning, allocator)
-    seconds, flops = timed_and_counted(lambda: train_one_epoch(model, optimizer, batches, batch_size, generator), device)
+
+    def epoch():
+        return train_one_epoch(model, objective, optimizer, batches, batch_size, generator)
+
+    epoch()  # warm-up (cuDNN autotuning, allocator)
+    seconds, flops = timed_and_counted(epoch, device)
     eval_seconds, eval_flops = timed_and_counted(lambda: evaluate(model, batches), device)
     return {"s_per_image": seconds / n_images, "flops_per_image": flops / n_images,
-            "s_per_test_image": eval_seconds / n_images, "flops_per_test_image": eval_flops / n_images}
+            "s_per_test_image": eval_seconds / n_images, "flops_per_test_image": eval_flops / n_images,
+            "supervised": objective.supervised}
 
 
 def probe_cost(experiment: dict, n_points: int, device: torch.device) -> dict:
@@ -148,20 +157,26 @@ def main() -> None:
         n_train = dataset["n_train"] or SPLIT_SIZES[dataset["name"]][0]
         n_test = dataset["n_test"] or SPLIT_SIZES[dataset["name"]][1]
         epochs = training["epochs"]
-        train_s = epochs * (n_train * train["s_per_image"] + n_test * train["s_per_test_image"])
-        train_flops = epochs * (n_train * train["flops_per_image"] + n_test * train["flops_per_test_image"])
+        # supervised runs evaluate the test split every epoch; self-supervised ones encode both splits for the
+        # linear probe at every probed epoch (a forward pass each, what evaluation costs)
+        evaluated = epochs * n_test if train["supervised"] else 0
+        encoded = 0 if train["supervised"] else len(probe["epochs"]) * (n_train + n_test)
+        train_s = epochs * n_train * train["s_per_image"] + evaluated * train["s_per_test_image"]
+        train_flops = epochs * n_train * train["flops_per_image"] + evaluated * train["flops_per_test_image"]
         points = len(probe["planes"]) * probe["plane"]["resolution"] ** 2 + len(probe["lines"]) * probe["line"]["points"]
         anchors = (3 * len(probe["planes"]) + 2 * len(probe["lines"])) if probe["spectra"] else 0
         probed = len(probe["epochs"])
         probe_s = probed * sum(points * c["s_per_point"] + anchors * c.get("s_per_anchor", 0) for c in probes.values())
         probe_flops = probed * sum(points * c["flops_per_point"] + anchors * c.get("flops_per_anchor", 0)
                                    for c in probes.values())
+        probe_s += encoded * train["s_per_test_image"]
+        probe_flops += encoded * train["flops_per_test_image"]
         per_map = ", ".join(f"{f} {c['s_per_point']:.3g}" for f, c in probes.items())
         flops = train_flops + probe_flops
         print(f"{name:<14}{train['s_per_image']:>12.2e}{train_s / 3600:>10.2f}{probe_s / 3600:>10.2f}"
               f"{(train_s + probe_s) / 3600:>10.2f}{flops / 1e15:>10.3g}{flops / (args.tflops * 1e12) / 3600:>10.3g}")
-        print(f"    one epoch: {n_train * train['s_per_image'] + n_test * train['s_per_test_image']:.1f} s "
-              f"({n_train} training + {n_test} test images, batch {training['batch_size']}), "
+        print(f"    one epoch: {train_s / max(epochs, 1):.1f} s "
+              f"({n_train} training{f' + {n_test} test' if evaluated else ''} images, batch {training['batch_size']}), "
               f"{train['flops_per_image'] / 1e9:.2f} GFLOP per training image")
         print(f"    probing: {points} points x {probed} epochs, metric {probe['metric']}, s/point per distinct map: "
               f"{per_map}; training {train_flops / 1e15:.3g} PFLOP, probing {probe_flops / 1e15:.3g} PFLOP")
