@@ -167,6 +167,10 @@ def _check_dataset(where: tuple, name: str, experiment: dict) -> None:
     if objective["name"] == "barlow_twins":
         if dataset["name"] not in IMAGE_DATASETS:
             raise ConfigError(f"config key {_key(where + ('training', 'objective', 'name'))}: barlow_twins needs images")
+        augmentation = experiment["training"]["augmentation"]
+        if augmentation["crop_padding"] or augmentation["horizontal_flip"]:
+            raise ConfigError(f"config key {_key(where + ('training', 'augmentation'))}: barlow_twins draws its own "
+                              f"two views of each image; training.augmentation applies to cross_entropy only")
         if objective["features"] not in FEATURE_MAPS[model["name"]]:
             raise ConfigError(f"config key {_key(where + ('training', 'objective', 'features'))}: model "
                               f"{model['name']!r} has no feature map {objective['features']!r}; it has "

@@ -268,5 +268,9 @@ def test_objective_keys_must_fit():
     config["experiments"]["bt"]["training"]["objective"]["features"] = "hidden"
     with pytest.raises(ConfigError, match=r"experiments\.bt\.training\.objective\.features: model 'resnet34' has no"):
         resolve_config(config)
+    config = _two_cifar()
+    config["experiments"]["bt"]["training"]["augmentation"] = {"crop_padding": 4}
+    with pytest.raises(ConfigError, match=r"experiments\.bt\.training\.augmentation: barlow_twins draws its own"):
+        resolve_config(config)
     with pytest.raises(ConfigError, match=r"experiments\.s\.training\.objective\.name: barlow_twins needs images"):
         resolve_config({"experiments": {"s": {"training": {"objective": {"name": "barlow_twins"}}}}})

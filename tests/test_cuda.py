@@ -79,7 +79,8 @@ def test_training_and_probing_on_cuda(tmp_path):
     np.testing.assert_array_equal(cuda_probe["predicted_class"].values, cpu_probe["predicted_class"].values)
 
 
-def test_resnet_trains_on_cuda_with_bf16_and_channels_last(tmp_path):
+@pytest.mark.parametrize("objective", ["cross_entropy", "barlow_twins"])
+def test_resnet_trains_on_cuda_with_bf16_and_channels_last(tmp_path, objective):
     """One epoch of the CIFAR ResNet34 on synthetic CIFAR-10: data and augmentation on the GPU, bf16 autocast,
     channels-last; the checkpoint loads on the CPU and the metrics are finite."""
     from geomvol.config import resolve_config
@@ -90,7 +91,8 @@ def test_resnet_trains_on_cuda_with_bf16_and_channels_last(tmp_path):
         "dataset": {"name": "cifar10", "root": str(tmp_path / "raw")},
         "model": {"name": "resnet34"},
         "training": {"epochs": 1, "batch_size": 32, "device": "cuda", "save_epochs": [1],
-                     "optimizer": {"name": "sgd", "lr": 0.01}, "augmentation": {"crop_padding": 4, "horizontal_flip": True}},
+                     "optimizer": {"name": "sgd", "lr": 0.01}, "objective": {"name": objective},
+                     **({"augmentation": {"crop_padding": 4, "horizontal_flip": True}} if objective == "cross_entropy" else {})},
         "probe": {"planes": [{"indices": [0, 1, 2]}], "plane": {"resolution": 3}, "metric": "subspace",
                   "feature_maps": ["block1", "pooled"], "spectra": False},
     }}}
@@ -100,7 +102,7 @@ def test_resnet_trains_on_cuda_with_bf16_and_channels_last(tmp_path):
     checkpoints = fit(train_spec(experiment), data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
     state = load_checkpoint(checkpoints[-1])
     assert all(value.device.type == "cpu" for value in state["model"].values())
-    assert all(math.isfinite(v) for v in state["history"]["loss"] + state["history"]["test_loss"])
+    assert all(math.isfinite(v) for v in state["history"]["loss"] + state["history"].get("test_loss", []))
     probe = {**experiment["probe"], "dtype": "float64"}
     on_cpu = probe_checkpoint(checkpoints[-1], data, {**probe, "device": "cpu"})
     on_cuda = probe_checkpoint(checkpoints[-1], data, {**probe, "device": "cuda"})

@@ -64,7 +64,8 @@ class BarlowTwins(nn.Module):
         view1, view2 = batches.views(x)
         backbone = feature_map(model, self.features)
         z1, z2 = self.projector(backbone(view1)), self.projector(backbone(view2))
-        return barlow_twins_loss(z1.float(), z2.float(), self.lambd), None
+        with torch.autocast(z1.device.type, enabled=False):  # the cross-correlation in float32 under bf16 autocast
+            return barlow_twins_loss(z1.float(), z2.float(), self.lambd), None
 
 
 def build_objective(spec: dict, feature_width: int) -> nn.Module:
