@@ -13,7 +13,9 @@ configfile: "config.yaml"
 
 
 # Validate against the schema (and the checks a schema cannot state) before any job runs.
-EXPERIMENTS = resolve_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")["experiments"]
+EXPERIMENTS = resolve_config(
+    config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+)["experiments"]
 
 
 include: "workflow/rules/common.smk"
@@ -24,6 +26,6 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_output(),
-    default_target: True

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,21 @@ def killed_and_resumed(spec, data, tmp_path, monkeypatch) -> list:
     assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["epoch_0.pt", "epoch_2.pt"]
     monkeypatch.setattr(loop, "train_one_epoch", original)
     return fit(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+
+
+def snakemake(workdir, configfile, *extra, wait=True):
+    command = [
+        sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+        "--configfile", str(configfile), "--cores", "2", "--workflow-profile", "none", *extra,
+    ]
+    if not wait:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("smoke")
+    result = snakemake(workdir, SMOKE_CONFIG)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return workdir

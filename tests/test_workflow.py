@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import psutil
-import pytest
 import xarray as xr
 import yaml
 from PIL import Image
@@ -19,17 +18,7 @@ from geomvol.data import prepare_dataset
 from geomvol.provenance import sha256_file, sha256_tree
 from geomvol.train import fit
 
-from conftest import ROOT, SMOKE_CONFIG, train_spec
-
-
-def snakemake(workdir, configfile, *extra, wait=True):
-    command = [
-        sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(configfile), "--cores", "2", "--workflow-profile", "none", *extra,
-    ]
-    if not wait:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return subprocess.run(command, capture_output=True, text=True)
+from conftest import ROOT, SMOKE_CONFIG, snakemake, train_spec
 
 
 def sinusoid_only(tmp_path, **training):
@@ -40,14 +29,6 @@ def sinusoid_only(tmp_path, **training):
     path = tmp_path / "sinusoid.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("smoke")
-    result = snakemake(workdir, SMOKE_CONFIG)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return workdir
 
 
 def test_pipeline_produces_a_labelled_store_and_figures(smoke_run, smoke_config):
@@ -201,6 +182,25 @@ def test_killed_training_job_resumes_in_the_pipeline(tmp_path):
     expected = fit(train_spec(resolved), reference / "data.pt", reference / "ck", reference / "state", reference / "m.tsv")
     got = tmp_path / "results" / "sinusoid-smoke" / "s0" / "checkpoints"
     assert [sha256_file(got / p.name) for p in expected] == [sha256_file(p) for p in expected]
+
+
+def test_report_holds_every_figure_with_its_caption(smoke_run):
+    report = smoke_run / "report.html"
+    result = snakemake(smoke_run, SMOKE_CONFIG, "--report", str(report))
+    assert result.returncode == 0, result.stdout + result.stderr
+    html = report.read_text()
+    figures = sorted((smoke_run / "results").glob("*/figures/*.png"))
+    assert len(figures) == 8  # 1 sinusoid, 1 + 1 MNIST, 2 CIFAR-10, 3 Barlow Twins
+    for figure in figures:
+        assert figure.name in html and figure.parent.parent.name in html, figure
+    for words in ("ternary plot", "images along the line", "one row per feature map", "at the epochs both probed"):
+        assert words in html, words
+
+
+def test_workflow_is_snakefmt_clean():
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_workflow_is_lint_clean(tmp_path):

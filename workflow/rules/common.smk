@@ -3,7 +3,7 @@ import shlex
 
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
-from geomvol.config import EXPECTED_FILES, FIGURES
+from geomvol.config import EXPECTED_FILES, FIGURES, config_sha256
 
 ENV = "../envs/geomvol.yaml"
 
@@ -34,17 +34,45 @@ def get_experiment(wildcards):
     return EXPERIMENTS[wildcards.experiment]
 
 
+def get_gpus(wildcards, device_of):
+    """1 for a job of an image experiment that runs on CUDA (device auto or cuda), else 0: the `gpu` resource,
+    which local runs can cap with --resources gpu=N and the SLURM plugin turns into --gpus.
+    """
+    experiment = get_experiment(wildcards)
+    uses_cuda = (
+        device_of(experiment) in ("auto", "cuda")
+        and experiment["dataset"]["name"] != "sinusoid"
+    )
+    return 1 if uses_cuda else 0
+
+
+def get_train_gpus(wildcards):
+    return get_gpus(wildcards, lambda experiment: experiment["training"]["device"])
+
+
+def get_probe_gpus(wildcards):
+    return get_gpus(wildcards, lambda experiment: experiment["probe"]["device"])
+
+
+def gpu_or_cpu(gpus, on_gpu, on_cpu):
+    """A resource function: ``on_gpu`` for jobs that ``gpus(wildcards)`` puts on a GPU, else ``on_cpu``."""
+    return lambda wildcards: on_gpu if gpus(wildcards) else on_cpu
+
+
 def get_raw_data(wildcards):
     """The raw files prepare_dataset reads: none for the sinusoid (drawn from its spec), the synthetic
     root for a synthetic set, the files of torchvision's layout for a real root. None for a
     `download: true` root, which torchvision fills in the job: declaring its files only once they
-    exist would change the job's inputs after the first run and redo everything downstream."""
+    exist would change the job's inputs after the first run and redo everything downstream.
+    """
     dataset = get_experiment(wildcards)["dataset"]
     if dataset["name"] == "sinusoid" or dataset["download"]:
         return []
     if dataset["synthetic"] is not None:
         return rules.synthesize_dataset.output.root
-    return [str(Path(dataset["root"]) / name) for name in EXPECTED_FILES[dataset["name"]]]
+    return [
+        str(Path(dataset["root"]) / name) for name in EXPECTED_FILES[dataset["name"]]
+    ]
 
 
 def get_figures(name, experiment):
@@ -59,7 +87,12 @@ def get_figures(name, experiment):
             kinds.append("blocks")
         if probe["compare_with"] is not None:
             kinds.append("compare")
-    return expand("results/{experiment}/figures/{figure}.{ext}", experiment=name, figure=kinds, ext=["png", "pdf"])
+    return expand(
+        "results/{experiment}/figures/{figure}.{ext}",
+        experiment=name,
+        figure=kinds,
+        ext=["png", "pdf"],
+    )
 
 
 def get_train_spec(wildcards):
@@ -83,9 +116,17 @@ def get_probe_stores(wildcards):
     )
 
 
+def get_config_sha256(wildcards):
+    return config_sha256(get_experiment(wildcards))
+
+
 def get_compared_store(wildcards):
     return f"results/{get_experiment(wildcards)['probe']['compare_with']}/volume.zarr"
 
 
 def get_final_output():
-    return [path for name, experiment in EXPERIMENTS.items() for path in get_figures(name, experiment)]
+    return [
+        path
+        for name, experiment in EXPERIMENTS.items()
+        for path in get_figures(name, experiment)
+    ]

@@ -3,21 +3,25 @@
 rule synthesize_dataset:
     output:
         root=directory("results/{experiment}/data/synthetic"),
-    params:
-        geomvol=GEOMVOL,
-        dataset=lambda wildcards: get_experiment(wildcards)["dataset"]["name"],
-        n_train=lambda wildcards: get_experiment(wildcards)["dataset"]["synthetic"]["n_train"],
-        n_test=lambda wildcards: get_experiment(wildcards)["dataset"]["synthetic"]["n_test"],
-        seed=lambda wildcards: get_experiment(wildcards)["dataset"]["seed"],
     log:
         "results/{experiment}/logs/synthesize_dataset.log",
     benchmark:
         "results/{experiment}/benchmarks/synthesize_dataset.tsv"
+    conda:
+        ENV
     resources:
         mem_mb=1000,
         runtime="10m",
-    conda:
-        ENV
+    params:
+        geomvol=GEOMVOL,
+        dataset=lambda wildcards: get_experiment(wildcards)["dataset"]["name"],
+        n_train=lambda wildcards: get_experiment(wildcards)["dataset"]["synthetic"][
+            "n_train"
+        ],
+        n_test=lambda wildcards: get_experiment(wildcards)["dataset"]["synthetic"][
+            "n_test"
+        ],
+        seed=lambda wildcards: get_experiment(wildcards)["dataset"]["seed"],
     shell:
         "{params.geomvol} synthesize --dataset {params.dataset} --root {output.root:q} --n-train {params.n_train}"
         " --n-test {params.n_test} --seed {params.seed} > {log:q} 2>&1"
@@ -29,18 +33,18 @@ rule prepare_dataset:
     output:
         data="results/{experiment}/data/dataset.pt",
         manifest="results/{experiment}/data/manifest.json",
-    params:
-        geomvol=GEOMVOL,
-        spec=lambda wildcards: spec_json(get_experiment(wildcards)["dataset"]),
     log:
         "results/{experiment}/logs/prepare_dataset.log",
     benchmark:
         "results/{experiment}/benchmarks/prepare_dataset.tsv"
+    conda:
+        ENV
     resources:
         mem_mb=4000,
         runtime="1h",
-    conda:
-        ENV
+    params:
+        geomvol=GEOMVOL,
+        spec=lambda wildcards: spec_json(get_experiment(wildcards)["dataset"]),
     shell:
         "{params.geomvol} prepare --spec {params.spec:q} --output {output.data:q}"
         " --manifest {output.manifest:q} > {log:q} 2>&1"

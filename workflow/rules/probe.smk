@@ -4,18 +4,20 @@ rule probe:
         data=rules.prepare_dataset.output.data,
     output:
         store=directory("results/{experiment}/s{seed}/probes/epoch_{epoch}.zarr"),
-    params:
-        geomvol=GEOMVOL,
-        spec=lambda wildcards: spec_json(get_experiment(wildcards)["probe"]),
     log:
         "results/{experiment}/logs/probe_s{seed}_epoch_{epoch}.log",
     benchmark:
         "results/{experiment}/benchmarks/probe_s{seed}_epoch_{epoch}.tsv"
-    resources:
-        mem_mb=4000,
-        runtime="1h",
     conda:
         ENV
+    resources:
+        mem_mb=gpu_or_cpu(get_probe_gpus, 32000, 4000),
+        runtime=gpu_or_cpu(get_probe_gpus, "6h", "1h"),
+        gpu=get_probe_gpus,
+        cpus_per_gpu=gpu_or_cpu(get_probe_gpus, 8, 0),
+    params:
+        geomvol=GEOMVOL,
+        spec=lambda wildcards: spec_json(get_experiment(wildcards)["probe"]),
     shell:
         "{params.geomvol} probe --checkpoint {input.checkpoints:q}/epoch_{wildcards.epoch}.pt"
         " --data {input.data:q} --spec {params.spec:q} --output {output.store:q} > {log:q} 2>&1"
@@ -28,18 +30,18 @@ rule combine_probes:
         manifest=rules.prepare_dataset.output.manifest,
     output:
         store=directory("results/{experiment}/volume.zarr"),
-    params:
-        geomvol=GEOMVOL,
-        config=lambda wildcards: spec_json(get_experiment(wildcards)),
     log:
         "results/{experiment}/logs/combine_probes.log",
     benchmark:
         "results/{experiment}/benchmarks/combine_probes.tsv"
+    conda:
+        ENV
     resources:
         mem_mb=4000,
         runtime="30m",
-    conda:
-        ENV
+    params:
+        geomvol=GEOMVOL,
+        config=lambda wildcards: spec_json(get_experiment(wildcards)),
     shell:
         "{params.geomvol} combine {input.probes:q} --experiment {wildcards.experiment}"
         " --experiment-config {params.config:q} --data {input.data:q}"

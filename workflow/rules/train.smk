@@ -7,20 +7,22 @@ rule train:
     output:
         checkpoints=directory("results/{experiment}/s{seed}/checkpoints"),
         metrics="results/{experiment}/s{seed}/train_metrics.tsv",
-    params:
-        geomvol=GEOMVOL,
-        spec=get_train_spec,
-        state_dir="results/{experiment}/s{seed}/train-state",
     log:
         "results/{experiment}/logs/train_s{seed}.log",
     benchmark:
         "results/{experiment}/benchmarks/train_s{seed}.tsv"
-    threads: lambda wildcards: get_experiment(wildcards)["training"]["threads"]
-    resources:
-        mem_mb=4000,
-        runtime="2h",
     conda:
         ENV
+    threads: lambda wildcards: get_experiment(wildcards)["training"]["threads"]
+    resources:
+        mem_mb=gpu_or_cpu(get_train_gpus, 32000, 4000),
+        runtime=gpu_or_cpu(get_train_gpus, "24h", "2h"),
+        gpu=get_train_gpus,
+        cpus_per_gpu=gpu_or_cpu(get_train_gpus, 8, 0),
+    params:
+        geomvol=GEOMVOL,
+        spec=get_train_spec,
+        state_dir="results/{experiment}/s{seed}/train-state",
     shell:
         "{params.geomvol} train --spec {params.spec:q} --data {input.data:q}"
         " --output-dir {output.checkpoints:q} --state-dir {params.state_dir:q}"

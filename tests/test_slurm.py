@@ -1,0 +1,72 @@
+"""The smoke pipeline on a real single-node SLURM cluster, submitted through workflow/profiles/slurm.
+
+The cluster (munged, slurmctld, slurmd; no accounting daemon, so the plugin reads job
+status with squeue) is started by :mod:`slurm_cluster`, which installs Debian's
+slurm-wlm and munge when they are missing. If SLURM cannot start here the test
+errors with the reason; it never passes without a cluster.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from conftest import ROOT, SMOKE_CONFIG
+from slurm_cluster import SlurmCluster
+
+PROFILE = ROOT / "workflow" / "profiles" / "slurm"
+STORES = ("sinusoid-smoke", "mnist-line-smoke", "mnist-plane-smoke", "cifar10-smoke", "barlow-twins-smoke")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    directory = Path(tempfile.mkdtemp(prefix="geomvol-slurm-"))
+    os.chmod(directory, 0o755)  # munged and slurmd refuse directories others cannot search
+    with SlurmCluster(directory) as running:
+        yield running
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_smoke_config_runs_through_sbatch_and_equals_a_local_run(cluster, smoke_run, tmp_path):
+    workdir = tmp_path / "work"
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+         "--configfile", str(SMOKE_CONFIG), "--workflow-profile", str(PROFILE),
+         "--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "1",
+         "--seconds-between-status-checks", "2", "--slurm-logdir", str(tmp_path / "slurm-logs"),
+         "--slurm-keep-successful-logs"],
+        env=cluster.env, capture_output=True, text=True, timeout=1800,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    assert "has been submitted with SLURM jobid" in result.stderr + result.stdout
+
+    records = cluster.job_records()
+    jobs = len(list((workdir / "results").glob("*/benchmarks/*.tsv")))  # one benchmark file per job
+    completed = [record for record in records if record["JobState"] == "COMPLETED"]
+    assert len(completed) == jobs, f"{len(completed)} SLURM jobs completed, {jobs} pipeline jobs ran"
+    failed = [record["JobId"] for record in records if record["JobState"] != "COMPLETED"]
+    logs = {path.name: path.read_text()[-1500:] for path in (tmp_path / "slurm-logs").rglob("*.log")
+            if path.stem in failed}
+    assert not failed, f"SLURM jobs {failed} failed before their retry succeeded; their logs: {logs}"
+    # the plugin's log of each SLURM job: slurm-logs/rule_<rule>/<wildcards>/<SLURM job id>.log
+    by_rule = {}
+    for log in (tmp_path / "slurm-logs").rglob("*.log"):
+        by_rule.setdefault(log.relative_to(tmp_path / "slurm-logs").parts[0], set()).add(log.stem)
+    for rule in ("synthesize_dataset", "prepare_dataset", "train", "probe", "combine_probes", "figure", "figure_compare"):
+        assert by_rule.get(f"rule_{rule}"), f"no {rule} job went through sbatch"
+    assert set().union(*by_rule.values()) == {record["JobId"] for record in completed}
+
+    for name in STORES:
+        on_slurm = xr.open_zarr(workdir / "results" / name / "volume.zarr").load()
+        local = xr.open_zarr(smoke_run / "results" / name / "volume.zarr").load()
+        assert set(on_slurm.data_vars) == set(local.data_vars)
+        for variable in local.data_vars:  # the same numbers (provenance attrs name host and time)
+            np.testing.assert_array_equal(on_slurm[variable].values, local[variable].values, err_msg=variable)
+        local_figures = sorted(p.name for p in (smoke_run / "results" / name / "figures").iterdir())
+        assert sorted(p.name for p in (workdir / "results" / name / "figures").iterdir()) == local_figures
