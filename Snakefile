@@ -13,8 +13,12 @@ configfile: "config.yaml"
 
 
 # Validate against the schema (and the checks a schema cannot state) before any job runs.
+# Reading the data roots to check anchors is done once, by the main process, not again by
+# every job that re-reads this file (cluster jobs, job steps).
 EXPERIMENTS = resolve_config(
-    config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+    config,
+    Path(workflow.basedir) / "workflow/schemas/config.schema.yaml",
+    check_data=workflow.is_main_process,
 )["experiments"]
 
 

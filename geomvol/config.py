@@ -235,8 +235,8 @@ def _check_data(where: tuple, experiment: dict) -> None:
     from geomvol.probe.anchors import check_anchor_images, resolve_anchors
 
     dataset, probe = experiment["dataset"], experiment["probe"]
-    if dataset["synthetic"] is None and missing_files(dataset["name"], dataset["root"]):
-        if dataset["download"]:
+    if dataset["synthetic"] is None:
+        if dataset["download"] and missing_files(dataset["name"], dataset["root"]):
             return
         try:
             check_root(dataset["name"], dataset["root"])

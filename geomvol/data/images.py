@@ -136,28 +136,33 @@ def raw_file_checksums(name: str, root: str | Path) -> dict[str, str]:
     return {f: sha256_file(Path(root) / f) for f in EXPECTED_FILES[name]}
 
 
+def _subset(name: str, root: str | Path, train: bool, n: int | None, seed: int, download: bool = False):
+    """Images, labels, their indices in torchvision's split, and class names of a class-balanced subset of one split."""
+    x, y, classes = load_split(name, root, train=train, download=download)
+    split = "training" if train else "test"
+    index = class_balanced_subset(y, n, len(classes), seed, f"{name} {split} set in {root}")
+    return x[index], y[index], index, classes
+
+
 def training_split(spec: dict) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Images, labels and class names of the prepared training set of a resolved image ``dataset`` section,
     without writing anything (the config check's view of the data: a synthetic set is made in memory)."""
     name = spec["name"]
-    if spec["synthetic"] is not None:
-        images, labels = synthetic_arrays(name, (spec["synthetic"]["n_train"],), spec["seed"])[0]
-        x, y, classes = torch.from_numpy(images), torch.from_numpy(labels), CLASSES[name]
-    else:
-        x, y, classes = load_split(name, spec["root"], train=True, download=spec["download"])
-    index = class_balanced_subset(y, spec["n_train"], len(classes), spec["seed"], f"{name} training set in {spec['root']}")
-    return x[index], y[index], classes
+    if spec["synthetic"] is None:
+        x, y, _, classes = _subset(name, spec["root"], True, spec["n_train"], spec["seed"], spec["download"])
+        return x, y, classes
+    images, labels = synthetic_arrays(name, (spec["synthetic"]["n_train"],), spec["seed"])[0]
+    index = class_balanced_subset(torch.from_numpy(labels), spec["n_train"], len(CLASSES[name]), spec["seed"],
+                                  f"synthetic {name} training set")
+    return torch.from_numpy(images)[index], torch.from_numpy(labels)[index], CLASSES[name]
 
 
 def make_images(spec: dict) -> dict:
     """The prepared tensors of a resolved image ``dataset`` section (see :func:`geomvol.data.prepare_dataset`),
     read from ``spec['root']`` through torchvision."""
-    name, root = spec["name"], Path(spec["root"])
-    x, y, classes = load_split(name, root, train=True, download=spec["download"])
-    x_test, y_test, _ = load_split(name, root, train=False, download=False)
-    index = class_balanced_subset(y, spec["n_train"], len(classes), spec["seed"], f"{name} training set in {root}")
-    index_test = class_balanced_subset(y_test, spec["n_test"], len(classes), spec["seed"], f"{name} test set in {root}")
-    x, y, x_test, y_test = x[index], y[index], x_test[index_test], y_test[index_test]
+    name, root, seed = spec["name"], Path(spec["root"]), spec["seed"]
+    x, y, index, classes = _subset(name, root, True, spec["n_train"], seed, spec["download"])
+    x_test, y_test, index_test, _ = _subset(name, root, False, spec["n_test"], seed)
     channels = x.shape[1]
     if spec["normalize"]:
         pixels = x.double().div(255).transpose(0, 1).reshape(channels, -1)
