@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from geomvol import __version__
 from geomvol.config import FIGURES
+from geomvol.device import job_gpus
 from geomvol.errors import GeomvolError
 
 
@@ -67,6 +69,15 @@ def cmd_combine(args) -> None:
     print(f"wrote {args.output}: {dict(ds.sizes)}")
 
 
+def cmd_measure(args) -> None:
+    from geomvol.measures import measure_store
+    from geomvol.store import write_store
+
+    ds = measure_store(args.store, args.spec)
+    write_store(ds, args.output)
+    print(f"wrote {args.output}: {', '.join(name for name in ds.data_vars if name.endswith('_mean'))}")
+
+
 def cmd_figure(args) -> None:
     from geomvol.figures import PLOTS, plot_compare
 
@@ -80,7 +91,10 @@ def cmd_figure(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="geomvol", description=__doc__)
+    parser = argparse.ArgumentParser(prog="geomvol", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # keeps --version unwrapped
+    parser.add_argument("--version", action="version", version=f"geomvol {__version__} ({Path(__file__).parent})",
+                        help="print the version and the directory the package was imported from, and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check-config", help="validate a pipeline config and list its experiments")
@@ -108,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=Path, required=True)
     p.add_argument("--state-dir", type=Path, required=True, help="resume state, kept across kills")
     p.add_argument("--metrics", type=Path, required=True, help="per-epoch loss and accuracy (TSV)")
+    p.add_argument("--gpus", type=int, choices=[0, 1], default=None,
+                   help="GPUs this job may use (the rule's gpu resource): 0 hides them all; 1 claims a card of "
+                        "its own among those listed (CUDA_VISIBLE_DEVICES or nvidia-smi). Default: leave as is")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("probe", help="volume element, class and entropy of one checkpoint on a grid, planes or lines")
@@ -115,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="the prepared data set (anchor images)")
     p.add_argument("--spec", type=_json, required=True, help="resolved `probe` config section, as JSON")
     p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--gpus", type=int, choices=[0, 1], default=None,
+                   help="GPUs this job may use (the rule's gpu resource): 0 hides them all; 1 claims a card of "
+                        "its own among those listed (CUDA_VISIBLE_DEVICES or nvidia-smi). Default: leave as is")
     p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("combine", help="join an experiment's probe stores into one Zarr store")
@@ -126,9 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True)
     p.set_defaults(func=cmd_combine)
 
+    p = sub.add_parser("measure", help="magnification measures of a combined store, per seed and across seeds")
+    p.add_argument("--store", type=Path, required=True, help="the experiment's combined volume store")
+    p.add_argument("--spec", type=_json, required=True, help="JSON with the resolved measures and dataset sections")
+    p.add_argument("--output", type=Path, required=True)
+    p.set_defaults(func=cmd_measure)
+
     p = sub.add_parser("figure", help="draw a figure from a combined store: volume (2-D input grid), planes, lines, "
-                                      "blocks, or compare (two stores on the same plane)")
-    p.add_argument("kind", choices=[*FIGURES, "compare"])
+                                      "blocks, compare (two stores on the same plane), or measures (from the "
+                                      "measures store)")
+    p.add_argument("kind", choices=[*FIGURES, "compare", "measures"])
     p.add_argument("--store", type=Path, required=True)
     p.add_argument("--other", type=Path, help="(compare) the store drawn beside --store")
     p.add_argument("--png", type=Path, required=True)
@@ -145,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
 
         args.schema = DEFAULT_SCHEMA
     try:
-        args.func(args)
+        if getattr(args, "gpus", None) is None:
+            args.func(args)
+        else:
+            with job_gpus(args.gpus):
+                args.func(args)
     except GeomvolError as error:
         print(f"geomvol {args.command}: error: {error}", file=sys.stderr)
         return 1

@@ -1,4 +1,5 @@
-"""The smoke pipeline on a real single-node SLURM cluster, submitted through workflow/profiles/slurm.
+"""The smoke pipeline on a real single-node SLURM cluster, submitted through workflow/profiles/slurm
+(less its conda deployment: see :func:`profile_without_conda`).
 
 The cluster (munged, slurmctld, slurmd; no accounting daemon, so the plugin reads job
 status with squeue) is started by :mod:`slurm_cluster`, which installs Debian's
@@ -16,11 +17,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+import yaml
 
 from conftest import ROOT, SMOKE_CONFIG
 from slurm_cluster import SlurmCluster
 
-PROFILE = ROOT / "workflow" / "profiles" / "slurm"
+PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "profile.yaml"
+
+
+def profile_without_conda(directory: Path) -> Path:
+    """The project's SLURM profile less its `software-deployment-method: conda`, in ``directory``: no conda
+    channel is reachable from the test machines, so the jobs run in the test's own environment."""
+    profile = yaml.safe_load(PROFILE.read_text())
+    assert profile.pop("software-deployment-method") == "conda"
+    directory.mkdir()
+    (directory / "profile.yaml").write_text(yaml.safe_dump(profile))
+    return directory
 STORES = ("sinusoid-smoke", "mnist-line-smoke", "mnist-plane-smoke", "cifar10-smoke", "barlow-twins-smoke")
 
 
@@ -37,7 +49,7 @@ def test_smoke_config_runs_through_sbatch_and_equals_a_local_run(cluster, smoke_
     workdir = tmp_path / "work"
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(SMOKE_CONFIG), "--workflow-profile", str(PROFILE),
+         "--configfile", str(SMOKE_CONFIG), "--workflow-profile", str(profile_without_conda(tmp_path / "profile")),
          "--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "1",
          "--seconds-between-status-checks", "2", "--slurm-logdir", str(tmp_path / "slurm-logs"),
          "--slurm-keep-successful-logs"],

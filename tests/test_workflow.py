@@ -184,16 +184,42 @@ def test_killed_training_job_resumes_in_the_pipeline(tmp_path):
     assert [sha256_file(got / p.name) for p in expected] == [sha256_file(p) for p in expected]
 
 
+def test_every_experiment_gets_its_magnification_measures(smoke_run, smoke_config):
+    results = smoke_run / "results"
+    fields = {"sinusoid-smoke": [""], "mnist-line-smoke": ["line_"], "mnist-plane-smoke": ["plane_"],
+              "cifar10-smoke": ["plane_"], "barlow-twins-smoke": ["plane_", "line_"]}
+    assert set(fields) == set(smoke_config["experiments"])
+    for name, prefixes in fields.items():
+        measures = xr.open_zarr(results / name / "measures.zarr")
+        volume = xr.open_zarr(results / name / "volume.zarr")
+        assert measures.attrs["source_store_sha256"] == sha256_tree(results / name / "volume.zarr")
+        assert measures.attrs["config_sha256"] == volume.attrs["config_sha256"]
+        for prefix in prefixes:
+            span = prefix.rstrip("_")
+            for measure in ("entropy_correlation", "boundary_ratio"):
+                per_seed = measures[prefix + measure]
+                assert per_seed.dims == ("seed", "epoch", "block", *([span] if span else []))
+                assert per_seed.sizes["block"] == volume.sizes["block"]
+                assert measures[f"{prefix}{measure}_interval"].dims == ("bound", *per_seed.dims[1:])
+                assert per_seed.attrs["definition"] and per_seed.attrs["units"] == "1"
+                # every NaN is explained
+                assert int(per_seed.isnull().sum()) == len(per_seed.attrs["undefined"]), per_seed.attrs["undefined"]
+        with Image.open(results / name / "figures" / "measures.png") as image:
+            assert image.width > 500
+    assert "boundary_distance_correlation" in xr.open_zarr(results / "sinusoid-smoke" / "measures.zarr")
+
+
 def test_report_holds_every_figure_with_its_caption(smoke_run):
     report = smoke_run / "report.html"
     result = snakemake(smoke_run, SMOKE_CONFIG, "--report", str(report))
     assert result.returncode == 0, result.stdout + result.stderr
     html = report.read_text()
     figures = sorted((smoke_run / "results").glob("*/figures/*.png"))
-    assert len(figures) == 8  # 1 sinusoid, 1 + 1 MNIST, 2 CIFAR-10, 3 Barlow Twins
+    assert len(figures) == 8 + 5  # 1 sinusoid, 1 + 1 MNIST, 2 CIFAR-10, 3 Barlow Twins; measures of each
     for figure in figures:
         assert figure.name in html and figure.parent.parent.name in html, figure
-    for words in ("ternary plot", "images along the line", "one row per feature map", "at the epochs both probed"):
+    for words in ("ternary plot", "images along the line", "one row per feature map", "at the epochs both probed",
+                  "percentile bootstrap interval"):
         assert words in html, words
 
 

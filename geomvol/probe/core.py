@@ -151,6 +151,12 @@ def predictive_entropy(probabilities: torch.Tensor) -> torch.Tensor:
     return -torch.special.xlogy(probabilities, probabilities).sum(dim=1)
 
 
+def probability_margin(probabilities: torch.Tensor) -> torch.Tensor:
+    """Largest minus second-largest class probability of each row, shape (B,): 0 on a decision boundary."""
+    top_two = probabilities.topk(2, dim=1).values
+    return top_two[:, 0] - top_two[:, 1]
+
+
 def checkpoint_coords(probed: ProbedModel) -> dict:
     """Per-checkpoint coordinates along (seed, epoch): which file was probed, and where."""
     dims = ("seed", "epoch")
@@ -216,3 +222,5 @@ def class_attrs(n_classes: int, classes: list[str] | None = None) -> dict:
 
 
 ENTROPY_ATTRS = {"long_name": "entropy of the predicted class distribution (softmax of the logits)", "units": "nat"}
+MARGIN_ATTRS = {"long_name": "largest minus second-largest predicted class probability (0 on a decision boundary)",
+                "units": "1"}

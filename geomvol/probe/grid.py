@@ -11,8 +11,8 @@ import xarray as xr
 
 from geomvol.errors import ConfigError
 from geomvol.probe.core import (
-    ENTROPY_ATTRS, block_coords, checkpoint_coords, top_k_coord, class_attrs, load_probed_model, log10_volumes,
-    network_outputs, predictive_entropy, volume_attrs,
+    ENTROPY_ATTRS, MARGIN_ATTRS, block_coords, checkpoint_coords, top_k_coord, class_attrs, load_probed_model, log10_volumes,
+    network_outputs, predictive_entropy, probability_margin, volume_attrs,
 )
 
 
@@ -24,7 +24,8 @@ def input_grid(low: float, high: float, resolution: int, dtype=torch.float64) ->
 
 
 def probe_grid(checkpoint_path: str | Path, spec: dict) -> xr.Dataset:
-    """Volume element per feature map, predicted class and entropy of one checkpoint on the grid of ``spec``.
+    """Volume element per feature map, predicted class, entropy and probability margin of one checkpoint on
+    the grid of ``spec``.
 
     ``spec`` is the resolved ``probe`` config section. Returns a Dataset with
     ``log10_volume`` on dims (seed, epoch, block, x2, x1) and the outputs on
@@ -54,6 +55,7 @@ def probe_grid(checkpoint_path: str | Path, spec: dict) -> xr.Dataset:
             "predicted_class": (dims, on_grid(probabilities.argmax(dim=1)).astype(np.int16),
                                 class_attrs(probabilities.shape[1])),
             "entropy": (dims, on_grid(predictive_entropy(probabilities)), ENTROPY_ATTRS),
+            "probability_margin": (dims, on_grid(probability_margin(probabilities)), MARGIN_ATTRS),
         },
         coords={
             **checkpoint_coords(probed),

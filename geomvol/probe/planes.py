@@ -26,8 +26,8 @@ import xarray as xr
 from geomvol.data import load_dataset, model_inputs
 from geomvol.probe.anchors import resolve_anchors
 from geomvol.probe.core import (
-    ENTROPY_ATTRS, ProbedModel, attach_linear_probe, block_coords, checkpoint_coords, class_attrs, load_probed_model, log10_volumes,
-    network_outputs, predictive_entropy, singular_values, top_k_coord, volume_attrs,
+    ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, attach_linear_probe, block_coords, checkpoint_coords, class_attrs, load_probed_model, log10_volumes,
+    network_outputs, predictive_entropy, probability_margin, singular_values, top_k_coord, volume_attrs,
 )
 
 SQRT3 = math.sqrt(3.0)
@@ -101,6 +101,7 @@ def _probe_kind(probed: ProbedModel, data: dict, spec: dict, kind: str) -> tuple
     volume = np.full((1, 1, len(names), n_spans, *grid_shape), np.nan)
     predicted = np.full((1, 1, n_spans, *grid_shape), -1, dtype=np.int16)
     entropy = np.full((1, 1, n_spans, *grid_shape), np.nan)
+    margin = np.full((1, 1, n_spans, *grid_shape), np.nan)
     anchor_probability = np.full((1, 1, n_spans, n_anchors, *grid_shape), np.nan)
     spectra = np.full((1, 1, len(names), n_spans, n_anchors, k_max), np.nan)
     for span, indices in enumerate(anchors):
@@ -113,6 +114,7 @@ def _probe_kind(probed: ProbedModel, data: dict, spec: dict, kind: str) -> tuple
         probabilities = network_outputs(probed, points)
         predicted[0, 0, span] = probabilities.argmax(dim=1).cpu().numpy().reshape(grid_shape)
         entropy[0, 0, span] = predictive_entropy(probabilities).cpu().numpy().reshape(grid_shape)
+        margin[0, 0, span] = probability_margin(probabilities).cpu().numpy().reshape(grid_shape)
         anchor_classes = data["y"][indices].to(probed.device)
         anchor_probability[0, 0, span] = probabilities[:, anchor_classes].T.cpu().numpy().reshape(n_anchors, *grid_shape)
         if spec["spectra"]:
@@ -127,6 +129,7 @@ def _probe_kind(probed: ProbedModel, data: dict, spec: dict, kind: str) -> tuple
                                  volume_attrs(spec, d, f"the probed {kind}", f"{kind}_top_k")),
         f"{kind}_predicted_class": (("seed", "epoch", kind, *grid_dims), predicted, class_attrs(n_classes, data["classes"])),
         f"{kind}_entropy": (("seed", "epoch", kind, *grid_dims), entropy, ENTROPY_ATTRS),
+        f"{kind}_probability_margin": (("seed", "epoch", kind, *grid_dims), margin, MARGIN_ATTRS),
         f"{kind}_anchor_probability": (("seed", "epoch", kind, anchor_dim, *grid_dims), anchor_probability, {
             "long_name": "probability the network gives to each anchor image's class", "units": "1"}),
         f"{kind}_anchor_index": (spans, index.numpy(), {"long_name": "index of the anchor image in the prepared training set",

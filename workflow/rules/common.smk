@@ -35,15 +35,15 @@ def get_experiment(wildcards):
 
 
 def get_gpus(wildcards, device_of):
-    """1 for a job of an image experiment that runs on CUDA (device auto or cuda), else 0: the `gpu` resource,
-    which local runs can cap with --resources gpu=N and the SLURM plugin turns into --gpus.
+    """The `gpu` resource of a job, which local runs cap with --resources gpu=N, the SLURM plugin turns
+    into --gpus, and the job itself gets as its own card (geomvol's --gpus): 1 for a job whose device
+    is cuda, or auto in an image experiment; 0 for the rest, which run with CUDA hidden (the sinusoid's
+    small nets on auto run on the CPU).
     """
     experiment = get_experiment(wildcards)
-    uses_cuda = (
-        device_of(experiment) in ("auto", "cuda")
-        and experiment["dataset"]["name"] != "sinusoid"
-    )
-    return 1 if uses_cuda else 0
+    device = device_of(experiment)
+    is_images = experiment["dataset"]["name"] != "sinusoid"
+    return 1 if device == "cuda" or (device == "auto" and is_images) else 0
 
 
 def get_train_gpus(wildcards):
@@ -77,7 +77,8 @@ def get_raw_data(wildcards):
 
 def get_figures(name, experiment):
     """The figures of one experiment: the input grid for 2-D data; planes, lines, and blocks (one
-    panel row per feature map) when more than one feature map is probed on planes."""
+    panel row per feature map) when more than one feature map is probed on planes; the comparison
+    when the config asks for one; and the magnification measures of every experiment."""
     probe = experiment["probe"]
     if experiment["dataset"]["name"] == "sinusoid":
         kinds = ["volume"]
@@ -90,9 +91,14 @@ def get_figures(name, experiment):
     return expand(
         "results/{experiment}/figures/{figure}.{ext}",
         experiment=name,
-        figure=kinds,
+        figure=[*kinds, "measures"],
         ext=["png", "pdf"],
     )
+
+
+def get_measure_spec(wildcards):
+    experiment = get_experiment(wildcards)
+    return spec_json({key: experiment[key] for key in ("measures", "dataset")})
 
 
 def get_train_spec(wildcards):

@@ -20,7 +20,8 @@ rule probe:
         spec=lambda wildcards: spec_json(get_experiment(wildcards)["probe"]),
     shell:
         "{params.geomvol} probe --checkpoint {input.checkpoints:q}/epoch_{wildcards.epoch}.pt"
-        " --data {input.data:q} --spec {params.spec:q} --output {output.store:q} > {log:q} 2>&1"
+        " --data {input.data:q} --spec {params.spec:q} --output {output.store:q} --gpus {resources.gpu}"
+        " > {log:q} 2>&1"
 
 
 rule combine_probes:

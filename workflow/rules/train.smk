@@ -26,4 +26,5 @@ rule train:
     shell:
         "{params.geomvol} train --spec {params.spec:q} --data {input.data:q}"
         " --output-dir {output.checkpoints:q} --state-dir {params.state_dir:q}"
-        " --metrics {output.metrics:q} > {log:q} 2>&1"
+        " --metrics {output.metrics:q} --gpus {resources.gpu}"
+        " > {log:q} 2>&1"

@@ -1,0 +1,81 @@
+"""Magnification measures against training epoch: when does the network start to magnify its boundary?
+
+One row per measure, one column per probed field (the input grid, or each plane and line); in each
+panel one line per block: the mean over seeds with its bootstrap interval shaded, and each seed's value
+as faint dots. A dashed line marks no effect (0).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from geomvol.figures.common import save_with_lineage  # noqa: E402
+from geomvol.measures import DEFINITIONS  # noqa: E402
+from geomvol.store import open_store  # noqa: E402
+
+PANEL = (3.4, 2.6)
+SHORT_NAMES = {
+    "entropy_correlation": "rank corr.\nlog vol. ~ entropy",
+    "boundary_ratio": "log10 vol. ratio\nnear / away from boundary",
+    "boundary_distance_correlation": "rank corr. log vol. ~\n−distance to true boundary",
+}
+
+
+def _columns(ds) -> list[tuple[str, str | None, int | None]]:
+    """(measure prefix, span dim, span index) of each probed field: the grid, then each plane and line."""
+    columns = [("", None, None)] if "entropy_correlation" in ds else []
+    for kind in ("plane", "line"):
+        if f"{kind}_entropy_correlation" in ds:
+            columns += [(f"{kind}_", kind, int(i)) for i in ds[kind].values]
+    return columns
+
+
+def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None) -> None:
+    """Draw the measures store of one experiment (``seed`` is unused: every seed is drawn)."""
+    store_path = Path(store_path)
+    ds = open_store(store_path).load()
+    columns = _columns(ds)
+    rows = [name for name in DEFINITIONS if any(f"{prefix}{name}" in ds for prefix, _, _ in columns)]
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(max(PANEL[0] * len(columns) + 1, 6.0), PANEL[1] * len(rows)),
+                             squeeze=False, constrained_layout=True)
+    epochs = ds["epoch"].values
+    positive = epochs[epochs > 0]
+    for row, name in enumerate(rows):
+        for column, (prefix, span_dim, span) in enumerate(columns):
+            ax = axes[row, column]
+            variable = f"{prefix}{name}"
+            if variable not in ds:
+                ax.set_axis_off()
+                continue
+            select = {} if span_dim is None else {span_dim: span}
+            for i, block in enumerate(ds["block"].values):
+                colour = plt.get_cmap("tab10")(i)
+                at = {**select, "block": block}
+                mean = ds[f"{variable}_mean"].sel(at).values
+                low, high = ds[f"{variable}_interval"].sel(at).values
+                ax.plot(epochs, mean, "-o", color=colour, markersize=3, label=str(block))
+                ax.fill_between(epochs, low, high, color=colour, alpha=0.25, linewidth=0)
+                for s in ds["seed"].values:
+                    ax.plot(epochs, ds[variable].sel(at).sel(seed=s).values, ".", color=colour, alpha=0.35,
+                            markersize=4)
+            ax.axhline(0.0, color="grey", linestyle="--", linewidth=0.8)
+            if positive.size:
+                ax.set_xscale("symlog", linthresh=float(positive.min()))
+                ax.set_xlim(left=0)
+            where = "input grid" if span_dim is None else f"{span_dim} {span}"
+            ax.set_title(where, fontsize=9)
+            ax.set_xlabel("epoch")
+            if column == 0:
+                ax.set_ylabel(SHORT_NAMES[name], fontsize=8)
+    axes[0, -1].legend(title="block", fontsize=7, title_fontsize=7, loc="best")
+    interval = ds[f"{columns[0][0]}{rows[0]}_interval"].attrs
+    title = (f"{ds.attrs['experiment']}: magnification measures\nmean over {interval['n_seeds']} seed(s), "
+             f"{interval['confidence_level']:.0%} bootstrap interval shaded, seeds as dots")
+    fig.suptitle(title, fontsize=10)
+    save_with_lineage(fig, store_path, ds, png, pdf, title)

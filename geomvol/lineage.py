@@ -1,0 +1,233 @@
+"""``geomvol trace PATH``: walk a figure, store, checkpoint or data set back to its config and raw data.
+
+Every output records the sha256 of what it was made from: a figure (PNG text chunks, PDF metadata) its
+store; the measures store the volume store; the volume store each probe store, the prepared data set and
+the config; a probe store its checkpoint; the training manifest and each checkpoint the data set; the data
+set's manifest the data set and every raw file. :func:`trace` follows those records from ``path`` and
+compares each recorded sha256 with the file on disk now.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from geomvol.errors import GeomvolError
+from geomvol.provenance import sha256_file, sha256_tree
+
+
+@dataclass
+class Step:
+    """One file of the chain: what it is, which rule made it, and how its sha256 compares with the record."""
+
+    kind: str
+    path: Path
+    rule: str
+    depth: int
+    recorded: str | None = None  # sha256 recorded by the step below it (None for the traced file itself)
+    on_disk: str | None = None  # sha256 now; None if the file is missing
+    details: dict = field(default_factory=dict)  # code version, parameters
+
+    @property
+    def status(self) -> str:
+        if self.on_disk is None:
+            return "MISSING"
+        if self.recorded is None:
+            return "traced"
+        return "ok" if self.recorded == self.on_disk else "CHANGED"
+
+
+def sha256_of(path: Path) -> str | None:
+    """sha256 of a file, or of a directory store's files (:func:`sha256_tree`); None if it does not exist."""
+    if path.is_dir():
+        return sha256_tree(path)
+    if path.is_file():
+        return sha256_file(path)
+    return None
+
+
+def figure_lineage(path: str | Path) -> dict:
+    """The lineage a figure carries: the ``geomvol:*`` PNG text chunks, or the JSON in a PDF's Keywords."""
+    path = Path(path)
+    if path.suffix == ".png":
+        from PIL import Image
+
+        with Image.open(path) as image:
+            text = dict(image.text)
+        lineage = {key.removeprefix("geomvol:"): value for key, value in text.items() if key.startswith("geomvol:")}
+    elif path.suffix == ".pdf":
+        lineage = _pdf_keywords(path.read_bytes())
+    else:
+        raise GeomvolError(f"{path} is not a PNG or PDF figure")
+    if "store" not in lineage:
+        raise GeomvolError(f"figure {path} carries no geomvol lineage (was it drawn by geomvol figure?)")
+    return lineage
+
+
+def _pdf_keywords(pdf: bytes) -> dict:
+    """The JSON object in a PDF's /Keywords entry (a literal string, as matplotlib writes it)."""
+    match = re.search(rb"/Keywords\s*\(((?:[^\\)]|\\.)*)\)", pdf)
+    if match is None:
+        return {}
+    text = re.sub(rb"\\(.)", rb"\1", match.group(1)).decode("latin-1")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+
+
+def _workdir(path: Path) -> Path:
+    """The pipeline's working directory: the one holding the ``results`` directory ``path`` is in."""
+    parts = path.resolve().parts
+    if "results" in parts:
+        return Path(*parts[: len(parts) - 1 - parts[::-1].index("results")])
+    return Path.cwd()
+
+
+class Tracer:
+    def __init__(self, start: Path):
+        self.workdir = _workdir(start)
+        self.steps: list[Step] = []
+        self.seen: set[Path] = set()
+
+    def here(self, recorded_path: str | Path) -> Path:
+        """A path as recorded by the pipeline (relative to its working directory) on disk now."""
+        path = Path(recorded_path)
+        return path if path.is_absolute() else self.workdir / path
+
+    def add(self, kind: str, path: Path, rule: str, depth: int, recorded: str | None, **details) -> Step | None:
+        """Record a step; None (and nothing recorded) if ``path`` was already traced."""
+        resolved = path.resolve()
+        first = resolved not in self.seen
+        self.seen.add(resolved)
+        step = Step(kind, path, rule, depth, recorded, sha256_of(path), details)
+        if first or (recorded is not None and step.status != "ok"):
+            self.steps.append(step)
+        return step if first and step.on_disk is not None else None
+
+    def figure(self, path: Path, depth: int = 0) -> None:
+        lineage = figure_lineage(path)
+        kind = lineage.get("figure", path.stem)
+        rule = {"compare": "figure_compare", "measures": "figure_measures"}.get(kind, "figure")
+        self.add("figure", path, rule, depth, None, code=lineage.get("git_commit", "not recorded"),
+                 params=f"figure {kind}, config sha256 {lineage.get('config_sha256', 'not recorded')}")
+        self.store(self.here(lineage["store"]), depth + 1, lineage.get("store_sha256"))
+
+    def store(self, path: Path, depth: int = 0, recorded: str | None = None) -> None:
+        from geomvol.store import open_store
+
+        probe = path.name.endswith(".zip")
+        if not probe and not (path / "zarr.json").exists():
+            self.add("store", path, "combine_probes", depth, recorded)
+            return
+        ds = open_store(path)
+        attrs = ds.attrs
+        if "source_store" in attrs:  # the measures store
+            step = self.add("measures store", path, "measure", depth, recorded, code=attrs.get("git_commit"),
+                            params=f"measures {attrs.get('measures_config')}")
+            if step is not None:
+                self.store(self.here(attrs["source_store"]), depth + 1, attrs["source_store_sha256"])
+            return
+        if probe:
+            step = self.add("probe store", path, "probe", depth, recorded, code=attrs.get("git_commit", "not recorded"))
+            if step is not None:
+                for checkpoint, sha in zip(ds["checkpoint_file"].values.ravel(), ds["checkpoint_sha256"].values.ravel()):
+                    self.checkpoint(self.here(str(checkpoint)), depth + 1, str(sha))
+            return
+        step = self.add("store", path, "combine_probes", depth, recorded, code=attrs.get("git_commit"),
+                        params=f"experiment {attrs.get('experiment')}, config sha256 {attrs.get('config_sha256')}")
+        if step is None:
+            return
+        self.steps.append(Step("config", path / "zarr.json", "config", depth + 1, attrs.get("config_sha256"),
+                               _config_sha256(attrs.get("experiment_config")),
+                               {"params": "the experiment's resolved config, as recorded in the store's attrs"}))
+        if "probe_store_file" in ds.coords:
+            for store, sha in zip(ds["probe_store_file"].values.ravel(), ds["probe_store_sha256"].values.ravel()):
+                self.store(self.here(str(store)), depth + 1, str(sha))
+        else:
+            for checkpoint, sha in zip(ds["checkpoint_file"].values.ravel(), ds["checkpoint_sha256"].values.ravel()):
+                self.checkpoint(self.here(str(checkpoint)), depth + 1, str(sha))
+        if "dataset_file" in attrs:
+            self.dataset(self.here(attrs["dataset_file"]), depth + 1, attrs["dataset_sha256"])
+
+    def checkpoint(self, path: Path, depth: int = 0, recorded: str | None = None) -> None:
+        from geomvol.train.checkpoint import load_checkpoint
+
+        run = path.parent.parent / "training"
+        manifest = _read_json(run / "manifest.json")
+        entry = next((item for item in manifest.get("checkpoints", []) if item["file"] == path.name), {})
+        step = self.add("checkpoint", path, "train (published by publish_checkpoint)", depth, recorded,
+                        code=manifest.get("git_commit", "not recorded"))
+        if step is None:
+            return
+        if entry:
+            self.add("training record", run / path.name, "train", depth + 1, entry["sha256"])
+        state = load_checkpoint(path)
+        spec = state["train_spec"]
+        step.details["params"] = (f"seed {spec['seed']}, epoch {state['epoch']} of {spec['training']['epochs']}, "
+                                  f"model {spec['model']['name']}, objective {spec['training']['objective']['name']}")
+        data = path.parent.parent.parent / "data" / "dataset.pt"
+        self.dataset(data, depth + 1, state["dataset_sha256"])
+
+    def dataset(self, path: Path, depth: int = 0, recorded: str | None = None) -> None:
+        manifest_path = path.with_name("manifest.json")
+        manifest = _read_json(manifest_path)
+        step = self.add("data set", path, "prepare_dataset", depth, recorded, code=manifest.get("git_commit", "not recorded"),
+                        params=f"dataset {json.dumps(manifest.get('dataset'), sort_keys=True)}")
+        if step is None:
+            return
+        if "sha256" in manifest:
+            self.add("data manifest", path, "prepare_dataset", depth + 1, manifest["sha256"],
+                     params=f"as recorded in {manifest_path}")
+        raw = manifest.get("raw_files") or {}
+        synthetic = (self.here(raw.get("root", "")) / "geomvol-synthetic.json").exists()
+        for name, sha in sorted((raw.get("sha256") or {}).items()):
+            self.add("raw file", self.here(raw["root"]) / name, "synthesize_dataset" if synthetic else "external (download)",
+                     depth + 1, sha)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _config_sha256(config_json: str | None) -> str | None:
+    from geomvol.config import config_sha256
+
+    return None if config_json is None else config_sha256(json.loads(config_json))
+
+
+def trace(path: str | Path) -> list[Step]:
+    """The chain of ``path`` (a figure, a volume, measures or probe store, a checkpoint, or a data set)."""
+    path = Path(path)
+    if not path.exists():
+        raise GeomvolError(f"{path} does not exist")
+    tracer = Tracer(path)
+    if path.suffix in (".png", ".pdf"):
+        tracer.figure(path)
+    elif path.suffix == ".pt" and path.name != "dataset.pt":
+        tracer.checkpoint(path)
+    elif path.name == "dataset.pt":
+        tracer.dataset(path)
+    elif path.is_dir() or path.name.endswith(".zarr.zip"):
+        tracer.store(path)
+    else:
+        raise GeomvolError(f"{path}: not a figure, store, checkpoint or data set that geomvol made")
+    return tracer.steps
+
+
+def format_trace(steps: list[Step]) -> str:
+    lines = []
+    for step in steps:
+        indent = "  " * step.depth
+        lines.append(f"{indent}{step.kind}: {step.path}  [{step.status}]")
+        lines.append(f"{indent}    rule {step.rule}" + "".join(
+            f"; {key} {value}" for key, value in step.details.items() if value is not None))
+        if step.recorded is not None or step.on_disk is not None:
+            lines.append(f"{indent}    sha256 recorded {step.recorded or '-'}")
+            lines.append(f"{indent}    sha256 on disk  {step.on_disk or '- (missing)'}")
+    return "\n".join(lines)

@@ -1,0 +1,234 @@
+r"""How much does a network magnify areas near its decision boundary? Measures of the volume element field.
+
+Each measure summarises one probed field: the probe points of one (seed, epoch, block) on the input grid
+(2-D data) or on one plane or line (images). With :math:`\ell_i = \log_{10}\sqrt{\det g}` at point i:
+
+- **entropy correlation**: Spearman's rank correlation between :math:`\ell_i` and the predictive
+  entropy :math:`H_i` (average ranks for ties; points where either is not finite are left out).
+  Positive when the volume element is larger where the network is less certain.
+- **boundary ratio**: :math:`\log_{10}(\overline{\sqrt{\det g}}_{B} / \overline{\sqrt{\det g}}_{\bar B})`,
+  the mean volume element over the band B of points whose two largest class probabilities differ by
+  less than ``boundary_margin``, over the mean elsewhere. Positive when areas near the boundary are magnified.
+- **boundary distance correlation** (2-D sinusoid only): Spearman's rank correlation between
+  :math:`\ell_i` and minus the Euclidean distance from the point to the true class boundary
+  :math:`x_2 = a \sin(f x_1 + \varphi)`. Positive when the volume element grows toward the true boundary.
+
+A measure that is not defined for a field (fewer than 3 points, a constant field, no point inside the
+band or none outside it) is NaN, and the stored variable's ``undefined`` attribute says where and why.
+Across seeds each measure gets its mean and a percentile bootstrap interval that resamples seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from geomvol.config import canonical_json
+from geomvol.provenance import git_commit, sha256_tree
+
+LN10 = math.log(10.0)
+DEFINITIONS = {
+    "entropy_correlation": (
+        "Spearman rank correlation between log10 volume element and predictive entropy over the probe points",
+        "Spearman's rank correlation (average ranks for ties), over the probe points of one field, between "
+        "log10 sqrt(det g) and the predictive entropy; points where either is not finite are left out; NaN "
+        "for fewer than 3 points or a constant field"),
+    "boundary_ratio": (
+        "log10 of the mean volume element near the decision boundary over the mean elsewhere",
+        "log10(mean sqrt(det g) over points whose two largest class probabilities differ by less than "
+        "boundary_margin / mean sqrt(det g) over the other points); NaN when no point, or every point, is "
+        "within that band"),
+    "boundary_distance_correlation": (
+        "Spearman rank correlation between log10 volume element and minus the distance to the true boundary",
+        "Spearman's rank correlation, over the input grid, between log10 sqrt(det g) and minus the Euclidean "
+        "distance from each point to the data set's class boundary x2 = amplitude sin(frequency x1 + phase)"),
+}
+
+
+def rank_correlation(x: np.ndarray, y: np.ndarray) -> tuple[float, str | None]:
+    """(Spearman's rank correlation of x and y over the points where both are finite, None), or (NaN, why)."""
+    x, y = np.ravel(x), np.ravel(y)
+    keep = np.isfinite(x) & np.isfinite(y)
+    if keep.sum() < 3:
+        return math.nan, f"{int(keep.sum())} points with finite values (3 needed)"
+    x_ranks = pd.Series(x[keep]).rank().to_numpy()
+    y_ranks = pd.Series(y[keep]).rank().to_numpy()
+    for ranks, name in ((x_ranks, "log10 volume element"), (y_ranks, "the compared field")):
+        if np.ptp(ranks) == 0:
+            return math.nan, f"{name} is constant over the points"
+    return float(np.corrcoef(x_ranks, y_ranks)[0, 1]), None
+
+
+def _log10_mean(log10_values: np.ndarray) -> float:
+    """log10 of the mean of 10**v, computed without overflow (-inf entries are volume 0)."""
+    peak = log10_values.max()
+    if not np.isfinite(peak):
+        return float(peak)
+    return float(peak + np.log10(np.mean(np.exp((log10_values - peak) * LN10))))
+
+
+def boundary_ratio(log10_volume: np.ndarray, margin: np.ndarray, band: float) -> tuple[float, str | None]:
+    """(log10 of mean volume element where ``margin`` < ``band`` over the mean elsewhere, None), or (NaN, why).
+
+    Points where the log volume is NaN or +inf are left out (-inf is a volume element of 0 and counts).
+    """
+    log10_volume, margin = np.ravel(log10_volume), np.ravel(margin)
+    keep = ~np.isnan(log10_volume) & (log10_volume < np.inf) & np.isfinite(margin)
+    near = keep & (margin < band)
+    far = keep & ~(margin < band)
+    if not near.any():
+        return math.nan, f"no probe point within the boundary band (probability margin < {band:g})"
+    if not far.any():
+        return math.nan, f"every probe point is within the boundary band (probability margin < {band:g})"
+    near_mean, far_mean = _log10_mean(log10_volume[near]), _log10_mean(log10_volume[far])
+    if not (np.isfinite(near_mean) and np.isfinite(far_mean)):
+        return math.nan, "the volume element is 0 at every point on one side of the band"
+    return near_mean - far_mean, None
+
+
+def distance_to_sinusoid(x1: np.ndarray, x2: np.ndarray, amplitude: float, frequency: float, phase: float,
+                         samples_per_unit: int = 4000) -> np.ndarray:
+    """Euclidean distance from each point (x1, x2) to the curve x2 = amplitude sin(frequency x1 + phase).
+
+    The curve is sampled densely in x1 over the points' range widened by the largest possible distance
+    (|x2| + amplitude), so the nearest curve point is always among the samples; the error is below half
+    the arc length between samples (about 1e-3 at the default density for the study's curve).
+    """
+    x1, x2 = np.asarray(x1, dtype=float), np.asarray(x2, dtype=float)
+    reach = float(np.abs(x2).max()) + abs(amplitude)
+    curve_x1 = np.linspace(x1.min() - reach, x1.max() + reach,
+                           int(math.ceil((np.ptp(x1) + 2 * reach) * samples_per_unit)) + 1)
+    curve_x2 = amplitude * np.sin(frequency * curve_x1 + phase)
+    points = np.stack([x1.ravel(), x2.ravel()], axis=1)
+    distance = np.empty(points.shape[0])
+    for start in range(0, points.shape[0], 256):
+        chunk = points[start:start + 256]
+        squared = (chunk[:, :1] - curve_x1) ** 2 + (chunk[:, 1:] - curve_x2) ** 2
+        distance[start:start + 256] = np.sqrt(squared.min(axis=1))
+    return distance.reshape(x1.shape)
+
+
+def bootstrap_over_seeds(values: np.ndarray, resamples: int, level: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over axis 0 (seeds) and the percentile bootstrap interval (2, ...) of that mean at ``level``.
+
+    Each of ``resamples`` resamples draws as many seeds as there are, with replacement (one draw of seed
+    indices shared by every cell, from ``numpy.random.default_rng(seed)``). A cell with a NaN seed gets a
+    NaN mean and interval; with one seed the interval is NaN (nothing to resample).
+    """
+    values = np.asarray(values, dtype=float)
+    mean = values.mean(axis=0)
+    n = values.shape[0]
+    if n < 2:
+        return mean, np.full((2, *mean.shape), np.nan)
+    draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    means = values[draws].mean(axis=1)  # (resamples, ...)
+    tail = (1 - level) / 2 * 100
+    interval = np.percentile(means, [tail, 100 - tail], axis=0)
+    interval[:, np.isnan(mean)] = np.nan
+    return mean, interval
+
+
+def _fields(ds: xr.Dataset) -> list[tuple[str, str, str, str]]:
+    """(measure prefix, log-volume, entropy, margin variable) of each probed field kind in a store."""
+    fields = []
+    if "log10_volume" in ds:
+        fields.append(("", "log10_volume", "entropy", "probability_margin"))
+    for kind in ("plane", "line"):
+        if f"{kind}_log10_volume" in ds:
+            fields.append((f"{kind}_", f"{kind}_log10_volume", f"{kind}_entropy", f"{kind}_probability_margin"))
+    return fields
+
+
+def _where(labels: dict) -> str:
+    return " ".join(f"{dim}={value}" for dim, value in labels.items())
+
+
+def measure_store(store: str | Path, spec: dict) -> xr.Dataset:
+    """The magnification measures of a combined store, per seed and across seeds.
+
+    ``spec`` holds the experiment's resolved ``measures`` and ``dataset`` sections. Returns a Dataset with,
+    for each measure ``m`` (prefixed ``plane_``/``line_`` on planes and lines): ``m`` on (seed, epoch,
+    block[, plane|line]), ``m_mean`` without seed and ``m_interval`` with a ``bound`` dimension (low, high).
+    """
+    from geomvol.store import open_store
+
+    ds = open_store(store).load()
+    measures = spec["measures"]
+    band = measures["boundary_margin"]
+    bootstrap = measures["bootstrap"]
+    variables = {}
+    for prefix, volume_name, entropy_name, margin_name in _fields(ds):
+        volume = ds[volume_name]
+        point_dims = [dim for dim in ds[entropy_name].dims if dim not in ("seed", "epoch", prefix.rstrip("_"))]
+        cell_dims = [dim for dim in volume.dims if dim not in point_dims]
+        names = ["entropy_correlation", "boundary_ratio"]
+        distance = None
+        if prefix == "" and spec["dataset"]["name"] == "sinusoid":
+            names.append("boundary_distance_correlation")
+            x1, x2 = xr.broadcast(ds["x1"], ds["x2"])
+            dataset = spec["dataset"]
+            distance = xr.DataArray(distance_to_sinusoid(x1.values, x2.values, dataset["amplitude"],
+                                                         dataset["frequency"], dataset["phase"]), dims=x1.dims)
+            distance = distance.transpose(*point_dims)
+        results = {name: np.full([volume.sizes[d] for d in cell_dims], np.nan) for name in names}
+        undefined = {name: [] for name in names}
+        for index in np.ndindex(*results[names[0]].shape):
+            at = dict(zip(cell_dims, index))
+            labels = {dim: str(volume[dim].values[i]) for dim, i in at.items()}
+            field = volume.isel(at).transpose(*point_dims).values
+            others = {dim: i for dim, i in at.items() if dim != "block"}
+            entropy = ds[entropy_name].isel(others).transpose(*point_dims).values
+            margin = ds[margin_name].isel(others).transpose(*point_dims).values
+            values = {"entropy_correlation": rank_correlation(field, entropy),
+                      "boundary_ratio": boundary_ratio(field, margin, band)}
+            if distance is not None:
+                values["boundary_distance_correlation"] = rank_correlation(field, -distance.values)
+            for name, (value, why) in values.items():
+                results[name][index] = value
+                if why is not None:
+                    undefined[name].append(f"{_where(labels)}: {why}")
+        for name in names:
+            long_name, definition = DEFINITIONS[name]
+            attrs = {"long_name": long_name, "units": "1", "definition": definition,
+                     "probed_field": volume_name, "undefined": undefined[name]}
+            if name == "boundary_ratio":
+                attrs["boundary_margin"] = band
+            variables[prefix + name] = (cell_dims, results[name], attrs)
+            mean, interval = bootstrap_over_seeds(results[name], bootstrap["resamples"], bootstrap["level"],
+                                                  bootstrap["seed"])
+            summary_dims = cell_dims[1:]
+            interval_undefined = []
+            if ds.sizes["seed"] < 2:
+                interval_undefined.append("one seed: no interval")
+            if undefined[name]:
+                interval_undefined.append("where a seed's value is NaN (see the per-seed variable's undefined)")
+            interval_attrs = {
+                "long_name": f"{bootstrap['level']:.0%} bootstrap interval of the mean over seeds: {long_name}",
+                "units": "1",
+                "method": "percentile bootstrap: resample the seeds with replacement, take the mean of each resample",
+                "bootstrap_resamples": bootstrap["resamples"], "confidence_level": bootstrap["level"],
+                "bootstrap_seed": bootstrap["seed"], "n_seeds": int(ds.sizes["seed"]),
+                "undefined": interval_undefined,
+            }
+            variables[f"{prefix}{name}_mean"] = (summary_dims, mean, {
+                "long_name": f"mean over seeds: {long_name}", "units": "1", "n_seeds": int(ds.sizes["seed"])})
+            variables[f"{prefix}{name}_interval"] = (("bound", *summary_dims), interval, interval_attrs)
+    keep_coords = {name: coord for name, coord in ds.coords.items()
+                   if set(coord.dims) <= {"seed", "epoch", "block", "plane", "line"}}
+    result = xr.Dataset(variables, coords={**keep_coords, "bound": ("bound", np.array(["low", "high"], dtype=object), {
+        "long_name": "lower and upper end of the interval"})})
+    result.attrs = {
+        "title": f"geomvol magnification measures: experiment {ds.attrs['experiment']}",
+        "experiment": ds.attrs["experiment"],
+        "config_sha256": ds.attrs["config_sha256"],
+        "measures_config": canonical_json(measures),
+        "source_store": str(store),
+        "source_store_sha256": sha256_tree(store),
+        "git_commit": git_commit(),
+        "definitions": __doc__,
+    }
+    return result

@@ -1,0 +1,163 @@
+"""Magnification measures on fields with known answers, the bootstrap on known data, and a hand-built store."""
+
+import math
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from geomvol.measures import (
+    boundary_ratio, bootstrap_over_seeds, distance_to_sinusoid, measure_store, rank_correlation,
+)
+from geomvol.store import open_store, write_store
+
+SPEC = {"measures": {"boundary_margin": 0.1, "bootstrap": {"resamples": 2000, "level": 0.95, "seed": 0}},
+        "dataset": {"name": "sinusoid", "amplitude": 0.6, "frequency": 7.0, "phase": -1.0}}
+
+
+def test_rank_correlation_is_spearman():
+    x = np.array([0.3, 1.0, 2.5, 4.0, 9.0])
+    assert rank_correlation(x, np.exp(x)) == (pytest.approx(1.0), None)  # any increasing function
+    assert rank_correlation(x, -x**3) == (pytest.approx(-1.0), None)
+    # ties get average ranks: ranks of y are (1.5, 1.5, 3, 4, 5); Pearson of the ranks by hand
+    y = np.array([1.0, 1.0, 2.0, 3.0, 4.0])
+    rx, ry = np.arange(1.0, 6.0), np.array([1.5, 1.5, 3, 4, 5])
+    expected = np.sum((rx - 3) * (ry - 3)) / math.sqrt(np.sum((rx - 3) ** 2) * np.sum((ry - 3) ** 2))
+    assert rank_correlation(x, y)[0] == pytest.approx(expected)
+    # non-finite points are left out
+    assert rank_correlation(np.append(x, np.nan), np.append(np.exp(x), 0.0)) == (pytest.approx(1.0), None)
+
+
+def test_a_constant_field_gives_nan_with_its_reason():
+    value, why = rank_correlation(np.full(10, 2.0), np.arange(10.0))
+    assert math.isnan(value) and why == "log10 volume element is constant over the points"
+    value, why = rank_correlation(np.array([1.0, 2.0, np.nan]), np.ones(3))
+    assert math.isnan(value) and why == "2 points with finite values (3 needed)"
+
+
+def test_boundary_ratio_of_a_field_that_peaks_on_the_boundary():
+    """Volume element 10 within the band |x2| < 0.1 of a boundary x2 = 0, 1 elsewhere: ratio exactly log10(10)."""
+    x2 = np.linspace(-1, 1, 201)
+    margin = np.abs(x2)  # two-class probabilities (1 ± |x2|)/2 differ by |x2|
+    log10_volume = np.where(margin < 0.1, 1.0, 0.0)
+    assert boundary_ratio(log10_volume, margin, 0.1) == (pytest.approx(1.0), None)
+    # a smooth peak: mean of 10**(-|x2|) inside over outside, by direct sums
+    log10_volume = -np.abs(x2)
+    inside, outside = 10 ** log10_volume[margin < 0.1], 10 ** log10_volume[margin >= 0.1]
+    assert boundary_ratio(log10_volume, margin, 0.1)[0] == pytest.approx(np.log10(inside.mean() / outside.mean()))
+    # large log volumes do not overflow (the ratio is shift-invariant)
+    assert boundary_ratio(log10_volume + 400.0, margin, 0.1)[0] == pytest.approx(np.log10(inside.mean() / outside.mean()))
+
+
+def test_boundary_ratio_is_nan_without_a_boundary_or_without_points_away_from_it():
+    log10_volume = np.linspace(0, 1, 50)
+    value, why = boundary_ratio(log10_volume, np.full(50, 0.9), 0.1)
+    assert math.isnan(value) and why == "no probe point within the boundary band (probability margin < 0.1)"
+    value, why = boundary_ratio(log10_volume, np.full(50, 0.01), 0.1)
+    assert math.isnan(value) and why == "every probe point is within the boundary band (probability margin < 0.1)"
+
+
+def test_distance_to_sinusoid():
+    x1 = np.linspace(-1.5, 1.5, 31)
+    # a flat curve (amplitude 0): the distance is |x2|
+    x2 = np.linspace(-1.5, 1.5, 31)[::-1]
+    np.testing.assert_allclose(distance_to_sinusoid(x1, x2, 0.0, 7.0, -1.0), np.abs(x2), atol=1e-9)
+    # points on the curve are at distance 0; a point above a crest is at its height above it
+    on_curve = 0.6 * np.sin(7.0 * x1 - 1.0)
+    assert distance_to_sinusoid(x1, on_curve, 0.6, 7.0, -1.0).max() < 1e-3
+    crest = (math.pi / 2 + 1.0) / 7.0
+    assert distance_to_sinusoid(np.array([crest]), np.array([1.6]), 0.6, 7.0, -1.0)[0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_bootstrap_interval_covers_a_known_mean():
+    """95% percentile intervals of the mean of 30 draws from N(2, 1): coverage near 95% over 400 data sets."""
+    rng = np.random.default_rng(1)
+    draws = rng.normal(2.0, 1.0, size=(30, 400))  # 30 seeds, 400 independent cells
+    mean, (low, high) = bootstrap_over_seeds(draws, resamples=2000, level=0.95, seed=0)
+    np.testing.assert_allclose(mean, draws.mean(axis=0))
+    coverage = np.mean((low <= 2.0) & (2.0 <= high))
+    assert 0.91 <= coverage <= 0.98, coverage
+    width = np.mean(high - low)
+    assert width == pytest.approx(2 * 1.96 / math.sqrt(30), rel=0.1)  # the normal-theory width
+
+
+def test_bootstrap_with_one_seed_or_a_nan_seed_gives_nan_intervals():
+    mean, interval = bootstrap_over_seeds(np.array([[0.5, 1.0]]), 100, 0.95, 0)
+    np.testing.assert_array_equal(mean, [0.5, 1.0])
+    assert np.isnan(interval).all()
+    mean, interval = bootstrap_over_seeds(np.array([[0.5, np.nan], [0.7, 1.0]]), 100, 0.95, 0)
+    assert mean[0] == pytest.approx(0.6) and np.isnan(mean[1])
+    assert 0.5 <= interval[0, 0] <= interval[1, 0] <= 0.7 and np.isnan(interval[:, 1]).all()
+
+
+def grid_store(path, seeds=(0, 1, 2)):
+    """A combined sinusoid store whose volume element peaks on the true boundary and whose network is
+    uncertain exactly there: per seed, log10 volume = -(1 + seed/10) * distance to the boundary."""
+    axis = np.linspace(-1.5, 1.5, 41)
+    x1, x2 = np.meshgrid(axis, axis)  # (x2, x1)
+    distance = distance_to_sinusoid(x1, x2, 0.6, 7.0, -1.0)
+    volume = np.stack([-(1 + s / 10) * distance for s in seeds])[:, None, None]  # (seed, epoch, block, x2, x1)
+    margin = np.broadcast_to(np.minimum(distance, 1.0), (len(seeds), 1, 41, 41))
+    ds = xr.Dataset(
+        {"log10_volume": (("seed", "epoch", "block", "x2", "x1"), volume, {"units": "1"}),
+         "entropy": (("seed", "epoch", "x2", "x1"), -margin, {"units": "nat"}),
+         "probability_margin": (("seed", "epoch", "x2", "x1"), margin.copy(), {"units": "1"})},
+        coords={"seed": list(seeds), "epoch": [100], "block": np.array(["hidden"], dtype=object), "x1": axis, "x2": axis},
+        attrs={"experiment": "hand-built", "config_sha256": "0" * 64})
+    write_store(ds, path)
+    return ds, distance
+
+
+def test_measure_store_of_a_field_that_peaks_on_the_true_boundary(tmp_path):
+    _, distance = grid_store(tmp_path / "volume.zarr")
+    measures = measure_store(tmp_path / "volume.zarr", SPEC)
+    for name in ("entropy_correlation", "boundary_distance_correlation"):
+        np.testing.assert_allclose(measures[name].values, 1.0)  # monotone in the distance, per seed
+        np.testing.assert_allclose(measures[f"{name}_interval"].values, 1.0)
+    band = distance < 0.1
+    expected = [np.log10(np.mean(10 ** (-k * distance[band])) / np.mean(10 ** (-k * distance[~band])))
+                for k in (1.0, 1.1, 1.2)]
+    np.testing.assert_allclose(measures["boundary_ratio"].values.ravel(), expected)
+    np.testing.assert_allclose(measures["boundary_ratio_mean"].values.ravel(), np.mean(expected))
+    low, high = measures["boundary_ratio_interval"].values.ravel()
+    assert min(expected) - 1e-12 <= low < np.mean(expected) < high <= max(expected) + 1e-12
+    interval = measures["boundary_ratio_interval"].attrs
+    assert (interval["bootstrap_resamples"], interval["confidence_level"], interval["n_seeds"]) == (2000, 0.95, 3)
+    assert measures["boundary_ratio"].attrs["undefined"] == []
+    assert measures["boundary_ratio"].dims == ("seed", "epoch", "block")
+
+
+def test_measure_store_says_where_and_why_a_measure_is_undefined(tmp_path):
+    ds, _ = grid_store(tmp_path / "source.zarr", seeds=(0,))
+    ds["log10_volume"][:] = 0.25  # a constant field
+    ds["probability_margin"][:] = 0.5  # a confident network: no boundary on the grid
+    write_store(ds, tmp_path / "volume.zarr")
+    measures = measure_store(tmp_path / "volume.zarr", SPEC)
+    for name in ("entropy_correlation", "boundary_ratio", "boundary_distance_correlation"):
+        assert np.isnan(measures[name].values).all() and np.isnan(measures[f"{name}_interval"].values).all()
+    assert measures["entropy_correlation"].attrs["undefined"] == [
+        "seed=0 epoch=100 block=hidden: log10 volume element is constant over the points"]
+    assert measures["boundary_ratio"].attrs["undefined"] == [
+        "seed=0 epoch=100 block=hidden: no probe point within the boundary band (probability margin < 0.1)"]
+    assert "one seed: no interval" in measures["boundary_ratio_interval"].attrs["undefined"]
+
+
+def test_measures_of_planes_are_per_plane(tmp_path):
+    u = np.linspace(-1, 1, 21)
+    uu, vv = np.meshgrid(u, u)
+    margin = np.stack([np.abs(uu), np.abs(vv)])  # plane 0: boundary u = 0; plane 1: boundary v = 0
+    volume = np.where(margin < 0.1, 2.0, 1.0)[None, None, None]  # log10 volume 2 on the boundary, 1 elsewhere
+    ds = xr.Dataset(
+        {"plane_log10_volume": (("seed", "epoch", "block", "plane", "v", "u"), volume),
+         "plane_entropy": (("seed", "epoch", "plane", "v", "u"), -margin[None, None]),
+         "plane_probability_margin": (("seed", "epoch", "plane", "v", "u"), margin[None, None])},
+        coords={"seed": [0], "epoch": [5], "block": np.array(["block1"], dtype=object), "plane": [0, 1], "u": u, "v": u},
+        attrs={"experiment": "planes", "config_sha256": "0" * 64})
+    write_store(ds, tmp_path / "volume.zarr")
+    measures = measure_store(tmp_path / "volume.zarr", {**SPEC, "dataset": {"name": "mnist"}})
+    assert "boundary_distance_correlation" not in measures and "plane_boundary_distance_correlation" not in measures
+    np.testing.assert_allclose(measures["plane_boundary_ratio"].values.ravel(), [1.0, 1.0])
+    assert measures["plane_entropy_correlation"].dims == ("seed", "epoch", "block", "plane")
+    assert (measures["plane_entropy_correlation"].values > 0.5).all()
+    write_store(measures, tmp_path / "measures.zarr")  # and it round-trips through Zarr
+    assert open_store(tmp_path / "measures.zarr")["plane_boundary_ratio_mean"].dims == ("epoch", "block", "plane")

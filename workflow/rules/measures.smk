@@ -1,0 +1,48 @@
+rule measure:
+    input:
+        store=rules.combine_probes.output.store,
+    output:
+        store=directory("results/{experiment}/measures.zarr"),
+    log:
+        "results/{experiment}/logs/measure.log",
+    benchmark:
+        "results/{experiment}/benchmarks/measure.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime="30m",
+    params:
+        geomvol=GEOMVOL,
+        spec=get_measure_spec,
+    shell:
+        "{params.geomvol} measure --store {input.store:q} --spec {params.spec:q}"
+        " --output {output.store:q} > {log:q} 2>&1"
+
+
+rule figure_measures:
+    input:
+        store=rules.measure.output.store,
+    output:
+        png=report(
+            "results/{experiment}/figures/measures.png",
+            caption="../report/measures.rst",
+            category="{experiment}",
+            subcategory="measures",
+        ),
+        pdf="results/{experiment}/figures/measures.pdf",
+    log:
+        "results/{experiment}/logs/figure_measures.log",
+    benchmark:
+        "results/{experiment}/benchmarks/figure_measures.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime="10m",
+    params:
+        geomvol=GEOMVOL,
+        config_sha256=get_config_sha256,
+    shell:
+        "{params.geomvol} figure measures --store {input.store:q} --png {output.png:q}"
+        " --pdf {output.pdf:q} > {log:q} 2>&1"
