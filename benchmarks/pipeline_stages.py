@@ -41,7 +41,8 @@ def main() -> None:
 
         per_rule = defaultdict(lambda: [0, 0.0, 0.0])  # jobs, summed wall s, max RSS MB
         for tsv in sorted(Path(workdir, "results").glob("*/benchmarks/*.tsv")):
-            rule = tsv.stem.split("_s")[0] if tsv.stem.startswith(("train", "probe")) else tsv.stem
+            rule = tsv.stem.split("_s")[0] if tsv.stem.startswith(("train", "probe", "publish")) else tsv.stem
+            rule = {"publish": "publish_checkpoint"}.get(rule, rule)
             row = pd.read_csv(tsv, sep="\t").iloc[0]
             entry = per_rule[(tsv.parent.parent.name, rule)]
             entry[0] += 1
@@ -49,7 +50,7 @@ def main() -> None:
             entry[2] = max(entry[2], float(row["max_rss"]) if row["max_rss"] != "-" else 0.0)
 
     print(f"{'experiment':<20}{'stage':<20}{'jobs':>5}{'wall s (sum)':>14}{'max RSS MB':>12}")
-    order = ("synthesize_dataset", "prepare_dataset", "train", "probe", "combine_probes")
+    order = ("synthesize_dataset", "prepare_dataset", "train", "publish_checkpoint", "probe", "combine_probes", "measure")
     for (experiment, rule), (jobs, seconds, rss) in sorted(
         per_rule.items(), key=lambda item: (item[0][0], order.index(item[0][1]) if item[0][1] in order else len(order))
     ):

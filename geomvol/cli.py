@@ -55,9 +55,12 @@ def cmd_train(args) -> None:
 
 def cmd_probe(args) -> None:
     from geomvol.probe import probe_checkpoint
+    from geomvol.config import canonical_json
+    from geomvol.provenance import git_commit
     from geomvol.store import write_store
 
     ds = probe_checkpoint(args.checkpoint, args.data, args.spec)
+    ds.attrs.update(git_commit=git_commit(), geomvol_version=__version__, probe_config=canonical_json(args.spec))
     write_store(ds, args.output)
     print(f"wrote {args.output}")
 
@@ -88,6 +91,20 @@ def cmd_figure(args) -> None:
     else:
         PLOTS[args.kind](args.store, args.png, args.pdf, seed=args.seed)
     print(f"wrote {args.png} and {args.pdf}")
+
+
+def cmd_trace(args) -> None:
+    from geomvol.lineage import format_trace, trace
+
+    steps = trace(args.path, args.configfile)
+    print(format_trace(steps))
+    broken = [step for step in steps if step.status in ("CHANGED", "MISSING")]
+    if broken:
+        raise GeomvolError("; ".join(
+            f"{step.path} is missing" if step.on_disk is None else
+            f"{step.path} no longer matches the sha256 recorded downstream (recorded {step.recorded}, on disk {step.on_disk})"
+            for step in broken))
+    print(f"all {sum(step.recorded is not None for step in steps)} recorded checksums match the files on disk")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pdf", type=Path, required=True)
     p.add_argument("--seed", type=int, default=None, help="which seed to draw (default: the first)")
     p.set_defaults(func=cmd_figure)
+    p = sub.add_parser("trace", help="the lineage of a figure, store, checkpoint or data set, back to the config and "
+                                     "raw data; exits 1 naming any file that no longer matches its recorded sha256")
+    p.add_argument("path", type=Path)
+    p.add_argument("--configfile", type=Path, help="also compare the experiment's recorded config with this file's")
+    p.set_defaults(func=cmd_trace)
     return parser
 
 

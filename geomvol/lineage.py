@@ -14,8 +14,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from geomvol.config import config_sha256
 from geomvol.errors import GeomvolError
-from geomvol.provenance import sha256_file, sha256_tree
+from geomvol.provenance import sha256_of
 
 
 @dataclass
@@ -37,15 +38,6 @@ class Step:
         if self.recorded is None:
             return "traced"
         return "ok" if self.recorded == self.on_disk else "CHANGED"
-
-
-def sha256_of(path: Path) -> str | None:
-    """sha256 of a file, or of a directory store's files (:func:`sha256_tree`); None if it does not exist."""
-    if path.is_dir():
-        return sha256_tree(path)
-    if path.is_file():
-        return sha256_file(path)
-    return None
 
 
 def figure_lineage(path: str | Path) -> dict:
@@ -87,8 +79,9 @@ def _workdir(path: Path) -> Path:
 
 
 class Tracer:
-    def __init__(self, start: Path):
+    def __init__(self, start: Path, configfile: Path | None = None):
         self.workdir = _workdir(start)
+        self.configfile = configfile
         self.steps: list[Step] = []
         self.seen: set[Path] = set()
 
@@ -96,6 +89,13 @@ class Tracer:
         """A path as recorded by the pipeline (relative to its working directory) on disk now."""
         path = Path(recorded_path)
         return path if path.is_absolute() else self.workdir / path
+
+    def show(self, path: Path) -> str:
+        """``path`` relative to the working directory when it is inside it."""
+        try:
+            return str(path.resolve().relative_to(self.workdir))
+        except ValueError:
+            return str(path)
 
     def add(self, kind: str, path: Path, rule: str, depth: int, recorded: str | None, **details) -> Step | None:
         """Record a step; None (and nothing recorded) if ``path`` was already traced."""
@@ -131,7 +131,8 @@ class Tracer:
                 self.store(self.here(attrs["source_store"]), depth + 1, attrs["source_store_sha256"])
             return
         if probe:
-            step = self.add("probe store", path, "probe", depth, recorded, code=attrs.get("git_commit", "not recorded"))
+            step = self.add("probe store", path, "probe", depth, recorded, code=attrs.get("git_commit", "not recorded"),
+                            params=f"probe {attrs.get('probe_config', 'not recorded')}")
             if step is not None:
                 for checkpoint, sha in zip(ds["checkpoint_file"].values.ravel(), ds["checkpoint_sha256"].values.ravel()):
                     self.checkpoint(self.here(str(checkpoint)), depth + 1, str(sha))
@@ -140,9 +141,7 @@ class Tracer:
                         params=f"experiment {attrs.get('experiment')}, config sha256 {attrs.get('config_sha256')}")
         if step is None:
             return
-        self.steps.append(Step("config", path / "zarr.json", "config", depth + 1, attrs.get("config_sha256"),
-                               _config_sha256(attrs.get("experiment_config")),
-                               {"params": "the experiment's resolved config, as recorded in the store's attrs"}))
+        self.config(path, attrs, depth + 1)
         if "probe_store_file" in ds.coords:
             for store, sha in zip(ds["probe_store_file"].values.ravel(), ds["probe_store_sha256"].values.ravel()):
                 self.store(self.here(str(store)), depth + 1, str(sha))
@@ -151,6 +150,21 @@ class Tracer:
                 self.checkpoint(self.here(str(checkpoint)), depth + 1, str(sha))
         if "dataset_file" in attrs:
             self.dataset(self.here(attrs["dataset_file"]), depth + 1, attrs["dataset_sha256"])
+
+    def config(self, store: Path, attrs: dict, depth: int) -> None:
+        """The experiment's resolved config as the store recorded it, and (with --configfile) as that file says now."""
+        recorded = json.loads(attrs["experiment_config"])
+        where = f"experiment {attrs['experiment']!r} in the attrs of {self.show(store)}"
+        step = Step("config", Path(where), "the config file", depth, attrs["config_sha256"], config_sha256(recorded))
+        if self.configfile is not None:
+            from geomvol.config import load_config
+
+            current = load_config(self.configfile, check_data=False)["experiments"].get(attrs["experiment"])
+            step.path = Path(f"experiment {attrs['experiment']!r} of {self.configfile}")
+            step.on_disk = None if current is None else config_sha256(current)
+        step.details["params"] = "resolved experiment config: " + ", ".join(
+            f"{key} {json.dumps(recorded[key], sort_keys=True)}" for key in ("seeds", "dataset", "model"))
+        self.steps.append(step)
 
     def checkpoint(self, path: Path, depth: int = 0, recorded: str | None = None) -> None:
         from geomvol.train.checkpoint import load_checkpoint
@@ -175,13 +189,15 @@ class Tracer:
         manifest_path = path.with_name("manifest.json")
         manifest = _read_json(manifest_path)
         step = self.add("data set", path, "prepare_dataset", depth, recorded, code=manifest.get("git_commit", "not recorded"),
-                        params=f"dataset {json.dumps(manifest.get('dataset'), sort_keys=True)}")
+                        params=f"dataset {json.dumps(manifest.get('spec'), sort_keys=True)}")
         if step is None:
             return
         if "sha256" in manifest:
             self.add("data manifest", path, "prepare_dataset", depth + 1, manifest["sha256"],
                      params=f"as recorded in {manifest_path}")
         raw = manifest.get("raw_files") or {}
+        if not raw:
+            step.details["raw data"] = "none: drawn from the dataset spec above"
         synthetic = (self.here(raw.get("root", "")) / "geomvol-synthetic.json").exists()
         for name, sha in sorted((raw.get("sha256") or {}).items()):
             self.add("raw file", self.here(raw["root"]) / name, "synthesize_dataset" if synthetic else "external (download)",
@@ -195,18 +211,13 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def _config_sha256(config_json: str | None) -> str | None:
-    from geomvol.config import config_sha256
-
-    return None if config_json is None else config_sha256(json.loads(config_json))
-
-
-def trace(path: str | Path) -> list[Step]:
-    """The chain of ``path`` (a figure, a volume, measures or probe store, a checkpoint, or a data set)."""
+def trace(path: str | Path, configfile: str | Path | None = None) -> list[Step]:
+    """The chain of ``path`` (a figure, a volume, measures or probe store, a checkpoint, or a data set);
+    with ``configfile``, the experiment's config is compared with that file's too."""
     path = Path(path)
     if not path.exists():
         raise GeomvolError(f"{path} does not exist")
-    tracer = Tracer(path)
+    tracer = Tracer(path, None if configfile is None else Path(configfile))
     if path.suffix in (".png", ".pdf"):
         tracer.figure(path)
     elif path.suffix == ".pt" and path.name != "dataset.pt":
@@ -217,17 +228,25 @@ def trace(path: str | Path) -> list[Step]:
         tracer.store(path)
     else:
         raise GeomvolError(f"{path}: not a figure, store, checkpoint or data set that geomvol made")
+    for step in tracer.steps:
+        if step.kind != "config":
+            step.path = Path(tracer.show(step.path))
     return tracer.steps
 
 
 def format_trace(steps: list[Step]) -> str:
+    """Three lines per step: what and where, how it was made, and its sha256 against the record."""
     lines = []
     for step in steps:
         indent = "  " * step.depth
         lines.append(f"{indent}{step.kind}: {step.path}  [{step.status}]")
-        lines.append(f"{indent}    rule {step.rule}" + "".join(
+        lines.append(f"{indent}    made by {step.rule}" + "".join(
             f"; {key} {value}" for key, value in step.details.items() if value is not None))
-        if step.recorded is not None or step.on_disk is not None:
-            lines.append(f"{indent}    sha256 recorded {step.recorded or '-'}")
-            lines.append(f"{indent}    sha256 on disk  {step.on_disk or '- (missing)'}")
+        if step.status == "ok":
+            lines.append(f"{indent}    sha256 {step.on_disk} (as recorded downstream)")
+        elif step.status == "traced":
+            lines.append(f"{indent}    sha256 {step.on_disk}")
+        else:
+            lines.append(f"{indent}    sha256 recorded downstream {step.recorded}")
+            lines.append(f"{indent}    sha256 now                 {step.on_disk or '- (missing)'}")
     return "\n".join(lines)

@@ -35,6 +35,16 @@ def sha256_tree(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def sha256_of(path: str | Path) -> str | None:
+    """sha256 of a file, or of a directory store (:func:`sha256_tree`); None if ``path`` does not exist."""
+    path = Path(path)
+    if path.is_dir():
+        return sha256_tree(path)
+    if path.is_file():
+        return sha256_file(path)
+    return None
+
+
 def git_commit() -> str:
     """The commit of the geomvol source tree ('+dirty' if it has changes), or 'unknown'."""
     source = Path(geomvol.__file__).resolve().parent.parent

@@ -8,7 +8,9 @@ along (seed, epoch), adds the training data and the provenance, and writes
 from __future__ import annotations
 
 import json
+import tempfile
 import warnings
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from geomvol.config import canonical_json, config_sha256
 from geomvol.data import load_dataset
 from geomvol.errors import DataError
 from geomvol.io import atomic_path
-from geomvol.provenance import git_commit, host, package_versions, sha256_file
+from geomvol.provenance import git_commit, host, package_versions, sha256_file, sha256_of
 
 COMPRESSOR = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle=zarr.codecs.BloscShuffle.bitshuffle)
 
@@ -41,9 +43,16 @@ def _encoding(ds: xr.Dataset) -> dict:
     return encoding
 
 
+def is_zip_store(path: str | Path) -> bool:
+    """Whether ``path`` names a Zarr store kept in one zip file (``*.zarr.zip``) rather than a directory."""
+    return str(path).endswith(".zip")
+
+
 def write_store(ds: xr.Dataset, path: str | Path) -> None:
     """Write ``ds`` as a Zarr format 3 store at ``path``, atomically (encodings read from other stores are dropped).
 
+    A path ending in ``.zip`` gets the store in one zip file (the per-checkpoint probe stores: one file
+    each, whose changes Snakemake sees by modification time); any other path a directory store.
     Metadata is consolidated so that a plain ``xr.open_zarr(path)`` opens it
     quietly; zarr's warning that consolidation is not yet in the v3 spec is
     silenced here.
@@ -53,11 +62,26 @@ def write_store(ds: xr.Dataset, path: str | Path) -> None:
         variable.encoding = {}
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
-        ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=True, encoding=_encoding(ds))
+        if not is_zip_store(path):
+            ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=True, encoding=_encoding(ds))
+            return
+        # zarr rewrites metadata while it writes, which a zip file cannot take: zip the finished store
+        with tempfile.TemporaryDirectory(prefix=f".{Path(path).name}.", dir=Path(path).parent) as directory:
+            ds.to_zarr(directory, mode="w-", zarr_format=3, consolidated=True, encoding=_encoding(ds))
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
+                for file in sorted(Path(directory).rglob("*")):
+                    if file.is_file():
+                        archive.write(file, file.relative_to(directory).as_posix())
 
 
 def open_store(path: str | Path) -> xr.Dataset:
-    """Open a geomvol store with xarray (lazily)."""
+    """Open a geomvol store with xarray (lazily; a zip store is read into memory and closed)."""
+    if is_zip_store(path):
+        store = zarr.storage.ZipStore(path, mode="r")
+        try:
+            return xr.open_zarr(store, zarr_format=3, consolidated=True).load()
+        finally:
+            store.close()
     return xr.open_zarr(path, zarr_format=3, consolidated=True)
 
 
@@ -84,6 +108,14 @@ def combine_probes(
                                 f"different anchors or data")
     ds = xr.combine_by_coords([part.drop_vars(static) for part in parts], join="exact",
                               combine_attrs="drop_conflicts").load()
+    # which probe store each (seed, epoch) came from, as it was when combined (geomvol trace checks it)
+    probe_files = xr.full_like(ds["checkpoint_file"], "", dtype=object)
+    probe_sha256 = xr.full_like(ds["checkpoint_file"], "", dtype=object)
+    for path, part in zip(probe_paths, parts):
+        at = {"seed": part["seed"].values[0], "epoch": part["epoch"].values[0]}
+        probe_files.loc[at], probe_sha256.loc[at] = str(path), sha256_of(path)
+    ds.coords["probe_store_file"] = probe_files.assign_attrs(long_name="path of the probe store of the checkpoint")
+    ds.coords["probe_store_sha256"] = probe_sha256.assign_attrs(long_name="sha256 of that probe store (zip file)")
     ds = ds.assign({name: parts[0][name].load() for name in static})
     for part in parts:
         part.close()
@@ -110,6 +142,8 @@ def combine_probes(
         "experiment_config": canonical_json(experiment_config),
         "config_sha256": config_sha256(experiment_config),
         "dataset": manifest["dataset"],
+        "dataset_file": str(data_path),
+        "dataset_manifest_file": str(manifest_path),
         "dataset_sha256": manifest["sha256"],
         "dataset_raw_files": json.dumps(manifest.get("raw_files"), sort_keys=True),
         "input_space": ("images: pixels / 255, then minus channel_mean, divided by channel_std" if x.ndim == 4

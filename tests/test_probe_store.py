@@ -1,5 +1,6 @@
 import math
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -85,13 +86,20 @@ def test_combine_joins_epochs_and_records_provenance(trained, tmp_path):
     experiment = trained["experiment"]
     paths = []
     for checkpoint in trained["checkpoints"]:
-        path = tmp_path / f"{checkpoint.stem}.zarr"
-        write_store(probe_checkpoint(checkpoint, trained["data"], experiment["probe"]), path)
+        path = tmp_path / f"{checkpoint.stem}.zarr.zip"  # as the pipeline writes them: one zip file each
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            write_store(probe_checkpoint(checkpoint, trained["data"], experiment["probe"]), path)
+        assert zipfile.ZipFile(path).testzip() is None
         paths.append(path)
     combine_probes(paths, "tiny", experiment, trained["data"], trained["manifest"], tmp_path / "volume.zarr")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a plain open_zarr must be quiet
         ds = xr.open_zarr(tmp_path / "volume.zarr")
+    assert ds["probe_store_file"].values[0].tolist() == [str(p) for p in paths]
+    assert ds["probe_store_sha256"].values[0].tolist() == [sha256_file(p) for p in paths]
+    assert ds.attrs["dataset_file"] == str(trained["data"]) and ds.attrs["dataset_manifest_file"] == str(trained["manifest"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for p in paths] + ["volume.zarr"])
     assert ds.sizes == {"seed": 1, "epoch": 3, "block": 1, "x2": 9, "x1": 9, "point": 60}
     assert ds["epoch"].values.tolist() == [0, 10, 30]
     assert ds["checkpoint_sha256"].values[0].tolist() == [sha256_file(p) for p in trained["checkpoints"]]

@@ -22,7 +22,8 @@ def test_fit_writes_the_schedule_and_removes_its_state(trained):
     assert [p.name for p in trained["checkpoints"]] == ["epoch_0.pt", "epoch_10.pt", "epoch_30.pt"]
     assert not (root / "train-state").exists()
     manifest = json.loads((root / "checkpoints" / "manifest.json").read_text())
-    assert [(m["epoch"], m["sha256"]) for m in manifest] == [
+    assert manifest["git_commit"] and manifest["geomvol_version"] == "0.1.0"
+    assert [(m["epoch"], m["sha256"]) for m in manifest["checkpoints"]] == [
         (int(p.stem.split("_")[1]), sha256_file(p)) for p in trained["checkpoints"]
     ]
     rows = (root / "metrics.tsv").read_text().splitlines()

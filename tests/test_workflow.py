@@ -111,6 +111,8 @@ def test_paper_config_dry_runs_the_whole_study(tmp_path):
     assert jobs["figure_compare"] == "1"
     # probed epochs: sinusoid, MNIST line, MNIST plane, CIFAR-10, Barlow Twins planes and lines
     assert jobs["probe"] == str(4 + 7 + 11 + 4 + 5 + 5)
+    assert jobs["publish_checkpoint"] == jobs["probe"]  # each probed checkpoint, its own declared output
+    assert jobs["measure"] == jobs["figure_measures"] == "6"
 
 
 def test_a_finished_pipeline_has_nothing_left_to_do(smoke_run):
@@ -132,7 +134,7 @@ def test_bad_config_fails_before_any_job(tmp_path):
 
 def test_corrupt_checkpoint_fails_its_probe_and_leaves_no_store(tmp_path):
     configfile = sinusoid_only(tmp_path)
-    trained = snakemake(tmp_path, configfile, "results/sinusoid-smoke/s0/checkpoints")
+    trained = snakemake(tmp_path, configfile, *(f"results/sinusoid-smoke/s0/checkpoints/epoch_{e}.pt" for e in (0, 20, 40)))
     assert trained.returncode == 0, trained.stderr
     results = tmp_path / "results" / "sinusoid-smoke"
     checkpoint = results / "s0" / "checkpoints" / "epoch_20.pt"
@@ -142,8 +144,8 @@ def test_corrupt_checkpoint_fails_its_probe_and_leaves_no_store(tmp_path):
     log = (results / "logs" / "probe_s0_epoch_20.log").read_text()
     assert f"checkpoint {checkpoint.relative_to(tmp_path)} is unreadable" in log
     assert "Traceback" not in log
-    assert (results / "s0" / "probes" / "epoch_40.zarr").exists()
-    assert not (results / "s0" / "probes" / "epoch_20.zarr").exists()
+    assert (results / "s0" / "probes" / "epoch_40.zarr.zip").exists()
+    assert not (results / "s0" / "probes" / "epoch_20.zarr.zip").exists()
     assert not (results / "volume.zarr").exists()
     assert not (results / "figures").exists()
     assert not list((results / "s0" / "probes").glob(".*tmp*")), "no temporary store left behind"
@@ -168,7 +170,7 @@ def test_killed_training_job_resumes_in_the_pipeline(tmp_path):
     assert len(train_jobs) == 1
     train_jobs[0].send_signal(signal.SIGKILL)
     assert run.wait(timeout=60) != 0
-    assert not (tmp_path / "results" / "sinusoid-smoke" / "s0" / "checkpoints").exists()
+    assert not (tmp_path / "results" / "sinusoid-smoke" / "s0" / "training").exists()
     assert (state / "epoch_250.pt").exists(), "the resume state survives the failed job"
 
     rerun = snakemake(tmp_path, configfile)
@@ -180,7 +182,7 @@ def test_killed_training_job_resumes_in_the_pipeline(tmp_path):
     reference = tmp_path / "reference"
     prepare_dataset(resolved["dataset"], reference / "data.pt", reference / "manifest.json")
     expected = fit(train_spec(resolved), reference / "data.pt", reference / "ck", reference / "state", reference / "m.tsv")
-    got = tmp_path / "results" / "sinusoid-smoke" / "s0" / "checkpoints"
+    got = tmp_path / "results" / "sinusoid-smoke" / "s0" / "training"
     assert [sha256_file(got / p.name) for p in expected] == [sha256_file(p) for p in expected]
 
 

@@ -18,7 +18,8 @@ from geomvol.data.images import make_images, raw_file_checksums
 from geomvol.data.sinusoid import make_sinusoid
 from geomvol.errors import DataError
 from geomvol.io import atomic_path, save_torch
-from geomvol.provenance import sha256_file
+from geomvol import __version__
+from geomvol.provenance import git_commit, sha256_file
 
 MAKERS = {"sinusoid": make_sinusoid, "mnist": make_images, "cifar10": make_images}
 
@@ -36,6 +37,8 @@ def prepare_dataset(spec: dict, output: str | Path, manifest: str | Path) -> dic
         "spec": spec,
         "file": Path(output).name,
         "sha256": sha256_file(output),
+        "git_commit": git_commit(),
+        "geomvol_version": __version__,
         "n_points": int(tensors["x"].shape[0]),
         "input_shape": list(tensors["x"].shape[1:]),
         "class_counts": torch.bincount(tensors["y"]).tolist(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -12,27 +13,34 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from geomvol.io import atomic_path  # noqa: E402
-from geomvol.provenance import sha256_tree  # noqa: E402
+from geomvol import __version__  # noqa: E402
+from geomvol.provenance import git_commit, sha256_tree  # noqa: E402
 
 
 def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Path, pdf: str | Path, title: str) -> None:
-    """Write ``fig`` atomically as PNG (text chunks) and PDF (Subject, Keywords), naming the store it was
-    drawn from, the store's sha256 and the config's; then close it."""
-    checksum = sha256_tree(store_path)
-    description = f"geomvol figure from store {store_path} (sha256 {checksum})"
+    """Write ``fig`` atomically as PNG and PDF carrying their lineage, then close it.
+
+    The lineage (what ``geomvol trace`` reads): the figure's kind (the file's stem), the store it was
+    drawn from and that store's sha256, the config's sha256 and the code version; in the PNG as
+    ``geomvol:*`` text chunks, in the PDF as JSON in Keywords (and in words in Subject).
+    """
+    lineage = {
+        "figure": Path(png).stem,
+        "store": str(store_path),
+        "store_sha256": sha256_tree(store_path),
+        "config_sha256": ds.attrs["config_sha256"],
+        "git_commit": git_commit(),
+        "geomvol_version": __version__,
+    }
+    description = f"geomvol figure from store {store_path} (sha256 {lineage['store_sha256']})"
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png", dpi=150, metadata={
-            "Title": title,
-            "Description": description,
-            "Source": str(store_path),
-            "geomvol:store_sha256": checksum,
-            "geomvol:config_sha256": ds.attrs["config_sha256"],
+            "Title": title, "Description": description, "Source": str(store_path),
+            **{f"geomvol:{key}": value for key, value in lineage.items()},
         })
     with atomic_path(pdf) as tmp:
         fig.savefig(tmp, format="pdf", metadata={
-            "Title": title,
-            "Subject": description,
-            "Keywords": f"store={store_path} store_sha256={checksum} config_sha256={ds.attrs['config_sha256']}",
+            "Title": title, "Subject": description, "Keywords": json.dumps(lineage, sort_keys=True),
         })
     plt.close(fig)
 

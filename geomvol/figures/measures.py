@@ -13,7 +13,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 from geomvol.figures.common import save_with_lineage  # noqa: E402
 from geomvol.measures import DEFINITIONS  # noqa: E402

@@ -33,7 +33,8 @@ from geomvol.device import resolve_device
 from geomvol.io import atomic_path
 from geomvol.models import build_model
 from geomvol.models.registry import model_spec
-from geomvol.provenance import sha256_file
+from geomvol import __version__
+from geomvol.provenance import git_commit, sha256_file
 from geomvol.errors import CheckpointError
 from geomvol.train.augment import BARLOW_TWINS_VIEWS, augment, random_view
 from geomvol.train.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
@@ -225,17 +226,19 @@ def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: st
 
 
 def _publish(state_dir: Path, output_dir: Path, epochs: list[int], history: dict, metrics_path) -> list[Path]:
-    """Hard-link the finished checkpoints into ``output_dir``, write metrics and a manifest, drop the state."""
+    """Hard-link the finished checkpoints into ``output_dir``, write metrics and a manifest (each checkpoint's
+    sha256 and the code version), drop the state."""
     with atomic_path(output_dir) as tmp:
         tmp.mkdir()
-        manifest = []
+        checkpoints = []
         for epoch in epochs:
             name = checkpoint_name(epoch)
             try:
                 os.link(state_dir / name, tmp / name)
             except OSError:
                 shutil.copy2(state_dir / name, tmp / name)
-            manifest.append({"epoch": epoch, "file": name, "sha256": sha256_file(tmp / name)})
+            checkpoints.append({"epoch": epoch, "file": name, "sha256": sha256_file(tmp / name)})
+        manifest = {"git_commit": git_commit(), "geomvol_version": __version__, "checkpoints": checkpoints}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     columns = [c for c in ("epoch", "loss", "accuracy", "test_loss", "test_accuracy") if c in history]
     with atomic_path(metrics_path) as tmp:

@@ -115,7 +115,7 @@ def get_train_spec(wildcards):
 def get_probe_stores(wildcards):
     experiment = get_experiment(wildcards)
     return expand(
-        "results/{experiment}/s{seed}/probes/epoch_{epoch}.zarr",
+        "results/{experiment}/s{seed}/probes/epoch_{epoch}.zarr.zip",
         experiment=wildcards.experiment,
         seed=experiment["seeds"],
         epoch=experiment["probe"]["epochs"],

@@ -1,9 +1,9 @@
 rule probe:
     input:
-        checkpoints=rules.train.output.checkpoints,
+        checkpoint=rules.publish_checkpoint.output.checkpoint,
         data=rules.prepare_dataset.output.data,
     output:
-        store=directory("results/{experiment}/s{seed}/probes/epoch_{epoch}.zarr"),
+        store="results/{experiment}/s{seed}/probes/epoch_{epoch}.zarr.zip",
     log:
         "results/{experiment}/logs/probe_s{seed}_epoch_{epoch}.log",
     benchmark:
@@ -19,7 +19,7 @@ rule probe:
         geomvol=GEOMVOL,
         spec=lambda wildcards: spec_json(get_experiment(wildcards)["probe"]),
     shell:
-        "{params.geomvol} probe --checkpoint {input.checkpoints:q}/epoch_{wildcards.epoch}.pt"
+        "{params.geomvol} probe --checkpoint {input.checkpoint:q}"
         " --data {input.data:q} --spec {params.spec:q} --output {output.store:q} --gpus {resources.gpu}"
         " > {log:q} 2>&1"
 

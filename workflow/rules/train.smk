@@ -1,11 +1,15 @@
 # Resume state lives in train-state/, outside the declared outputs, so that a
 # killed job restarts from its last saved epoch (Snakemake deletes the declared
-# outputs of a failed job). Training moves the finished checkpoints into place.
+# outputs of a failed job). Training moves the finished checkpoints into
+# training/ (with a manifest of their sha256), and publish_checkpoint makes each
+# one its own declared output, checkpoints/epoch_<E>.pt (a hard link): a
+# checkpoint changed after it was probed is newer than its probe, so the next
+# run redoes that probe and everything after it.
 rule train:
     input:
         data=rules.prepare_dataset.output.data,
     output:
-        checkpoints=directory("results/{experiment}/s{seed}/checkpoints"),
+        run=directory("results/{experiment}/s{seed}/training"),
         metrics="results/{experiment}/s{seed}/train_metrics.tsv",
     log:
         "results/{experiment}/logs/train_s{seed}.log",
@@ -25,6 +29,24 @@ rule train:
         state_dir="results/{experiment}/s{seed}/train-state",
     shell:
         "{params.geomvol} train --spec {params.spec:q} --data {input.data:q}"
-        " --output-dir {output.checkpoints:q} --state-dir {params.state_dir:q}"
+        " --output-dir {output.run:q} --state-dir {params.state_dir:q}"
         " --metrics {output.metrics:q} --gpus {resources.gpu}"
         " > {log:q} 2>&1"
+
+
+rule publish_checkpoint:
+    input:
+        run=rules.train.output.run,
+    output:
+        checkpoint="results/{experiment}/s{seed}/checkpoints/epoch_{epoch}.pt",
+    log:
+        "results/{experiment}/logs/publish_s{seed}_epoch_{epoch}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/publish_s{seed}_epoch_{epoch}.tsv"
+    localrule: True
+    conda:
+        ENV
+    params:
+        source=lambda wildcards, input: f"{input.run}/epoch_{wildcards.epoch}.pt",
+    shell:
+        "(ln -f {params.source:q} {output.checkpoint:q} || cp -p {params.source:q} {output.checkpoint:q}) > {log:q} 2>&1"

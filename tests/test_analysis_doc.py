@@ -1,0 +1,23 @@
+"""docs/analysis.md's Python code, run as written on the smoke run's results."""
+
+import os
+import re
+
+from conftest import ROOT
+
+
+def test_analysis_doc_runs_on_the_smoke_results(smoke_run, capsys):
+    text = (ROOT / "docs" / "analysis.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert len(blocks) == 4
+    here = os.getcwd()
+    os.chdir(smoke_run)
+    try:
+        namespace = {}
+        for block in blocks:
+            exec(compile(block, "docs/analysis.md", "exec"), namespace)
+    finally:
+        os.chdir(here)
+    printed = capsys.readouterr().out
+    assert "boundary ratio at epoch 2, block3, plane 0:" in printed
+    assert abs(namespace["by_hand"] - namespace["shown"]) < 1e-9  # a defined number, the same both ways
