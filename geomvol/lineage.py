@@ -114,6 +114,8 @@ class Tracer:
         self.add("figure", path, rule, depth, None, code=lineage.get("git_commit", "not recorded"),
                  params=f"figure {kind}, config sha256 {lineage.get('config_sha256', 'not recorded')}")
         self.store(self.here(lineage["store"]), depth + 1, lineage.get("store_sha256"))
+        if "other_store" in lineage:  # a comparison: the experiment drawn beside
+            self.store(self.here(lineage["other_store"]), depth + 1, lineage["other_store_sha256"])
 
     def store(self, path: Path, depth: int = 0, recorded: str | None = None) -> None:
         from geomvol.store import open_store

@@ -87,6 +87,9 @@ def test_tampering_is_caught_by_trace_and_by_the_next_snakemake_run(run_copy):
         assert f"{tampered}  [CHANGED]" in result.stdout
         assert f"error: {tampered} no longer matches the sha256 recorded downstream" in result.stderr
     assert geomvol_trace(run_copy, "results/barlow-twins-smoke/figures/lines.png").returncode == 0
+    compare = geomvol_trace(run_copy, "results/barlow-twins-smoke/figures/compare.pdf")  # the cifar10 store beside
+    assert compare.returncode == 1 and "results/cifar10-smoke/data/synthetic/cifar-10-batches-py/test_batch  [CHANGED]" \
+        in compare.stdout
 
     dry_run = snakemake(run_copy, SMOKE_CONFIG, "--dry-run")
     assert dry_run.returncode == 0, dry_run.stderr

@@ -17,12 +17,14 @@ from geomvol import __version__  # noqa: E402
 from geomvol.provenance import git_commit, sha256_tree  # noqa: E402
 
 
-def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Path, pdf: str | Path, title: str) -> None:
+def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Path, pdf: str | Path, title: str,
+                      other_store: str | Path | None = None) -> None:
     """Write ``fig`` atomically as PNG and PDF carrying their lineage, then close it.
 
     The lineage (what ``geomvol trace`` reads): the figure's kind (the file's stem), the store it was
-    drawn from and that store's sha256, the config's sha256 and the code version; in the PNG as
-    ``geomvol:*`` text chunks, in the PDF as JSON in Keywords (and in words in Subject).
+    drawn from and that store's sha256 (and the other store's, for a comparison), the config's sha256 and
+    the code version; in the PNG as ``geomvol:*`` text chunks, in the PDF as JSON in Keywords (and in
+    words in Subject).
     """
     lineage = {
         "figure": Path(png).stem,
@@ -32,6 +34,8 @@ def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Pa
         "git_commit": git_commit(),
         "geomvol_version": __version__,
     }
+    if other_store is not None:
+        lineage.update(other_store=str(other_store), other_store_sha256=sha256_tree(other_store))
     description = f"geomvol figure from store {store_path} (sha256 {lineage['store_sha256']})"
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png", dpi=150, metadata={

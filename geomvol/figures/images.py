@@ -248,4 +248,4 @@ def plot_compare(store_path: str | Path, other_path: str | Path, png: str | Path
     title = (f"{stores[0].attrs['experiment']} and {stores[1].attrs['experiment']} (seed {seed}) on plane 0 "
              f"({', '.join(_anchor_names(stores[0], 'plane', 0))})")
     fig.suptitle(title)
-    save_with_lineage(fig, store_path, stores[0], png, pdf, title)
+    save_with_lineage(fig, store_path, stores[0], png, pdf, title, other_store=other_path)

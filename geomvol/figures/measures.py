@@ -7,12 +7,14 @@ as faint dots. A dashed line marks no effect (0).
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 from geomvol.figures.common import save_with_lineage  # noqa: E402
 from geomvol.measures import DEFINITIONS  # noqa: E402
@@ -64,9 +66,16 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
                     ax.plot(epochs, ds[variable].sel(at).sel(seed=s).values, ".", color=colour, alpha=0.35,
                             markersize=4)
             ax.axhline(0.0, color="grey", linestyle="--", linewidth=0.8)
-            if positive.size:
+            if positive.size and positive.max() / positive.min() > 10:  # epochs spanning decades
                 ax.set_xscale("symlog", linthresh=float(positive.min()))
-                ax.set_xlim(left=0)
+            if len(epochs) <= 6:
+                ax.set_xticks(epochs, [str(int(epoch)) for epoch in epochs])
+                ax.xaxis.set_minor_locator(NullLocator())
+            ax.margins(x=0.04)
+            if ds[variable].sel(select).isnull().all():
+                why = ds[variable].attrs["undefined"][0].split(": ", 1)[-1]
+                ax.text(0.5, 0.5, "undefined:\n" + textwrap.fill(why, 36), transform=ax.transAxes, ha="center",
+                        va="center", fontsize=7, bbox={"facecolor": "white", "edgecolor": "none"})
             where = "input grid" if span_dim is None else f"{span_dim} {span}"
             ax.set_title(where, fontsize=9)
             ax.set_xlabel("epoch")
@@ -74,7 +83,8 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
                 ax.set_ylabel(SHORT_NAMES[name], fontsize=8)
     axes[0, -1].legend(title="block", fontsize=7, title_fontsize=7, loc="best")
     interval = ds[f"{columns[0][0]}{rows[0]}_interval"].attrs
-    title = (f"{ds.attrs['experiment']}: magnification measures\nmean over {interval['n_seeds']} seed(s), "
-             f"{interval['confidence_level']:.0%} bootstrap interval shaded, seeds as dots")
+    spread = (f"mean over {interval['n_seeds']} seeds, {interval['confidence_level']:.0%} bootstrap interval shaded, "
+              f"seeds as dots" if interval["n_seeds"] > 1 else "one seed (no interval)")
+    title = f"{ds.attrs['experiment']}: magnification measures\n{spread}"
     fig.suptitle(title, fontsize=10)
     save_with_lineage(fig, store_path, ds, png, pdf, title)
