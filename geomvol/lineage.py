@@ -121,8 +121,8 @@ class Tracer:
         from geomvol.store import open_store
 
         probe = path.name.endswith(".zip")
-        if not probe and not (path / "zarr.json").exists():
-            self.add("store", path, "combine_probes", depth, recorded)
+        if not path.exists() or (not probe and not (path / "zarr.json").exists()):
+            self.add("probe store" if probe else "store", path, "probe" if probe else "combine_probes", depth, recorded)
             return
         ds = open_store(path)
         attrs = ds.attrs
