@@ -107,6 +107,12 @@ def cmd_trace(args) -> None:
     print(f"all {sum(step.recorded is not None for step in steps)} recorded checksums match the files on disk")
 
 
+def _add_gpus_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gpus", type=int, choices=[0, 1], default=None,
+                        help="GPUs this job may use (the rule's gpu resource): 0 hides them all; 1 claims a card of "
+                             "its own among those listed (CUDA_VISIBLE_DEVICES or nvidia-smi). Default: leave as is")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geomvol", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # keeps --version unwrapped
@@ -139,9 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=Path, required=True)
     p.add_argument("--state-dir", type=Path, required=True, help="resume state, kept across kills")
     p.add_argument("--metrics", type=Path, required=True, help="per-epoch loss and accuracy (TSV)")
-    p.add_argument("--gpus", type=int, choices=[0, 1], default=None,
-                   help="GPUs this job may use (the rule's gpu resource): 0 hides them all; 1 claims a card of "
-                        "its own among those listed (CUDA_VISIBLE_DEVICES or nvidia-smi). Default: leave as is")
+    _add_gpus_option(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("probe", help="volume element, class and entropy of one checkpoint on a grid, planes or lines")
@@ -149,9 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="the prepared data set (anchor images)")
     p.add_argument("--spec", type=_json, required=True, help="resolved `probe` config section, as JSON")
     p.add_argument("--output", type=Path, required=True)
-    p.add_argument("--gpus", type=int, choices=[0, 1], default=None,
-                   help="GPUs this job may use (the rule's gpu resource): 0 hides them all; 1 claims a card of "
-                        "its own among those listed (CUDA_VISIBLE_DEVICES or nvidia-smi). Default: leave as is")
+    _add_gpus_option(p)
     p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("combine", help="join an experiment's probe stores into one Zarr store")

@@ -86,12 +86,12 @@ def job_gpus(count: int, lock_dir: Path | None = None, poll_seconds: float = 2.0
     than asked for (a SLURM job sees just its own), the listing stays as it is. Each step is printed
     with its time, into the job's log.
     """
-    listed = listed_gpus()
     if count == 0:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         print(f"{_now()} GPU: none for this job (CUDA_VISIBLE_DEVICES set empty)", flush=True)
         yield []
         return
+    listed = listed_gpus()
     if len(listed) <= count:
         print(f"{_now()} GPU: this job uses all that are listed: {','.join(listed) or 'none'}", flush=True)
         yield listed

@@ -118,9 +118,9 @@ class Tracer:
             self.store(self.here(lineage["other_store"]), depth + 1, lineage["other_store_sha256"])
 
     def store(self, path: Path, depth: int = 0, recorded: str | None = None) -> None:
-        from geomvol.store import open_store
+        from geomvol.store import is_zip_store, open_store
 
-        probe = path.name.endswith(".zip")
+        probe = is_zip_store(path)
         if not path.exists() or (not probe and not (path / "zarr.json").exists()):
             self.add("probe store" if probe else "store", path, "probe" if probe else "combine_probes", depth, recorded)
             return
@@ -136,8 +136,7 @@ class Tracer:
             step = self.add("probe store", path, "probe", depth, recorded, code=attrs.get("git_commit", "not recorded"),
                             params=f"probe {attrs.get('probe_config', 'not recorded')}")
             if step is not None:
-                for checkpoint, sha in zip(ds["checkpoint_file"].values.ravel(), ds["checkpoint_sha256"].values.ravel()):
-                    self.checkpoint(self.here(str(checkpoint)), depth + 1, str(sha))
+                self.follow(ds, "checkpoint", self.checkpoint, depth + 1)
             return
         step = self.add("store", path, "combine_probes", depth, recorded, code=attrs.get("git_commit"),
                         params=f"experiment {attrs.get('experiment')}, config sha256 {attrs.get('config_sha256')}")
@@ -145,13 +144,16 @@ class Tracer:
             return
         self.config(path, attrs, depth + 1)
         if "probe_store_file" in ds.coords:
-            for store, sha in zip(ds["probe_store_file"].values.ravel(), ds["probe_store_sha256"].values.ravel()):
-                self.store(self.here(str(store)), depth + 1, str(sha))
-        else:
-            for checkpoint, sha in zip(ds["checkpoint_file"].values.ravel(), ds["checkpoint_sha256"].values.ravel()):
-                self.checkpoint(self.here(str(checkpoint)), depth + 1, str(sha))
+            self.follow(ds, "probe_store", self.store, depth + 1)
+        else:  # a store combined before probe stores were recorded
+            self.follow(ds, "checkpoint", self.checkpoint, depth + 1)
         if "dataset_file" in attrs:
             self.dataset(self.here(attrs["dataset_file"]), depth + 1, attrs["dataset_sha256"])
+
+    def follow(self, ds, recorded: str, visit, depth: int) -> None:
+        """Visit each file a store records per (seed, epoch) as ``<recorded>_file`` with ``<recorded>_sha256``."""
+        for file, sha in zip(ds[f"{recorded}_file"].values.ravel(), ds[f"{recorded}_sha256"].values.ravel()):
+            visit(self.here(str(file)), depth, str(sha))
 
     def config(self, store: Path, attrs: dict, depth: int) -> None:
         """The experiment's resolved config as the store recorded it, and (with --configfile) as that file says now."""
@@ -216,6 +218,8 @@ def _read_json(path: Path) -> dict:
 def trace(path: str | Path, configfile: str | Path | None = None) -> list[Step]:
     """The chain of ``path`` (a figure, a volume, measures or probe store, a checkpoint, or a data set);
     with ``configfile``, the experiment's config is compared with that file's too."""
+    from geomvol.store import is_zip_store
+
     path = Path(path)
     if not path.exists():
         raise GeomvolError(f"{path} does not exist")
@@ -226,7 +230,7 @@ def trace(path: str | Path, configfile: str | Path | None = None) -> list[Step]:
         tracer.checkpoint(path)
     elif path.name == "dataset.pt":
         tracer.dataset(path)
-    elif path.is_dir() or path.name.endswith(".zarr.zip"):
+    elif path.is_dir() or is_zip_store(path):
         tracer.store(path)
     else:
         raise GeomvolError(f"{path}: not a figure, store, checkpoint or data set that geomvol made")

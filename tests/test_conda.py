@@ -6,6 +6,7 @@ those and refuses everything else, so a dry run goes as far as it can without co
 create or activate an env would fail the test.
 """
 
+import os
 import re
 import shutil
 import subprocess
@@ -62,7 +63,7 @@ case "$*" in
 esac
 """)
     conda.chmod(0o755)
-    environment = {key: value for key, value in __import__("os").environ.items() if key != "PYTHONPATH"}
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     environment["PATH"] = f"{bin_dir}:{environment['PATH']}"
     return environment
 
