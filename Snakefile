@@ -9,7 +9,12 @@ from geomvol.config import resolve_config
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the default config. A config given with --configfile is the whole config: it
+# replaces config.yaml rather than being merged into it (which would add the default experiments
+# to any other config, or mix their keys).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 # Validate against the schema (and the checks a schema cannot state) before any job runs.

@@ -87,9 +87,9 @@ def cmd_figure(args) -> None:
     if args.kind == "compare":
         if args.other is None:
             raise GeomvolError("figure compare needs --other, the store of the experiment to compare with")
-        plot_compare(args.store, args.other, args.png, args.pdf, seed=args.seed)
+        plot_compare(args.store, args.other, args.png, args.pdf, seed=args.seed, style=args.style)
     else:
-        PLOTS[args.kind](args.store, args.png, args.pdf, seed=args.seed)
+        PLOTS[args.kind](args.store, args.png, args.pdf, seed=args.seed, style=args.style)
     print(f"wrote {args.png} and {args.pdf}")
 
 
@@ -172,14 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_measure)
 
     p = sub.add_parser("figure", help="draw a figure from a combined store: volume (2-D input grid), planes, lines, "
-                                      "blocks, compare (two stores on the same plane), or measures (from the "
-                                      "measures store)")
+                                      "blocks, spectra (singular values at the anchors), compare (two stores on the "
+                                      "same plane), or measures (from the measures store)")
     p.add_argument("kind", choices=[*FIGURES, "compare", "measures"])
     p.add_argument("--store", type=Path, required=True)
     p.add_argument("--other", type=Path, help="(compare) the store drawn beside --store")
     p.add_argument("--png", type=Path, required=True)
     p.add_argument("--pdf", type=Path, required=True)
     p.add_argument("--seed", type=int, default=None, help="which seed to draw (default: the first)")
+    p.add_argument("--style", type=_json, default=None,
+                   help="resolved `figures` config section, as JSON (colour_scale, entropy_units); default: its defaults")
     p.set_defaults(func=cmd_figure)
     p = sub.add_parser("trace", help="the lineage of a figure, store, checkpoint or data set, back to the config and "
                                      "raw data; exits 1 naming any file that no longer matches its recorded sha256")

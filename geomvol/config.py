@@ -26,14 +26,18 @@ from geomvol.errors import ConfigError
 DEFAULT_SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
-# Feature maps of each model, by name, and their widths n (kept torch-free so the
+# Feature maps of each model, by name, and their shapes (kept torch-free so the
 # Snakefile loads fast; tests check them against the models' own ``feature_maps()``).
 FEATURE_MAPS = {"shallow": ("hidden",), "resnet34": ("pooled", "block1", "block2", "block3", "block4")}
-RESNET_WIDTHS = {"pooled": 512, "block1": 64, "block2": 128, "block3": 256, "block4": 512}
-# Feature maps that are one function under two names (the ResNet's backbone output is its last block).
+RESNET_CHANNELS = {"block1": 64, "block2": 128, "block3": 256, "block4": 512}
+# The study's average-pooling windows (stride = window): every block of a 32 x 32 input pooled to 512 values
+# (block1 64x32x32 -> 64x2x4, block2 128x16x16 -> 128x2x2, block3 256x8x8 -> 256x1x2, block4 512x4x4 -> 512).
+STUDY_BLOCK_WINDOWS = {"block1": [16, 8], "block2": [8, 8], "block3": [8, 4], "block4": [4, 4]}
+# Feature maps that are one function under two names when block4 is averaged over its whole map.
 SAME_FEATURE_MAPS = {"pooled": "block4"}
-INPUT_SHAPES = {"sinusoid": (2,), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
-IMAGE_DATASETS = ("mnist", "cifar10")
+INPUT_SHAPES = {"sinusoid": (2,), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "digits": (1, 8, 8)}
+TORCHVISION_DATASETS = ("mnist", "cifar10")  # read from a data root through torchvision's classes
+IMAGE_DATASETS = (*TORCHVISION_DATASETS, "digits")  # digits: scikit-learn's load_digits, shipped with geomvol
 # The files torchvision's MNIST and CIFAR10 read under a data root.
 EXPECTED_FILES = {
     "mnist": [
@@ -48,13 +52,18 @@ EXPECTED_FILES = {
         "cifar-10-batches-py/batches.meta",
     ],
 }
-# Figure kinds (geomvol figure KIND): the 2-D input grid; planes and lines through images; planes per block.
-FIGURES = ("volume", "planes", "lines", "blocks")
+# Figure kinds (geomvol figure KIND): the 2-D input grid; planes and lines through images; planes per block;
+# singular-value spectra at the anchor images.
+FIGURES = ("volume", "planes", "lines", "blocks", "spectra")
+_TORCHVISION_KEYS = {"name", "seed", "root", "download", "n_train", "n_test", "normalize", "synthetic"}
 DATASET_KEYS = {
     "sinusoid": {"name", "seed", "n_points", "low", "high", "amplitude", "frequency", "phase"},
-    "images": {"name", "seed", "root", "download", "n_train", "n_test", "normalize", "synthetic"},
+    "mnist": _TORCHVISION_KEYS,
+    "cifar10": _TORCHVISION_KEYS,
+    "digits": {"name", "seed", "test_fraction", "n_train", "n_test", "normalize"},
 }
-MODEL_KEYS = {"shallow": {"name", "width", "activation", "weight_std"}, "resnet34": {"name", "activation"}}
+MODEL_KEYS = {"shallow": {"name", "width", "activation", "weight_std", "scale_readout_bias"},
+              "resnet34": {"name", "activation"}}
 
 
 def synthetic_root(experiment_name: str) -> str:
@@ -62,9 +71,45 @@ def synthetic_root(experiment_name: str) -> str:
     return f"results/{experiment_name}/data/synthetic"
 
 
-def feature_width(model: dict, feature_map: str) -> int:
-    """The flattened width n of a feature map of a (resolved) model section."""
-    return model["width"] if model["name"] == "shallow" else RESNET_WIDTHS[feature_map]
+def resnet_block_shape(block: str, input_shape) -> tuple[int, int, int]:
+    """(C, H, W) of a ResNet34 block's output for an input (C_in, H_in, W_in): the CIFAR stem and block1
+    keep the size, each later block halves it (3 x 3 convolution, stride 2, padding 1)."""
+    height, width = input_shape[1:]
+    for _ in range(int(block[len("block"):]) - 1):
+        height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1
+    return RESNET_CHANNELS[block], height, width
+
+
+def block_windows(block_pooling) -> dict | None:
+    """The per-block pooling windows of a resolved ``probe.block_pooling``; None: the global mean
+    (``global_mean``, or a model without blocks)."""
+    return block_pooling if isinstance(block_pooling, dict) else None
+
+
+def feature_width(model: dict, feature_map: str, input_shape, block_pooling=None) -> int:
+    """The flattened width n of a feature map of a (resolved) model section, for inputs of ``input_shape``,
+    with the ResNet blocks pooled as ``block_pooling`` says (a resolved ``probe.block_pooling``)."""
+    if model["name"] == "shallow":
+        return model["width"]
+    if feature_map == "pooled":
+        return RESNET_CHANNELS["block4"]
+    channels, height, width = resnet_block_shape(feature_map, input_shape)
+    windows = block_windows(block_pooling)
+    if windows is None:
+        return channels
+    window_height, window_width = windows[feature_map]
+    return channels * (height // window_height) * (width // window_width)
+
+
+def same_feature_maps(model: dict, input_shape, block_pooling=None) -> dict:
+    """Feature maps that are one function under two names: the ResNet's ``pooled`` (the global mean of
+    block4) is ``block4`` when block4 is averaged over its whole map."""
+    if model["name"] != "resnet34":
+        return {}
+    windows = block_windows(block_pooling)
+    if windows is None or tuple(windows["block4"]) == resnet_block_shape("block4", input_shape)[1:]:
+        return dict(SAME_FEATURE_MAPS)
+    return {}
 
 
 def _key(path) -> str:
@@ -140,26 +185,22 @@ def _check_experiment(name: str, experiment: dict) -> None:
 
 def _check_dataset(where: tuple, name: str, experiment: dict) -> None:
     dataset, model = experiment["dataset"], experiment["model"]
-    kind = "sinusoid" if dataset["name"] == "sinusoid" else "images"
-    for section, value, allowed in (("dataset", dataset, DATASET_KEYS[kind]), ("model", model, MODEL_KEYS[model["name"]])):
+    for section, value, allowed in (("dataset", dataset, DATASET_KEYS[dataset["name"]]),
+                                    ("model", model, MODEL_KEYS[model["name"]])):
         extra = sorted(set(value) - allowed)
         if extra:
             owner = value["name"]
             raise ConfigError(f"config key {_key(where + (section, extra[0]))}: does not apply to {section} {owner!r} "
                               f"(its keys: {sorted(allowed)})")
-    if kind == "sinusoid":
+    if dataset["name"] == "sinusoid":
         if dataset["high"] <= dataset["low"]:
             raise ConfigError(
                 f"config key {_key(where + ('dataset',))}: high ({dataset['high']}) must exceed low ({dataset['low']})"
             )
-    elif dataset["synthetic"] is not None:
-        if "root" in dataset:
-            raise ConfigError(f"config key {_key(where + ('dataset', 'root'))}: a synthetic data set is written to "
-                              f"{synthetic_root(name)}; give either root or synthetic")
-        dataset["root"] = synthetic_root(name)
-    elif "root" not in dataset:
-        raise ConfigError(f"config key {_key(where + ('dataset', 'root'))}: {dataset['name']} needs a data root "
-                          f"(a directory in torchvision's layout), or `synthetic` for a generated stand-in")
+    else:
+        _check_normalize(where + ("dataset", "normalize"), dataset)
+    if dataset["name"] in TORCHVISION_DATASETS:
+        _check_root(where, name, dataset)
     objective = experiment["training"]["objective"]
     if objective["name"] == "cross_entropy" and len(objective) > 1:
         extra = sorted(set(objective) - {"name"})[0]
@@ -180,8 +221,55 @@ def _check_dataset(where: tuple, name: str, experiment: dict) -> None:
                           f"not the 2-D sinusoid")
 
 
+def _check_root(where: tuple, name: str, dataset: dict) -> None:
+    """A torchvision data set has a data root, or `synthetic` (whose root the pipeline writes)."""
+    if dataset["synthetic"] is not None:
+        if "root" in dataset:
+            raise ConfigError(f"config key {_key(where + ('dataset', 'root'))}: a synthetic data set is written to "
+                              f"{synthetic_root(name)}; give either root or synthetic")
+        dataset["root"] = synthetic_root(name)
+    elif "root" not in dataset:
+        raise ConfigError(f"config key {_key(where + ('dataset', 'root'))}: {dataset['name']} needs a data root "
+                          f"(a directory in torchvision's layout), or `synthetic` for a generated stand-in")
+
+
+def _check_normalize(where: tuple, dataset: dict) -> None:
+    """Fixed normalisation constants: one mean and one std per channel of the data set's images."""
+    normalize = dataset["normalize"]
+    if not isinstance(normalize, dict):
+        return
+    channels = INPUT_SHAPES[dataset["name"]][0]
+    for name in ("mean", "std"):
+        if len(normalize[name]) != channels:
+            raise ConfigError(f"config key {_key(where + (name,))}: {len(normalize[name])} values for the "
+                              f"{channels} channel(s) of {dataset['name']}")
+
+
+def _check_block_pooling(where: tuple, experiment: dict) -> None:
+    """Resolve ``probe.block_pooling`` (null: the study's windows for the ResNet) and check that each
+    window divides its block's map."""
+    model, probe = experiment["model"], experiment["probe"]
+    key = where + ("probe", "block_pooling")
+    if model["name"] != "resnet34":
+        if probe["block_pooling"] is not None:
+            raise ConfigError(f"config key {_key(key)}: applies to resnet34 only (model {model['name']!r} has no blocks)")
+        return
+    if probe["block_pooling"] is None:
+        probe["block_pooling"] = copy.deepcopy(STUDY_BLOCK_WINDOWS)
+    windows = block_windows(probe["block_pooling"])
+    if windows is None:
+        return
+    input_shape = INPUT_SHAPES[experiment["dataset"]["name"]]
+    for block, window in windows.items():
+        _, height, width = resnet_block_shape(block, input_shape)
+        if height % window[0] or width % window[1]:
+            raise ConfigError(f"config key {_key(key + (block,))}: the window {window} does not divide {block}'s "
+                              f"{height} x {width} map (inputs {list(input_shape)})")
+
+
 def _check_probe(where: tuple, experiment: dict) -> None:
     dataset, model, probe = experiment["dataset"], experiment["model"], experiment["probe"]
+    _check_block_pooling(where, experiment)
     names = FEATURE_MAPS[model["name"]]
     if probe["feature_maps"] is None:
         probe["feature_maps"] = [names[0]]
@@ -210,6 +298,9 @@ def _check_probe(where: tuple, experiment: dict) -> None:
             if len(entry[given]) != count:
                 raise ConfigError(f"config key {_key(where + ('probe', kind, number, given))}: a {kind[:-1]} goes "
                                   f"through {count} images, not {len(entry[given])}")
+            if given == "classes":
+                entry.setdefault("seed", 0)
+                entry.setdefault("sampler", "per_class_permutation")
     line = probe["line"]
     if line["high"] <= line["low"]:
         raise ConfigError(f"config key {_key(where + ('probe', 'line'))}: high ({line['high']}) must exceed low ({line['low']})")
@@ -219,34 +310,42 @@ def _check_probe(where: tuple, experiment: dict) -> None:
             f"config key {_key(where + ('probe', 'top_k'))}: top_k applies to metric 'full' only"
         )
     if probe["top_k"] is not None:
-        limit, feature_map = min((min(feature_width(model, f), d), f) for f in probe["feature_maps"])
+        input_shape = INPUT_SHAPES[dataset["name"]]
+
+        def width(feature_map):
+            return feature_width(model, feature_map, input_shape, probe["block_pooling"])
+
+        limit, feature_map = min((min(width(f), d), f) for f in probe["feature_maps"])
         if probe["top_k"] > limit:
             raise ConfigError(
                 f"config key {_key(where + ('probe', 'top_k'))}: {probe['top_k']} exceeds min(n, d) = {limit} "
-                f"(d = {d} inputs, n = {feature_width(model, feature_map)} features of {feature_map!r})"
+                f"(d = {d} inputs, n = {width(feature_map)} features of {feature_map!r})"
             )
 
 
 def _check_data(where: tuple, experiment: dict) -> None:
     """Checks that read the data: the root's files, and that every anchor set names distinct,
-    non-collinear images of the prepared training set. Skipped where torchvision will download the root."""
-    from geomvol.data.images import check_root, missing_files, training_split
+    non-collinear images of its prepared split. Skipped where torchvision will download the root."""
+    from geomvol.data.images import check_root, missing_files, prepared_split
     from geomvol.errors import DataError
     from geomvol.probe.anchors import check_anchor_images, resolve_anchors
 
     dataset, probe = experiment["dataset"], experiment["probe"]
-    if dataset["synthetic"] is None:
+    if dataset["name"] in TORCHVISION_DATASETS and dataset["synthetic"] is None:
         if dataset["download"] and missing_files(dataset["name"], dataset["root"]):
             return
         try:
             check_root(dataset["name"], dataset["root"])
         except DataError as error:
             raise ConfigError(f"config key {_key(where + ('dataset', 'root'))}: {error}") from None
-    images, labels, classes = training_split(dataset)
+    used = sorted({entry["split"] for kind in ("planes", "lines") for entry in probe[kind]})
+    splits = {split: prepared_split(dataset, split) for split in used}  # split -> (images, labels, classes)
     for kind in ("planes", "lines"):
         key = _key(where + ("probe", kind))
-        anchors = resolve_anchors(probe[kind], labels, classes, key)
-        check_anchor_images(anchors, images, key)
+        classes = next(iter(splits.values()))[2] if splits else []
+        anchors = resolve_anchors(probe[kind], {split: labels for split, (_, labels, _) in splits.items()}, classes, key)
+        check_anchor_images(anchors, [splits[entry["split"]][0][indices] for entry, indices in zip(probe[kind], anchors)],
+                            key)
 
 
 def resolve_config(config: dict, schema: dict | str | Path = DEFAULT_SCHEMA, check_data: bool = True) -> dict:
@@ -292,11 +391,12 @@ def _check_comparisons(experiments: dict) -> None:
         other = experiments[other_name]
         if not experiment["probe"]["planes"] or experiment["probe"]["planes"] != other["probe"]["planes"]:
             raise ConfigError(f"{key}: {other_name!r} must probe the same planes (probe.planes) as {name!r}")
-        if experiment["dataset"] != other["dataset"] and not (
-            experiment["dataset"]["synthetic"] and {**experiment["dataset"], "root": None} == {**other["dataset"], "root": None}
-        ):
-            raise ConfigError(f"{key}: {other_name!r} must use the same data set section as {name!r}, so that the "
-                              f"planes go through the same images")
+        # the same images; each model may read them normalised its own way (the study's Barlow Twins uses
+        # ImageNet's constants, its supervised net CIFAR-10's), and a synthetic root is each experiment's own
+        ignored = {"normalize": None, **({"root": None} if experiment["dataset"].get("synthetic") else {})}
+        if {**experiment["dataset"], **ignored} != {**other["dataset"], **ignored}:
+            raise ConfigError(f"{key}: {other_name!r} must use the same data set section as {name!r} (normalize "
+                              f"aside), so that the planes go through the same images")
         if not set(experiment["probe"]["epochs"]) & set(other["probe"]["epochs"]):
             raise ConfigError(f"{key}: {name!r} and {other_name!r} are probed at no common epoch")
 

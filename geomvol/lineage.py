@@ -203,9 +203,9 @@ class Tracer:
         if not raw:
             step.details["raw data"] = "none: drawn from the dataset spec above"
         synthetic = (self.here(raw.get("root", "")) / "geomvol-synthetic.json").exists()
+        origin = raw.get("origin") or ("synthesize_dataset" if synthetic else "external (download)")
         for name, sha in sorted((raw.get("sha256") or {}).items()):
-            self.add("raw file", self.here(raw["root"]) / name, "synthesize_dataset" if synthetic else "external (download)",
-                     depth + 1, sha)
+            self.add("raw file", self.here(raw["root"]) / name, origin, depth + 1, sha)
 
 
 def _read_json(path: Path) -> dict:

@@ -24,6 +24,8 @@ from geomvol.errors import DataError
 from geomvol.io import atomic_path
 from geomvol.provenance import git_commit, host, package_versions, sha256_file, sha256_of
 
+EPOCH_CONVENTION = ("epoch E is the network after E passes over the training set; epoch 0 is the untrained "
+                    "network. The study's scripts train first and then save, so their 'epoch E' is epoch E + 1 here")
 COMPRESSOR = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle=zarr.codecs.BloscShuffle.bitshuffle)
 
 
@@ -146,8 +148,12 @@ def combine_probes(
         "dataset_manifest_file": str(manifest_path),
         "dataset_sha256": manifest["sha256"],
         "dataset_raw_files": json.dumps(manifest.get("raw_files"), sort_keys=True),
-        "input_space": ("images: pixels / 255, then minus channel_mean, divided by channel_std" if x.ndim == 4
-                        else "the data's own coordinates"),
+        "input_space": (f"images: pixels / {int(data['pixel_max'])}, then minus channel_mean, divided by channel_std"
+                        if x.ndim == 4 else "the data's own coordinates"),
+        **({"input_normalisation": canonical_json(experiment_config["dataset"]["normalize"]),
+            "channel_mean": [float(v) for v in data["mean"]], "channel_std": [float(v) for v in data["std"]]}
+           if x.ndim == 4 else {}),
+        "epoch_convention": EPOCH_CONVENTION,
         "seeds": [int(s) for s in ds["seed"].values],
         "classes": data.get("classes", [f"class_{c}" for c in range(int(y.max()) + 1)]),
         "metric": probe["metric"],
@@ -156,6 +162,7 @@ def combine_probes(
         "metric_definition": " | ".join(f"{name}: {ds[name].attrs['description']}" for name in volumes),
         "metric_normalisation": "g = J^T J / n, n the flattened feature dimension",
         "feature_maps": list(probe["feature_maps"]),
+        "block_pooling": canonical_json(probe["block_pooling"]),
         "probe_dtype": probe["dtype"],
         "device": ", ".join(devices),
         "geomvol_version": versions["geomvol"],

@@ -139,9 +139,10 @@ def killed_and_resumed(spec, data, tmp_path, monkeypatch) -> list:
 
 
 def snakemake(workdir, configfile, *extra, wait=True):
+    """Snakemake on the checkout's Snakefile in ``workdir``, with ``configfile`` (None: the default config.yaml there)."""
     command = [
         sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(configfile), "--cores", "2", "--workflow-profile", "none", *extra,
+        *(["--configfile", str(configfile)] if configfile else []), "--cores", "2", "--workflow-profile", "none", *extra,
     ]
     if not wait:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -9,7 +9,7 @@ from geomvol.config import resolve_config
 from geomvol.data import prepare_dataset
 from geomvol.data.images import write_synthetic
 from geomvol.train import fit, load_checkpoint
-from geomvol.train.augment import BARLOW_TWINS_VIEWS, ViewSpec, random_view
+from geomvol.train.augment import ViewSpec, barlow_twins_views, random_view
 from geomvol.train.objectives import barlow_twins_loss, projector
 
 from conftest import killed_and_resumed, train_spec
@@ -55,7 +55,7 @@ def test_projector_is_the_studys_by_default():
 def test_views_keep_shape_dtype_and_range_and_differ():
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(16, 3, 32, 32, generator=generator)
-    first, second = (random_view(images, view, generator) for view in BARLOW_TWINS_VIEWS)
+    first, second = (random_view(images, view, generator) for view in barlow_twins_views())
     for view in (first, second):
         assert view.shape == images.shape and view.dtype == torch.float32
         assert view.min() >= 0 and view.max() <= 1
@@ -79,6 +79,24 @@ def test_view_steps_do_what_they_say():
     flat = torch.full((2, 3, 8, 8), 0.3)
     blurred = random_view(flat, ViewSpec(**{**still.__dict__, "blur_p": 1.0}), generator)
     torch.testing.assert_close(blurred, flat, rtol=0, atol=1e-6)  # a blur keeps a constant image
+
+
+def test_blur_reaches_further_for_a_larger_sigma():
+    """Without a fixed kernel size the blur is cut at ceil(3 sigma) pixels (as PIL's blur grows with its
+    radius); its weights are the Gaussian's. A fixed 3 x 3 kernel stops at 1 pixel whatever sigma."""
+    generator = torch.Generator().manual_seed(0)
+    delta = torch.zeros(1, 1, 32, 32, dtype=torch.float64)
+    delta[0, 0, 16, 16] = 1.0
+    still = ViewSpec(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grayscale_p=0.0,
+                     blur_p=1.0, solarize_p=0.0)
+    for sigma, radius, kernel in ((0.3, 1, None), (1.0, 3, None), (2.0, 6, None), (2.0, 1, 3)):
+        view = ViewSpec(**{**still.__dict__, "blur_sigma": (sigma, sigma), "blur_kernel": kernel})
+        blurred = random_view(delta, view, generator)[0, 0]
+        row = blurred[16]
+        reached = torch.nonzero(row > 1e-12).flatten() - 16
+        assert reached.min() == -radius and reached.max() == radius, (sigma, kernel, reached)
+        assert row[17] / row[16] == pytest.approx(math.exp(-1 / (2 * sigma**2)), rel=1e-5)  # sigma drawn in float32
+        assert blurred.sum().item() == pytest.approx(1.0, abs=1e-12)  # a normalised kernel keeps the mass
 
 
 def _barlow_experiment(root, model=None, **training):

@@ -135,8 +135,9 @@ def test_slurm_profile_dry_runs_the_paper_config_with_gpus_and_conda(conda_answe
     for job in jobs:
         if job["rule"] not in ("train", "probe"):
             continue
-        on_gpu = "experiment=sinusoid," not in job["wildcards"]
+        on_gpu = not any(f"experiment={name}," in job["wildcards"] for name in ("sinusoid", "digits-plane"))
         expected = {"gpu": "1", "cpus_per_gpu": "8", "mem_mb": "32000"} if on_gpu else {"gpu": "0", "mem_mb": "4000"}
         assert {key: job["resources"][key] for key in expected} == expected, job
         assert job["shell"].endswith(f"--gpus {expected['gpu']} > {job['shell'].split(' > ')[-1]}")
-    assert sum(job["resources"].get("gpu") == "1" for job in jobs) == 5 + 32  # the 5 image experiments' jobs
+    # the trainings and probes of MNIST (8 probes), CIFAR-10 (5) and Barlow Twins (6 + 6); the digits' run on the CPU
+    assert sum(job["resources"].get("gpu") == "1" for job in jobs) == 4 + 8 + 5 + 6 + 6

@@ -6,7 +6,10 @@ import yaml
 
 import torch
 
-from geomvol.config import FEATURE_MAPS, config_sha256, feature_width, load_config, resolve_config, saved_epochs
+from geomvol.config import (
+    FEATURE_MAPS, STUDY_BLOCK_WINDOWS, block_windows, config_sha256, feature_width, load_config, resolve_config,
+    saved_epochs,
+)
 from geomvol.data.images import write_synthetic
 from geomvol.errors import ConfigError
 from geomvol.models import build_model
@@ -18,7 +21,8 @@ from conftest import ROOT
 def test_default_config_is_the_study_setting():
     experiment = load_config(ROOT / "config.yaml")["experiments"]["sinusoid"]
     assert experiment["dataset"]["n_points"] == 400
-    assert experiment["model"] == {"name": "shallow", "width": 250, "activation": "sigmoid", "weight_std": 1.0}
+    assert experiment["model"] == {"name": "shallow", "width": 250, "activation": "sigmoid", "weight_std": 1.0,
+                                   "scale_readout_bias": True}
     assert experiment["training"]["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}
     assert experiment["training"]["epochs"] == 10000
     assert experiment["probe"]["epochs"] == [0, 200, 5000, 10000]
@@ -94,14 +98,17 @@ def test_experiment_names_are_safe_path_components():
         resolve_config({"experiments": {"../escape": {}}})
 
 
-def test_feature_map_table_matches_the_models():
+@pytest.mark.parametrize("block_pooling", ["global_mean", STUDY_BLOCK_WINDOWS])
+def test_feature_map_table_matches_the_models(block_pooling):
     x = torch.rand(2, 3, 32, 32)
     for name, maps in FEATURE_MAPS.items():
-        section = {"name": name, "width": 3, "activation": "tanh" if name == "shallow" else "gelu"}
+        section = {"name": name, "width": 3, "activation": "tanh" if name == "shallow" else "gelu",
+                   "weight_std": 1.0, "scale_readout_bias": True}
         model = build_model(model_spec(section, [3, 32, 32], 10)).eval()
-        assert tuple(model.feature_maps()) == maps
-        for feature_map, function in model.feature_maps().items():
-            assert function(x).shape == (2, feature_width(section, feature_map))
+        windows = block_windows(block_pooling) if name == "resnet34" else None
+        assert tuple(model.feature_maps(windows)) == maps
+        for feature_map, function in model.feature_maps(windows).items():
+            assert function(x).shape == (2, feature_width(section, feature_map, (3, 32, 32), block_pooling))
 
 
 def test_config_hash_ignores_key_order():
@@ -219,10 +226,15 @@ def test_image_defaults_and_synthetic_root():
                                     "probe": {"planes": [{"classes": ["horse", "frog", "automobile"]}]}}}}
     experiment = resolve_config(config)["experiments"]["c"]
     assert experiment["dataset"] == {"name": "cifar10", "seed": 0, "synthetic": {"n_train": 20, "n_test": 10},
-                                     "download": False, "n_train": None, "n_test": None, "normalize": True,
+                                     "download": False, "n_train": None, "n_test": None,
+                                     "normalize": {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]},
                                      "root": "results/c/data/synthetic"}
     assert experiment["model"] == {"name": "resnet34", "activation": "gelu"}
     assert experiment["probe"]["feature_maps"] == ["pooled"]
+    assert experiment["probe"]["block_pooling"] == {"block1": [16, 8], "block2": [8, 8], "block3": [8, 4],
+                                                    "block4": [4, 4]}
+    assert experiment["probe"]["planes"] == [{"classes": ["horse", "frog", "automobile"], "split": "train", "seed": 0,
+                                              "sampler": "per_class_permutation"}]
 
 
 def _two_cifar(**bt_probe):
@@ -240,7 +252,7 @@ def _two_cifar(**bt_probe):
 def test_barlow_twins_defaults_and_comparison():
     experiment = resolve_config(_two_cifar())["experiments"]["bt"]
     assert experiment["training"]["objective"] == {"name": "barlow_twins", "lambda": 0.005, "projector": [256],
-                                                   "features": "pooled"}
+                                                   "features": "pooled", "blur_kernel_size": None}
     assert resolve_config(_two_cifar())["experiments"]["sup"]["training"]["objective"] == {"name": "cross_entropy"}
 
 
@@ -274,3 +286,41 @@ def test_objective_keys_must_fit():
         resolve_config(config)
     with pytest.raises(ConfigError, match=r"experiments\.s\.training\.objective\.name: barlow_twins needs images"):
         resolve_config({"experiments": {"s": {"training": {"objective": {"name": "barlow_twins"}}}}})
+
+
+@pytest.mark.parametrize(
+    ("dataset", "model", "probe", "key", "reason"),
+    [
+        ({"name": "cifar10", "synthetic": {"n_train": 20, "n_test": 10}}, {"name": "resnet34"},
+         {"block_pooling": {"block1": [16, 8], "block2": [8, 8], "block3": [3, 4], "block4": [4, 4]}},
+         "probe.block_pooling.block3", "the window [3, 4] does not divide block3's 8 x 8 map"),
+        ({"name": "cifar10", "synthetic": {"n_train": 20, "n_test": 10}}, {"name": "resnet34"},
+         {"block_pooling": {"block1": [16, 8]}}, "probe.block_pooling", None),
+        ({"name": "digits"}, {}, {"block_pooling": "global_mean"}, "probe.block_pooling", "applies to resnet34 only"),
+        ({"name": "cifar10", "synthetic": {"n_train": 20, "n_test": 10}, "normalize": {"mean": [0.5], "std": [0.2]}},
+         {"name": "resnet34"}, {}, "dataset.normalize.mean", "1 values for the 3 channel(s) of cifar10"),
+        ({"name": "digits", "normalize": {"mean": [0.0], "std": [0.0]}}, {}, {}, "dataset.normalize", None),
+        ({"name": "digits", "normalize": {"mean": [0.0], "std": [-1.0]}}, {}, {}, "dataset.normalize", None),
+        ({"name": "digits", "root": "data"}, {}, {}, "dataset.root", "does not apply to dataset 'digits'"),
+        ({"name": "digits", "test_fraction": 1.0}, {}, {}, "dataset.test_fraction", None),
+        ({"name": "digits"}, {}, {"planes": [{"classes": [7, 6, 1], "split": "validation"}]}, "probe.planes.0.split",
+         "is not one of ['train', 'test']"),
+        ({"name": "digits"}, {}, {"planes": [{"indices": [1, 2, 3], "sampler": "rejection"}]}, "probe.planes.0", None),
+    ],
+)
+def test_bad_fidelity_settings_name_the_key(dataset, model, probe, key, reason):
+    probe = {"planes": [{"indices": [0, 1, 2]}], **probe}
+    with pytest.raises(ConfigError) as info:
+        resolve_config({"experiments": {"exp": {"dataset": dataset, "model": model, "probe": probe}}})
+    message = str(info.value)
+    assert message.startswith(f"config key experiments.exp.{key}"), message
+    if reason:
+        assert reason in message, message
+
+
+def test_a_test_split_anchor_beyond_the_prepared_test_set_is_refused():
+    config = {"experiments": {"d": {"dataset": {"name": "digits", "n_test": 20},
+                                    "probe": {"planes": [{"indices": [0, 1, 20], "split": "test"}]}}}}
+    with pytest.raises(ConfigError, match=r"experiments\.d\.probe\.planes\.0\.indices: index 20 is beyond the prepared "
+                                          r"test set \(20 images"):
+        resolve_config(config)

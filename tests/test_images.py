@@ -103,10 +103,14 @@ def test_prepared_images_record_their_raw_files(image_run, mnist_root):
 
 
 def test_normalised_inputs():
-    data = {"mean": torch.tensor([0.5, 0.25]), "std": torch.tensor([0.5, 0.25])}
+    data = {"pixel_max": 255, "mean": torch.tensor([0.5, 0.25]), "std": torch.tensor([0.5, 0.25])}
     x = torch.tensor([0, 255], dtype=torch.uint8).reshape(1, 2, 1, 1).expand(1, 2, 2, 2)
     inputs = model_inputs(x, data, torch.float64)
     assert inputs[0, 0].unique().tolist() == [-1.0] and inputs[0, 1].unique().tolist() == [3.0]
+    digits = {"pixel_max": 16, "mean": torch.tensor([0.0], dtype=torch.float64),
+              "std": torch.tensor([0.0625], dtype=torch.float64)}  # the study's raw digits
+    raw = torch.tensor([0, 3, 16], dtype=torch.uint8).reshape(1, 1, 1, 3)
+    assert model_inputs(raw, digits, torch.float64).flatten().tolist() == [0.0, 3.0, 16.0]
 
 
 def test_augmentation_crops_and_flips_each_image_alone():
@@ -176,7 +180,8 @@ def test_plane_map_sends_each_anchor_coordinate_to_its_image():
 
 @pytest.mark.parametrize("metric", ["full", "subspace"])
 def test_line_probe_at_its_anchors_equals_a_direct_probe_of_the_images(image_run, metric):
-    probe = {**image_run["experiment"]["probe"], "metric": metric, "line": {"points": 2, "low": 0.0, "high": 1.0}}
+    probe = {**image_run["experiment"]["probe"], "metric": metric, "line": {"points": 2, "low": 0.0, "high": 1.0,
+                                                                           "endpoint": True}}
     checkpoint = image_run["checkpoints"][-1]
     ds = probe_checkpoint(checkpoint, image_run["data"], probe)
     assert ds["line_log10_volume"].dims == ("seed", "epoch", "block", "line", "t")
@@ -201,7 +206,7 @@ def test_line_probe_at_its_anchors_equals_a_direct_probe_of_the_images(image_run
 
 
 def test_plane_probe_labels_anchors_and_orders_the_grid(image_run):
-    probe = {**image_run["experiment"]["probe"], "lines": [], "planes": [{"indices": [0, 5, 9]}],
+    probe = {**image_run["experiment"]["probe"], "lines": [], "planes": [{"indices": [0, 5, 9], "split": "train"}],
              "plane": {"resolution": 5, "extent": 1.0}, "spectra": False}
     ds = probe_checkpoint(image_run["checkpoints"][0], image_run["data"], probe)
     assert dict(ds["plane_log10_volume"].sizes) == {"seed": 1, "epoch": 1, "block": 1, "plane": 1, "v": 5, "u": 5}

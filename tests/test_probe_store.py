@@ -45,7 +45,8 @@ def test_probe_matches_the_closed_form_of_the_checkpoint(trained):
     expected = (0.5 * torch.logdet(metric) / math.log(10)).reshape(9, 9).numpy()
     np.testing.assert_allclose(ds["log10_volume"].values[0, 0, 0], expected, rtol=1e-10)
 
-    logits = state["model"]["readout.weight"].double() @ s.T / math.sqrt(16) + state["model"]["readout.bias"].double()[:, None]
+    # the study's readout: (R h + c) / sqrt(n)
+    logits = (state["model"]["readout.weight"].double() @ s.T + state["model"]["readout.bias"].double()[:, None]) / math.sqrt(16)
     np.testing.assert_array_equal(ds["predicted_class"].values[0, 0].ravel(), logits.argmax(dim=0).numpy())
     p = torch.softmax(logits, dim=0)
     np.testing.assert_allclose(ds["entropy"].values[0, 0].ravel(), -(p * p.log()).sum(dim=0).numpy(), rtol=1e-10)

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import psutil
+import pytest
 import xarray as xr
 import yaml
 from PIL import Image
@@ -56,7 +57,9 @@ def test_image_experiments_produce_their_stores_and_figures(smoke_run, smoke_con
     cifar = xr.open_zarr(results / "cifar10-smoke" / "volume.zarr")
     assert dict(cifar["plane_log10_volume"].sizes) == {"seed": 1, "epoch": 2, "block": 4, "plane": 1, "v": 6, "u": 6}
     assert cifar["block"].values.tolist() == ["block1", "block2", "block3", "block4"]
-    assert cifar["feature_width"].values.tolist() == [64, 128, 256, 512]
+    assert cifar["feature_width"].values.tolist() == [512] * 4  # the study's windows pool every block to 512
+    assert json.loads(cifar.attrs["block_pooling"]) == {"block1": [16, 8], "block2": [8, 8], "block3": [8, 4],
+                                                        "block4": [4, 4]}
     assert cifar["plane_log10_volume"].encoding["chunks"] == (1, 1, 1, 1, 6, 6)
     assert np.isfinite(cifar["plane_log10_volume"].values).all()
     assert cifar["plane_anchor_image"].dtype == np.uint8 and cifar["plane_anchor_image"].shape == (1, 3, 3, 32, 32)
@@ -76,8 +79,8 @@ def test_image_experiments_produce_their_stores_and_figures(smoke_run, smoke_con
         results / "mnist-line-smoke" / "data" / "synthetic" / "MNIST" / "raw" / "train-labels-idx1-ubyte")
     metrics = (results / "cifar10-smoke" / "s0" / "train_metrics.tsv").read_text().splitlines()
     assert metrics[0] == "epoch\tloss\taccuracy\ttest_loss\ttest_accuracy" and len(metrics) == 3
-    for name, figures in {"cifar10-smoke": ["planes", "blocks"], "mnist-plane-smoke": ["planes"],
-                          "mnist-line-smoke": ["lines"]}.items():
+    for name, figures in {"cifar10-smoke": ["planes", "blocks"], "mnist-plane-smoke": ["planes", "spectra"],
+                          "mnist-line-smoke": ["lines", "spectra"], "digits-plane-smoke": ["planes", "spectra"]}.items():
         for figure in figures:
             with Image.open(results / name / "figures" / f"{figure}.png") as image:
                 assert image.text["geomvol:store_sha256"] == sha256_tree(results / name / "volume.zarr")
@@ -98,6 +101,14 @@ def test_barlow_twins_runs_beside_the_supervised_net(smoke_run):
         accuracy = ds[f"linear_probe_{split}_accuracy"]
         assert accuracy.dims == ("seed", "epoch") and ((accuracy >= 0) & (accuracy <= 1)).all()
     assert np.isfinite(ds["plane_log10_volume"].values).all()
+    # each experiment reads the same images normalised its own way, and says which in its store
+    assert supervised.attrs["channel_mean"] == pytest.approx([0.4914, 0.4822, 0.4465])
+    assert supervised.attrs["channel_std"] == pytest.approx([0.2023, 0.1994, 0.2010])
+    assert ds.attrs["channel_mean"] == pytest.approx([0.485, 0.456, 0.406])
+    np.testing.assert_allclose(ds["channel_std"].values, [0.229, 0.224, 0.225])
+    assert json.loads(ds.attrs["input_normalisation"]) == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    assert "their 'epoch E' is epoch E + 1 here" in ds.attrs["epoch_convention"]
+    assert ds["line_anchor_split"].values.tolist() == ["train", "train"]
     for figure in ("planes", "lines", "compare"):
         with Image.open(results / "barlow-twins-smoke" / "figures" / f"{figure}.png") as image:
             assert image.text["geomvol:store_sha256"] == sha256_tree(results / "barlow-twins-smoke" / "volume.zarr")
@@ -107,12 +118,27 @@ def test_paper_config_dry_runs_the_whole_study(tmp_path):
     result = snakemake(tmp_path, ROOT / "workflow" / "configs" / "paper.yaml", "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
-    assert jobs["train"] == "6" and jobs["prepare_dataset"] == "6" and jobs["figure"] == "7"
-    assert jobs["figure_compare"] == "1"
-    # probed epochs: sinusoid, MNIST line, MNIST plane, CIFAR-10, Barlow Twins planes and lines
-    assert jobs["probe"] == str(4 + 7 + 11 + 4 + 5 + 5)
+    assert jobs["train"] == "6" and jobs["prepare_dataset"] == "6"
+    # volume; lines + spectra; planes + spectra; planes + blocks + spectra; planes + spectra; lines + spectra
+    assert jobs["figure"] == str(1 + 2 + 2 + 3 + 2 + 2) and jobs["figure_compare"] == "1"
+    # probed epochs: the untrained net and the study's checkpoints (its epoch E is E + 1 here) of the sinusoid,
+    # MNIST line, digits plane, CIFAR-10, Barlow Twins planes and lines
+    assert jobs["probe"] == str(4 + 8 + 12 + 5 + 6 + 6)
+    assert "results/cifar10/s0/checkpoints/epoch_501.pt" in result.stdout
     assert jobs["publish_checkpoint"] == jobs["probe"]  # each probed checkpoint, its own declared output
     assert jobs["measure"] == jobs["figure_measures"] == "6"
+
+
+def test_a_configfile_is_the_whole_config(tmp_path):
+    """--configfile replaces config.yaml: a run of the smoke config in a checkout that has config.yaml plans
+    the smoke experiments and nothing of the default ones."""
+    (tmp_path / "config.yaml").write_text((ROOT / "config.yaml").read_text())
+    result = snakemake(tmp_path, SMOKE_CONFIG, "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    planned = set(re.findall(r"results/([\w-]+)/", result.stdout))
+    assert planned == set(yaml.safe_load(SMOKE_CONFIG.read_text())["experiments"]), planned
+    default = snakemake(tmp_path, None, "--dry-run")  # no --configfile: config.yaml
+    assert set(re.findall(r"results/([\w-]+)/", default.stdout)) == {"sinusoid", "digits-plane"}, default.stderr
 
 
 def test_a_finished_pipeline_has_nothing_left_to_do(smoke_run):
@@ -189,7 +215,7 @@ def test_killed_training_job_resumes_in_the_pipeline(tmp_path):
 def test_every_experiment_gets_its_magnification_measures(smoke_run, smoke_config):
     results = smoke_run / "results"
     fields = {"sinusoid-smoke": [""], "mnist-line-smoke": ["line_"], "mnist-plane-smoke": ["plane_"],
-              "cifar10-smoke": ["plane_"], "barlow-twins-smoke": ["plane_", "line_"]}
+              "digits-plane-smoke": ["plane_"], "cifar10-smoke": ["plane_"], "barlow-twins-smoke": ["plane_", "line_"]}
     assert set(fields) == set(smoke_config["experiments"])
     for name, prefixes in fields.items():
         measures = xr.open_zarr(results / name / "measures.zarr")
@@ -217,11 +243,12 @@ def test_report_holds_every_figure_with_its_caption(smoke_run):
     assert result.returncode == 0, result.stdout + result.stderr
     html = report.read_text()
     figures = sorted((smoke_run / "results").glob("*/figures/*.png"))
-    assert len(figures) == 8 + 5  # 1 sinusoid, 1 + 1 MNIST, 2 CIFAR-10, 3 Barlow Twins; measures of each
+    # 1 sinusoid, 2 + 2 MNIST, 2 digits, 2 CIFAR-10, 3 Barlow Twins; measures of each
+    assert len(figures) == 12 + 6
     for figure in figures:
         assert figure.name in html and figure.parent.parent.name in html, figure
     for words in ("ternary plot", "images along the line", "one row per feature map", "at the epochs both probed",
-                  "percentile bootstrap interval"):
+                  "percentile bootstrap interval", "square roots of the eigenvalues of g", "the study's epoch E is E + 1"):
         assert words in html, words
 
 

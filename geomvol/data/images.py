@@ -1,9 +1,11 @@
-"""MNIST and CIFAR-10 through torchvision's own dataset classes, and tiny stand-ins in their on-disk formats.
+"""Image data sets: MNIST and CIFAR-10 through torchvision's own dataset classes, tiny stand-ins in their
+on-disk formats, and scikit-learn's digits (:mod:`geomvol.data.digits`), all prepared alike.
 
 A data root is a directory in torchvision's layout (``EXPECTED_FILES``); it is
 read with ``torchvision.datasets.MNIST`` / ``CIFAR10``, which fetch it first
 when ``download`` is set and the machine is online. Optional class-balanced
-subsets (``n_train``, ``n_test``) are drawn with ``dataset.seed``.
+subsets (``n_train``, ``n_test``) are drawn with ``dataset.seed``; the model
+reads (pixels / pixel_max - mean) / std per channel (``dataset.normalize``).
 
 :func:`write_synthetic` writes a small data set of class prototypes plus noise
 in exactly those formats (MNIST IDX files; CIFAR-10 pickled batches), so that
@@ -34,7 +36,9 @@ CLASSES = {
               "5 - five", "6 - six", "7 - seven", "8 - eight", "9 - nine"],
     "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
 }
+CLASSES["digits"] = CLASSES["mnist"]
 IMAGE_SHAPE = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+PIXEL_MAX = {"mnist": 255, "cifar10": 255, "digits": 16}  # the largest pixel value; inputs start from pixels / pixel_max
 SPLIT_SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000)}  # (training, test) images of the real data sets
 SYNTHETIC_MANIFEST = "geomvol-synthetic.json"
 
@@ -136,43 +140,65 @@ def raw_file_checksums(name: str, root: str | Path) -> dict[str, str]:
     return {f: sha256_file(Path(root) / f) for f in EXPECTED_FILES[name]}
 
 
-def _subset(name: str, root: str | Path, train: bool, n: int | None, seed: int, download: bool = False):
-    """Images, labels, their indices in torchvision's split, and class names of a class-balanced subset of one split."""
-    x, y, classes = load_split(name, root, train=train, download=download)
-    split = "training" if train else "test"
-    index = class_balanced_subset(y, n, len(classes), seed, f"{name} {split} set in {root}")
-    return x[index], y[index], index, classes
-
-
-def training_split(spec: dict) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Images, labels and class names of the prepared training set of a resolved image ``dataset`` section,
-    without writing anything (the config check's view of the data: a synthetic set is made in memory)."""
+def _whole_split(spec: dict, train: bool, from_root: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """Images (N, C, H, W) uint8, labels, each image's index in its source (torchvision's split, or
+    load_digits' order) and class names of one whole split of a resolved image ``dataset`` section.
+    Without ``from_root`` a synthetic set is generated in memory instead of read from its root."""
     name = spec["name"]
-    if spec["synthetic"] is None:
-        x, y, _, classes = _subset(name, spec["root"], True, spec["n_train"], spec["seed"], spec["download"])
-        return x, y, classes
-    images, labels = synthetic_arrays(name, (spec["synthetic"]["n_train"],), spec["seed"])[0]
-    index = class_balanced_subset(torch.from_numpy(labels), spec["n_train"], len(CLASSES[name]), spec["seed"],
-                                  f"synthetic {name} training set")
-    return torch.from_numpy(images)[index], torch.from_numpy(labels)[index], CLASSES[name]
+    if name == "digits":
+        from geomvol.data.digits import load_digits_split
+
+        return load_digits_split(train, spec["test_fraction"], spec["seed"])
+    if spec["synthetic"] is not None and not from_root:
+        sizes = (spec["synthetic"]["n_train"], spec["synthetic"]["n_test"])
+        images, labels = synthetic_arrays(name, sizes, spec["seed"])[0 if train else 1]
+        return torch.from_numpy(images), torch.from_numpy(labels), torch.arange(len(labels)), CLASSES[name]
+    x, y, classes = load_split(name, spec["root"], train=train, download=spec["download"])
+    return x, y, torch.arange(len(y)), classes
+
+
+def _split_subset(spec: dict, train: bool, from_root: bool = True):
+    """Images, labels, source indices and class names of the class-balanced subset of one split."""
+    x, y, source_index, classes = _whole_split(spec, train, from_root)
+    split = "training" if train else "test"
+    where = spec.get("root") or "load_digits"
+    index = class_balanced_subset(y, spec["n_train" if train else "n_test"], len(classes), spec["seed"],
+                                  f"{spec['name']} {split} set in {where}")
+    return x[index], y[index], source_index[index], classes
+
+
+def prepared_split(spec: dict, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Images, labels and class names of the prepared ``split`` ("train" or "test") of a resolved image
+    ``dataset`` section, without writing anything (the config check's view of the data: a synthetic set
+    is made in memory)."""
+    x, y, _, classes = _split_subset(spec, split == "train", from_root=False)
+    return x, y, classes
+
+
+def channel_normalisation(normalize, images: torch.Tensor, pixel_max: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (float64, (C,)) of a resolved ``dataset.normalize``, the model reading
+    (images / pixel_max - mean) / std: none (0 and 1), training_set (of ``images``), or fixed constants."""
+    channels = images.shape[1]
+    if normalize == "none":
+        return torch.zeros(channels, dtype=torch.float64), torch.ones(channels, dtype=torch.float64)
+    if normalize == "training_set":
+        pixels = images.double().div(pixel_max).transpose(0, 1).reshape(channels, -1)
+        return pixels.mean(dim=1), pixels.std(dim=1)
+    return torch.tensor(normalize["mean"], dtype=torch.float64), torch.tensor(normalize["std"], dtype=torch.float64)
 
 
 def make_images(spec: dict) -> dict:
-    """The prepared tensors of a resolved image ``dataset`` section (see :func:`geomvol.data.prepare_dataset`),
-    read from ``spec['root']`` through torchvision."""
-    name, root, seed = spec["name"], Path(spec["root"]), spec["seed"]
-    x, y, index, classes = _subset(name, root, True, spec["n_train"], seed, spec["download"])
-    x_test, y_test, index_test, _ = _subset(name, root, False, spec["n_test"], seed)
-    channels = x.shape[1]
-    if spec["normalize"]:
-        pixels = x.double().div(255).transpose(0, 1).reshape(channels, -1)
-        mean, std = pixels.mean(dim=1), pixels.std(dim=1)
-    else:
-        mean, std = torch.zeros(channels, dtype=torch.float64), torch.ones(channels, dtype=torch.float64)
+    """The prepared tensors of a resolved image ``dataset`` section (see :func:`geomvol.data.prepare_dataset`):
+    read from ``spec['root']`` through torchvision, or from load_digits."""
+    x, y, index, classes = _split_subset(spec, True)
+    x_test, y_test, index_test, _ = _split_subset(spec, False)
+    pixel_max = PIXEL_MAX[spec["name"]]
+    mean, std = channel_normalisation(spec["normalize"], x, pixel_max)
     return {
         "x": x, "y": y, "index": index,
         "x_test": x_test, "y_test": y_test, "index_test": index_test,
-        "classes": classes, "mean": mean.float(), "std": std.float(),
+        "classes": classes, "pixel_max": pixel_max, "mean": mean, "std": std,
+        "index_source": "load_digits' order" if spec["name"] == "digits" else f"torchvision's {spec['name']} split",
     }
 
 

@@ -2,9 +2,10 @@
 
 Prepared files hold ``x`` (N, *input) and ``y`` (N,) int64: float points for
 the sinusoid; for images, uint8 pixels (N, C, H, W) plus the test split
-(``x_test``, ``y_test``), each image's index in torchvision's split
-(``index``, ``index_test``), the ``classes`` and the per-channel ``mean`` and
-``std`` that :func:`model_inputs` applies (zero and one when not normalised).
+(``x_test``, ``y_test``), each image's index in its source (torchvision's
+split, or load_digits' order: ``index``, ``index_test``), the ``classes``, the
+largest pixel value ``pixel_max`` and the per-channel ``mean`` and ``std`` that
+:func:`model_inputs` applies: (pixels / pixel_max - mean) / std.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from geomvol.data.digits import DIGITS_FILE
 from geomvol.data.images import make_images, raw_file_checksums
 from geomvol.data.sinusoid import make_sinusoid
 from geomvol.errors import DataError
@@ -21,7 +23,16 @@ from geomvol.io import atomic_path, save_torch
 from geomvol import __version__
 from geomvol.provenance import git_commit, sha256_file
 
-MAKERS = {"sinusoid": make_sinusoid, "mnist": make_images, "cifar10": make_images}
+MAKERS = {"sinusoid": make_sinusoid, "mnist": make_images, "cifar10": make_images, "digits": make_images}
+
+
+def raw_files(spec: dict) -> dict:
+    """Where an image data set's raw files are and their sha256 (``origin``: what made them, when not a
+    data root that torchvision reads or a synthetic root)."""
+    if spec["name"] == "digits":
+        return {"root": str(DIGITS_FILE.parent), "sha256": {DIGITS_FILE.name: sha256_file(DIGITS_FILE)},
+                "origin": "shipped with geomvol (scikit-learn's load_digits data)"}
+    return {"root": str(spec["root"]), "sha256": raw_file_checksums(spec["name"], spec["root"])}
 
 
 def prepare_dataset(spec: dict, output: str | Path, manifest: str | Path) -> dict:
@@ -47,7 +58,7 @@ def prepare_dataset(spec: dict, output: str | Path, manifest: str | Path) -> dic
         record["n_test"] = int(tensors["x_test"].shape[0])
         record["test_class_counts"] = torch.bincount(tensors["y_test"]).tolist()
         record["classes"] = tensors["classes"]
-        record["raw_files"] = {"root": str(spec["root"]), "sha256": raw_file_checksums(spec["name"], spec["root"])}
+        record["raw_files"] = raw_files(spec)
     with atomic_path(manifest) as tmp:
         Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
     return record
@@ -68,15 +79,15 @@ def load_dataset(path: str | Path) -> dict:
 
 
 def model_inputs(x: torch.Tensor, data: dict, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """What the model reads: uint8 pixels scaled to [0, 1] and normalised per channel, ``(x / 255 - mean) / std``;
-    float points as they are. On the device of ``x``."""
+    """What the model reads: uint8 pixels scaled to [0, 1] and normalised per channel,
+    ``(x / pixel_max - mean) / std``; float points as they are. On the device of ``x``."""
     if x.dtype != torch.uint8:
         return x.to(dtype)
-    return normalise(x.to(dtype) / 255, data)
+    return normalise(x.to(dtype) / data["pixel_max"], data)
 
 
 def normalise(images: torch.Tensor, data: dict) -> torch.Tensor:
-    """Images (B, C, H, W) with pixels in [0, 1], normalised per channel: ``(images - mean) / std``."""
+    """Images (B, C, H, W) with pixels scaled to [0, 1], normalised per channel: ``(images - mean) / std``."""
     shape = (-1, 1, 1)
     mean = data["mean"].to(device=images.device, dtype=images.dtype).reshape(shape)
     std = data["std"].to(device=images.device, dtype=images.dtype).reshape(shape)

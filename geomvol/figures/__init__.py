@@ -1,10 +1,11 @@
 """Figures from combined stores (and the measures store), by kind (``geomvol figure KIND``)."""
 
-from geomvol.figures.images import plot_blocks, plot_compare, plot_lines, plot_planes
+from geomvol.figures.images import plot_blocks, plot_compare, plot_lines, plot_planes, plot_spectra
 from geomvol.figures.measures import plot_measures
 from geomvol.figures.volume_grid import plot_volume_grid
 
 PLOTS = {"volume": plot_volume_grid, "planes": plot_planes, "lines": plot_lines, "blocks": plot_blocks,
-         "measures": plot_measures}
+         "spectra": plot_spectra, "measures": plot_measures}
 
-__all__ = ["PLOTS", "plot_blocks", "plot_compare", "plot_lines", "plot_measures", "plot_planes", "plot_volume_grid"]
+__all__ = ["PLOTS", "plot_blocks", "plot_compare", "plot_lines", "plot_measures", "plot_planes", "plot_spectra",
+           "plot_volume_grid"]

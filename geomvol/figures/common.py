@@ -1,8 +1,11 @@
-"""What every figure shares: saving as PNG and PDF with the lineage of its store in the files' metadata."""
+"""What every figure shares: saving as PNG and PDF with the lineage of its store in the files' metadata, the
+colour scales of a row of panels, entropy units, and what "epoch" means."""
 
 from __future__ import annotations
 
 import json
+import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -19,7 +22,8 @@ from geomvol.provenance import git_commit, sha256_tree  # noqa: E402
 
 def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Path, pdf: str | Path, title: str,
                       other_store: str | Path | None = None) -> None:
-    """Write ``fig`` atomically as PNG and PDF carrying their lineage, then close it.
+    """Give ``fig`` its title (wrapped to the figure's width) and write it atomically as PNG and PDF carrying
+    their lineage, then close it.
 
     The lineage (what ``geomvol trace`` reads): the figure's kind (the file's stem), the store it was
     drawn from and that store's sha256 (and the other store's, for a comparison), the config's sha256 and
@@ -37,6 +41,8 @@ def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Pa
     if other_store is not None:
         lineage.update(other_store=str(other_store), other_store_sha256=sha256_tree(other_store))
     description = f"geomvol figure from store {store_path} (sha256 {lineage['store_sha256']})"
+    width = max(40, int(fig.get_figwidth() * 11))  # characters that fit across the figure at 10 points
+    fig.suptitle("\n".join(textwrap.fill(line, width) for line in title.split("\n")), fontsize=10)
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png", dpi=150, metadata={
             "Title": title, "Description": description, "Source": str(store_path),
@@ -57,3 +63,55 @@ def finite_range(values: np.ndarray) -> tuple[float, float]:
 
 def first_seed(ds: xr.Dataset, seed: int | None) -> int:
     return int(ds["seed"].values[0]) if seed is None else seed
+
+
+# The resolved `figures` config section's defaults (workflow/schemas/config.schema.yaml).
+FIGURE_STYLE = {"colour_scale": "per_panel", "entropy_units": "hartley"}
+EPOCH_NOTE = "epoch E: after E passes over the training set (0: untrained; the study's epoch E is E + 1 here)"
+VOLUME_LABEL = r"$\log_{10}\sqrt{\det g}$"
+
+
+def figure_style(style: dict | None) -> dict:
+    """A resolved ``figures`` section, defaults filled in."""
+    return {**FIGURE_STYLE, **(style or {})}
+
+
+def row_scales(panels: np.ndarray, colour_scale: str) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """The values to draw of a row of panels (P, ...) and each panel's (vmin, vmax).
+
+    per_panel: each panel its own finite range; shared: one range for the row; shared_relative_to_median:
+    each panel minus the median of its finite values, then one range for the row.
+    """
+    panels = np.asarray(panels, dtype=float)
+    if colour_scale == "shared_relative_to_median":
+        medians = [np.median(panel[np.isfinite(panel)]) if np.isfinite(panel).any() else 0.0 for panel in panels]
+        panels = panels - np.reshape(medians, (-1,) + (1,) * (panels.ndim - 1))
+    if colour_scale == "per_panel":
+        return panels, [finite_range(panel) for panel in panels]
+    return panels, [finite_range(panels)] * len(panels)
+
+
+def scale_label(label: str, colour_scale: str) -> str:
+    """A colour bar's label, saying when the panels are drawn relative to their medians."""
+    return f"{label} − panel median" if colour_scale == "shared_relative_to_median" else label
+
+
+def row_colourbars(fig, meshes: list, axes: list, colour_scale: str, label: str) -> None:
+    """One colour bar per panel (per_panel, labelled on the last), or one for the whole row."""
+    label = scale_label(label, colour_scale)
+    if colour_scale == "per_panel":
+        for number, (mesh, ax) in enumerate(zip(meshes, axes)):
+            bar = fig.colorbar(mesh, ax=ax, shrink=0.8, pad=0.02)
+            bar.ax.tick_params(labelsize=6)
+            if number == len(axes) - 1:
+                bar.set_label(label)
+    else:
+        fig.colorbar(meshes[-1], ax=list(axes), label=label)
+
+
+def entropy_in(nats: np.ndarray, units: str) -> tuple[np.ndarray, str]:
+    """Entropy stored in nats, in the figure's units, and the unit's name: hartley (base-10 logarithm,
+    the study's) or nat."""
+    if units == "hartley":
+        return np.asarray(nats) / math.log(10), "hartleys"
+    return np.asarray(nats), "nats"

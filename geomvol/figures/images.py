@@ -9,11 +9,15 @@
   (Figure 2's line; Figure 5 for Barlow Twins).
 - ``blocks``: log10 volume element on the first plane, one row per feature
   map (block) and one column per epoch (Figure 4).
+- ``spectra``: log10 singular values of J / sqrt(n) at each anchor image,
+  one curve per epoch, one panel per anchor and feature map (the study's
+  spectrum plots).
 
 - ``compare``: two experiments on the same plane side by side (supervised and
   Barlow Twins), predictions and log10 volume element at the epochs both probed.
 
-Anchor images are drawn at their positions; one colour scale per row.
+Anchor images are drawn at their positions. Colour scales follow the ``figures`` config section
+(``style``): each panel its own by default, as the study draws them, or one per row.
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 
 from geomvol.config import SAME_FEATURE_MAPS  # noqa: E402
 from geomvol.errors import GeomvolError  # noqa: E402
-from geomvol.figures.common import finite_range, first_seed, save_with_lineage  # noqa: E402
+from geomvol.figures.common import (  # noqa: E402
+    EPOCH_NOTE, VOLUME_LABEL, entropy_in, figure_style, first_seed, row_colourbars, row_scales, save_with_lineage,
+    scale_label,
+)
 from geomvol.store import open_store  # noqa: E402
 
 PANEL = 2.6  # inches per panel
@@ -47,9 +54,12 @@ def _image(pixels: np.ndarray) -> tuple[np.ndarray, str | None]:
     return (pixels[0], "gray") if pixels.shape[0] == 1 else (np.moveaxis(pixels, 0, -1), None)
 
 
-def _draw_anchor(ax, pixels: np.ndarray, xy: tuple[float, float], zoom: float) -> None:
+def _draw_anchor(ax, pixels: np.ndarray, xy: tuple[float, float], zoom: float, axes_fraction: bool = False) -> None:
+    """An anchor image drawn at ``xy`` (data coordinates, or fractions of the axes); small images enlarged."""
     image, cmap = _image(pixels)
+    zoom *= max(1.0, 24 / image.shape[0])  # an 8 x 8 digit drawn as large as a 24-pixel image
     box = AnnotationBbox(OffsetImage(image, zoom=zoom, cmap=cmap), xy, frameon=True, pad=0.1,
+                         xycoords="axes fraction" if axes_fraction else "data",
                          bboxprops={"edgecolor": "white", "linewidth": 0.8})
     ax.add_artist(box)
 
@@ -62,7 +72,7 @@ def _draw_plane_anchors(ax, ds: xr.Dataset, plane: int) -> None:
 
 def _plane_panel(ax, ds, values, plane, title, **style):
     u, v = ds["u"].values, ds["v"].values
-    mesh = ax.pcolormesh(u, v, values, shading="auto", **style)
+    mesh = ax.pcolormesh(u, v, values, shading="auto", rasterized=True, **style)
     _draw_plane_anchors(ax, ds, plane)
     ax.set(title=title, xlabel="u", ylabel="v", aspect="equal", xlim=(u.min(), u.max()), ylim=(v.min(), v.max()))
     return mesh
@@ -83,7 +93,7 @@ def _ternary_panel(ax, probabilities: np.ndarray, volume: np.ndarray, names: lis
     weights = weights / np.maximum(weights.sum(axis=0), 1e-300)
     xy = weights.T @ TRIANGLE
     ax.plot(*np.vstack([TRIANGLE, TRIANGLE[:1]]).T, color="black", linewidth=0.8)
-    points = ax.scatter(xy[:, 0], xy[:, 1], c=volume.reshape(-1), s=6, **style)
+    points = ax.scatter(xy[:, 0], xy[:, 1], c=volume.reshape(-1), s=6, rasterized=True, **style)
     for corner, name in zip(TRIANGLE, names):
         ax.annotate(name, corner, textcoords="offset points", xytext=(0, -10 if corner[1] == 0 else 4),
                     ha="center", fontsize=7)
@@ -92,9 +102,12 @@ def _ternary_panel(ax, probabilities: np.ndarray, volume: np.ndarray, names: lis
     return points
 
 
-def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None) -> None:
+def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
+                style: dict | None = None) -> None:
     """Predicted class, log10 entropy, log10 volume element and the anchor classes' ternary plot on every
-    plane across epochs."""
+    plane across epochs; colour scales as ``style`` (the ``figures`` config section) says."""
+    style = figure_style(style)
+    scale = style["colour_scale"]
     ds = open_store(store_path)
     seed = first_seed(ds, seed)
     block = str(ds["block"].values[0])
@@ -108,37 +121,45 @@ def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
         rows = axes[4 * plane: 4 * plane + 4]
         at = {"seed": seed, "plane": plane}
         predicted = ds["plane_predicted_class"].sel(at).values
-        log_entropy = np.log10(np.maximum(ds["plane_entropy"].sel(at).values, 1e-12))
-        volume = ds["plane_log10_volume"].sel({**at, "block": block}).values
-        limits = [finite_range(log_entropy), finite_range(volume)]
+        entropy, units = entropy_in(ds["plane_entropy"].sel(at).values, style["entropy_units"])
+        log_entropy, entropy_limits = row_scales(np.log10(np.maximum(entropy, 1e-12)), scale)
+        volume, volume_limits = row_scales(ds["plane_log10_volume"].sel({**at, "block": block}).values, scale)
         names = _anchor_names(ds, "plane", plane)
         probabilities = ds["plane_anchor_probability"].sel(at).values
+        meshes = {"entropy": [], "volume": [], "ternary": []}
         for column, epoch in enumerate(epochs):
             title = f"epoch {int(epoch)}"
             mesh_class = _plane_panel(rows[0][column], ds, predicted[column], plane, title, cmap=cmap, norm=norm)
-            mesh_entropy = _plane_panel(rows[1][column], ds, log_entropy[column], plane, title, cmap="magma",
-                                        vmin=limits[0][0], vmax=limits[0][1])
-            mesh_volume = _plane_panel(rows[2][column], ds, volume[column], plane, title, cmap="viridis",
-                                       vmin=limits[1][0], vmax=limits[1][1])
-            _ternary_panel(rows[3][column], probabilities[column], volume[column], names, title,
-                           cmap="viridis", vmin=limits[1][0], vmax=limits[1][1])
+            low, high = entropy_limits[column]
+            meshes["entropy"].append(_plane_panel(rows[1][column], ds, log_entropy[column], plane, title,
+                                                  cmap="magma", vmin=low, vmax=high))
+            low, high = volume_limits[column]
+            meshes["volume"].append(_plane_panel(rows[2][column], ds, volume[column], plane, title, cmap="viridis",
+                                                 vmin=low, vmax=high))
+            meshes["ternary"].append(_ternary_panel(rows[3][column], probabilities[column], volume[column], names, title,
+                                                    cmap="viridis", vmin=low, vmax=high))
         bar = fig.colorbar(mesh_class, ax=rows[0].tolist(), ticks=range(n_classes))
         bar.ax.set_yticklabels(ds.attrs["classes"], fontsize=6)
-        bar.set_label("predicted class")
-        fig.colorbar(mesh_volume, ax=rows[3].tolist(), label=rf"$\log_{{10}}\sqrt{{\det g}}$ ({block})")
+        bar.set_label("predicted class" + (" (linear probe)" if "linear_probe_test_accuracy" in ds else ""))
         for row in rows[:3]:
             row[0].set_ylabel(f"plane {plane} ({', '.join(names)})\nv")
-        fig.colorbar(mesh_entropy, ax=rows[1].tolist(), label=r"$\log_{10}$ entropy (nats)")
-        fig.colorbar(mesh_volume, ax=rows[2].tolist(), label=rf"$\log_{{10}}\sqrt{{\det g}}$ ({block})")
-    title = f"{ds.attrs['experiment']} (seed {seed}): planes through training images"
-    fig.suptitle(title)
+        row_colourbars(fig, meshes["entropy"], rows[1].tolist(), scale, rf"$\log_{{10}}$ entropy ({units})")
+        row_colourbars(fig, meshes["volume"], rows[2].tolist(), scale, f"{VOLUME_LABEL} ({block})")
+        row_colourbars(fig, meshes["ternary"], rows[3].tolist(), scale, f"{VOLUME_LABEL} ({block})")
+    title = f"{ds.attrs['experiment']} (seed {seed}): planes through {_anchor_origin(ds, 'plane')}\n{EPOCH_NOTE}"
     save_with_lineage(fig, store_path, ds, png, pdf, title)
 
 
-def _draw_interpolation(ax, anchors: np.ndarray, t: np.ndarray, shown: int = 11) -> None:
-    """The images p1 + t (p2 - p1) (pixels, clipped to 0..255) at up to ``shown`` evenly spaced t of the line."""
+def _anchor_origin(ds: xr.Dataset, kind: str) -> str:
+    """Where the anchor images come from: training images, test images, or both."""
+    splits = sorted(set(ds[f"{kind}_anchor_split"].values.tolist()))
+    return " and ".join({"train": "training", "test": "test"}[split] for split in splits) + " images"
+
+
+def _draw_interpolation(ax, anchors: np.ndarray, t: np.ndarray, pixel_max: int, shown: int = 11) -> None:
+    """The images p1 + t (p2 - p1) (pixels, clipped to 0..pixel_max) at up to ``shown`` evenly spaced t of the line."""
     picks = np.unique(np.linspace(0, len(t) - 1, min(shown, len(t))).round().astype(int))
-    p1, p2 = anchors.astype(np.float64)
+    p1, p2 = anchors.astype(np.float64) * (255 / pixel_max)
     frames = [np.clip(p1 + t[i] * (p2 - p1), 0, 255).astype(np.uint8) for i in picks]
     gap = np.full((frames[0].shape[0], frames[0].shape[1], 2), 255, dtype=np.uint8)
     strip = np.concatenate([part for frame in frames for part in (frame, gap)][:-1], axis=2)  # (C, H, W total)
@@ -150,9 +171,13 @@ def _draw_interpolation(ax, anchors: np.ndarray, t: np.ndarray, shown: int = 11)
     ax.set_yticks([])
 
 
-def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None) -> None:
+def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
+               style: dict | None = None) -> None:
     """log10 volume element along every line (one curve per feature map) with the predicted class behind it,
-    one column per epoch; below, the images along the line (the study's Figures 2, top, and 5)."""
+    one column per epoch; below, the images along the line (the study's Figures 2, top, and 5). The y range
+    is each panel's own (per_panel) or the line's (shared; relative to each curve's median)."""
+    style = figure_style(style)
+    scale = style["colour_scale"]
     ds = open_store(store_path)
     seed = first_seed(ds, seed)
     epochs = ds["epoch"].values
@@ -160,32 +185,39 @@ def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: i
     cmap, norm = _class_colours(n_classes)
     t = ds["t"].values
     lines = ds["line"].values
+    blocks = ds["block"].values
+    pixel_max = int(ds["line_anchor_image"].attrs["valid_range"][1])
     fig = plt.figure(figsize=(PANEL * 1.2 * len(epochs) + 1.5, PANEL * 1.6 * len(lines)), constrained_layout=True)
     grid = fig.add_gridspec(2 * len(lines), len(epochs), height_ratios=[3, 1] * len(lines))
     axes = [[fig.add_subplot(grid[2 * line, column]) for column in range(len(epochs))] for line in lines]
     for line in lines:
         at = {"seed": seed, "line": line}
-        volume = ds["line_log10_volume"].sel(at)
-        low, high = finite_range(volume.values)
-        margin = 0.1 * (high - low) + 1e-9
+        # (epoch, block, t): each epoch's panel is one entry of the row
+        curves, limits = row_scales(ds["line_log10_volume"].sel(at).transpose("epoch", "block", "t").values, scale)
         predicted = ds["line_predicted_class"].sel(at).values
         for column, epoch in enumerate(epochs):
             ax = axes[line][column]
+            low, high = limits[column]
+            margin = 0.1 * (high - low) + 1e-9
             ax.pcolormesh(t, [low - margin, high + margin], np.tile(predicted[column], (2, 1)), shading="nearest",
                           cmap=cmap, norm=norm, alpha=0.35)
-            for block in ds["block"].values:
-                ax.plot(t, volume.sel(block=block).values[column], marker=".", label=str(block))
+            for number, block in enumerate(blocks):
+                ax.plot(t, curves[column, number], marker=".", label=str(block))
             ax.set(title=f"epoch {int(epoch)}", xlabel="t", ylim=(low - margin, high + margin))
-        axes[line][0].set_ylabel(rf"line {line} ({', '.join(_anchor_names(ds, 'line', line))})" + "\n" + r"$\log_{10}\sqrt{\det g}$")
-        _draw_interpolation(fig.add_subplot(grid[2 * line + 1, :]), ds["line_anchor_image"].values[line], t)
+        ylabel = scale_label(VOLUME_LABEL, scale)
+        axes[line][0].set_ylabel(rf"line {line} ({', '.join(_anchor_names(ds, 'line', line))})" + "\n" + ylabel)
+        _draw_interpolation(fig.add_subplot(grid[2 * line + 1, :]), ds["line_anchor_image"].values[line], t, pixel_max)
     axes[0][0].legend(fontsize=7)
-    title = f"{ds.attrs['experiment']} (seed {seed}): lines between training images\n(background: predicted class)"
-    fig.suptitle(title)
+    title = (f"{ds.attrs['experiment']} (seed {seed}): lines between {_anchor_origin(ds, 'line')}\n"
+             f"(background: predicted class)\n{EPOCH_NOTE}")
     save_with_lineage(fig, store_path, ds, png, pdf, title)
 
 
-def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None) -> None:
+def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
+                style: dict | None = None) -> None:
     """log10 volume element on the first plane, one row per feature map (block), one column per epoch."""
+    style = figure_style(style)
+    scale = style["colour_scale"]
     ds = open_store(store_path)
     seed = first_seed(ds, seed)
     epochs = ds["epoch"].values
@@ -193,15 +225,54 @@ def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
     fig, axes = plt.subplots(len(blocks), len(epochs), figsize=(PANEL * len(epochs) + 1.5, PANEL * len(blocks)),
                              squeeze=False, constrained_layout=True)
     for row, block in enumerate(blocks):
-        volume = ds["plane_log10_volume"].sel(seed=seed, plane=0, block=block).values
-        low, high = finite_range(volume)
+        volume, limits = row_scales(ds["plane_log10_volume"].sel(seed=seed, plane=0, block=block).values, scale)
+        meshes = []
         for column, epoch in enumerate(epochs):
-            mesh = _plane_panel(axes[row][column], ds, volume[column], 0, f"{block}, epoch {int(epoch)}",
-                                cmap="viridis", vmin=low, vmax=high)
-        fig.colorbar(mesh, ax=axes[row].tolist(), label=rf"$\log_{{10}}\sqrt{{\det g}}$ ({block})")
+            low, high = limits[column]
+            meshes.append(_plane_panel(axes[row][column], ds, volume[column], 0, f"{block}, epoch {int(epoch)}",
+                                       cmap="viridis", vmin=low, vmax=high))
+        width = int(ds["feature_width"].sel(block=block))
+        row_colourbars(fig, meshes, axes[row].tolist(), scale, f"{VOLUME_LABEL} ({block}, n = {width})")
     title = (f"{ds.attrs['experiment']} (seed {seed}): volume element per block\n"
-             f"on plane 0 ({', '.join(_anchor_names(ds, 'plane', 0))})")
-    fig.suptitle(title)
+             f"on plane 0 ({', '.join(_anchor_names(ds, 'plane', 0))}); {EPOCH_NOTE}")
+    save_with_lineage(fig, store_path, ds, png, pdf, title)
+
+
+def plot_spectra(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
+                 style: dict | None = None) -> None:
+    """The singular-value spectrum of each feature map at each anchor image: log10 of the singular values of
+    J / sqrt(n) (the square roots of the eigenvalues of g) against their rank, one curve per probed epoch;
+    one column per anchor image (of every plane and line), one row per feature map."""
+    ds = open_store(store_path)
+    seed = first_seed(ds, seed)
+    columns = [(kind, int(span), int(anchor)) for kind, anchor_dim in (("plane", "anchor"), ("line", "line_anchor"))
+               if f"{kind}_anchor_singular_values" in ds
+               for span in ds[kind].values for anchor in ds[anchor_dim].values]
+    if not columns:
+        raise GeomvolError(f"store {store_path} has no spectra (probe.spectra was false)")
+    blocks = ds["block"].values
+    epochs = ds["epoch"].values
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(epochs)))
+    fig, axes = plt.subplots(len(blocks), len(columns), figsize=(PANEL * len(columns) + 1.0, PANEL * len(blocks)),
+                             squeeze=False, constrained_layout=True)
+    for column, (kind, span, anchor) in enumerate(columns):
+        anchor_dim = "anchor" if kind == "plane" else "line_anchor"
+        name = _anchor_names(ds, kind, span)[anchor]
+        for row, block in enumerate(blocks):
+            ax = axes[row][column]
+            values = ds[f"{kind}_anchor_singular_values"].sel({"seed": seed, "block": block, kind: span, anchor_dim: anchor})
+            width = int(ds["feature_width"].sel(block=block))
+            for colour, epoch in zip(colours, epochs):
+                singular = values.sel(epoch=epoch).values
+                with np.errstate(divide="ignore"):
+                    ax.plot(ds["k"].values, np.log10(singular / np.sqrt(width)), color=colour, label=f"epoch {int(epoch)}")
+            ax.set(title=f"{kind} {span}, anchor {anchor} ({name})", xlabel="rank k",
+                   ylabel=rf"$\log_{{10}}\,\sigma_k(J)/\sqrt{{n}}$ ({block})")
+            ax.title.set_fontsize(8)
+            _draw_anchor(ax, ds[f"{kind}_anchor_image"].values[span, anchor], (0.85, 0.8), zoom=0.6, axes_fraction=True)
+    axes[0][-1].legend(fontsize=6)
+    title = (f"{ds.attrs['experiment']} (seed {seed}): singular values of the Jacobian at the anchor images\n"
+             f"(square roots of the eigenvalues of g = J^T J / n); {EPOCH_NOTE}")
     save_with_lineage(fig, store_path, ds, png, pdf, title)
 
 
@@ -215,9 +286,10 @@ def _matching_blocks(first: list[str], second: list[str]) -> tuple[str, str]:
 
 
 def plot_compare(store_path: str | Path, other_path: str | Path, png: str | Path, pdf: str | Path,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, style: dict | None = None) -> None:
     """Two experiments on the same first plane (e.g. supervised and Barlow Twins) at the epochs both probed:
     for each, a row of predicted classes and a row of log10 volume elements (its first feature map)."""
+    scale = figure_style(style)["colour_scale"]
     stores = [open_store(store_path), open_store(other_path)]
     anchors = [ds["plane_anchor_index"].values[0].tolist() for ds in stores]
     if anchors[0] != anchors[1]:
@@ -234,18 +306,18 @@ def plot_compare(store_path: str | Path, other_path: str | Path, png: str | Path
         block = blocks[number]
         at = {"seed": seed, "plane": 0, "epoch": epochs}
         predicted = ds["plane_predicted_class"].sel(at).values
-        volume = ds["plane_log10_volume"].sel({**at, "block": block}).values
-        low, high = finite_range(volume)
+        volume, limits = row_scales(ds["plane_log10_volume"].sel({**at, "block": block}).values, scale)
         rows = axes[2 * number: 2 * number + 2]
+        meshes = []
         for column, epoch in enumerate(epochs):
             title = f"{ds.attrs['experiment']}, epoch {epoch}"
             mesh_class = _plane_panel(rows[0][column], ds, predicted[column], 0, title, cmap=cmap, norm=norm)
-            mesh_volume = _plane_panel(rows[1][column], ds, volume[column], 0, title, cmap="viridis", vmin=low, vmax=high)
+            low, high = limits[column]
+            meshes.append(_plane_panel(rows[1][column], ds, volume[column], 0, title, cmap="viridis", vmin=low, vmax=high))
         bar = fig.colorbar(mesh_class, ax=rows[0].tolist(), ticks=range(n_classes))
         bar.ax.set_yticklabels(ds.attrs["classes"], fontsize=6)
         bar.set_label("predicted class" + (" (linear probe)" if "linear_probe_test_accuracy" in ds else ""))
-        fig.colorbar(mesh_volume, ax=rows[1].tolist(), label=rf"$\log_{{10}}\sqrt{{\det g}}$ ({block})")
+        row_colourbars(fig, meshes, rows[1].tolist(), scale, f"{VOLUME_LABEL} ({block})")
     title = (f"{stores[0].attrs['experiment']} and {stores[1].attrs['experiment']} (seed {seed}) on plane 0 "
-             f"({', '.join(_anchor_names(stores[0], 'plane', 0))})")
-    fig.suptitle(title)
+             f"({', '.join(_anchor_names(stores[0], 'plane', 0))})\n{EPOCH_NOTE}")
     save_with_lineage(fig, store_path, stores[0], png, pdf, title, other_store=other_path)

@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
-from geomvol.figures.common import save_with_lineage  # noqa: E402
+from geomvol.figures.common import EPOCH_NOTE, save_with_lineage  # noqa: E402
 from geomvol.measures import DEFINITIONS  # noqa: E402
 from geomvol.store import open_store  # noqa: E402
 
@@ -37,8 +37,10 @@ def _columns(ds) -> list[tuple[str, str | None, int | None]]:
     return columns
 
 
-def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None) -> None:
-    """Draw the measures store of one experiment (``seed`` is unused: every seed is drawn)."""
+def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
+                  style: dict | None = None) -> None:
+    """Draw the measures store of one experiment (``seed`` and ``style`` are unused: every seed is drawn, and
+    the panels are curves, not colour scales)."""
     store_path = Path(store_path)
     ds = open_store(store_path).load()
     columns = _columns(ds)
@@ -85,6 +87,5 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
     interval = ds[f"{columns[0][0]}{rows[0]}_interval"].attrs
     spread = (f"mean over {interval['n_seeds']} seeds, {interval['confidence_level']:.0%} bootstrap interval shaded, "
               f"seeds as dots" if interval["n_seeds"] > 1 else "one seed (no interval)")
-    title = f"{ds.attrs['experiment']}: magnification measures\n{spread}"
-    fig.suptitle(title, fontsize=10)
+    title = f"{ds.attrs['experiment']}: magnification measures\n{spread}; {EPOCH_NOTE}"
     save_with_lineage(fig, store_path, ds, png, pdf, title)

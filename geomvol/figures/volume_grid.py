@@ -10,36 +10,42 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from geomvol.figures.common import finite_range, first_seed, save_with_lineage  # noqa: E402
+from geomvol.figures.common import (  # noqa: E402
+    EPOCH_NOTE, VOLUME_LABEL, figure_style, first_seed, row_colourbars, row_scales, save_with_lineage,
+)
 from geomvol.store import open_store  # noqa: E402
 
 
-def plot_volume_grid(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None) -> None:
-    """One panel per probed epoch of one seed (default: the first) and the first feature map, one shared
-    colour scale.
+def plot_volume_grid(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
+                     style: dict | None = None) -> None:
+    """One panel per probed epoch of one seed (default: the first) and the first feature map, each panel its
+    own colour scale or one for all (``style``, the ``figures`` config section).
 
     Draws log10 sqrt(det g), the decision boundary (where the predicted class
     changes) and the training points. Both files carry the store's path and
     sha256 in their metadata.
     """
+    scale = figure_style(style)["colour_scale"]
     store_path = Path(store_path)
     ds = open_store(store_path)
     seed = first_seed(ds, seed)
     block = str(ds["block"].values[0])
     volume = ds["log10_volume"].sel(seed=seed, block=block).load()
-    vmin, vmax = finite_range(volume.values)
+    values, limits = row_scales(volume.values, scale)
     epochs = volume["epoch"].values
     fig, axes = plt.subplots(1, len(epochs), figsize=(3.6 * len(epochs) + 1.0, 3.6), squeeze=False, constrained_layout=True)
     x1, x2 = ds["x1"].values, ds["x2"].values
-    for ax, epoch in zip(axes[0], epochs):
-        mesh = ax.pcolormesh(x1, x2, volume.sel(epoch=epoch).values, vmin=vmin, vmax=vmax, cmap="viridis", shading="auto")
+    meshes = []
+    for column, (ax, epoch) in enumerate(zip(axes[0], epochs)):
+        vmin, vmax = limits[column]
+        meshes.append(ax.pcolormesh(x1, x2, values[column], vmin=vmin, vmax=vmax, cmap="viridis", shading="auto",
+                                    rasterized=True))
         classes = ds["predicted_class"].sel(seed=seed, epoch=epoch).values
         if np.unique(classes).size > 1:
             ax.contour(x1, x2, classes, levels=np.arange(classes.max()) + 0.5, colors="white", linewidths=1.2)
         ax.scatter(ds["data_x1"], ds["data_x2"], c=ds["data_class"], cmap="coolwarm", s=6, edgecolors="black", linewidths=0.2)
         ax.set(title=f"epoch {int(epoch)}", xlabel="x1", ylabel="x2", aspect="equal",
                xlim=(x1.min(), x1.max()), ylim=(x2.min(), x2.max()))
-    fig.colorbar(mesh, ax=axes[0].tolist(), label=r"$\log_{10}\sqrt{\det g}$")
-    title = f"{ds.attrs['experiment']} (seed {seed}): volume element of '{block}'"
-    fig.suptitle(title)
+    row_colourbars(fig, meshes, axes[0].tolist(), scale, VOLUME_LABEL)
+    title = f"{ds.attrs['experiment']} (seed {seed}): volume element of '{block}'\n{EPOCH_NOTE}"
     save_with_lineage(fig, store_path, ds, png, pdf, title)

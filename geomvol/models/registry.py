@@ -20,17 +20,11 @@ def model_spec(model: dict, input_shape: list[int], n_classes: int) -> dict:
 
 
 def build_model(spec: dict) -> nn.Module:
-    """Build an (untrained) model from :func:`model_spec`'s output."""
+    """Build an (untrained) model from :func:`model_spec`'s output (keys it lacks take the config's defaults,
+    which the model configs' own defaults are)."""
     if spec["name"] == "shallow":
-        return ShallowNet(
-            ShallowConfig(
-                in_features=math.prod(spec["input_shape"]),
-                width=spec["width"],
-                n_classes=spec["n_classes"],
-                activation=spec["activation"],
-                weight_std=spec.get("weight_std", 1.0),
-            )
-        )
+        given = {key: spec[key] for key in ("width", "activation", "weight_std", "scale_readout_bias") if key in spec}
+        return ShallowNet(ShallowConfig(in_features=math.prod(spec["input_shape"]), n_classes=spec["n_classes"], **given))
     if spec["name"] == "resnet34":
         return CifarResNet34(
             ResNetConfig(in_channels=spec["input_shape"][0], n_classes=spec["n_classes"], activation=spec["activation"])
@@ -38,9 +32,10 @@ def build_model(spec: dict) -> nn.Module:
     raise ValueError(f"unknown model {spec['name']!r}")
 
 
-def feature_map(model: nn.Module, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The model's feature map called ``name``: a function (B, *input) -> (B, *features)."""
-    maps = model.feature_maps()
+def feature_map(model: nn.Module, name: str, block_windows: dict | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model's feature map called ``name``: a function (B, *input) -> (B, n). ``block_windows`` (block name ->
+    [height, width]) average-pools the ResNet's blocks over those windows; None: over their whole maps."""
+    maps = model.feature_maps(block_windows)
     if name not in maps:
         raise ConfigError(f"model {type(model).__name__} has no feature map {name!r}; it has {sorted(maps)}")
     return maps[name]

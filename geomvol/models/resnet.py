@@ -4,8 +4,13 @@ torchvision's ResNet34 with the CIFAR stem (a 3x3 stride-1 convolution and no
 max-pool) and, with ``activation='gelu'`` (the default), every ReLU replaced
 by GELU; ``'relu'`` keeps torchvision's ReLUs. Feature maps, by name:
 
-    pooled          (B, 3, 32, 32) -> (B, 512)   average-pooled output of the backbone
-    block1..block4  (B, 3, 32, 32) -> (B, 64 / 128 / 256 / 512)   each residual stage, average-pooled
+    pooled          (B, 3, 32, 32) -> (B, 512)   the backbone's output: block4 averaged over its 4 x 4 map
+    block1..block4  (B, 3, 32, 32) -> (B, n)     each residual stage's output (C x H x W), average-pooled
+                                                 over windows [h, w] (stride = window) and flattened,
+                                                 n = C (H / h) (W / w); without windows over the whole
+                                                 map (n = 64, 128, 256, 512). The study's windows
+                                                 (``geomvol.config.STUDY_BLOCK_WINDOWS``) give n = 512
+                                                 for every block.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import torch
 import torchvision
 from torch import nn
 
-from geomvol.config import SAME_FEATURE_MAPS
 
 
 @dataclass(frozen=True)
@@ -57,22 +61,26 @@ class CifarResNet34(nn.Module):
             outputs.append(x)
         return outputs
 
-    def block(self, index: int):
-        """Feature map of residual stage ``index`` (1-4), average-pooled: (B, 3, 32, 32) -> (B, C)."""
+    def block(self, index: int, window: list[int] | None = None):
+        """Feature map of residual stage ``index`` (1-4), average-pooled over ``window`` (None: the whole map)
+        and flattened: (B, 3, 32, 32) -> (B, n)."""
 
         def pooled_block(x: torch.Tensor) -> torch.Tensor:
-            return self._blocks(x, index)[-1].mean(dim=(2, 3))
+            return average_pool(self._blocks(x, index)[-1], window)
 
         return pooled_block
 
-    def blocks_together(self, names: list[str]):
+    def blocks_together(self, names: list[str], block_windows: dict | None = None):
         """The named feature maps side by side, (B, 3, 32, 32) -> (B, n_1 + ... + n_P), from one pass
         through the trunk (what the deepest of them costs)."""
-        indices = [int(self.feature_map_aliases.get(name, name)[len("block"):]) for name in names]
+        windows = block_windows or {}
+        blocks = ["block4" if name == "pooled" else name for name in names]
+        indices = [int(block[len("block"):]) for block in blocks]
 
         def together(x: torch.Tensor) -> torch.Tensor:
             outputs = self._blocks(x, max(indices))
-            return torch.cat([outputs[i - 1].mean(dim=(2, 3)) for i in indices], dim=1)
+            return torch.cat([average_pool(outputs[i - 1], None if name == "pooled" else windows.get(name))
+                              for name, i in zip(names, indices)], dim=1)
 
         return together
 
@@ -84,8 +92,18 @@ class CifarResNet34(nn.Module):
         """Logits: (B, 3, 32, 32) -> (B, n_classes)."""
         return self.net.fc(self.pooled(x))
 
-    def feature_maps(self) -> dict:
-        return {"pooled": self.pooled, **{f"block{i}": self.block(i) for i in range(1, 5)}}
+    def feature_maps(self, block_windows: dict | None = None) -> dict:
+        """The named feature maps, each block pooled over its window in ``block_windows`` (None: whole maps)."""
+        windows = block_windows or {}
+        return {"pooled": self.pooled, **{f"block{i}": self.block(i, windows.get(f"block{i}")) for i in range(1, 5)}}
 
-    # Feature maps that are the same function under two names: probes compute them once.
-    feature_map_aliases = SAME_FEATURE_MAPS
+
+def average_pool(features: torch.Tensor, window: list[int] | None) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C (H / h) (W / w)): the mean over each [h, w] window (stride = window), flattened
+    channel-major; None, or a window as large as the map, is the mean over the whole map (B, C)."""
+    if window is None or tuple(window) == tuple(features.shape[2:]):
+        return features.mean(dim=(2, 3))
+    height, width = window
+    if features.shape[2] % height or features.shape[3] % width:
+        raise ValueError(f"pooling window {list(window)} does not divide the {features.shape[2]} x {features.shape[3]} map")
+    return nn.functional.avg_pool2d(features, kernel_size=(height, width)).flatten(1)

@@ -1,9 +1,18 @@
-"""Anchor images of planes and lines: from config entries to indices into the prepared training set.
+"""Anchor images of planes and lines: from config entries to indices into a prepared split.
 
-An entry is ``{indices: [i, j, k]}`` (explicit) or ``{classes: [c1, c2, c3], seed: s}``:
-for each class (a name from the data set's class list, or its id) one image
-of that class is drawn with ``seed``; a class named twice gets two distinct
-images. Errors name the config key.
+An entry is ``{indices: [i, j, k], split: s}`` (explicit) or ``{classes: [c1, c2, c3], seed: n,
+sampler: ..., split: s}``: for each class (a name from the data set's class list, or its id) one
+image of that class is drawn from the prepared split ``s`` (train or test) with ``seed``, by one
+of two samplers:
+
+- ``per_class_permutation``: for each distinct class a random permutation of its images, from one
+  generator seeded with ``seed`` (classes in increasing order), the first taken; a class named
+  twice gets two distinct images.
+- ``rejection``: the study's ``random_samples_by_targets``: ``torch.manual_seed(seed)``, then for
+  each class in the order given, ``torch.randint(len(split), (1,))`` until an image of that class
+  comes up. On a whole split it picks the very images the study's scripts picked.
+
+Errors name the config key.
 """
 
 from __future__ import annotations
@@ -22,39 +31,69 @@ def class_id(value: int | str, classes: list[str], key: str) -> int:
     raise ConfigError(f"config key {key}: unknown class {value!r}; the classes are ids 0..{len(classes) - 1} or {classes}")
 
 
-def resolve_anchors(entries: list[dict], labels: torch.Tensor, classes: list[str], key: str) -> list[list[int]]:
-    """Indices into the prepared training set (labels (N,)) of each entry's anchors."""
+def per_class_permutation(labels: torch.Tensor, wanted: list[int], seed: int) -> list[int]:
+    """One image of each wanted class: the first of a seeded permutation of the class's images."""
+    generator = torch.Generator().manual_seed(seed)
+    drawn: dict[int, list[int]] = {}
+    for label in sorted(set(wanted)):
+        members = torch.nonzero(labels == label).flatten()
+        drawn[label] = members[torch.randperm(members.numel(), generator=generator)[:wanted.count(label)]].tolist()
+    return [drawn[label].pop(0) for label in wanted]
+
+
+def rejection(labels: torch.Tensor, wanted: list[int], seed: int) -> list[int]:
+    """The study's sampler: uniform random indices over the whole split, one class after the other, until
+    the class comes up (``torch.manual_seed(seed)`` then ``torch.randint``; the same stream here from a
+    generator of its own, leaving torch's global generator alone)."""
+    generator = torch.Generator().manual_seed(seed)
+    picked = []
+    for label in wanted:
+        while True:
+            index = int(torch.randint(labels.shape[0], (1,), generator=generator))
+            if int(labels[index]) == label:
+                picked.append(index)
+                break
+    return picked
+
+
+SAMPLERS = {"per_class_permutation": per_class_permutation, "rejection": rejection}
+SPLIT_NAMES = {"train": "training", "test": "test"}
+
+
+def resolve_anchors(entries: list[dict], labels: dict[str, torch.Tensor], classes: list[str], key: str) -> list[list[int]]:
+    """Indices of each entry's anchors into its prepared split (``labels``: split name -> labels (N,))."""
     resolved = []
     for number, entry in enumerate(entries):
         where = f"{key}.{number}"
+        split = entry["split"]
+        if split not in labels:
+            raise ConfigError(f"config key {where}.split: the data set has no {split!r} split (it has {sorted(labels)})")
+        split_labels, split_name = labels[split], SPLIT_NAMES[split]
         if "indices" in entry:
             indices = list(entry["indices"])
             for index in indices:
-                if index >= labels.shape[0]:
-                    raise ConfigError(f"config key {where}.indices: index {index} is beyond the prepared training "
-                                      f"set ({labels.shape[0]} images, indices 0..{labels.shape[0] - 1})")
+                if index >= split_labels.shape[0]:
+                    raise ConfigError(f"config key {where}.indices: index {index} is beyond the prepared {split_name} "
+                                      f"set ({split_labels.shape[0]} images, indices 0..{split_labels.shape[0] - 1})")
             if len(set(indices)) < len(indices):
                 raise ConfigError(f"config key {where}.indices: anchors {indices} repeat an image")
         else:
             wanted = [class_id(c, classes, f"{where}.classes") for c in entry["classes"]]
-            generator = torch.Generator().manual_seed(entry.get("seed", 0))
-            drawn: dict[int, list[int]] = {}
             for label in sorted(set(wanted)):
-                members = torch.nonzero(labels == label).flatten()
-                count = wanted.count(label)
-                if members.numel() < count:
-                    raise ConfigError(f"config key {where}.classes: class {classes[label]!r} has {members.numel()} "
-                                      f"images in the prepared training set, fewer than the {count} asked")
-                drawn[label] = members[torch.randperm(members.numel(), generator=generator)[:count]].tolist()
-            indices = [drawn[label].pop(0) for label in wanted]
+                available = int((split_labels == label).sum())
+                if available < wanted.count(label):
+                    raise ConfigError(f"config key {where}.classes: class {classes[label]!r} has {available} "
+                                      f"images in the prepared {split_name} set, fewer than the {wanted.count(label)} asked")
+            indices = SAMPLERS[entry["sampler"]](split_labels, wanted, entry["seed"])
         resolved.append(indices)
     return resolved
 
 
-def check_anchor_images(anchors: list[list[int]], images: torch.Tensor, key: str, tolerance: float = 1e-9) -> None:
-    """Refuse anchors whose images are equal, or (for three) collinear, so that they span no line or plane."""
-    for number, indices in enumerate(anchors):
-        points = images[indices].reshape(len(indices), -1).double()
+def check_anchor_images(anchors: list[list[int]], images: list[torch.Tensor], key: str, tolerance: float = 1e-9) -> None:
+    """Refuse anchors whose images (one tensor (m, ...) per entry) are equal, or (for three) collinear,
+    so that they span no line or plane."""
+    for number, (indices, anchor_images) in enumerate(zip(anchors, images)):
+        points = anchor_images.reshape(len(indices), -1).double()
         spans = points[1:] - points[0]
         gram = spans @ spans.T
         what = "line" if len(indices) == 2 else "plane"

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from geomvol.config import feature_width
+from geomvol.config import block_windows, feature_width, same_feature_maps
 from geomvol.data import model_inputs
 from geomvol.device import device_label, resolve_device
 from geomvol.geometry import log_volume, log_volume_and_singular_values, log_volume_of_parts
@@ -40,6 +40,7 @@ class ProbedModel:
     model: nn.Module
     device: torch.device
     dtype: torch.dtype
+    block_pooling: str | dict | None = None  # the resolved probe.block_pooling
     classifier: Callable[[torch.Tensor], torch.Tensor] | None = None  # logits; None: the network's own
 
     @property
@@ -55,7 +56,18 @@ class ProbedModel:
         return self.state["epoch"]
 
     def width(self, name: str) -> int:
-        return feature_width(self.state["model_spec"], name)
+        spec = self.state["model_spec"]
+        return feature_width(spec, name, spec["input_shape"], self.block_pooling)
+
+    def feature_map(self, name: str):
+        """The feature map ``name``, its blocks pooled as the probe says."""
+        return feature_map(self.model, name, block_windows(self.block_pooling))
+
+    @property
+    def aliases(self) -> dict:
+        """Feature maps that are one function under two names (computed once)."""
+        spec = self.state["model_spec"]
+        return same_feature_maps(spec, spec["input_shape"], self.block_pooling)
 
 
 def load_probed_model(checkpoint_path: str | Path, spec: dict) -> ProbedModel:
@@ -67,19 +79,19 @@ def load_probed_model(checkpoint_path: str | Path, spec: dict) -> ProbedModel:
     model = build_model(state["model_spec"])
     model.load_state_dict(state["model"])
     model.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    return ProbedModel(checkpoint_path, state, model, device, dtype)
+    return ProbedModel(checkpoint_path, state, model, device, dtype, spec["block_pooling"])
 
 
 def _each_feature_map(probed: ProbedModel, spec: dict, compute, what: str) -> dict:
     """``compute(feature_map)`` for every name in ``spec['feature_maps']``, once per distinct map
-    (a model's ``feature_map_aliases`` name one function twice, as the ResNet's pooled and block4)."""
-    aliases = getattr(probed.model, "feature_map_aliases", {})
+    (two names of one function, as the ResNet's pooled and a block4 averaged over its whole map, once)."""
+    aliases = probed.aliases
     results, by_function = {}, {}
     names = spec["feature_maps"]
     for name in tqdm(names, desc=what, unit="map", file=sys.stderr, disable=len(names) < 2):
         function = aliases.get(name, name)
         if function not in by_function:
-            by_function[function] = compute(feature_map(probed.model, function))
+            by_function[function] = compute(probed.feature_map(function))
         results[name] = by_function[function]
     return results
 
@@ -94,7 +106,8 @@ def log10_volumes(probed: ProbedModel, points: torch.Tensor, spec: dict, basis: 
     subspace = basis if spec["metric"] == "subspace" else None
     names = list(spec["feature_maps"])
     if subspace is not None and hasattr(probed.model, "blocks_together") and len(names) > 1 and spec["top_k"] is None:
-        volumes = log_volume_of_parts(probed.model.blocks_together(names), points, [probed.width(n) for n in names],
+        together = probed.model.blocks_together(names, block_windows(probed.block_pooling))
+        volumes = log_volume_of_parts(together, points, [probed.width(n) for n in names],
                                       basis=subspace, memory_budget_bytes=spec["memory_budget_bytes"])
         return {name: volume / LN10 for name, volume in zip(names, volumes)}
 
@@ -130,18 +143,20 @@ def network_outputs(probed: ProbedModel, points: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def attach_linear_probe(probed: ProbedModel, data: dict) -> dict:
-    """Fit a linear probe on the frozen, unaugmented features of the prepared training images (the map
-    the self-supervised objective trained, ``objective.features``); classify with it from now on.
+def attach_linear_probe(probed: ProbedModel, data: dict, spec: dict) -> dict:
+    """Fit a linear probe (``spec``: the resolved ``probe.linear_probe``) on the frozen, unaugmented features of
+    the prepared training images (the map the self-supervised objective trained, ``objective.features``);
+    classify with it from now on. Test images go through the same input normalisation as training images.
     Returns its training and test accuracy."""
-    features = feature_map(probed.model, probed.objective["features"])
+    features = probed.feature_map(probed.objective["features"])
 
     def encode(images: torch.Tensor) -> torch.Tensor:
         return torch.cat([features(model_inputs(chunk, data, probed.dtype).to(probed.device))
                           for chunk in images.split(OUTPUT_BATCH)])
 
     train = encode(data["x"])
-    linear = fit_linear_probe(train, data["y"], len(data["classes"]))
+    linear = fit_linear_probe(train, data["y"], len(data["classes"]), weight_decay=spec["weight_decay"],
+                              standardize=spec["standardize"])
     probed.classifier = lambda x: linear.logits(features(x))
     return {"train": linear.accuracy(train, data["y"]), "test": linear.accuracy(encode(data["x_test"]), data["y_test"])}
 
@@ -162,7 +177,8 @@ def checkpoint_coords(probed: ProbedModel) -> dict:
     dims = ("seed", "epoch")
     return {
         "seed": ("seed", [probed.seed], {"long_name": "training seed", "units": "1"}),
-        "epoch": ("epoch", [probed.epoch], {"long_name": "training epochs completed", "units": "1"}),
+        "epoch": ("epoch", [probed.epoch], {"long_name": "training epochs completed (0: the untrained network)",
+                                            "units": "1"}),
         "checkpoint_sha256": (dims, np.array([[sha256_file(probed.path)]], dtype=object),
                               {"long_name": "sha256 of the probed checkpoint file"}),
         "checkpoint_file": (dims, np.array([[str(probed.path)]], dtype=object),

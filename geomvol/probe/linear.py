@@ -1,13 +1,17 @@
 r"""A linear probe: multinomial logistic regression on frozen features, for self-supervised checkpoints.
 
 Features are standardised with the mean and standard deviation of the
-*training* features, and exactly that standardisation is applied to every
-other feature it classifies (test images, points on a plane); then
+*training* features (or, with ``standardize=False``, taken as they are, as the
+study's scikit-learn ``LogisticRegression()`` takes them), and exactly that map
+is applied to every other feature it classifies (test images, points on a
+plane); then
 
 .. math::  \text{logits} = W \hat f + b, \qquad
            \min_{W, b} \; \frac{1}{N} \sum_n \text{CE}(W \hat f_n + b, y_n) + \frac{\alpha}{2} \lVert W \rVert^2 ,
 
-solved full-batch by L-BFGS in float64 (deterministic for given features).
+solved full-batch by L-BFGS in float64 (deterministic for given features). The bias is
+not penalised; scikit-learn's ``LogisticRegression(C)`` minimises the same objective
+with :math:`\alpha = 1 / (C N)` for N training features.
 """
 
 from __future__ import annotations
@@ -35,11 +39,14 @@ class LinearProbe:
 
 
 def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, n_classes: int,
-                     weight_decay: float = 1e-4, max_iter: int = 500) -> LinearProbe:
+                     weight_decay: float = 1e-4, standardize: bool = True, max_iter: int = 500) -> LinearProbe:
     """Fit the probe on training features (N, D) and labels (N,)."""
     x = features.detach().double()
     labels = labels.to(x.device)
-    mean, std = x.mean(dim=0), x.std(dim=0).clamp_min(1e-12)
+    if standardize:
+        mean, std = x.mean(dim=0), x.std(dim=0).clamp_min(1e-12)
+    else:
+        mean, std = torch.zeros_like(x[0]), torch.ones_like(x[0])
     standardised = (x - mean) / std
     weight = torch.zeros(n_classes, x.shape[1], dtype=x.dtype, device=x.device, requires_grad=True)
     bias = torch.zeros(n_classes, dtype=x.dtype, device=x.device, requires_grad=True)

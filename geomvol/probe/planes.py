@@ -10,6 +10,7 @@ so the anchors sit at :math:`(u, v) = (-1/2, 1/(2\sqrt3)), (1/2, 1/(2\sqrt3)), (
 and a line is :math:`x(t) = p_1 + t\,(p_2 - p_1)`. The subspace metric uses an
 orthonormal basis of the plane (or the unit direction of the line), so that
 it measures area (length) in input space, independent of the anchors' spacing.
+Anchor images come from the prepared training or test split (each entry's ``split``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from geomvol.config import canonical_json
 from geomvol.data import load_dataset, model_inputs
 from geomvol.probe.anchors import resolve_anchors
 from geomvol.probe.core import (
@@ -62,6 +64,9 @@ def orthonormal_basis(*directions: torch.Tensor) -> torch.Tensor:
     return torch.linalg.qr(torch.stack(directions, dim=1)).Q
 
 
+# The prepared data set's images, labels and source indices of each split.
+SPLIT_KEYS = {"train": ("x", "y", "index"), "test": ("x_test", "y_test", "index_test")}
+
 KINDS = {
     # kind: (config key, anchor dim, grid dims)
     "plane": ("planes", "anchor", ("v", "u")),
@@ -75,7 +80,15 @@ def _axes(kind: str, spec: dict, dtype) -> dict[str, torch.Tensor]:
         axis = torch.linspace(-plane["extent"], plane["extent"], plane["resolution"], dtype=dtype)
         return {"v": axis, "u": axis}
     line = spec["line"]
-    return {"t": torch.linspace(line["low"], line["high"], line["points"], dtype=dtype)}
+    return {"t": line_parameters(line["low"], line["high"], line["points"], line["endpoint"], dtype)}
+
+
+def line_parameters(low: float, high: float, points: int, endpoint: bool, dtype=torch.float64) -> torch.Tensor:
+    """t of the points on a line: from low to high inclusive, or (``endpoint`` false, the study's)
+    low + (high - low) i / N for i = 0..N-1, stopping one step short of high."""
+    if endpoint:
+        return torch.linspace(low, high, points, dtype=dtype)
+    return low + (high - low) * torch.arange(points, dtype=dtype) / points
 
 
 def _points_and_basis(kind: str, anchors: torch.Tensor, axes: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +101,11 @@ def _points_and_basis(kind: str, anchors: torch.Tensor, axes: dict) -> tuple[tor
 def _probe_kind(probed: ProbedModel, data: dict, spec: dict, kind: str) -> tuple[dict, dict]:
     """Data variables and coordinates of every plane (or line) of ``spec``."""
     key, anchor_dim, grid_dims = KINDS[kind]
-    anchors = resolve_anchors(spec[key], data["y"], data["classes"], f"probe.{key}")
+    labels = {split: data[keys[1]] for split, keys in SPLIT_KEYS.items() if keys[1] in data}
+    anchors = resolve_anchors(spec[key], labels, data["classes"], f"probe.{key}")
+    images, classes_of, sources = (
+        torch.stack([data[SPLIT_KEYS[entry["split"]][part]][indices] for entry, indices in zip(spec[key], anchors)])
+        for part in range(3))  # (spans, anchors, ...) each
     input_shape = tuple(data["x"].shape[1:])
     d = math.prod(input_shape)
     axes = _axes(kind, spec, probed.dtype)
@@ -105,7 +122,7 @@ def _probe_kind(probed: ProbedModel, data: dict, spec: dict, kind: str) -> tuple
     anchor_probability = np.full((1, 1, n_spans, n_anchors, *grid_shape), np.nan)
     spectra = np.full((1, 1, len(names), n_spans, n_anchors, k_max), np.nan)
     for span, indices in enumerate(anchors):
-        anchor_inputs = model_inputs(data["x"][indices], data, probed.dtype).to(probed.device)
+        anchor_inputs = model_inputs(images[span], data, probed.dtype).to(probed.device)
         points, basis = _points_and_basis(kind, anchor_inputs.reshape(n_anchors, d), axes)
         points = points.reshape(-1, *input_shape)
         print(f"{kind} {span}: anchors {indices}, {points.shape[0]} points", file=sys.stderr)
@@ -115,7 +132,7 @@ def _probe_kind(probed: ProbedModel, data: dict, spec: dict, kind: str) -> tuple
         predicted[0, 0, span] = probabilities.argmax(dim=1).cpu().numpy().reshape(grid_shape)
         entropy[0, 0, span] = predictive_entropy(probabilities).cpu().numpy().reshape(grid_shape)
         margin[0, 0, span] = probability_margin(probabilities).cpu().numpy().reshape(grid_shape)
-        anchor_classes = data["y"][indices].to(probed.device)
+        anchor_classes = classes_of[span].to(probed.device)
         anchor_probability[0, 0, span] = probabilities[:, anchor_classes].T.cpu().numpy().reshape(n_anchors, *grid_shape)
         if spec["spectra"]:
             for b, values in enumerate(singular_values(probed, anchor_inputs, spec).values()):
@@ -132,14 +149,20 @@ def _probe_kind(probed: ProbedModel, data: dict, spec: dict, kind: str) -> tuple
         f"{kind}_probability_margin": (("seed", "epoch", kind, *grid_dims), margin, MARGIN_ATTRS),
         f"{kind}_anchor_probability": (("seed", "epoch", kind, anchor_dim, *grid_dims), anchor_probability, {
             "long_name": "probability the network gives to each anchor image's class", "units": "1"}),
-        f"{kind}_anchor_index": (spans, index.numpy(), {"long_name": "index of the anchor image in the prepared training set",
-                                                        "units": "1"}),
-        f"{kind}_anchor_source_index": (spans, data["index"][index].numpy(), {
-            "long_name": "index of the anchor image in torchvision's training split", "units": "1"}),
-        f"{kind}_anchor_class": (spans, data["y"][index].numpy().astype(np.int16), {
+        f"{kind}_anchor_index": (spans, index.numpy(), {
+            "long_name": f"index of the anchor image in its prepared split ({kind}_anchor_split)", "units": "1"}),
+        f"{kind}_anchor_source_index": (spans, sources.numpy(), {
+            "long_name": f"index of the anchor image in {data['index_source']}", "units": "1"}),
+        f"{kind}_anchor_class": (spans, classes_of.numpy().astype(np.int16), {
             **class_attrs(n_classes, data["classes"]), "long_name": "class label of the anchor image"}),
-        f"{kind}_anchor_image": ((*spans, "channel", "height", "width"), data["x"][index].numpy(), {
-            "long_name": "anchor image pixels (before normalisation)", "units": "1", "valid_range": [0, 255]}),
+        f"{kind}_anchor_image": ((*spans, "channel", "height", "width"), images.numpy(), {
+            "long_name": "anchor image pixels (before normalisation)", "units": "1",
+            "valid_range": [0, int(data["pixel_max"])]}),
+        f"{kind}_anchor_split": (kind, np.array([entry["split"] for entry in spec[key]], dtype=object), {
+            "long_name": f"prepared split the {kind}'s anchor images come from (train or test)"}),
+        f"{kind}_anchor_choice": (kind, np.array([canonical_json(entry) for entry in spec[key]], dtype=object), {
+            "long_name": f"the probe.{key} entry that chose the anchors (split; indices, or classes, seed and "
+                         f"sampler: per_class_permutation, or rejection, the study's random_samples_by_targets)"}),
     }
     if spec["spectra"]:
         variables[f"{kind}_anchor_singular_values"] = (("seed", "epoch", "block", kind, anchor_dim, "k"), spectra, {
@@ -164,7 +187,8 @@ def _probe_kind(probed: ProbedModel, data: dict, spec: dict, kind: str) -> tuple
 AXIS_ATTRS = {
     "u": {"long_name": "plane coordinate u along e_u = p2 - p1", "units": "1"},
     "v": {"long_name": "plane coordinate v along e_v = 2 sqrt(3) ((p1 + p2)/2 - centroid)", "units": "1"},
-    "t": {"long_name": "line coordinate t in p1 + t (p2 - p1)", "units": "1"},
+    "t": {"long_name": "line coordinate t in p1 + t (p2 - p1) (probe.line.endpoint false: t = i / N, p2 not reached)",
+          "units": "1"},
 }
 
 
@@ -177,7 +201,7 @@ def probe_images(checkpoint_path: str | Path, data_path: str | Path, spec: dict)
           file=sys.stderr)
     variables, coords = {}, {**checkpoint_coords(probed)}
     if probed.objective["name"] != "cross_entropy":
-        accuracy = attach_linear_probe(probed, data)
+        accuracy = attach_linear_probe(probed, data, spec["linear_probe"])
         print(f"linear probe on frozen '{probed.objective['features']}' features: training accuracy "
               f"{accuracy['train']:.3f}, test accuracy {accuracy['test']:.3f}", file=sys.stderr)
         for split in ("train", "test"):
@@ -191,7 +215,7 @@ def probe_images(checkpoint_path: str | Path, data_path: str | Path, spec: dict)
             coords.update(kind_coords)
     coords.update(block_coords(probed, spec))
     ds = xr.Dataset(variables, coords=coords)
-    ds["channel_mean"] = ("channel", data["mean"].numpy(), {"long_name": "per-channel mean subtracted from pixels / 255",
-                                                            "units": "1"})
+    ds["channel_mean"] = ("channel", data["mean"].numpy(), {
+        "long_name": f"per-channel mean subtracted from pixels / {int(data['pixel_max'])}", "units": "1"})
     ds["channel_std"] = ("channel", data["std"].numpy(), {"long_name": "per-channel divisor after the mean", "units": "1"})
     return ds

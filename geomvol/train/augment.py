@@ -46,7 +46,9 @@ def augment(images: torch.Tensor, augmentation: dict, generator: torch.Generator
 class ViewSpec:
     """One random view, each step drawn per image: RandomResizedCrop to the image size, horizontal flip,
     ColorJitter (brightness, contrast, saturation, hue) with probability ``jitter_p``, grayscale,
-    Gaussian blur and solarisation (pixels >= 1/2 inverted), as torchvision's v2 transforms define them."""
+    Gaussian blur and solarisation (pixels >= 1/2 inverted), as torchvision's v2 transforms define them.
+    The blur kernel is ``blur_kernel`` pixels wide, or (None) 2 ceil(3 sigma) + 1 for each image's sigma,
+    so that a larger sigma reaches further, as PIL's GaussianBlur(radius=sigma) in the study does."""
 
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
@@ -59,12 +61,14 @@ class ViewSpec:
     grayscale_p: float = 0.2
     blur_p: float = 1.0
     blur_sigma: tuple[float, float] = (0.1, 2.0)
-    blur_kernel: int = 3
+    blur_kernel: int | None = None
     solarize_p: float = 0.0
 
 
-# The study's two asymmetric Barlow Twins views: blur always in the first, solarisation only in the second.
-BARLOW_TWINS_VIEWS = (ViewSpec(blur_p=1.0, solarize_p=0.0), ViewSpec(blur_p=0.1, solarize_p=0.2))
+def barlow_twins_views(blur_kernel: int | None = None) -> tuple[ViewSpec, ViewSpec]:
+    """The study's two asymmetric Barlow Twins views: blur always in the first, solarisation only in the second."""
+    return (ViewSpec(blur_p=1.0, solarize_p=0.0, blur_kernel=blur_kernel),
+            ViewSpec(blur_p=0.1, solarize_p=0.2, blur_kernel=blur_kernel))
 
 
 def _uniform(low: float, high: float, batch: int, generator, device) -> torch.Tensor:
@@ -127,13 +131,17 @@ def _colour_jitter(images: torch.Tensor, view: ViewSpec, generator) -> torch.Ten
 
 
 def _gaussian_blur(images: torch.Tensor, view: ViewSpec, generator) -> torch.Tensor:
-    """Separable Gaussian blur with a sigma drawn per image, on the images drawn with probability blur_p."""
+    """Separable Gaussian blur with a sigma drawn per image, on the images drawn with probability blur_p; the
+    kernel ``blur_kernel`` wide, or per image cut at ceil(3 sigma) pixels from its centre."""
     batch, channels, height, width = images.shape
-    device, k = images.device, view.blur_kernel
+    device = images.device
     sigma = _uniform(*view.blur_sigma, batch, generator, device)
     applied = _bernoulli(view.blur_p, batch, generator, device)
+    k = view.blur_kernel or 2 * math.ceil(3 * view.blur_sigma[1]) + 1
     offsets = torch.arange(k, device=device, dtype=images.dtype) - (k - 1) / 2
     kernel = torch.exp(-offsets.square() / (2 * sigma[:, None].to(images.dtype) ** 2))
+    if view.blur_kernel is None:
+        kernel = torch.where(offsets.abs() <= torch.ceil(3 * sigma[:, None]).to(images.dtype), kernel, 0.0)
     kernel = kernel / kernel.sum(dim=1, keepdim=True)
     identity = (offsets == 0).to(images.dtype).expand(batch, k)
     kernel = torch.where(applied[:, None], kernel, identity).repeat_interleave(channels, dim=0)  # (B * C, k)

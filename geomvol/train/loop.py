@@ -36,7 +36,7 @@ from geomvol.models.registry import model_spec
 from geomvol import __version__
 from geomvol.provenance import git_commit, sha256_file
 from geomvol.errors import CheckpointError
-from geomvol.train.augment import BARLOW_TWINS_VIEWS, augment, random_view
+from geomvol.train.augment import augment, random_view
 from geomvol.train.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
 from geomvol.train.objectives import build_objective
 
@@ -54,8 +54,10 @@ def build_optimizer(parameters, spec: dict) -> torch.optim.Optimizer:
 class Batches:
     """The training set on its device, and how a batch of it becomes model inputs."""
 
-    def __init__(self, data: dict, device: torch.device, augmentation: dict, mixed_precision: bool, seed: int):
+    def __init__(self, data: dict, device: torch.device, dtype: torch.dtype, augmentation: dict, mixed_precision: bool,
+                 seed: int):
         self.data = data
+        self.dtype = dtype
         self.x, self.y = data["x"].to(device), data["y"].to(device)
         self.x_test = data["x_test"].to(device) if "x_test" in data else None
         self.y_test = data["y_test"].to(device) if "y_test" in data else None
@@ -68,14 +70,14 @@ class Batches:
     def inputs(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         if train and self.augmentation is not None:
             x = augment(x, self.augmentation, self.generator)
-        return model_inputs(x, self.data).contiguous(memory_format=self.memory_format)
+        return model_inputs(x, self.data, self.dtype).contiguous(memory_format=self.memory_format)
 
-    def views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The two Barlow Twins views of a uint8 batch, as model inputs."""
-        images = x.float() / 255
+    def views(self, x: torch.Tensor, views) -> tuple[torch.Tensor, ...]:
+        """Random views (:class:`geomvol.train.augment.ViewSpec`) of a uint8 batch, as model inputs."""
+        images = x.to(self.dtype) / self.data["pixel_max"]
         return tuple(
             normalise(random_view(images, view, self.generator), self.data).contiguous(memory_format=self.memory_format)
-            for view in BARLOW_TWINS_VIEWS
+            for view in views
         )
 
 
@@ -111,7 +113,8 @@ def evaluate(model, batches: Batches) -> tuple[float, float]:
         with batches.autocast:
             logits = model(batches.inputs(x[start:start + EVALUATION_BATCH], train=False))
         target = y[start:start + EVALUATION_BATCH]
-        loss_sum += nn.functional.cross_entropy(logits.float(), target, reduction="sum")
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 under autocast
+        loss_sum += nn.functional.cross_entropy(logits, target, reduction="sum")
         correct += (logits.argmax(dim=1) == target).sum()
     return loss_sum.item() / x.shape[0], correct.item() / x.shape[0]
 
@@ -147,14 +150,16 @@ def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: st
     dataset_sha256 = sha256_file(data_path)
     data = load_dataset(data_path)
     n_classes = len(data["classes"]) if "classes" in data else int(data["y"].max()) + 1
-    batches = Batches(data, device, training["augmentation"], training["mixed_precision"], spec["seed"])
+    dtype = getattr(torch, training["dtype"])
+    batches = Batches(data, device, dtype, training["augmentation"], training["mixed_precision"], spec["seed"])
 
     torch.manual_seed(spec["seed"])
     architecture = model_spec(spec["model"], input_shape=list(data["x"].shape[1:]), n_classes=n_classes)
-    model = build_model(architecture).to(device=device, memory_format=batches.memory_format)
+    model = build_model(architecture).to(device=device, dtype=dtype, memory_format=batches.memory_format)
     objective_spec = training["objective"]
-    backbone_width = feature_width(architecture, objective_spec["features"]) if "features" in objective_spec else 0
-    objective = build_objective(objective_spec, backbone_width).to(device)
+    backbone_width = (feature_width(architecture, objective_spec["features"], architecture["input_shape"])
+                      if "features" in objective_spec else 0)
+    objective = build_objective(objective_spec, backbone_width).to(device=device, dtype=dtype)
     optimizer = build_optimizer([*model.parameters(), *objective.parameters()], training["optimizer"])
     generator = torch.Generator().manual_seed(spec["seed"])
     history = {"epoch": [], "loss": []}

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from geomvol.models import feature_map
+from geomvol.train.augment import barlow_twins_views
 
 
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float) -> torch.Tensor:
@@ -54,22 +55,24 @@ class BarlowTwins(nn.Module):
 
     supervised = False
 
-    def __init__(self, in_features: int, widths: list[int], lambd: float, features: str):
+    def __init__(self, in_features: int, widths: list[int], lambd: float, features: str, blur_kernel: int | None):
         super().__init__()
         self.projector = projector(in_features, widths)
         self.lambd = lambd
         self.features = features
+        self.views = barlow_twins_views(blur_kernel)
 
     def forward(self, model, batches, x, y) -> tuple[torch.Tensor, None]:
-        view1, view2 = batches.views(x)
+        view1, view2 = batches.views(x, self.views)
         backbone = feature_map(model, self.features)
         z1, z2 = self.projector(backbone(view1)), self.projector(backbone(view2))
         with torch.autocast(z1.device.type, enabled=False):  # the cross-correlation in float32 under bf16 autocast
-            return barlow_twins_loss(z1.float(), z2.float(), self.lambd), None
+            dtype = torch.promote_types(z1.dtype, torch.float32)  # bf16 up to float32; float64 stays
+            return barlow_twins_loss(z1.to(dtype), z2.to(dtype), self.lambd), None
 
 
 def build_objective(spec: dict, feature_width: int) -> nn.Module:
     """The objective of a resolved ``training.objective`` section (its parameters train with the model)."""
     if spec["name"] == "cross_entropy":
         return CrossEntropy()
-    return BarlowTwins(feature_width, spec["projector"], spec["lambda"], spec["features"])
+    return BarlowTwins(feature_width, spec["projector"], spec["lambda"], spec["features"], spec["blur_kernel_size"])

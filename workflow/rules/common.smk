@@ -3,7 +3,7 @@ import shlex
 
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
-from geomvol.config import EXPECTED_FILES, FIGURES, config_sha256
+from geomvol.config import EXPECTED_FILES, FIGURES, TORCHVISION_DATASETS, config_sha256
 
 ENV = "../envs/geomvol.yaml"
 
@@ -60,13 +60,14 @@ def gpu_or_cpu(gpus, on_gpu, on_cpu):
 
 
 def get_raw_data(wildcards):
-    """The raw files prepare_dataset reads: none for the sinusoid (drawn from its spec), the synthetic
+    """The raw files prepare_dataset reads: none for the sinusoid (drawn from its spec) and digits (a
+    file of the geomvol package, like its code), the synthetic
     root for a synthetic set, the files of torchvision's layout for a real root. None for a
     `download: true` root, which torchvision fills in the job: declaring its files only once they
     exist would change the job's inputs after the first run and redo everything downstream.
     """
     dataset = get_experiment(wildcards)["dataset"]
-    if dataset["name"] == "sinusoid" or dataset["download"]:
+    if dataset["name"] not in TORCHVISION_DATASETS or dataset["download"]:
         return []
     if dataset["synthetic"] is not None:
         return rules.synthesize_dataset.output.root
@@ -77,8 +78,9 @@ def get_raw_data(wildcards):
 
 def get_figures(name, experiment):
     """The figures of one experiment: the input grid for 2-D data; planes, lines, and blocks (one
-    panel row per feature map) when more than one feature map is probed on planes; the comparison
-    when the config asks for one; and the magnification measures of every experiment."""
+    panel row per feature map) when more than one feature map is probed on planes; the spectra at
+    the anchors when the probe records them; the comparison when the config asks for one; and the
+    magnification measures of every experiment."""
     probe = experiment["probe"]
     if experiment["dataset"]["name"] == "sinusoid":
         kinds = ["volume"]
@@ -86,6 +88,8 @@ def get_figures(name, experiment):
         kinds = [kind for kind in ("planes", "lines") if probe[kind]]
         if probe["planes"] and len(probe["feature_maps"]) > 1:
             kinds.append("blocks")
+        if probe["spectra"]:
+            kinds.append("spectra")
         if probe["compare_with"] is not None:
             kinds.append("compare")
     return expand(
@@ -120,6 +124,10 @@ def get_probe_stores(wildcards):
         seed=experiment["seeds"],
         epoch=experiment["probe"]["epochs"],
     )
+
+
+def get_figure_style(wildcards):
+    return spec_json(get_experiment(wildcards)["figures"])
 
 
 def get_config_sha256(wildcards):

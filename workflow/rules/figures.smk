@@ -26,9 +26,10 @@ rule figure:
             "feature_maps"
         ],
         metric=lambda wildcards: get_experiment(wildcards)["probe"]["metric"],
+        style=get_figure_style,
     shell:
-        "{params.geomvol} figure {wildcards.figure} --store {input.store:q} --png {output.png:q}"
-        " --pdf {output.pdf:q} > {log:q} 2>&1"
+        "{params.geomvol} figure {wildcards.figure} --store {input.store:q} --style {params.style:q}"
+        " --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"
 
 
 rule figure_compare:
@@ -55,6 +56,7 @@ rule figure_compare:
     params:
         geomvol=GEOMVOL,
         config_sha256=get_config_sha256,
+        style=get_figure_style,
     shell:
-        "{params.geomvol} figure compare --store {input.store:q} --other {input.other:q} --png {output.png:q}"
-        " --pdf {output.pdf:q} > {log:q} 2>&1"
+        "{params.geomvol} figure compare --store {input.store:q} --other {input.other:q} --style {params.style:q}"
+        " --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"

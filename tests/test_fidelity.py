@@ -1,0 +1,132 @@
+"""The definitions docs/fidelity.md claims the study has, each written here independently of geomvol's code:
+the study's anchor sampler, scikit-learn's digits and their 75/25 split, the line's points, the input
+normalisation that reaches the stores."""
+
+import hashlib
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from geomvol.config import resolve_config
+from geomvol.data import load_dataset, prepare_dataset
+from geomvol.data.digits import DIGITS_FILE, load_digits
+from geomvol.data.images import synthetic_arrays
+from geomvol.probe.anchors import resolve_anchors
+from geomvol.probe.planes import line_parameters
+
+
+def study_random_samples_by_targets(labels: torch.Tensor, targets: list[int], seed: int) -> list[int]:
+    """The study's sampler as DESIGN.md states it: torch.manual_seed(seed), then per target class in order
+    torch.randint(len(dataset), (1,)) until an image of that class comes up (torch's global generator)."""
+    torch.manual_seed(seed)
+    picked = []
+    for target in targets:
+        while True:
+            index = torch.randint(len(labels), (1,)).item()
+            if labels[index].item() == target:
+                picked.append(index)
+                break
+    return picked
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 1234])
+def test_rejection_sampler_picks_the_studys_images(seed):
+    labels = torch.from_numpy(synthetic_arrays("cifar10", (200, 60), seed=3)[1][1])  # a generated test split
+    for targets in ([7, 6, 1], [1, 5], [9, 9, 0]):
+        entry = {"classes": targets, "seed": seed, "split": "test", "sampler": "rejection"}
+        ours = resolve_anchors([entry], {"test": labels}, [str(c) for c in range(10)], "probe.planes")[0]
+        assert ours == study_random_samples_by_targets(labels, targets, seed)
+        assert [int(labels[i]) for i in ours] == targets
+
+
+def test_rejection_sampler_leaves_torchs_global_generator_alone():
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    resolve_anchors([{"classes": [1, 2], "seed": 0, "split": "train", "sampler": "rejection"}],
+                    {"train": torch.arange(10) % 3}, ["a", "b", "c"], "k")
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_digits_are_scikit_learns_load_digits():
+    """The shipped file is scikit-learn's digits.csv.gz (1797 rows: 64 pixels 0..16, then the label)."""
+    assert hashlib.sha256(DIGITS_FILE.read_bytes()).hexdigest() == (
+        "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22")
+    images, labels = load_digits()
+    assert images.shape == (1797, 1, 8, 8) and images.dtype == torch.uint8
+    assert int(images.min()) == 0 and int(images.max()) == 16
+    assert torch.bincount(labels).tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    assert labels[:10].tolist() == list(range(10))  # load_digits' first rows are 0, 1, ..., 9
+    # the first image, as scikit-learn prints load_digits().images[0]
+    assert images[0, 0, 1].tolist() == [0, 0, 13, 15, 10, 15, 5, 0]
+
+
+@pytest.mark.parametrize("seed", [0, 42])
+def test_digits_split_is_scikit_learns_train_test_split(tmp_path, seed):
+    """train_test_split(X, y, test_size=0.25, random_state=seed): ShuffleSplit's permutation of
+    RandomState(seed), the first ceil(0.25 n) = 450 for test, the other 1347 for training, in that order."""
+    spec = resolve_config({"experiments": {"d": {"dataset": {"name": "digits", "seed": seed},
+                                                 "probe": {"planes": [{"indices": [0, 1, 2]}]}}}})["experiments"]["d"]
+    record = prepare_dataset(spec["dataset"], tmp_path / "d.pt", tmp_path / "m.json")
+    data = load_dataset(tmp_path / "d.pt")
+    permutation = np.random.RandomState(seed).permutation(1797)
+    assert data["index_test"].tolist() == permutation[:450].tolist()
+    assert data["index"].tolist() == permutation[450:].tolist()
+    images, labels = load_digits()
+    assert torch.equal(data["x"], images[data["index"]]) and torch.equal(data["y_test"], labels[data["index_test"]])
+    assert data["pixel_max"] == 16 and data["mean"].tolist() == [0.0] and data["std"].tolist() == [0.0625]
+    assert record["n_points"] == 1347 and record["n_test"] == 450
+    assert record["raw_files"]["sha256"] == {"digits.csv.gz": hashlib.sha256(DIGITS_FILE.read_bytes()).hexdigest()}
+    assert record["sha256"] == hashlib.sha256((tmp_path / "d.pt").read_bytes()).hexdigest()
+
+
+def test_line_points_reach_p2_or_stop_short_as_the_study():
+    assert line_parameters(0.0, 1.0, 10, endpoint=False).tolist() == pytest.approx([i / 10 for i in range(10)])
+    assert line_parameters(0.0, 1.0, 5, endpoint=True).tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert line_parameters(-1.0, 1.0, 4, endpoint=False).tolist() == [-1.0, -0.5, 0.0, 0.5]
+
+
+def test_the_studys_mnist_plane_runs_at_full_scale_on_real_digits(tmp_path):
+    """The default config's digits plane, one seed and two epochs: train, probe; the store says which
+    split, sampler, normalisation and epoch convention it used, and the probe keeps the top 10 singular values."""
+    import yaml
+
+    from geomvol.data import model_inputs
+    from geomvol.geometry import log_volume
+    from geomvol.probe import probe_checkpoint
+    from geomvol.probe.core import load_probed_model
+    from geomvol.train import fit
+
+    from conftest import ROOT, train_spec
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    experiment = config["experiments"]["digits-plane"]
+    experiment["training"].update(epochs=21, save_epochs=[0, 1, 21])
+    experiment["probe"].update(epochs=[0, 21], plane={"resolution": 6})
+    resolved = resolve_config({"experiments": {"digits-plane": experiment}})["experiments"]["digits-plane"]
+    data = tmp_path / "d.pt"
+    prepare_dataset(resolved["dataset"], data, tmp_path / "m.json")
+    checkpoints = fit(train_spec(resolved), data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+    state = torch.load(checkpoints[-1], weights_only=False)
+    assert state["model"]["hidden_layer.weight"].dtype == torch.float64  # trained in float64
+    ds = probe_checkpoint(checkpoints[-1], data, resolved["probe"])
+    prepared = load_dataset(data)
+    expected = study_random_samples_by_targets(prepared["y_test"], [7, 6, 1], seed=0)
+    assert ds["plane_anchor_index"].values.tolist() == [expected]
+    assert ds["plane_anchor_split"].values.tolist() == ["test"]
+    assert json.loads(ds["plane_anchor_choice"].values[0])["sampler"] == "rejection"
+    assert ds["plane_anchor_source_index"].values[0].tolist() == prepared["index_test"][expected].tolist()
+    assert ds["plane_top_k"].values.tolist() == [10]
+    assert ds["plane_anchor_image"].attrs["valid_range"] == [0, 16]
+    assert ds["channel_std"].values.tolist() == [0.0625]
+    assert np.isfinite(ds["plane_log10_volume"].values).all()
+    # at each anchor, the volume element with k = 10 is the product of the 10 largest singular values of J / sqrt(n)
+    spectra = ds["plane_anchor_singular_values"].values[0, 0, 0, 0]  # (anchor, k)
+    assert spectra.shape == (3, 64) and np.all(np.diff(spectra, axis=1) <= 0)
+    probed = load_probed_model(checkpoints[-1], resolved["probe"])
+    anchors = model_inputs(prepared["x_test"][expected], prepared, torch.float64)
+    direct = log_volume(probed.feature_map("hidden"), anchors, top_k=10) / math.log(10)
+    np.testing.assert_allclose(np.log10(spectra[:, :10] / math.sqrt(200)).sum(axis=1), direct.numpy(), rtol=1e-10)
