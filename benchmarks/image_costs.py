@@ -25,13 +25,15 @@ sustains very roughly 100 TFLOP/s on this mix of bf16 training and float32 probi
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from geomvol.config import IMAGE_DATASETS, feature_width, load_config
-from geomvol.data.images import CLASSES, IMAGE_SHAPE, SPLIT_SIZES
+from geomvol.config import IMAGE_DATASETS, INPUT_SHAPES, block_windows, feature_width, load_config, same_feature_maps
+from geomvol.data.digits import N_DIGITS
+from geomvol.data.images import CLASSES, PIXEL_MAX, SPLIT_SIZES
 from geomvol.device import resolve_device
 from geomvol.geometry import log_volume, log_volume_and_singular_values
 from geomvol.models import build_model, feature_map
@@ -73,21 +75,22 @@ def reverse_mode_flops(features, x: torch.Tensor) -> int:
 def training_cost(experiment: dict, n_images: int, device: torch.device) -> dict:
     """Seconds and flops per training image and per test image, from one epoch of the pipeline's loop."""
     name = experiment["dataset"]["name"]
-    shape = IMAGE_SHAPE[name]
+    shape = INPUT_SHAPES[name]
     generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n_images, *shape), dtype=torch.uint8, generator=generator)
+    images = torch.randint(0, PIXEL_MAX[name] + 1, (n_images, *shape), dtype=torch.uint8, generator=generator)
     labels = torch.arange(n_images) % 10
     channels = shape[0]
-    data = {"x": images, "y": labels, "x_test": images, "y_test": labels,
+    data = {"x": images, "y": labels, "x_test": images, "y_test": labels, "pixel_max": PIXEL_MAX[name],
             "mean": torch.full((channels,), 0.5), "std": torch.full((channels,), 0.25)}
     training = experiment["training"]
+    dtype = getattr(torch, training["dtype"])
     torch.manual_seed(0)
-    batches = Batches(data, device, training["augmentation"], training["mixed_precision"], seed=0)
+    batches = Batches(data, device, dtype, training["augmentation"], training["mixed_precision"], seed=0)
     spec = model_spec(experiment["model"], list(shape), len(CLASSES[name]))
-    model = build_model(spec).to(device=device, memory_format=batches.memory_format)
+    model = build_model(spec).to(device=device, dtype=dtype, memory_format=batches.memory_format)
     objective_spec = training["objective"]
-    width = feature_width(spec, objective_spec["features"]) if "features" in objective_spec else 0
-    objective = build_objective(objective_spec, width).to(device)
+    width = feature_width(spec, objective_spec["features"], shape) if "features" in objective_spec else 0
+    objective = build_objective(objective_spec, width).to(device=device, dtype=dtype)
     optimizer = build_optimizer([*model.parameters(), *objective.parameters()], training["optimizer"])
     batch_size = min(training["batch_size"], n_images)
 
@@ -108,16 +111,17 @@ def probe_cost(experiment: dict, n_points: int, device: torch.device) -> dict:
     probe = experiment["probe"]
     dtype = getattr(torch, probe["dtype"])
     torch.manual_seed(0)
-    model = build_model(model_spec(experiment["model"], list(IMAGE_SHAPE[name]), 10))
+    shape = INPUT_SHAPES[name]
+    model = build_model(model_spec(experiment["model"], list(shape), 10))
     model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    x = torch.randn(n_points, *IMAGE_SHAPE[name], dtype=dtype, device=device)
+    x = torch.randn(n_points, *shape, dtype=dtype, device=device)
     basis = torch.linalg.qr(torch.randn(x[0].numel(), 2, dtype=dtype, device=device)).Q
     basis = basis if probe["metric"] == "subspace" else None
-    aliases = getattr(model, "feature_map_aliases", {})
+    aliases = same_feature_maps(experiment["model"], shape, probe["block_pooling"])
     distinct = sorted({aliases.get(f, f) for f in probe["feature_maps"]})
     costs = {}
     for function in distinct:
-        features = feature_map(model, function)
+        features = feature_map(model, function, block_windows(probe["block_pooling"]))
         budget = probe["memory_budget_bytes"]
         log_volume(features, x[:1], basis=basis, memory_budget_bytes=budget)  # warm-up
         reverse = basis is None and features(x[:1]).shape[1] < x[0].numel()
@@ -154,8 +158,9 @@ def main() -> None:
             continue
         train = training_cost(experiment, args.train_images, device)
         probes = probe_cost(experiment, args.points, device)
-        n_train = dataset["n_train"] or SPLIT_SIZES[dataset["name"]][0]
-        n_test = dataset["n_test"] or SPLIT_SIZES[dataset["name"]][1]
+        splits = SPLIT_SIZES.get(dataset["name"]) or (N_DIGITS - math.ceil(dataset["test_fraction"] * N_DIGITS),
+                                                      math.ceil(dataset["test_fraction"] * N_DIGITS))
+        n_train, n_test = dataset["n_train"] or splits[0], dataset["n_test"] or splits[1]
         epochs = training["epochs"]
         # supervised runs evaluate the test split every epoch; self-supervised ones encode both splits for the
         # linear probe at every probed epoch (a forward pass each, what evaluation costs)

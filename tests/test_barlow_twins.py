@@ -166,6 +166,25 @@ def test_linear_probe_applies_the_training_standardisation_to_other_features():
     assert probe.accuracy(own, labels) == 1.0, "standardising test features by their own statistics would hide it"
 
 
+def test_unstandardised_linear_probe_minimises_scikit_learns_objective():
+    """standardize false, weight decay alpha: raw features, and at the fit the gradient of
+    mean CE + alpha / 2 |W|^2 (bias unpenalised; scikit-learn's LogisticRegression(C) with alpha = 1 / (C N))
+    vanishes."""
+    from geomvol.probe.linear import fit_linear_probe
+
+    generator = torch.Generator().manual_seed(2)
+    labels = torch.arange(50) % 3
+    features = torch.randn(50, 4, generator=generator, dtype=torch.float64) + labels[:, None]
+    alpha = 1 / 50  # C = 1
+    probe = fit_linear_probe(features, labels, 3, weight_decay=alpha, standardize=False)
+    assert probe.mean.tolist() == [0.0] * 4 and probe.std.tolist() == [1.0] * 4
+    weight = probe.weight.clone().requires_grad_(True)
+    bias = probe.bias.clone().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(features @ weight.T + bias, labels) + 0.5 * alpha * weight.pow(2).sum()
+    loss.backward()
+    assert weight.grad.abs().max() < 1e-6 and bias.grad.abs().max() < 1e-6
+
+
 def test_planes_of_a_barlow_twins_checkpoint_are_labelled_by_its_linear_probe(barlow_run):
     from geomvol.data import load_dataset, model_inputs
     from geomvol.models import feature_map

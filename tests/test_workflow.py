@@ -85,6 +85,20 @@ def test_image_experiments_produce_their_stores_and_figures(smoke_run, smoke_con
             with Image.open(results / name / "figures" / f"{figure}.png") as image:
                 assert image.text["geomvol:store_sha256"] == sha256_tree(results / name / "volume.zarr")
             assert (results / name / "figures" / f"{figure}.pdf").read_bytes().startswith(b"%PDF")
+    # each figure says which definitions its numbers follow
+    with Image.open(results / "cifar10-smoke" / "figures" / "blocks.png") as image:
+        definitions = json.loads(image.text["geomvol:definitions"])
+    assert json.loads(definitions["block_pooling"])["block1"] == [16, 8]
+    assert definitions["channel_mean"] == pytest.approx([0.4914, 0.4822, 0.4465])
+    assert definitions["plane_anchors"] == [{"classes": ["horse", "frog", "automobile"], "seed": 0, "split": "train",
+                                             "sampler": "per_class_permutation"}]
+    assert definitions["style"] == {"colour_scale": "per_panel", "entropy_units": "hartley"}
+    assert definitions["epoch_convention"].startswith("epoch E is the network after E passes")
+    with Image.open(results / "digits-plane-smoke" / "figures" / "planes.png") as image:
+        definitions = json.loads(image.text["geomvol:definitions"])
+    assert definitions["style"] == {"colour_scale": "shared_relative_to_median", "entropy_units": "nat"}
+    assert definitions["plane_anchors"][0]["sampler"] == "rejection"
+    assert json.loads(definitions["input_normalisation"]) == {"mean": [0.0], "std": [0.0625]}
 
 
 def test_barlow_twins_runs_beside_the_supervised_net(smoke_run):

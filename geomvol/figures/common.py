@@ -21,14 +21,14 @@ from geomvol.provenance import git_commit, sha256_tree  # noqa: E402
 
 
 def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Path, pdf: str | Path, title: str,
-                      other_store: str | Path | None = None) -> None:
+                      other_store: str | Path | None = None, style: dict | None = None) -> None:
     """Give ``fig`` its title (wrapped to the figure's width) and write it atomically as PNG and PDF carrying
     their lineage, then close it.
 
     The lineage (what ``geomvol trace`` reads): the figure's kind (the file's stem), the store it was
     drawn from and that store's sha256 (and the other store's, for a comparison), the config's sha256 and
-    the code version; in the PNG as ``geomvol:*`` text chunks, in the PDF as JSON in Keywords (and in
-    words in Subject).
+    the code version; and the definitions its numbers follow (:func:`figure_definitions`); in the PNG as
+    ``geomvol:*`` text chunks, in the PDF as JSON in Keywords (and in words in Subject).
     """
     lineage = {
         "figure": Path(png).stem,
@@ -37,6 +37,7 @@ def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Pa
         "config_sha256": ds.attrs["config_sha256"],
         "git_commit": git_commit(),
         "geomvol_version": __version__,
+        "definitions": json.dumps(figure_definitions(ds, style), sort_keys=True),
     }
     if other_store is not None:
         lineage.update(other_store=str(other_store), other_store_sha256=sha256_tree(other_store))
@@ -53,6 +54,26 @@ def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Pa
             "Title": title, "Subject": description, "Keywords": json.dumps(lineage, sort_keys=True),
         })
     plt.close(fig)
+
+
+DEFINITION_ATTRS = ("epoch_convention", "metric_definition", "block_pooling", "input_normalisation", "channel_mean",
+                    "channel_std")
+
+
+def figure_definitions(ds: xr.Dataset, style: dict | None = None) -> dict:
+    """Which definitions a figure's numbers follow, from its store's attrs: what "epoch" means, the metric,
+    the ResNet blocks' pooling, the input normalisation, how each plane's and line's anchors were chosen
+    (split, sampler, seed), and the figure's style (colour scales, entropy units)."""
+    from geomvol.store import EPOCH_CONVENTION
+
+    definitions = {"epoch_convention": EPOCH_CONVENTION,
+                   **{key: ds.attrs[key] for key in DEFINITION_ATTRS if key in ds.attrs}}
+    for kind in ("plane", "line"):
+        if f"{kind}_anchor_choice" in ds:
+            definitions[f"{kind}_anchors"] = [json.loads(choice) for choice in ds[f"{kind}_anchor_choice"].values]
+    if style is not None:
+        definitions["style"] = figure_style(style)
+    return definitions
 
 
 def finite_range(values: np.ndarray) -> tuple[float, float]:

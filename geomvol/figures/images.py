@@ -147,7 +147,7 @@ def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
         row_colourbars(fig, meshes["volume"], rows[2].tolist(), scale, f"{VOLUME_LABEL} ({block})")
         row_colourbars(fig, meshes["ternary"], rows[3].tolist(), scale, f"{VOLUME_LABEL} ({block})")
     title = f"{ds.attrs['experiment']} (seed {seed}): planes through {_anchor_origin(ds, 'plane')}\n{EPOCH_NOTE}"
-    save_with_lineage(fig, store_path, ds, png, pdf, title)
+    save_with_lineage(fig, store_path, ds, png, pdf, title, style=style)
 
 
 def _anchor_origin(ds: xr.Dataset, kind: str) -> str:
@@ -210,7 +210,7 @@ def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: i
     axes[0][0].legend(fontsize=7)
     title = (f"{ds.attrs['experiment']} (seed {seed}): lines between {_anchor_origin(ds, 'line')}\n"
              f"(background: predicted class)\n{EPOCH_NOTE}")
-    save_with_lineage(fig, store_path, ds, png, pdf, title)
+    save_with_lineage(fig, store_path, ds, png, pdf, title, style=style)
 
 
 def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
@@ -235,14 +235,15 @@ def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
         row_colourbars(fig, meshes, axes[row].tolist(), scale, f"{VOLUME_LABEL} ({block}, n = {width})")
     title = (f"{ds.attrs['experiment']} (seed {seed}): volume element per block\n"
              f"on plane 0 ({', '.join(_anchor_names(ds, 'plane', 0))}); {EPOCH_NOTE}")
-    save_with_lineage(fig, store_path, ds, png, pdf, title)
+    save_with_lineage(fig, store_path, ds, png, pdf, title, style=style)
 
 
 def plot_spectra(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
                  style: dict | None = None) -> None:
     """The singular-value spectrum of each feature map at each anchor image: log10 of the singular values of
-    J / sqrt(n) (the square roots of the eigenvalues of g) against their rank, one curve per probed epoch;
-    one column per anchor image (of every plane and line), one row per feature map."""
+    J / sqrt(n) (the square roots of the eigenvalues of g) against their rank, one curve per probed epoch, and
+    the number k the volume element keeps (dashed); one column per anchor image (of every plane and line), one
+    row per feature map."""
     ds = open_store(store_path)
     seed = first_seed(ds, seed)
     columns = [(kind, int(span), int(anchor)) for kind, anchor_dim in (("plane", "anchor"), ("line", "line_anchor"))
@@ -266,6 +267,8 @@ def plot_spectra(store_path: str | Path, png: str | Path, pdf: str | Path, seed:
                 singular = values.sel(epoch=epoch).values
                 with np.errstate(divide="ignore"):
                     ax.plot(ds["k"].values, np.log10(singular / np.sqrt(width)), color=colour, label=f"epoch {int(epoch)}")
+            kept = int(ds[f"{kind}_top_k"].sel(block=block))
+            ax.axvline(kept, color="grey", linestyle="--", linewidth=0.8, label=f"k = {kept} kept")
             ax.set(title=f"{kind} {span}, anchor {anchor} ({name})", xlabel="rank k",
                    ylabel=rf"$\log_{{10}}\,\sigma_k(J)/\sqrt{{n}}$ ({block})")
             ax.title.set_fontsize(8)
@@ -273,7 +276,7 @@ def plot_spectra(store_path: str | Path, png: str | Path, pdf: str | Path, seed:
     axes[0][-1].legend(fontsize=6)
     title = (f"{ds.attrs['experiment']} (seed {seed}): singular values of the Jacobian at the anchor images\n"
              f"(square roots of the eigenvalues of g = J^T J / n); {EPOCH_NOTE}")
-    save_with_lineage(fig, store_path, ds, png, pdf, title)
+    save_with_lineage(fig, store_path, ds, png, pdf, title, style=style)
 
 
 def _matching_blocks(first: list[str], second: list[str]) -> tuple[str, str]:
@@ -320,4 +323,4 @@ def plot_compare(store_path: str | Path, other_path: str | Path, png: str | Path
         row_colourbars(fig, meshes, rows[1].tolist(), scale, f"{VOLUME_LABEL} ({block})")
     title = (f"{stores[0].attrs['experiment']} and {stores[1].attrs['experiment']} (seed {seed}) on plane 0 "
              f"({', '.join(_anchor_names(stores[0], 'plane', 0))})\n{EPOCH_NOTE}")
-    save_with_lineage(fig, store_path, stores[0], png, pdf, title, other_store=other_path)
+    save_with_lineage(fig, store_path, stores[0], png, pdf, title, other_store=other_path, style=style)

@@ -48,4 +48,4 @@ def plot_volume_grid(store_path: str | Path, png: str | Path, pdf: str | Path, s
                xlim=(x1.min(), x1.max()), ylim=(x2.min(), x2.max()))
     row_colourbars(fig, meshes, axes[0].tolist(), scale, VOLUME_LABEL)
     title = f"{ds.attrs['experiment']} (seed {seed}): volume element of '{block}'\n{EPOCH_NOTE}"
-    save_with_lineage(fig, store_path, ds, png, pdf, title)
+    save_with_lineage(fig, store_path, ds, png, pdf, title, style=style)
