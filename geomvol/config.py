@@ -37,6 +37,7 @@ STUDY_BLOCK_WINDOWS = {"block1": [16, 8], "block2": [8, 8], "block3": [8, 4], "b
 SAME_FEATURE_MAPS = {"pooled": "block4"}
 INPUT_SHAPES = {"sinusoid": (2,), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "digits": (1, 8, 8)}
 TORCHVISION_DATASETS = ("mnist", "cifar10")  # read from a data root through torchvision's classes
+SPLIT_NAMES = {"train": "training", "test": "test"}  # the prepared splits anchor images come from
 IMAGE_DATASETS = (*TORCHVISION_DATASETS, "digits")  # digits: scikit-learn's load_digits, shipped with geomvol
 # The files torchvision's MNIST and CIFAR10 read under a data root.
 EXPECTED_FILES = {
@@ -340,9 +341,9 @@ def _check_data(where: tuple, experiment: dict) -> None:
             raise ConfigError(f"config key {_key(where + ('dataset', 'root'))}: {error}") from None
     used = sorted({entry["split"] for kind in ("planes", "lines") for entry in probe[kind]})
     splits = {split: prepared_split(dataset, split) for split in used}  # split -> (images, labels, classes)
+    classes = next(iter(splits.values()))[2]  # an image experiment has planes or lines: one split at least
     for kind in ("planes", "lines"):
         key = _key(where + ("probe", kind))
-        classes = next(iter(splits.values()))[2] if splits else []
         anchors = resolve_anchors(probe[kind], {split: labels for split, (_, labels, _) in splits.items()}, classes, key)
         check_anchor_images(anchors, [splits[entry["split"]][0][indices] for entry, indices in zip(probe[kind], anchors)],
                             key)

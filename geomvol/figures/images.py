@@ -33,7 +33,7 @@ import xarray as xr  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 
-from geomvol.config import SAME_FEATURE_MAPS  # noqa: E402
+from geomvol.config import SAME_FEATURE_MAPS, SPLIT_NAMES  # noqa: E402
 from geomvol.errors import GeomvolError  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
     EPOCH_NOTE, VOLUME_LABEL, entropy_in, figure_style, first_seed, row_colourbars, row_scales, save_with_lineage,
@@ -153,7 +153,7 @@ def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
 def _anchor_origin(ds: xr.Dataset, kind: str) -> str:
     """Where the anchor images come from: training images, test images, or both."""
     splits = sorted(set(ds[f"{kind}_anchor_split"].values.tolist()))
-    return " and ".join({"train": "training", "test": "test"}[split] for split in splits) + " images"
+    return " and ".join(SPLIT_NAMES[split] for split in splits) + " images"
 
 
 def _draw_interpolation(ax, anchors: np.ndarray, t: np.ndarray, pixel_max: int, shown: int = 11) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from geomvol.config import SPLIT_NAMES
 from geomvol.errors import ConfigError
 
 
@@ -57,7 +58,6 @@ def rejection(labels: torch.Tensor, wanted: list[int], seed: int) -> list[int]:
 
 
 SAMPLERS = {"per_class_permutation": per_class_permutation, "rejection": rejection}
-SPLIT_NAMES = {"train": "training", "test": "test"}
 
 
 def resolve_anchors(entries: list[dict], labels: dict[str, torch.Tensor], classes: list[str], key: str) -> list[list[int]]:
