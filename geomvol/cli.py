@@ -20,6 +20,12 @@ def _json(text: str) -> dict:
         raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from error
 
 
+def _boolean(text: str) -> bool:
+    if text not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return text == "true"
+
+
 def cmd_check_config(args) -> None:
     from geomvol.config import load_config
 
@@ -32,7 +38,8 @@ def cmd_check_config(args) -> None:
 def cmd_prepare(args) -> None:
     from geomvol.data import prepare_dataset
 
-    record = prepare_dataset(args.spec, args.output, args.manifest)
+    record = prepare_dataset({**args.spec, **({"download": args.download} if "root" in args.spec else {})},
+                             args.output, args.manifest)
     print(f"wrote {args.output} ({record['n_points']} points, classes {record['class_counts']}, sha256 {record['sha256']})")
 
 
@@ -46,11 +53,31 @@ def cmd_synthesize(args) -> None:
           f"in torchvision's layout to {args.root}: {', '.join(files)}")
 
 
+def _training_run(args) -> dict:
+    """The training spec of a train or extend job: its lineage (--spec), schedule and run-time settings."""
+    training = {**args.spec["training"], **args.schedule, "device": args.device, "threads": args.threads}
+    return {**args.spec, "training": training}
+
+
 def cmd_train(args) -> None:
     from geomvol.train import fit
 
-    paths = fit(args.spec, args.data, args.output_dir, args.state_dir, args.metrics)
+    paths = fit(_training_run(args), args.data, args.output_dir, args.state_dir)
     print(f"wrote {len(paths)} checkpoints to {args.output_dir}")
+
+
+def cmd_extend(args) -> None:
+    from geomvol.train.loop import extend
+
+    extend(_training_run(args), args.data, args.state_dir, args.epoch, args.output)
+    print(f"wrote {args.output}")
+
+
+def cmd_metrics(args) -> None:
+    from geomvol.train.loop import write_metrics
+
+    write_metrics(args.checkpoint, args.output)
+    print(f"wrote {args.output}")
 
 
 def cmd_probe(args) -> None:
@@ -59,7 +86,8 @@ def cmd_probe(args) -> None:
     from geomvol.provenance import git_commit
     from geomvol.store import write_store
 
-    ds = probe_checkpoint(args.checkpoint, args.data, args.spec)
+    run_time = {"device": args.device, "memory_budget_bytes": args.memory_budget_bytes}
+    ds = probe_checkpoint(args.checkpoint, args.data, {**args.spec, **run_time})
     ds.attrs.update(git_commit=git_commit(), geomvol_version=__version__, probe_config=canonical_json(args.spec))
     write_store(ds, args.output)
     print(f"wrote {args.output}")
@@ -113,6 +141,19 @@ def _add_gpus_option(parser: argparse.ArgumentParser) -> None:
                              "its own among those listed (CUDA_VISIBLE_DEVICES or nvidia-smi). Default: leave as is")
 
 
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", type=_json, required=True,
+                        help="JSON with seed, model and training sections (geomvol.config.checkpoint_lineage: "
+                             "training without its schedule and run-time settings)")
+    parser.add_argument("--schedule", type=_json, required=True, help='JSON {"epochs": N, "save_epochs": ...}')
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="where to train")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--state-dir", type=Path, required=True,
+                        help="the checkpoint store: every saved epoch, kept across kills and reruns")
+    _add_gpus_option(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geomvol", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # keeps --version unwrapped
@@ -126,7 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("prepare", help="make a data set and its manifest")
-    p.add_argument("--spec", type=_json, required=True, help="resolved `dataset` config section, as JSON")
+    p.add_argument("--spec", type=_json, required=True,
+                   help="resolved `dataset` config section without its run-time key (download), as JSON")
+    p.add_argument("--download", type=_boolean, default=False,
+                   help="(a data root) let torchvision fetch the data set there when it is missing: true or false")
     p.add_argument("--output", type=Path, required=True)
     p.add_argument("--manifest", type=Path, required=True)
     p.set_defaults(func=cmd_prepare)
@@ -139,19 +183,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_synthesize)
 
-    p = sub.add_parser("train", help="train, saving (and resuming from) a checkpoint per saved epoch")
-    p.add_argument("--spec", type=_json, required=True, help="JSON with seed, model and training sections")
-    p.add_argument("--data", type=Path, required=True)
+    p = sub.add_parser("train", help="train into a checkpoint store (computing only the saved epochs it lacks) "
+                                     "and publish every saved epoch")
+    _add_training_options(p)
     p.add_argument("--output-dir", type=Path, required=True)
-    p.add_argument("--state-dir", type=Path, required=True, help="resume state, kept across kills")
-    p.add_argument("--metrics", type=Path, required=True, help="per-epoch loss and accuracy (TSV)")
-    _add_gpus_option(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("extend", help="make one more saved epoch of a training run from the nearest earlier "
+                                      "checkpoint in its store")
+    _add_training_options(p)
+    p.add_argument("--epoch", type=int, required=True, help="the saved epoch to make")
+    p.add_argument("--output", type=Path, required=True, help="where to publish its checkpoint")
+    p.set_defaults(func=cmd_extend)
+
+    p = sub.add_parser("metrics", help="the per-epoch loss and accuracy a checkpoint holds, as TSV")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--output", type=Path, required=True)
+    p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser("probe", help="volume element, class and entropy of one checkpoint on a grid, planes or lines")
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True, help="the prepared data set (anchor images)")
-    p.add_argument("--spec", type=_json, required=True, help="resolved `probe` config section, as JSON")
+    p.add_argument("--spec", type=_json, required=True,
+                   help="resolved `probe` config section without its run-time keys (device, memory_budget_bytes), as JSON")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to probe")
+    p.add_argument("--memory-budget-bytes", type=int, default=2**30,
+                   help="upper bound on the Jacobian memory held at once")
     p.add_argument("--output", type=Path, required=True)
     _add_gpus_option(p)
     p.set_defaults(func=cmd_probe)
@@ -159,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("combine", help="join an experiment's probe stores into one Zarr store")
     p.add_argument("probes", type=Path, nargs="+")
     p.add_argument("--experiment", required=True)
-    p.add_argument("--experiment-config", type=_json, required=True, help="resolved experiment config, as JSON")
+    p.add_argument("--experiment-config", type=_json, required=True,
+                   help="what the experiment's results depend on (geomvol.config.result_config), as JSON")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--output", type=Path, required=True)

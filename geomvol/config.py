@@ -67,6 +67,55 @@ MODEL_KEYS = {"shallow": {"name", "width", "activation", "weight_std", "scale_re
               "resnet34": {"name", "activation"}}
 
 
+# Settings that say how a job runs, not what it computes: the rules pass them as threads and resources, so
+# that changing one reruns nothing (Snakemake reruns a job whose params changed).
+RUN_TIME_KEYS = {"dataset": ("download",), "training": ("device", "threads"), "probe": ("device", "memory_budget_bytes")}
+# Training keys that say which checkpoints are kept, not what any one of them is: a checkpoint depends on the
+# rest of the training section, the seed, the model and the data, and on its own epoch.
+SCHEDULE_KEYS = ("epochs", "save_epochs")
+
+
+def without_run_time(section_name: str, section: dict) -> dict:
+    """A resolved config section without its run-time settings (``RUN_TIME_KEYS``)."""
+    return {key: value for key, value in section.items() if key not in RUN_TIME_KEYS.get(section_name, ())}
+
+
+def result_config(experiment: dict) -> dict:
+    """What an experiment's volume store depends on: its seeds and its data set, model, training and probe
+    sections, without run-time settings and without the keys only the figures and measures read
+    (``probe.compare_with``; the ``measures`` and ``figures`` sections). Stores record it and its sha256."""
+    config = {"seeds": experiment["seeds"]}
+    for name in ("dataset", "model", "training", "probe"):
+        config[name] = without_run_time(name, experiment[name])
+    config["probe"].pop("compare_with")
+    return config
+
+
+def train_spec(experiment: dict, seed: int) -> dict:
+    """What a training run of one seed computes: the seed, the model and the training section without its
+    run-time settings (the train rule's params; checkpoints record it)."""
+    return {"seed": seed, "model": experiment["model"], "training": without_run_time("training", experiment["training"])}
+
+
+def checkpoint_lineage(spec: dict) -> dict:
+    """What every checkpoint of a training run depends on besides its data set and its epoch: ``train_spec``
+    without the schedule (``SCHEDULE_KEYS``) and run-time settings. Checkpoints of two runs with equal
+    lineages are the same at the same epoch (bitwise on the CPU), so one run can resume from the other's;
+    a checkpoint records its lineage as its ``train_spec``."""
+    training = {key: value for key, value in spec["training"].items()
+                if key not in SCHEDULE_KEYS and key not in RUN_TIME_KEYS["training"]}
+    return {**spec, "training": training}
+
+
+def probe_spec(experiment: dict) -> dict:
+    """What one probe job computes from its checkpoint and data set: the probe section without run-time
+    settings, without the list of probed epochs (each job probes one) and without ``compare_with``."""
+    probe = without_run_time("probe", experiment["probe"])
+    for key in ("epochs", "compare_with"):
+        probe.pop(key)
+    return probe
+
+
 def synthetic_root(experiment_name: str) -> str:
     """Where the pipeline writes an experiment's synthetic data set (relative to the working directory)."""
     return f"results/{experiment_name}/data/synthetic"

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from geomvol.config import config_sha256
+from geomvol.config import config_sha256, result_config
 from geomvol.errors import GeomvolError
 from geomvol.provenance import sha256_of
 
@@ -156,7 +156,8 @@ class Tracer:
             visit(self.here(str(file)), depth, str(sha))
 
     def config(self, store: Path, attrs: dict, depth: int) -> None:
-        """The experiment's resolved config as the store recorded it, and (with --configfile) as that file says now."""
+        """What the experiment's results depend on (``result_config``) as the store recorded it, and (with
+        --configfile) as that file says now: run-time settings, measures and figures may differ."""
         recorded = json.loads(attrs["experiment_config"])
         where = f"experiment {attrs['experiment']!r} in the attrs of {self.show(store)}"
         step = Step("config", Path(where), "the config file", depth, attrs["config_sha256"], config_sha256(recorded))
@@ -165,7 +166,7 @@ class Tracer:
 
             current = load_config(self.configfile, check_data=False)["experiments"].get(attrs["experiment"])
             step.path = Path(f"experiment {attrs['experiment']!r} of {self.configfile}")
-            step.on_disk = None if current is None else config_sha256(current)
+            step.on_disk = None if current is None else config_sha256(result_config(current))
         step.details["params"] = "resolved experiment config: " + ", ".join(
             f"{key} {json.dumps(recorded[key], sort_keys=True)}" for key in ("seeds", "dataset", "model"))
         self.steps.append(step)
@@ -182,10 +183,13 @@ class Tracer:
             return
         if entry:
             self.add("training record", run / path.name, "train", depth + 1, entry["sha256"])
+        else:  # a saved epoch added after the training run
+            extended = path.parent.parent / "extended" / path.name
+            self.add("training record", extended, "extend_training", depth + 1, recorded)
         state = load_checkpoint(path)
         spec = state["train_spec"]
-        step.details["params"] = (f"seed {spec['seed']}, epoch {state['epoch']} of {spec['training']['epochs']}, "
-                                  f"model {spec['model']['name']}, objective {spec['training']['objective']['name']}")
+        step.details["params"] = (f"seed {spec['seed']}, epoch {state['epoch']}, model {spec['model']['name']}, "
+                                  f"objective {spec['training']['objective']['name']}")
         data = path.parent.parent.parent / "data" / "dataset.pt"
         self.dataset(data, depth + 1, state["dataset_sha256"])
 

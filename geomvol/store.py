@@ -158,7 +158,6 @@ def combine_probes(
         "classes": data.get("classes", [f"class_{c}" for c in range(int(y.max()) + 1)]),
         "metric": probe["metric"],
         "top_k": "min(n, d)" if probe["top_k"] is None else probe["top_k"],
-        "memory_budget_bytes": probe["memory_budget_bytes"],
         "metric_definition": " | ".join(f"{name}: {ds[name].attrs['description']}" for name in volumes),
         "metric_normalisation": "g = J^T J / n, n the flattened feature dimension",
         "feature_maps": list(probe["feature_maps"]),

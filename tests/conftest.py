@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -133,20 +134,43 @@ def killed_and_resumed(spec, data, tmp_path, monkeypatch) -> list:
     monkeypatch.setattr(loop, "train_one_epoch", dies_in_epoch_three)
     with pytest.raises(KeyboardInterrupt):
         fit(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
-    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["epoch_0.pt", "epoch_2.pt"]
+    assert sorted(p.name for p in (tmp_path / "state").glob("epoch_*.pt")) == ["epoch_0.pt", "epoch_2.pt"]
     monkeypatch.setattr(loop, "train_one_epoch", original)
     return fit(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
 
 
-def snakemake(workdir, configfile, *extra, wait=True):
-    """Snakemake on the checkout's Snakefile in ``workdir``, with ``configfile`` (None: the default config.yaml there)."""
+def snakemake(workdir, configfile, *extra, wait=True, env=None):
+    """Snakemake on the checkout's Snakefile in ``workdir``, with ``configfile`` (None: the default config.yaml
+    there), no workflow profile unless ``extra`` names one, in ``env`` (default: this process's environment)."""
+    profile = [] if "--workflow-profile" in extra else ["--workflow-profile", "none"]
     command = [
         sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-        *(["--configfile", str(configfile)] if configfile else []), "--cores", "2", "--workflow-profile", "none", *extra,
+        *(["--configfile", str(configfile)] if configfile else []), "--cores", "2", *profile, *extra,
     ]
     if not wait:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return subprocess.run(command, capture_output=True, text=True)
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.run(command, capture_output=True, text=True, env=env)
+
+
+@pytest.fixture
+def conda_answers(tmp_path):
+    """An environment whose PATH starts with a `conda` that answers Snakemake's checks and nothing else."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    conda = bin_dir / "conda"
+    conda.write_text(f"""#!/bin/sh
+case "$*" in
+  "info --json") echo '{{"conda_prefix": "{tmp_path}/conda", "platform": "linux-64"}}';;
+  "--version") echo "conda 24.11.0";;
+  "config --get channel_priority --json") echo '{{"get": {{"channel_priority": "strict"}}}}';;
+  *) echo "no conda here: refusing 'conda $*'" >&2; exit 1;;
+esac
+""")
+    conda.chmod(0o755)
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environment["PATH"] = f"{bin_dir}:{environment['PATH']}"
+    return environment
+
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,11 @@
 """The conda deployment, checked short of solving an environment (no conda channel is reachable here).
 
 Snakemake asks conda three questions before it would create an env (`conda info --json`, `conda --version`,
-`conda config --get channel_priority --json`); :func:`conda_answers` puts on PATH a `conda` that answers
+`conda config --get channel_priority --json`); the ``conda_answers`` fixture (conftest) puts on PATH a `conda` that answers
 those and refuses everything else, so a dry run goes as far as it can without conda and any attempt to
 create or activate an env would fail the test.
 """
 
-import os
 import re
 import shutil
 import subprocess
@@ -48,26 +47,6 @@ def test_env_pins_agree_with_pyproject():
         assert SpecifierSet(spec) == SpecifierSet(ranges[name]), f"{name}: env {spec}, pyproject {ranges[name]}"
 
 
-@pytest.fixture
-def conda_answers(tmp_path):
-    """An environment whose PATH starts with a `conda` that answers Snakemake's checks and nothing else."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    conda = bin_dir / "conda"
-    conda.write_text(f"""#!/bin/sh
-case "$*" in
-  "info --json") echo '{{"conda_prefix": "{tmp_path}/conda", "platform": "linux-64"}}';;
-  "--version") echo "conda 24.11.0";;
-  "config --get channel_priority --json") echo '{{"get": {{"channel_priority": "strict"}}}}';;
-  *) echo "no conda here: refusing 'conda $*'" >&2; exit 1;;
-esac
-""")
-    conda.chmod(0o755)
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    environment["PATH"] = f"{bin_dir}:{environment['PATH']}"
-    return environment
-
-
 def dry_run(snakefile: Path, workdir: Path, configfile: Path, env: dict, *extra) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
@@ -106,15 +85,20 @@ def test_the_command_a_conda_job_runs_imports_the_project_from_its_checkout(cond
     assert [(workdir / path).resolve() for path in env_files] == [checkout / "workflow" / "envs" / "geomvol.yaml"]
 
     jobs = [job for job in jobs_of(output) if job["rule"] not in ("all", "publish_checkpoint")]  # that one: `ln`
-    prefix = f"PYTHONPATH={checkout} python -m geomvol.cli "
+    # the same command text however the jobs are deployed and wherever the checkout lives: the checkout
+    # reaches the job as GEOMVOL_SOURCE, which the Snakefile sets and every job inherits
+    prefix = 'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
     assert jobs and all(job["shell"].startswith(prefix) for job in jobs), [job["shell"] for job in jobs]
-    version = subprocess.run(f"{prefix} --version", shell=True, cwd=tmp_path, env=conda_answers,
+    plain = jobs_of(dry_run(ROOT / "Snakefile", tmp_path / "plain", SMOKE_CONFIG, conda_answers))
+    assert {job["shell"] for job in plain if job["rule"] != "all"} >= {job["shell"] for job in jobs}
+    job_environment = {**conda_answers, "GEOMVOL_SOURCE": str(checkout)}
+    version = subprocess.run(f"{prefix} --version", shell=True, cwd=tmp_path, env=job_environment,
                              capture_output=True, text=True)
     assert version.stdout.strip() == f"geomvol 0.1.0 ({checkout / 'geomvol'})", version.stderr
 
     prepare = next(job for job in jobs if job["rule"] == "prepare_dataset" and "sinusoid" in job["wildcards"])
     (workdir / "results" / "sinusoid-smoke" / "logs").mkdir(parents=True)
-    ran = subprocess.run(prepare["shell"], shell=True, cwd=workdir, env=conda_answers)
+    ran = subprocess.run(prepare["shell"], shell=True, cwd=workdir, env=job_environment)
     assert ran.returncode == 0
     assert (workdir / "results" / "sinusoid-smoke" / "data" / "dataset.pt").stat().st_size > 0
 

@@ -1,5 +1,6 @@
 from PIL import Image
 
+from geomvol.config import result_config
 from geomvol.figures import plot_volume_grid
 from geomvol.probe import probe_checkpoint
 from geomvol.provenance import sha256_tree
@@ -13,7 +14,7 @@ def test_figure_carries_its_store_and_checksum(trained, tmp_path):
         paths.append(tmp_path / f"{checkpoint.stem}.zarr")
         write_store(probe_checkpoint(checkpoint, trained["data"], experiment["probe"]), paths[-1])
     store = tmp_path / "volume.zarr"
-    combine_probes(paths, "tiny", experiment, trained["data"], trained["manifest"], store)
+    combine_probes(paths, "tiny", result_config(experiment), trained["data"], trained["manifest"], store)
     plot_volume_grid(store, tmp_path / "volume.png", tmp_path / "volume.pdf")
 
     checksum = sha256_tree(store)

@@ -55,7 +55,7 @@ def test_trace_walks_a_figure_back_to_its_config_checkpoints_and_raw_data(smoke_
     assert {step.status for step in steps} == {"traced", "ok"}
     assert all(step.rule for step in steps)
     checkpoint = next(step for step in steps if step.kind == "checkpoint")
-    assert checkpoint.details["params"] == "seed 0, epoch 0 of 2, model resnet34, objective cross_entropy"
+    assert checkpoint.details["params"] == "seed 0, epoch 0, model resnet34, objective cross_entropy"
     assert f"all {sum(step.recorded is not None for step in steps)} recorded checksums match" in result.stdout
 
 

@@ -1,3 +1,4 @@
+import json
 import math
 import warnings
 import zipfile
@@ -7,7 +8,7 @@ import pytest
 import torch
 import xarray as xr
 
-from geomvol.config import config_sha256
+from geomvol.config import config_sha256, result_config
 from geomvol.data import prepare_dataset
 from geomvol.errors import DataError
 from geomvol.io import atomic_path
@@ -93,7 +94,7 @@ def test_combine_joins_epochs_and_records_provenance(trained, tmp_path):
             write_store(probe_checkpoint(checkpoint, trained["data"], experiment["probe"]), path)
         assert zipfile.ZipFile(path).testzip() is None
         paths.append(path)
-    combine_probes(paths, "tiny", experiment, trained["data"], trained["manifest"], tmp_path / "volume.zarr")
+    combine_probes(paths, "tiny", result_config(experiment), trained["data"], trained["manifest"], tmp_path / "volume.zarr")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a plain open_zarr must be quiet
         ds = xr.open_zarr(tmp_path / "volume.zarr")
@@ -104,11 +105,12 @@ def test_combine_joins_epochs_and_records_provenance(trained, tmp_path):
     assert ds.sizes == {"seed": 1, "epoch": 3, "block": 1, "x2": 9, "x1": 9, "point": 60}
     assert ds["epoch"].values.tolist() == [0, 10, 30]
     assert ds["checkpoint_sha256"].values[0].tolist() == [sha256_file(p) for p in trained["checkpoints"]]
-    assert ds.attrs["config_sha256"] == config_sha256(experiment)
+    assert ds.attrs["config_sha256"] == config_sha256(result_config(experiment))
     assert ds.attrs["dataset_sha256"] == sha256_file(trained["data"])
     assert ds.attrs["metric"] == "full" and ds.attrs["top_k"] == "min(n, d)" and ds["top_k"].values.tolist() == [2]
     assert ds["feature_width"].values.tolist() == [16] and ds.attrs["feature_maps"] == ["hidden"]
-    assert ds.attrs["memory_budget_bytes"] == experiment["probe"]["memory_budget_bytes"]
+    assert "memory_budget_bytes" not in ds.attrs  # run-time settings are not what the results depend on
+    assert json.loads(ds.attrs["experiment_config"]) == result_config(experiment)
     assert "g = J^T J / n" in ds.attrs["metric_definition"] and "d = 2 inputs" in ds.attrs["metric_definition"]
     assert ds.attrs["device"] == "cpu" and ds.attrs["seeds"] == [0]
     for key in ("geomvol_version", "git_commit", "package_versions", "experiment_config", "Conventions", "history"):
@@ -124,5 +126,5 @@ def test_combine_refuses_data_that_does_not_match_its_manifest(trained, tmp_path
     other = tmp_path / "other.pt"
     prepare_dataset({**trained["experiment"]["dataset"], "seed": 5}, other, tmp_path / "other.json")
     with pytest.raises(DataError, match="does not match its manifest"):
-        combine_probes([store], "tiny", trained["experiment"], other, trained["manifest"], tmp_path / "volume.zarr")
+        combine_probes([store], "tiny", result_config(trained["experiment"]), other, trained["manifest"], tmp_path / "volume.zarr")
     assert not (tmp_path / "volume.zarr").exists()

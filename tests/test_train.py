@@ -11,16 +11,19 @@ import torch
 from geomvol.data import prepare_dataset
 from geomvol.errors import CheckpointError
 from geomvol.provenance import sha256_file
+from geomvol.config import SCHEDULE_KEYS, checkpoint_lineage
 from geomvol.train import fit, load_checkpoint
+from geomvol.train.loop import extend
 from geomvol.train.checkpoint import save_checkpoint
 
 from conftest import tiny_experiment, train_spec
 
 
-def test_fit_writes_the_schedule_and_removes_its_state(trained):
+def test_fit_writes_the_schedule_and_keeps_its_store(trained):
     root = trained["root"]
     assert [p.name for p in trained["checkpoints"]] == ["epoch_0.pt", "epoch_10.pt", "epoch_30.pt"]
-    assert not (root / "train-state").exists()
+    for path in trained["checkpoints"]:  # published as the very files of the store
+        assert os.path.samefile(path, root / "train-state" / path.name)
     manifest = json.loads((root / "checkpoints" / "manifest.json").read_text())
     assert manifest["git_commit"] and manifest["geomvol_version"] == "0.1.0"
     assert [(m["epoch"], m["sha256"]) for m in manifest["checkpoints"]] == [
@@ -31,7 +34,8 @@ def test_fit_writes_the_schedule_and_removes_its_state(trained):
     last = load_checkpoint(trained["checkpoints"][-1])
     assert last["epoch"] == 30
     assert last["history"]["epoch"] == list(range(1, 31))
-    assert last["train_spec"] == train_spec(trained["experiment"])
+    assert last["train_spec"] == checkpoint_lineage(train_spec(trained["experiment"]))
+    assert "epochs" not in last["train_spec"]["training"] and "threads" not in last["train_spec"]["training"]
     assert last["dataset_sha256"] == sha256_file(trained["data"])
     first = load_checkpoint(trained["checkpoints"][0])
     assert first["history"]["epoch"] == []
@@ -52,9 +56,11 @@ def test_another_seed_trains_another_network(trained, tmp_path):
 
 
 def _train_command(spec, data, root):
+    schedule = {key: spec["training"][key] for key in SCHEDULE_KEYS}
     return [
-        sys.executable, "-m", "geomvol.cli", "train", "--spec", json.dumps(spec), "--data", str(data),
-        "--output-dir", str(root / "checkpoints"), "--state-dir", str(root / "state"), "--metrics", str(root / "metrics.tsv"),
+        sys.executable, "-m", "geomvol.cli", "train", "--spec", json.dumps(checkpoint_lineage(spec)),
+        "--schedule", json.dumps(schedule), "--data", str(data),
+        "--output-dir", str(root / "checkpoints"), "--state-dir", str(root / "state"),
     ]
 
 
@@ -88,7 +94,6 @@ def test_killed_training_resumes_and_ends_bit_identical(tmp_path):
     assert names == sorted(os.listdir(killed / "checkpoints"))
     for name in names:
         assert (killed / "checkpoints" / name).read_bytes() == (reference / "checkpoints" / name).read_bytes(), name
-    assert (killed / "metrics.tsv").read_bytes() == (reference / "metrics.tsv").read_bytes()
 
 
 def test_state_from_another_config_is_not_resumed(trained, tmp_path, capsys):
@@ -99,8 +104,53 @@ def test_state_from_another_config_is_not_resumed(trained, tmp_path, capsys):
     stale["train_spec"] = {**spec, "seed": 99}
     save_checkpoint({k: v for k, v in stale.items() if k != "format"}, state / "epoch_10.pt")
     paths = fit(spec, trained["data"], tmp_path / "ck", state, tmp_path / "m.tsv")
-    assert "starting from epoch 0" in capsys.readouterr().err
+    assert f"removing {state / 'epoch_10.pt'}: written for another training config or data set" in capsys.readouterr().err
     assert [sha256_file(p) for p in paths] == [sha256_file(p) for p in trained["checkpoints"]]
+
+
+def _store_files(state) -> dict:
+    """Each checkpoint file of a store: (inode, modification time, bytes)."""
+    return {path.name: (path.stat().st_ino, path.stat().st_mtime_ns, path.read_bytes())
+            for path in sorted(state.glob("epoch_*.pt"))}
+
+
+def test_training_longer_continues_from_the_last_checkpoint(trained, tmp_path, capsys):
+    """epochs 30 -> 50: only epoch 50 is computed, from 30; 0, 10 and 30 stay the very same files; 50 is the
+    file an uninterrupted run to 50 writes."""
+    spec = train_spec(trained["experiment"])
+    state = tmp_path / "state"
+    fit(spec, trained["data"], tmp_path / "ck", state)
+    before = _store_files(state)
+    capsys.readouterr()
+    longer = {**spec, "training": {**spec["training"], "epochs": 50, "save_epochs": [10, 30, 50]}}
+    paths = fit(longer, trained["data"], tmp_path / "ck", state)
+    err = capsys.readouterr().err
+    assert "computing [50]" in err and "resuming from epoch 30" in err
+    after = _store_files(state)
+    assert {name: after[name] for name in before} == before
+    fresh = fit(longer, trained["data"], tmp_path / "fresh", tmp_path / "fresh-state")
+    assert [path.read_bytes() for path in paths] == [path.read_bytes() for path in fresh]
+
+
+def test_a_saved_epoch_between_two_is_made_from_the_earlier(trained, tmp_path, capsys):
+    """save_epochs [10, 30] -> [10, 20, 30]: extend makes epoch 20 from 10 and nothing else; it is the file an
+    uninterrupted run saving 20 writes, and 30 (made before 20 existed) is that run's 30 too."""
+    spec = train_spec(trained["experiment"])
+    state = tmp_path / "state"
+    fit(spec, trained["data"], tmp_path / "ck", state)
+    before = _store_files(state)
+    capsys.readouterr()
+    more = {**spec, "training": {**spec["training"], "save_epochs": [10, 20, 30]}}
+    made = extend(more, trained["data"], state, 20, tmp_path / "epoch_20.pt")
+    err = capsys.readouterr().err
+    assert "computing [20]" in err and "resuming from epoch 10" in err
+    assert {name: _store_files(state)[name] for name in before} == before
+    fresh = fit(more, trained["data"], tmp_path / "fresh", tmp_path / "fresh-state")
+    assert [path.name for path in fresh] == ["epoch_0.pt", "epoch_10.pt", "epoch_20.pt", "epoch_30.pt"]
+    assert made.read_bytes() == fresh[2].read_bytes()
+    assert (state / "epoch_30.pt").read_bytes() == fresh[3].read_bytes()
+    with pytest.raises(CheckpointError, match=r"epoch 25 is not a saved epoch"):
+        extend(more, trained["data"], state, 25, tmp_path / "epoch_25.pt")
 
 
 def test_truncated_or_foreign_checkpoint_is_named(trained, tmp_path):

@@ -5,8 +5,9 @@ bit for bit: ``model`` (state dict), ``model_spec`` (to rebuild it),
 ``optimizer`` (state dict), ``objective`` (the objective's own parameters: the
 Barlow Twins projector; empty for cross-entropy), ``rng`` (torch's global RNG and the batch-order
 generator), ``epoch`` (epochs completed), ``history`` (per-epoch loss and
-accuracy so far), ``train_spec`` (the config it came from) and
-``dataset_sha256``.
+accuracy so far), ``train_spec`` (the config it came from: its lineage, seed,
+model and training settings without the schedule and run-time settings, so a
+checkpoint is the same file whichever schedule made it) and ``dataset_sha256``.
 """
 
 from __future__ import annotations

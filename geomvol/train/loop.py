@@ -6,16 +6,22 @@ model inputs (:func:`geomvol.data.model_inputs`). For images on CUDA, with
 ``mixed_precision``, the forward and backward passes run under bf16 autocast
 and the model and its inputs use channels-last memory.
 
-``fit`` writes a checkpoint after each saved epoch into a state directory
-that lives outside the pipeline's declared outputs, and resumes from the
-newest one there when it is run again with the same spec. When training
-ends the checkpoints are hard-linked into the output directory and the
-state directory is removed. A run killed part-way and run again therefore
-ends with checkpoints bit-identical to an uninterrupted run.
+``fit`` writes a checkpoint after each saved epoch into a checkpoint store
+(a state directory outside the pipeline's declared outputs, kept between
+runs) and hard-links the saved epochs into the output directory when it is
+done. Run again, it computes only the saved epochs the store lacks, each
+from the nearest earlier checkpoint of the same lineage (the same seed,
+model, data and training settings but for the schedule): a killed run
+resumes from its last saved epoch, training longer continues from the last
+one, and an epoch added between two saved ones is trained from the earlier.
+Since a checkpoint holds every RNG state, each checkpoint comes out
+bit-identical on the CPU to an uninterrupted run's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -26,7 +32,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from geomvol.config import feature_width, saved_epochs
+from geomvol.config import checkpoint_lineage, feature_width, saved_epochs
 from geomvol.data import load_dataset, model_inputs
 from geomvol.data.prepare import normalise
 from geomvol.device import resolve_device
@@ -119,39 +125,60 @@ def evaluate(model, batches: Batches) -> tuple[float, float]:
     return loss_sum.item() / x.shape[0], correct.item() / x.shape[0]
 
 
-def _resume_point(state_dir: Path, spec: dict, dataset_sha256: str, epochs: list[int]) -> dict | None:
-    """The newest checkpoint in ``state_dir`` written for this very spec and data set, or None."""
-    for epoch in reversed(epochs):
-        path = state_dir / checkpoint_name(epoch)
-        if not path.exists():
-            continue
+def _checkpoint_store(state_dir: Path, lineage: dict, dataset_sha256: str) -> dict[int, Path]:
+    """The checkpoints in ``state_dir`` that a run of ``lineage`` on this data set can use, by epoch; any
+    other checkpoint there (another config or data set, or unreadable) is removed, saying why."""
+    usable = {}
+    for path in sorted(state_dir.glob("epoch_*.pt")):
         try:
             state = load_checkpoint(path)
         except CheckpointError as error:
-            print(f"ignoring {error}", file=sys.stderr)
+            print(f"removing {error}", file=sys.stderr)
+            path.unlink()
             continue
-        if state["train_spec"] != spec or state["dataset_sha256"] != dataset_sha256:
-            print(f"training config or data changed since {path} was written; starting from epoch 0", file=sys.stderr)
-            return None
-        return state
-    return None
+        if checkpoint_lineage(state["train_spec"]) != lineage or state["dataset_sha256"] != dataset_sha256:
+            print(f"removing {path}: written for another training config or data set", file=sys.stderr)
+            path.unlink()
+            continue
+        usable[state["epoch"]] = path
+    return usable
 
 
-def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: str | Path, metrics_path: str | Path) -> list[Path]:
-    """Train as ``spec`` says; return the checkpoint paths in ``output_dir``.
+@contextlib.contextmanager
+def _store_lock(state_dir: Path):
+    """One job at a time trains into a checkpoint store (a train job and the jobs that extend its run)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
-    ``spec`` holds ``seed``, ``model`` and ``training`` (resolved config sections).
+
+def fill_store(spec: dict, data_path: str | Path, state_dir: str | Path, targets: list[int]) -> dict[int, Path]:
+    """Make the checkpoint store ``state_dir`` hold each epoch of ``targets``; return its checkpoints by epoch.
+
+    ``spec`` holds ``seed``, ``model`` and ``training`` (resolved config sections). Only the targets missing
+    from the store are computed, each from the nearest earlier checkpoint there of the same lineage
+    (:func:`geomvol.config.checkpoint_lineage`); every saved epoch of ``spec`` passed on the way is kept too.
     """
-    output_dir, state_dir = Path(output_dir), Path(state_dir)
+    state_dir = Path(state_dir)
+    with _store_lock(state_dir):
+        return _fill_store(spec, data_path, state_dir, targets)
+
+
+def _fill_store(spec: dict, data_path: str | Path, state_dir: Path, targets: list[int]) -> dict[int, Path]:
     training = spec["training"]
     epochs = saved_epochs(training)
     torch.set_num_threads(training["threads"])
     device = resolve_device(training["device"])
+    dtype = getattr(torch, training["dtype"])
     dataset_sha256 = sha256_file(data_path)
     data = load_dataset(data_path)
     n_classes = len(data["classes"]) if "classes" in data else int(data["y"].max()) + 1
-    dtype = getattr(torch, training["dtype"])
     batches = Batches(data, device, dtype, training["augmentation"], training["mixed_precision"], spec["seed"])
+    lineage = checkpoint_lineage(spec)  # what a checkpoint records: the same file whatever the schedule
 
     torch.manual_seed(spec["seed"])
     architecture = model_spec(spec["model"], input_shape=list(data["x"].shape[1:]), n_classes=n_classes)
@@ -167,25 +194,9 @@ def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: st
         history["accuracy"] = []
         if batches.x_test is not None:
             history.update(test_loss=[], test_accuracy=[])
-    start = 0
-
-    state_dir.mkdir(parents=True, exist_ok=True)
-    resumed = _resume_point(state_dir, spec, dataset_sha256, epochs)
-    if resumed is None:
-        for stale in state_dir.glob("epoch_*.pt"):
-            stale.unlink()
-    else:
-        model.load_state_dict(resumed["model"])
-        objective.load_state_dict(resumed["objective"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        torch.set_rng_state(resumed["rng"]["torch"])
-        generator.set_state(resumed["rng"]["batch_order"])
-        batches.generator.set_state(resumed["rng"]["augmentation"])
-        history = resumed["history"]
-        start = resumed["epoch"]
-        print(f"resuming from epoch {start} ({state_dir / checkpoint_name(start)})", file=sys.stderr)
 
     def save(epoch: int) -> None:
+        path = state_dir / checkpoint_name(epoch)
         save_checkpoint(
             {
                 "model": {k: v.cpu() for k, v in model.state_dict().items()},
@@ -199,52 +210,107 @@ def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: st
                 },
                 "epoch": epoch,
                 "history": history,
-                "train_spec": spec,
+                "train_spec": lineage,
                 "dataset_sha256": dataset_sha256,
             },
-            state_dir / checkpoint_name(epoch),
+            path,
         )
+        store[epoch] = path
 
-    if resumed is None:
-        save(0)
-    last = training["epochs"]
-    with tqdm(total=last, initial=start, desc=f"train seed {spec['seed']}", unit="epoch", mininterval=5, file=sys.stderr) as bar:
-        for epoch in range(start + 1, last + 1):
-            loss, accuracy = train_one_epoch(model, objective, optimizer, batches, training["batch_size"], generator)
-            history["epoch"].append(epoch)
-            history["loss"].append(loss)
-            shown = {"loss": f"{loss:.4f}"}
-            if accuracy is not None:
-                history["accuracy"].append(accuracy)
-                shown["accuracy"] = f"{accuracy:.3f}"
-            if "test_loss" in history:
-                test_loss, test_accuracy = evaluate(model, batches)
-                history["test_loss"].append(test_loss)
-                history["test_accuracy"].append(test_accuracy)
-                shown["test_accuracy"] = f"{test_accuracy:.3f}"
-            if epoch in epochs:
-                save(epoch)
-            bar.set_postfix(shown, refresh=False)
-            bar.update()
+    def load(path: Path) -> int:
+        nonlocal history
+        state = load_checkpoint(path)
+        model.load_state_dict(state["model"])
+        objective.load_state_dict(state["objective"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        generator.set_state(state["rng"]["batch_order"])
+        batches.generator.set_state(state["rng"]["augmentation"])
+        history = state["history"]
+        print(f"resuming from epoch {state['epoch']} ({path})", file=sys.stderr)
+        return state["epoch"]
 
-    return _publish(state_dir, output_dir, epochs, history, metrics_path)
+    store = _checkpoint_store(state_dir, lineage, dataset_sha256)
+    missing = sorted(epoch for epoch in set(targets) if epoch not in store)
+    if missing:
+        print(f"epochs {sorted(targets)}: {sorted(set(targets) - set(missing))} kept in {state_dir}, computing {missing}",
+              file=sys.stderr)
+    if missing and 0 in epochs and 0 not in store:
+        save(0)  # the fresh model is the untrained network
+    current = 0  # the epoch the model in memory has completed (a fresh model: 0)
+    with tqdm(total=max(missing, default=0), desc=f"train seed {spec['seed']}", unit="epoch", mininterval=5,
+              file=sys.stderr, disable=not missing) as bar:
+        for target in missing:
+            nearest = max((epoch for epoch in store if epoch < target), default=None)
+            if nearest is not None and nearest > current:  # a later checkpoint than the one in memory
+                current = load(store[nearest])
+            bar.n = current
+            for epoch in range(current + 1, target + 1):
+                loss, accuracy = train_one_epoch(model, objective, optimizer, batches, training["batch_size"], generator)
+                history["epoch"].append(epoch)
+                history["loss"].append(loss)
+                shown = {"loss": f"{loss:.4f}"}
+                if accuracy is not None:
+                    history["accuracy"].append(accuracy)
+                    shown["accuracy"] = f"{accuracy:.3f}"
+                if "test_loss" in history:
+                    test_loss, test_accuracy = evaluate(model, batches)
+                    history["test_loss"].append(test_loss)
+                    history["test_accuracy"].append(test_accuracy)
+                    shown["test_accuracy"] = f"{test_accuracy:.3f}"
+                bar.set_postfix(shown, refresh=False)
+                bar.update()
+                if epoch in epochs and epoch not in store:
+                    save(epoch)
+            current = target
+            if target not in store:
+                save(target)
+    return store
 
 
-def _publish(state_dir: Path, output_dir: Path, epochs: list[int], history: dict, metrics_path) -> list[Path]:
-    """Hard-link the finished checkpoints into ``output_dir``, write metrics and a manifest (each checkpoint's
-    sha256 and the code version), drop the state."""
+def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: str | Path,
+        metrics_path: str | Path | None = None) -> list[Path]:
+    """Train as ``spec`` says (into the checkpoint store ``state_dir``, computing only what it lacks); publish
+    every saved epoch into ``output_dir`` with a manifest, and (``metrics_path``) the metrics of the last one.
+    Return the checkpoint paths in ``output_dir``."""
+    epochs = saved_epochs(spec["training"])
+    store = fill_store(spec, data_path, state_dir, epochs)
+    output_dir = Path(output_dir)
     with atomic_path(output_dir) as tmp:
         tmp.mkdir()
         checkpoints = []
         for epoch in epochs:
-            name = checkpoint_name(epoch)
-            try:
-                os.link(state_dir / name, tmp / name)
-            except OSError:
-                shutil.copy2(state_dir / name, tmp / name)
-            checkpoints.append({"epoch": epoch, "file": name, "sha256": sha256_file(tmp / name)})
+            _link(store[epoch], tmp / checkpoint_name(epoch))
+            checkpoints.append({"epoch": epoch, "file": checkpoint_name(epoch), "sha256": sha256_file(store[epoch])})
         manifest = {"git_commit": git_commit(), "geomvol_version": __version__, "checkpoints": checkpoints}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    if metrics_path is not None:
+        write_metrics(store[epochs[-1]], metrics_path)
+    return [output_dir / checkpoint_name(epoch) for epoch in epochs]
+
+
+def extend(spec: dict, data_path: str | Path, state_dir: str | Path, epoch: int, output: str | Path) -> Path:
+    """Make the checkpoint of ``epoch`` (a saved epoch of ``spec``) in the store ``state_dir``, from the nearest
+    earlier checkpoint there, and publish it as ``output``."""
+    if epoch not in saved_epochs(spec["training"]):
+        raise CheckpointError(f"epoch {epoch} is not a saved epoch of this training run ({saved_epochs(spec['training'])})")
+    store = fill_store(spec, data_path, state_dir, [epoch])
+    with atomic_path(output) as tmp:
+        _link(store[epoch], tmp)
+    return Path(output)
+
+
+def _link(source: Path, target: Path) -> None:
+    """``target`` as the same file as ``source`` (a hard link: same bytes and modification time), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def write_metrics(checkpoint: str | Path, metrics_path: str | Path) -> None:
+    """The per-epoch loss and accuracy a checkpoint holds (its history up to its epoch), as TSV."""
+    history = load_checkpoint(checkpoint)["history"]
     columns = [c for c in ("epoch", "loss", "accuracy", "test_loss", "test_accuracy") if c in history]
     with atomic_path(metrics_path) as tmp:
         rows = ["\t".join(columns)] + [
@@ -252,5 +318,3 @@ def _publish(state_dir: Path, output_dir: Path, epochs: list[int], history: dict
             for values in zip(*(history[c] for c in columns))
         ]
         Path(tmp).write_text("\n".join(rows) + "\n")
-    shutil.rmtree(state_dir)
-    return [output_dir / checkpoint_name(epoch) for epoch in epochs]

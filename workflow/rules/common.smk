@@ -1,21 +1,32 @@
 import json
-import shlex
+import os
 
-from snakemake_interface_executor_plugins.settings import DeploymentMethod
-
-from geomvol.config import EXPECTED_FILES, FIGURES, TORCHVISION_DATASETS, config_sha256
+from geomvol.config import (
+    EXPECTED_FILES,
+    FIGURES,
+    TORCHVISION_DATASETS,
+    checkpoint_lineage,
+    config_sha256,
+    saved_epochs,
+    probe_spec,
+    result_config,
+    train_spec,
+    without_run_time,
+)
 
 ENV = "../envs/geomvol.yaml"
 
-# The command every rule runs. Under --use-conda the rule's environment holds
-# the dependencies but not geomvol itself (Snakemake copies env files into
-# .snakemake/conda/, so a relative `pip install -e` cannot find this checkout),
-# so the package runs from this checkout's source; PYTHONPATH set inline
-# survives Snakemake's clearing of it in conda jobs.
-if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
-    GEOMVOL = f"PYTHONPATH={shlex.quote(workflow.basedir)} python -m geomvol.cli"
-else:
-    GEOMVOL = "geomvol"
+# The command every rule runs (PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli, written out in each
+# rule's shell) is the geomvol package of this checkout, found through GEOMVOL_SOURCE (set
+# here, so every job inherits it, locally or through sbatch), whether or not the job runs in the rule's
+# conda environment, which holds the dependencies but not geomvol. The command's text is the same
+# wherever the checkout lives and however jobs are deployed, since Snakemake reruns a job whose command
+# text changed. PYTHONPATH set inline survives Snakemake's clearing of it in conda jobs.
+os.environ["GEOMVOL_SOURCE"] = workflow.basedir
+
+
+envvars:
+    "GEOMVOL_SOURCE",
 
 
 wildcard_constraints:
@@ -46,6 +57,18 @@ def get_gpus(wildcards, device_of):
     return 1 if device == "cuda" or (device == "auto" and is_images) else 0
 
 
+def get_train_device(wildcards):
+    return get_experiment(wildcards)["training"]["device"]
+
+
+def get_probe_device(wildcards):
+    return get_experiment(wildcards)["probe"]["device"]
+
+
+def get_memory_budget(wildcards):
+    return str(get_experiment(wildcards)["probe"]["memory_budget_bytes"])
+
+
 def get_train_gpus(wildcards):
     return get_gpus(wildcards, lambda experiment: experiment["training"]["device"])
 
@@ -67,10 +90,20 @@ def get_raw_data(wildcards):
     exist would change the job's inputs after the first run and redo everything downstream.
     """
     dataset = get_experiment(wildcards)["dataset"]
-    if dataset["name"] not in TORCHVISION_DATASETS or dataset["download"]:
-        return []
-    if dataset["synthetic"] is not None:
+    if dataset["name"] in TORCHVISION_DATASETS and dataset["synthetic"] is not None:
         return rules.synthesize_dataset.output.root
+    return root_files(dataset)
+
+
+def root_files(dataset):
+    """The files of a real data root in torchvision's layout, which prepare_dataset reads (none for a
+    `download: true` root, a synthetic root, or a data set that has no root)."""
+    if (
+        dataset["name"] not in TORCHVISION_DATASETS
+        or dataset["download"]
+        or dataset["synthetic"] is not None
+    ):
+        return []
     return [
         str(Path(dataset["root"]) / name) for name in EXPECTED_FILES[dataset["name"]]
     ]
@@ -100,20 +133,104 @@ def get_figures(name, experiment):
     )
 
 
+# Params hold what determines a job's output, and nothing else: Snakemake reruns a job whose params
+# changed. Run-time settings (devices, threads, memory budgets, download) travel as threads and
+# resources, which trigger no rerun.
+
+
+def get_dataset_spec(wildcards):
+    return spec_json(without_run_time("dataset", get_experiment(wildcards)["dataset"]))
+
+
+def get_download(wildcards):
+    return "true" if get_experiment(wildcards)["dataset"].get("download") else "false"
+
+
 def get_measure_spec(wildcards):
-    experiment = get_experiment(wildcards)
-    return spec_json({key: experiment[key] for key in ("measures", "dataset")})
-
-
-def get_train_spec(wildcards):
     experiment = get_experiment(wildcards)
     return spec_json(
         {
-            "seed": int(wildcards.seed),
-            "model": experiment["model"],
-            "training": experiment["training"],
+            "measures": experiment["measures"],
+            "dataset": without_run_time("dataset", experiment["dataset"]),
         }
     )
+
+
+STATE_DIR = (
+    "results/{experiment}/s{seed}/train-state"  # a training run's checkpoint store
+)
+
+
+def get_lineage_spec(wildcards):
+    """What a training run's checkpoints depend on besides the data set and their epochs."""
+    return spec_json(
+        checkpoint_lineage(train_spec(get_experiment(wildcards), int(wildcards.seed)))
+    )
+
+
+def get_schedule(wildcards):
+    """Which epochs a training run keeps: a run-time setting of its jobs (a schedule edit reruns none)."""
+    training = get_experiment(wildcards)["training"]
+    return spec_json({key: training[key] for key in ("epochs", "save_epochs")})
+
+
+def get_train_threads(wildcards):
+    return get_experiment(wildcards)["training"]["threads"]
+
+
+def made_by_training(wildcards, epoch):
+    """Whether the training run made ``epoch`` (its manifest lists it) or has yet to run (no manifest):
+    otherwise the epoch was added to the schedule after it ran, and extend_training makes it.
+    """
+    run = "results/{experiment}/s{seed}/training".format(**wildcards)
+    manifest = Path(run) / "manifest.json"
+    if not manifest.is_file():
+        return True
+    made = json.loads(manifest.read_text())["checkpoints"]
+    return epoch in {entry["epoch"] for entry in made}
+
+
+def checkpoint_source(wildcards, epoch):
+    if made_by_training(wildcards, epoch):
+        return "results/{experiment}/s{seed}/training".format(**wildcards)
+    return "results/{experiment}/s{seed}/extended/epoch_{epoch}.pt".format(
+        experiment=wildcards.experiment, seed=wildcards.seed, epoch=epoch
+    )
+
+
+def get_checkpoint_source(wildcards):
+    """The training run's directory, or extend_training's checkpoint, that holds this saved epoch."""
+    return checkpoint_source(wildcards, int(wildcards.epoch))
+
+
+def get_last_checkpoint_source(wildcards):
+    """What holds the last saved epoch (its history has every epoch's metrics)."""
+    return checkpoint_source(wildcards, last_saved_epoch(wildcards))
+
+
+def last_saved_epoch(wildcards):
+    return saved_epochs(get_experiment(wildcards)["training"])[-1]
+
+
+def checkpoint_file(wildcards, input):
+    """The checkpoint file in a rule's `source` input (a file, or one of a training directory's)."""
+    source = Path(input.source)
+    if source.suffix == ".pt":
+        return str(source)
+    epoch = (
+        int(wildcards.epoch)
+        if "epoch" in wildcards.keys()
+        else last_saved_epoch(wildcards)
+    )
+    return str(source / f"epoch_{epoch}.pt")
+
+
+def get_probe_spec(wildcards):
+    return spec_json(probe_spec(get_experiment(wildcards)))
+
+
+def get_result_config(wildcards):
+    return spec_json(result_config(get_experiment(wildcards)))
 
 
 def get_probe_stores(wildcards):
@@ -131,7 +248,7 @@ def get_figure_style(wildcards):
 
 
 def get_config_sha256(wildcards):
-    return config_sha256(get_experiment(wildcards))
+    return config_sha256(result_config(get_experiment(wildcards)))
 
 
 def get_compared_store(wildcards):
@@ -139,8 +256,16 @@ def get_compared_store(wildcards):
 
 
 def get_final_output():
+    """Every experiment's figures, and each training run's metrics."""
     return [
         path
         for name, experiment in EXPERIMENTS.items()
-        for path in get_figures(name, experiment)
+        for path in [
+            *get_figures(name, experiment),
+            *expand(
+                "results/{experiment}/s{seed}/train_metrics.tsv",
+                experiment=name,
+                seed=experiment["seeds"],
+            ),
+        ]
     ]

@@ -13,7 +13,6 @@ rule synthesize_dataset:
         mem_mb=1000,
         runtime="10m",
     params:
-        geomvol=GEOMVOL,
         dataset=lambda wildcards: get_experiment(wildcards)["dataset"]["name"],
         n_train=lambda wildcards: get_experiment(wildcards)["dataset"]["synthetic"][
             "n_train"
@@ -23,7 +22,8 @@ rule synthesize_dataset:
         ],
         seed=lambda wildcards: get_experiment(wildcards)["dataset"]["seed"],
     shell:
-        "{params.geomvol} synthesize --dataset {params.dataset} --root {output.root:q} --n-train {params.n_train}"
+        'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
+        "synthesize --dataset {params.dataset} --root {output.root:q} --n-train {params.n_train}"
         " --n-test {params.n_test} --seed {params.seed} > {log:q} 2>&1"
 
 
@@ -42,9 +42,10 @@ rule prepare_dataset:
     resources:
         mem_mb=4000,
         runtime="1h",
+        download=get_download,
     params:
-        geomvol=GEOMVOL,
-        spec=lambda wildcards: spec_json(get_experiment(wildcards)["dataset"]),
+        spec=get_dataset_spec,
     shell:
-        "{params.geomvol} prepare --spec {params.spec:q} --output {output.data:q}"
+        'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
+        "prepare --spec {params.spec:q} --download {resources.download} --output {output.data:q}"
         " --manifest {output.manifest:q} > {log:q} 2>&1"

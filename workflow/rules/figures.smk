@@ -19,7 +19,6 @@ rule figure:
         mem_mb=2000,
         runtime="10m",
     params:
-        geomvol=GEOMVOL,
         config_sha256=get_config_sha256,
         epochs=lambda wildcards: get_experiment(wildcards)["probe"]["epochs"],
         feature_maps=lambda wildcards: get_experiment(wildcards)["probe"][
@@ -28,7 +27,8 @@ rule figure:
         metric=lambda wildcards: get_experiment(wildcards)["probe"]["metric"],
         style=get_figure_style,
     shell:
-        "{params.geomvol} figure {wildcards.figure} --store {input.store:q} --style {params.style:q}"
+        'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
+        "figure {wildcards.figure} --store {input.store:q} --style {params.style:q}"
         " --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"
 
 
@@ -54,9 +54,9 @@ rule figure_compare:
         mem_mb=2000,
         runtime="10m",
     params:
-        geomvol=GEOMVOL,
         config_sha256=get_config_sha256,
         style=get_figure_style,
     shell:
-        "{params.geomvol} figure compare --store {input.store:q} --other {input.other:q} --style {params.style:q}"
+        'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
+        "figure compare --store {input.store:q} --other {input.other:q} --style {params.style:q}"
         " --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"

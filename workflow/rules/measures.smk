@@ -13,10 +13,10 @@ rule measure:
         mem_mb=4000,
         runtime="30m",
     params:
-        geomvol=GEOMVOL,
         spec=get_measure_spec,
     shell:
-        "{params.geomvol} measure --store {input.store:q} --spec {params.spec:q}"
+        'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
+        "measure --store {input.store:q} --spec {params.spec:q}"
         " --output {output.store:q} > {log:q} 2>&1"
 
 
@@ -41,8 +41,8 @@ rule figure_measures:
         mem_mb=2000,
         runtime="10m",
     params:
-        geomvol=GEOMVOL,
         config_sha256=get_config_sha256,
     shell:
-        "{params.geomvol} figure measures --store {input.store:q} --png {output.png:q}"
+        'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
+        "figure measures --store {input.store:q} --png {output.png:q}"
         " --pdf {output.pdf:q} > {log:q} 2>&1"

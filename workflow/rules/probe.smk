@@ -15,13 +15,16 @@ rule probe:
         runtime=gpu_or_cpu(get_probe_gpus, "6h", "1h"),
         gpu=get_probe_gpus,
         cpus_per_gpu=gpu_or_cpu(get_probe_gpus, 8, 0),
+        torch_device=get_probe_device,
+        memory_budget_bytes=get_memory_budget,
     params:
-        geomvol=GEOMVOL,
-        spec=lambda wildcards: spec_json(get_experiment(wildcards)["probe"]),
+        spec=get_probe_spec,
     shell:
-        "{params.geomvol} probe --checkpoint {input.checkpoint:q}"
-        " --data {input.data:q} --spec {params.spec:q} --output {output.store:q} --gpus {resources.gpu}"
-        " > {log:q} 2>&1"
+        'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
+        "probe --checkpoint {input.checkpoint:q}"
+        " --data {input.data:q} --spec {params.spec:q} --output {output.store:q}"
+        " --device {resources.torch_device} --memory-budget-bytes {resources.memory_budget_bytes}"
+        " --gpus {resources.gpu} > {log:q} 2>&1"
 
 
 rule combine_probes:
@@ -41,9 +44,9 @@ rule combine_probes:
         mem_mb=4000,
         runtime="30m",
     params:
-        geomvol=GEOMVOL,
-        config=lambda wildcards: spec_json(get_experiment(wildcards)),
+        config=get_result_config,
     shell:
-        "{params.geomvol} combine {input.probes:q} --experiment {wildcards.experiment}"
+        'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
+        "combine {input.probes:q} --experiment {wildcards.experiment}"
         " --experiment-config {params.config:q} --data {input.data:q}"
         " --manifest {input.manifest:q} --output {output.store:q} > {log:q} 2>&1"

@@ -1,42 +1,77 @@
-# Resume state lives in train-state/, outside the declared outputs, so that a
-# killed job restarts from its last saved epoch (Snakemake deletes the declared
-# outputs of a failed job). Training moves the finished checkpoints into
-# training/ (with a manifest of their sha256), and publish_checkpoint makes each
-# one its own declared output, checkpoints/epoch_<E>.pt (a hard link): a
-# checkpoint changed after it was probed is newer than its probe, so the next
-# run redoes that probe and everything after it.
+# Every saved epoch is kept in the checkpoint store train-state/, outside the
+# declared outputs (Snakemake deletes the declared outputs of a failed job or
+# one it reruns), so that a killed job resumes from its last saved epoch. A
+# training run's params hold its lineage (seed, model, data, training settings
+# but the schedule): a schedule edit does not rerun it, and extend_training
+# makes the saved epochs it lacks. Training hard-links the saved epochs into
+# training/ (with a manifest of their sha256), and publish_checkpoint makes
+# each probed one its own declared output, checkpoints/epoch_<E>.pt (a hard
+# link): a checkpoint changed after it was probed is newer than its probe, so
+# the next run redoes that probe and everything after it.
 rule train:
     input:
         data=rules.prepare_dataset.output.data,
     output:
         run=directory("results/{experiment}/s{seed}/training"),
-        metrics="results/{experiment}/s{seed}/train_metrics.tsv",
     log:
         "results/{experiment}/logs/train_s{seed}.log",
     benchmark:
         "results/{experiment}/benchmarks/train_s{seed}.tsv"
     conda:
         ENV
-    threads: lambda wildcards: get_experiment(wildcards)["training"]["threads"]
+    threads: get_train_threads
     resources:
         mem_mb=gpu_or_cpu(get_train_gpus, 32000, 4000),
         runtime=gpu_or_cpu(get_train_gpus, "24h", "2h"),
         gpu=get_train_gpus,
         cpus_per_gpu=gpu_or_cpu(get_train_gpus, 8, 0),
+        torch_device=get_train_device,
+        schedule=get_schedule,
     params:
-        geomvol=GEOMVOL,
-        spec=get_train_spec,
-        state_dir="results/{experiment}/s{seed}/train-state",
+        spec=get_lineage_spec,
+        state_dir=STATE_DIR,
     shell:
-        "{params.geomvol} train --spec {params.spec:q} --data {input.data:q}"
+        'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
+        "train --spec {params.spec:q} --schedule {resources.schedule:q} --data {input.data:q}"
         " --output-dir {output.run:q} --state-dir {params.state_dir:q}"
-        " --metrics {output.metrics:q} --gpus {resources.gpu}"
-        " > {log:q} 2>&1"
+        " --device {resources.torch_device} --threads {threads} --gpus {resources.gpu} > {log:q} 2>&1"
+
+
+# A saved epoch added after the training run (training longer, one more saved epoch): made from the
+# nearest earlier checkpoint in the run's store, while every checkpoint the run made stays as it is.
+rule extend_training:
+    input:
+        data=rules.prepare_dataset.output.data,
+        run=rules.train.output.run,
+    output:
+        checkpoint="results/{experiment}/s{seed}/extended/epoch_{epoch}.pt",
+    log:
+        "results/{experiment}/logs/extend_s{seed}_epoch_{epoch}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/extend_s{seed}_epoch_{epoch}.tsv"
+    conda:
+        ENV
+    threads: get_train_threads
+    resources:
+        mem_mb=gpu_or_cpu(get_train_gpus, 32000, 4000),
+        runtime=gpu_or_cpu(get_train_gpus, "24h", "2h"),
+        gpu=get_train_gpus,
+        cpus_per_gpu=gpu_or_cpu(get_train_gpus, 8, 0),
+        torch_device=get_train_device,
+        schedule=get_schedule,
+    params:
+        spec=get_lineage_spec,
+        state_dir=STATE_DIR,
+    shell:
+        'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
+        "extend --spec {params.spec:q} --schedule {resources.schedule:q} --data {input.data:q}"
+        " --epoch {wildcards.epoch} --output {output.checkpoint:q} --state-dir {params.state_dir:q}"
+        " --device {resources.torch_device} --threads {threads} --gpus {resources.gpu} > {log:q} 2>&1"
 
 
 rule publish_checkpoint:
     input:
-        run=rules.train.output.run,
+        source=get_checkpoint_source,
     output:
         checkpoint="results/{experiment}/s{seed}/checkpoints/epoch_{epoch}.pt",
     log:
@@ -47,6 +82,25 @@ rule publish_checkpoint:
     conda:
         ENV
     params:
-        source=lambda wildcards, input: f"{input.run}/epoch_{wildcards.epoch}.pt",
+        source=checkpoint_file,
     shell:
         "(ln -f {params.source:q} {output.checkpoint:q} || cp -p {params.source:q} {output.checkpoint:q}) > {log:q} 2>&1"
+
+
+rule training_metrics:
+    input:
+        source=get_last_checkpoint_source,
+    output:
+        metrics="results/{experiment}/s{seed}/train_metrics.tsv",
+    log:
+        "results/{experiment}/logs/training_metrics_s{seed}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/training_metrics_s{seed}.tsv"
+    localrule: True
+    conda:
+        ENV
+    params:
+        checkpoint=checkpoint_file,
+    shell:
+        'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
+        "metrics --checkpoint {params.checkpoint:q} --output {output.metrics:q} > {log:q} 2>&1"

@@ -1,0 +1,141 @@
+"""A config edit redoes only what it changes: after a finished run, edit one key and list the jobs
+`snakemake -n` plans. Run-time settings plan nothing; a schedule edit plans only the new checkpoints and
+what reads them; a result-determining key plans exactly the jobs it affects and everything after them."""
+
+import re
+import shutil
+
+import pytest
+import yaml
+
+from conftest import ROOT, SMOKE_CONFIG, snakemake
+
+EXPERIMENT = "sinusoid-smoke"
+FIGURES = {"figure[volume]", "figure_measures", "measure", "combine_probes"}
+
+
+def probes_and_after(*seeds_epochs) -> set[str]:
+    """The publish and probe jobs of (seed, epoch) pairs, and what follows every probe."""
+    jobs = {f"{rule}[{seed}, {epoch}]" for seed, epoch in seeds_epochs for rule in ("publish_checkpoint", "probe")}
+    return jobs | FIGURES
+
+
+RETRAINED = {"train[0]", "training_metrics[0]"} | probes_and_after((0, 0), (0, 20), (0, 40))
+
+
+def set_key(path: str, value):
+    def edit(experiment):
+        *parents, leaf = path.split(".")
+        node = experiment
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return edit
+
+
+def add_saved_epoch(experiment):
+    experiment["training"]["save_epochs"] = [20, 30, 40]
+    experiment["probe"]["epochs"] = [0, 20, 30, 40]
+
+
+EDITS = {
+    # run-time settings: nothing
+    "training.threads": (set_key("training.threads", 2), set()),
+    "training.device": (set_key("training.device", "auto"), set()),
+    "probe.device": (set_key("probe.device", "auto"), set()),
+    "probe.memory_budget_bytes": (set_key("probe.memory_budget_bytes", 2**29), set()),
+    # the measures, and the figures' style
+    "measures.boundary_margin": (set_key("measures.boundary_margin", 0.2), {"measure", "figure_measures"}),
+    "figures.colour_scale": (set_key("figures.colour_scale", "shared"), {"figure[volume]"}),
+    # the schedule: the new checkpoint, from the nearest earlier one, and what reads it
+    "one more saved and probed epoch": (add_saved_epoch, {"extend_training[0, 30]"} | probes_and_after((0, 30))),
+    "training.epochs": (set_key("training.epochs", 60),
+                        {"extend_training[0, 60]", "training_metrics[0]"} | probes_and_after((0, 60))),
+    # a seed: its run only
+    "seeds": (set_key("seeds", [0, 1]), {"train[1]", "training_metrics[1]"}
+              | probes_and_after((1, 0), (1, 20), (1, 40))),
+    # what determines results: the jobs it affects and everything after them
+    "dataset.n_points": (set_key("dataset.n_points", 90), {"prepare_dataset"} | RETRAINED),
+    "model.width": (set_key("model.width", 33), RETRAINED),
+    "training.optimizer.lr": (set_key("training.optimizer.lr", 0.2), RETRAINED),
+    "probe.metric": (set_key("probe.metric", "subspace"),
+                     {f"probe[0, {epoch}]" for epoch in (0, 20, 40)} | FIGURES),
+}
+
+
+def config_with(edit=None) -> dict:
+    config = yaml.safe_load(SMOKE_CONFIG.read_text())
+    config["experiments"] = {EXPERIMENT: config["experiments"][EXPERIMENT]}
+    if edit is not None:
+        edit(config["experiments"][EXPERIMENT])
+    return config
+
+
+def planned_jobs(workdir, config: dict, *extra, env=None) -> set[str]:
+    """The jobs `snakemake -n` plans, as rule[wildcard values but the experiment]."""
+    configfile = workdir.parent / f"{workdir.name}-plan.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, configfile, "--dry-run", *extra, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = set()
+    for block in re.split(r"\n\[[^\]]+\]\n", result.stdout)[1:]:
+        rule = re.match(r"(?:local)?rule (\S+):", block).group(1)
+        wildcards = re.search(r"^ {4}wildcards: (.*)$", block, re.MULTILINE)
+        values = [value for name, value in re.findall(r"(\w+)=([^,]+)", wildcards.group(1) if wildcards else "")
+                  if name != "experiment"]
+        if rule != "all":
+            jobs.add(f"{rule}[{', '.join(values)}]" if values else rule)
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The smoke config's sinusoid, run to the end."""
+    workdir = tmp_path_factory.mktemp("finished")
+    configfile = workdir.parent / "finished.yaml"
+    configfile.write_text(yaml.safe_dump(config_with()))
+    result = snakemake(workdir, configfile)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return workdir
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_an_edit_plans_exactly_what_it_changes(finished, edit):
+    change, expected = EDITS[edit]
+    assert planned_jobs(finished, config_with(change)) == expected
+
+
+def _files(directory) -> dict:
+    return {path.relative_to(directory): (path.stat().st_mtime_ns, path.read_bytes())
+            for path in sorted(directory.rglob("*")) if path.is_file()}
+
+
+def test_a_saved_epoch_between_two_costs_only_itself(finished, tmp_path):
+    """Run the edit: epoch 30 is trained from 20 (the log says so), every earlier checkpoint and probe store
+    stays the same file, 30 is the checkpoint an uninterrupted run writes, and nothing is left to do."""
+    workdir = tmp_path / "work"
+    shutil.copytree(finished, workdir, symlinks=True, copy_function=shutil.copy2)
+    results = workdir / "results" / EXPERIMENT
+    before = {name: _files(results / "s0" / name) for name in ("checkpoints", "probes")}
+    configfile = tmp_path / "edited.yaml"
+    configfile.write_text(yaml.safe_dump(config_with(add_saved_epoch)))
+    result = snakemake(workdir, configfile)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "resuming from epoch 20" in (results / "logs" / "extend_s0_epoch_30.log").read_text()
+    for name, files in before.items():
+        now = _files(results / "s0" / name)
+        assert {path: now[path] for path in files} == files
+    fresh = tmp_path / "fresh"
+    assert snakemake(fresh, configfile, f"results/{EXPERIMENT}/s0/checkpoints/epoch_30.pt").returncode == 0
+    assert ((results / "s0" / "checkpoints" / "epoch_30.pt").read_bytes()
+            == (fresh / "results" / EXPERIMENT / "s0" / "checkpoints" / "epoch_30.pt").read_bytes())
+    assert planned_jobs(workdir, config_with(add_saved_epoch)) == set()
+
+
+def test_a_conda_run_after_a_plain_run_plans_nothing(finished, conda_answers):
+    """With the shipped default profile, switching to --use-conda (against a stand-in conda that answers
+    Snakemake's questions and refuses the rest) after a plain run redoes nothing: the command is the same
+    text, and the software deployment is not a rerun trigger."""
+    profile = ("--workflow-profile", str(ROOT / "profiles" / "default"))
+    assert planned_jobs(finished, config_with(), "--use-conda", *profile, env=conda_answers) == set()
+    assert planned_jobs(finished, config_with(), *profile) == set()
