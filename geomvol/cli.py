@@ -74,7 +74,7 @@ def cmd_extend(args) -> None:
 
 
 def cmd_metrics(args) -> None:
-    from geomvol.train.loop import write_metrics
+    from geomvol.train.checkpoint import write_metrics
 
     write_metrics(args.checkpoint, args.output)
     print(f"wrote {args.output}")

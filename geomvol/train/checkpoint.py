@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from geomvol.errors import CheckpointError
-from geomvol.io import save_torch
+from geomvol.io import atomic_path, save_torch
 
 FORMAT = "geomvol-checkpoint-1"
 KEYS = {"format", "model", "model_spec", "optimizer", "objective", "rng", "epoch", "history", "train_spec",
@@ -72,3 +72,15 @@ def load_checkpoint(path: str | Path) -> dict:
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {sorted(missing)}")
     return state
+
+
+def write_metrics(checkpoint: str | Path, metrics_path: str | Path) -> None:
+    """The per-epoch loss and accuracy a checkpoint holds (its history up to its epoch), as TSV."""
+    history = load_checkpoint(checkpoint)["history"]
+    columns = [c for c in ("epoch", "loss", "accuracy", "test_loss", "test_accuracy") if c in history]
+    with atomic_path(metrics_path) as tmp:
+        rows = ["\t".join(columns)] + [
+            "\t".join(f"{value:.8g}" if isinstance(value, float) else str(value) for value in values)
+            for values in zip(*(history[c] for c in columns))
+        ]
+        Path(tmp).write_text("\n".join(rows) + "\n")

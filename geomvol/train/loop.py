@@ -43,7 +43,7 @@ from geomvol import __version__
 from geomvol.provenance import git_commit, sha256_file
 from geomvol.errors import CheckpointError
 from geomvol.train.augment import augment, random_view
-from geomvol.train.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
+from geomvol.train.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint, write_metrics
 from geomvol.train.objectives import build_objective
 
 EVALUATION_BATCH = 1024
@@ -306,15 +306,3 @@ def _link(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
-
-
-def write_metrics(checkpoint: str | Path, metrics_path: str | Path) -> None:
-    """The per-epoch loss and accuracy a checkpoint holds (its history up to its epoch), as TSV."""
-    history = load_checkpoint(checkpoint)["history"]
-    columns = [c for c in ("epoch", "loss", "accuracy", "test_loss", "test_accuracy") if c in history]
-    with atomic_path(metrics_path) as tmp:
-        rows = ["\t".join(columns)] + [
-            "\t".join(f"{value:.8g}" if isinstance(value, float) else str(value) for value in values)
-            for values in zip(*(history[c] for c in columns))
-        ]
-        Path(tmp).write_text("\n".join(rows) + "\n")
