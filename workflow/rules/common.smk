@@ -4,6 +4,7 @@ import os
 from geomvol.config import (
     EXPECTED_FILES,
     FIGURES,
+    SCHEDULE_KEYS,
     TORCHVISION_DATASETS,
     checkpoint_lineage,
     config_sha256,
@@ -90,20 +91,10 @@ def get_raw_data(wildcards):
     exist would change the job's inputs after the first run and redo everything downstream.
     """
     dataset = get_experiment(wildcards)["dataset"]
-    if dataset["name"] in TORCHVISION_DATASETS and dataset["synthetic"] is not None:
-        return rules.synthesize_dataset.output.root
-    return root_files(dataset)
-
-
-def root_files(dataset):
-    """The files of a real data root in torchvision's layout, which prepare_dataset reads (none for a
-    `download: true` root, a synthetic root, or a data set that has no root)."""
-    if (
-        dataset["name"] not in TORCHVISION_DATASETS
-        or dataset["download"]
-        or dataset["synthetic"] is not None
-    ):
+    if dataset["name"] not in TORCHVISION_DATASETS or dataset["download"]:
         return []
+    if dataset["synthetic"] is not None:
+        return rules.synthesize_dataset.output.root
     return [
         str(Path(dataset["root"]) / name) for name in EXPECTED_FILES[dataset["name"]]
     ]
@@ -156,9 +147,8 @@ def get_measure_spec(wildcards):
     )
 
 
-STATE_DIR = (
-    "results/{experiment}/s{seed}/train-state"  # a training run's checkpoint store
-)
+# A training run's checkpoint store (outside its declared outputs, kept between runs).
+STATE_DIR = "results/{experiment}/s{seed}/train-state"
 
 
 def get_lineage_spec(wildcards):
@@ -171,31 +161,30 @@ def get_lineage_spec(wildcards):
 def get_schedule(wildcards):
     """Which epochs a training run keeps: a run-time setting of its jobs (a schedule edit reruns none)."""
     training = get_experiment(wildcards)["training"]
-    return spec_json({key: training[key] for key in ("epochs", "save_epochs")})
+    return spec_json({key: training[key] for key in SCHEDULE_KEYS})
 
 
 def get_train_threads(wildcards):
     return get_experiment(wildcards)["training"]["threads"]
 
 
-def made_by_training(wildcards, epoch):
-    """Whether the training run made ``epoch`` (its manifest lists it) or has yet to run (no manifest):
-    otherwise the epoch was added to the schedule after it ran, and extend_training makes it.
-    """
-    run = "results/{experiment}/s{seed}/training".format(**wildcards)
-    manifest = Path(run) / "manifest.json"
-    if not manifest.is_file():
-        return True
-    made = json.loads(manifest.read_text())["checkpoints"]
-    return epoch in {entry["epoch"] for entry in made}
-
-
 def checkpoint_source(wildcards, epoch):
-    if made_by_training(wildcards, epoch):
-        return "results/{experiment}/s{seed}/training".format(**wildcards)
-    return "results/{experiment}/s{seed}/extended/epoch_{epoch}.pt".format(
-        experiment=wildcards.experiment, seed=wildcards.seed, epoch=epoch
+    """What holds a saved epoch: the training run's directory when the run made it (its manifest, read
+    as the DAG is built, lists it) or has yet to run; otherwise the epoch was added to the schedule
+    after the run, and extend_training makes it."""
+    run = rules.train.output.run.format(
+        experiment=wildcards.experiment, seed=wildcards.seed
     )
+    manifest = Path(run) / "manifest.json"
+    if manifest.is_file():
+        made = {
+            entry["epoch"] for entry in json.loads(manifest.read_text())["checkpoints"]
+        }
+        if epoch not in made:
+            return rules.extend_training.output.checkpoint.format(
+                experiment=wildcards.experiment, seed=wildcards.seed, epoch=epoch
+            )
+    return run
 
 
 def get_checkpoint_source(wildcards):
