@@ -1,8 +1,9 @@
-"""Atomic writes: an output appears complete or not at all."""
+"""Atomic writes (an output appears complete or not at all), and a lock one process holds at a time."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -46,3 +47,17 @@ def save_torch(obj, path: str | Path) -> None:
 
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         torch.save(obj, handle)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path):
+    """Hold an exclusive lock on the file ``path`` (created if missing), waiting while another process holds
+    it; the kernel drops it if the process dies."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -54,7 +54,8 @@ def flops(fn) -> tuple[int, object]:
     return counter.get_total_flops(), result
 
 
-def train_spec(experiment: dict, seed: int = 0) -> dict:
+def training_run(experiment: dict, seed: int = 0) -> dict:
+    """What ``fit`` takes: the seed, the model and the whole training section (run-time settings included)."""
     return {"seed": seed, "model": experiment["model"], "training": experiment["training"]}
 
 
@@ -70,7 +71,7 @@ def trained(tmp_path_factory) -> dict:
     experiment = tiny_experiment()
     data, manifest = root / "data" / "dataset.pt", root / "data" / "manifest.json"
     prepare_dataset(experiment["dataset"], data, manifest)
-    checkpoints = fit(train_spec(experiment), data, root / "checkpoints", root / "train-state", root / "metrics.tsv")
+    checkpoints = fit(training_run(experiment), data, root / "checkpoints", root / "train-state", root / "metrics.tsv")
     return {
         "root": root,
         "experiment": copy.deepcopy(experiment),
@@ -114,7 +115,7 @@ def image_run(tmp_path_factory, mnist_root) -> dict:
     experiment = image_experiment(mnist_root)
     data, manifest = root / "data" / "dataset.pt", root / "data" / "manifest.json"
     prepare_dataset(experiment["dataset"], data, manifest)
-    checkpoints = fit(train_spec(experiment), data, root / "checkpoints", root / "train-state", root / "metrics.tsv")
+    checkpoints = fit(training_run(experiment), data, root / "checkpoints", root / "train-state", root / "metrics.tsv")
     return {"root": root, "experiment": experiment, "data": data, "manifest": manifest, "checkpoints": checkpoints}
 
 

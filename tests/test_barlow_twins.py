@@ -12,7 +12,7 @@ from geomvol.train import fit, load_checkpoint
 from geomvol.train.augment import ViewSpec, barlow_twins_views, random_view
 from geomvol.train.objectives import barlow_twins_loss, projector
 
-from conftest import killed_and_resumed, train_spec
+from conftest import killed_and_resumed, training_run
 
 # Two standardised, uncorrelated features of a batch of four (population mean 0, standard deviation 1).
 Z = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]], dtype=torch.float64)
@@ -118,14 +118,14 @@ def barlow_run(tmp_path_factory) -> dict:
     experiment = _barlow_experiment(root / "raw")
     data = root / "dataset.pt"
     prepare_dataset(experiment["dataset"], data, root / "manifest.json")
-    checkpoints = fit(train_spec(experiment), data, root / "ref", root / "ref-state", root / "ref.tsv")
+    checkpoints = fit(training_run(experiment), data, root / "ref", root / "ref-state", root / "ref.tsv")
     return {"root": root, "experiment": experiment, "data": data, "checkpoints": checkpoints}
 
 
 def test_barlow_twins_trains_and_resumes_bit_identical(barlow_run, tmp_path, monkeypatch):
     experiment, data, reference = barlow_run["experiment"], barlow_run["data"], barlow_run["checkpoints"]
     assert experiment["training"]["objective"]["lambda"] == 0.005
-    spec = train_spec(experiment)
+    spec = training_run(experiment)
     rows = (barlow_run["root"] / "ref.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["epoch", "loss"] and len(rows) == 4
     assert all(math.isfinite(float(row.split("\t")[1])) for row in rows[1:])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import conv_batchnorm_net, flops, tiny_experiment, train_spec
+from conftest import conv_batchnorm_net, flops, tiny_experiment, training_run
 from geomvol.data import prepare_dataset
 from geomvol.geometry import jacobian, log_volume, subspace_jacobian
 from geomvol.models import build_model
@@ -60,8 +60,8 @@ def test_training_and_probing_on_cuda(tmp_path):
     experiment = tiny_experiment()
     data, manifest = tmp_path / "dataset.pt", tmp_path / "manifest.json"
     prepare_dataset(experiment["dataset"], data, manifest)
-    on_cpu = fit(train_spec(experiment), data, tmp_path / "cpu", tmp_path / "cpu-state", tmp_path / "cpu.tsv")
-    cuda_spec = train_spec(experiment)
+    on_cpu = fit(training_run(experiment), data, tmp_path / "cpu", tmp_path / "cpu-state", tmp_path / "cpu.tsv")
+    cuda_spec = training_run(experiment)
     cuda_spec["training"] = {**cuda_spec["training"], "device": "cuda"}
     on_cuda = fit(cuda_spec, data, tmp_path / "cuda", tmp_path / "cuda-state", tmp_path / "cuda.tsv")
 
@@ -99,7 +99,7 @@ def test_resnet_trains_on_cuda_with_bf16_and_channels_last(tmp_path, objective):
     experiment = resolve_config(config)["experiments"]["c"]
     data = tmp_path / "dataset.pt"
     prepare_dataset(experiment["dataset"], data, tmp_path / "manifest.json")
-    checkpoints = fit(train_spec(experiment), data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+    checkpoints = fit(training_run(experiment), data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
     state = load_checkpoint(checkpoints[-1])
     assert all(value.device.type == "cpu" for value in state["model"].values())
     assert all(math.isfinite(v) for v in state["history"]["loss"] + state["history"].get("test_loss", []))

@@ -100,7 +100,7 @@ def test_the_studys_mnist_plane_runs_at_full_scale_on_real_digits(tmp_path):
     from geomvol.probe.core import load_probed_model
     from geomvol.train import fit
 
-    from conftest import ROOT, train_spec
+    from conftest import ROOT, training_run
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     experiment = config["experiments"]["digits-plane"]
@@ -109,7 +109,7 @@ def test_the_studys_mnist_plane_runs_at_full_scale_on_real_digits(tmp_path):
     resolved = resolve_config({"experiments": {"digits-plane": experiment}})["experiments"]["digits-plane"]
     data = tmp_path / "d.pt"
     prepare_dataset(resolved["dataset"], data, tmp_path / "m.json")
-    checkpoints = fit(train_spec(resolved), data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+    checkpoints = fit(training_run(resolved), data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
     state = torch.load(checkpoints[-1], weights_only=False)
     assert state["model"]["hidden_layer.weight"].dtype == torch.float64  # trained in float64
     ds = probe_checkpoint(checkpoints[-1], data, resolved["probe"])

@@ -24,7 +24,7 @@ from geomvol.probe.planes import ANCHOR_UV, line_points, orthonormal_basis, plan
 from geomvol.train import fit, load_checkpoint
 from geomvol.train.augment import augment
 
-from conftest import killed_and_resumed, train_spec
+from conftest import killed_and_resumed, training_run
 
 
 def test_generated_mnist_reads_back_through_torchvision(mnist_root):
@@ -131,7 +131,7 @@ def test_augmentation_crops_and_flips_each_image_alone():
 
 
 def test_killed_image_training_with_augmentation_resumes_bit_identical(image_run, tmp_path, monkeypatch):
-    resumed = killed_and_resumed(train_spec(image_run["experiment"]), image_run["data"], tmp_path, monkeypatch)
+    resumed = killed_and_resumed(training_run(image_run["experiment"]), image_run["data"], tmp_path, monkeypatch)
     assert [p.read_bytes() for p in resumed] == [p.read_bytes() for p in image_run["checkpoints"]]
     assert (tmp_path / "m.tsv").read_bytes() == (image_run["root"] / "metrics.tsv").read_bytes()
     rows = (tmp_path / "m.tsv").read_text().splitlines()
@@ -152,7 +152,7 @@ def test_killed_resnet_training_resumes_bit_identical(tmp_path, monkeypatch):
     experiment = resolve_config(config)["experiments"]["c"]
     data = tmp_path / "dataset.pt"
     prepare_dataset(experiment["dataset"], data, tmp_path / "manifest.json")
-    spec = train_spec(experiment)
+    spec = training_run(experiment)
     reference = fit(spec, data, tmp_path / "ref", tmp_path / "ref-state", tmp_path / "ref.tsv")
     resumed = killed_and_resumed(spec, data, tmp_path / "killed", monkeypatch)
     assert [p.read_bytes() for p in resumed] == [p.read_bytes() for p in reference]

@@ -16,7 +16,7 @@ from geomvol.train import fit, load_checkpoint
 from geomvol.train.loop import extend
 from geomvol.train.checkpoint import save_checkpoint
 
-from conftest import tiny_experiment, train_spec
+from conftest import tiny_experiment, training_run
 
 
 def test_fit_writes_the_schedule_and_keeps_its_store(trained):
@@ -34,7 +34,7 @@ def test_fit_writes_the_schedule_and_keeps_its_store(trained):
     last = load_checkpoint(trained["checkpoints"][-1])
     assert last["epoch"] == 30
     assert last["history"]["epoch"] == list(range(1, 31))
-    assert last["train_spec"] == checkpoint_lineage(train_spec(trained["experiment"]))
+    assert last["train_spec"] == checkpoint_lineage(training_run(trained["experiment"]))
     assert "epochs" not in last["train_spec"]["training"] and "threads" not in last["train_spec"]["training"]
     assert last["dataset_sha256"] == sha256_file(trained["data"])
     first = load_checkpoint(trained["checkpoints"][0])
@@ -45,13 +45,13 @@ def test_fit_writes_the_schedule_and_keeps_its_store(trained):
 
 
 def test_training_is_deterministic(trained, tmp_path):
-    again = fit(train_spec(trained["experiment"]), trained["data"], tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+    again = fit(training_run(trained["experiment"]), trained["data"], tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
     assert [sha256_file(p) for p in again] == [sha256_file(p) for p in trained["checkpoints"]]
     assert (tmp_path / "m.tsv").read_bytes() == (trained["root"] / "metrics.tsv").read_bytes()
 
 
 def test_another_seed_trains_another_network(trained, tmp_path):
-    other = fit(train_spec(trained["experiment"], seed=1), trained["data"], tmp_path / "ck", tmp_path / "s", tmp_path / "m.tsv")
+    other = fit(training_run(trained["experiment"], seed=1), trained["data"], tmp_path / "ck", tmp_path / "s", tmp_path / "m.tsv")
     assert sha256_file(other[0]) != sha256_file(trained["checkpoints"][0])
 
 
@@ -69,7 +69,7 @@ def test_killed_training_resumes_and_ends_bit_identical(tmp_path):
     experiment["dataset"]["n_points"] = 100
     data = tmp_path / "data.pt"
     prepare_dataset(experiment["dataset"], data, tmp_path / "manifest.json")
-    spec = train_spec(experiment)
+    spec = training_run(experiment)
 
     reference = tmp_path / "reference"
     subprocess.run(_train_command(spec, data, reference), check=True, capture_output=True)
@@ -97,7 +97,7 @@ def test_killed_training_resumes_and_ends_bit_identical(tmp_path):
 
 
 def test_state_from_another_config_is_not_resumed(trained, tmp_path, capsys):
-    spec = train_spec(trained["experiment"])
+    spec = training_run(trained["experiment"])
     state = tmp_path / "state"
     state.mkdir()
     stale = load_checkpoint(trained["checkpoints"][1])
@@ -117,7 +117,7 @@ def _store_files(state) -> dict:
 def test_training_longer_continues_from_the_last_checkpoint(trained, tmp_path, capsys):
     """epochs 30 -> 50: only epoch 50 is computed, from 30; 0, 10 and 30 stay the very same files; 50 is the
     file an uninterrupted run to 50 writes."""
-    spec = train_spec(trained["experiment"])
+    spec = training_run(trained["experiment"])
     state = tmp_path / "state"
     fit(spec, trained["data"], tmp_path / "ck", state)
     before = _store_files(state)
@@ -135,7 +135,7 @@ def test_training_longer_continues_from_the_last_checkpoint(trained, tmp_path, c
 def test_a_saved_epoch_between_two_is_made_from_the_earlier(trained, tmp_path, capsys):
     """save_epochs [10, 30] -> [10, 20, 30]: extend makes epoch 20 from 10 and nothing else; it is the file an
     uninterrupted run saving 20 writes, and 30 (made before 20 existed) is that run's 30 too."""
-    spec = train_spec(trained["experiment"])
+    spec = training_run(trained["experiment"])
     state = tmp_path / "state"
     fit(spec, trained["data"], tmp_path / "ck", state)
     before = _store_files(state)

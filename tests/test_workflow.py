@@ -20,7 +20,7 @@ from geomvol.data import prepare_dataset
 from geomvol.provenance import sha256_file, sha256_tree
 from geomvol.train import fit
 
-from conftest import ROOT, SMOKE_CONFIG, snakemake, train_spec
+from conftest import ROOT, SMOKE_CONFIG, snakemake, training_run
 
 
 def sinusoid_only(tmp_path, **training):
@@ -224,7 +224,7 @@ def test_killed_training_job_resumes_in_the_pipeline(tmp_path):
     resolved = load_config(configfile)["experiments"]["sinusoid-smoke"]
     reference = tmp_path / "reference"
     prepare_dataset(resolved["dataset"], reference / "data.pt", reference / "manifest.json")
-    expected = fit(train_spec(resolved), reference / "data.pt", reference / "ck", reference / "state", reference / "m.tsv")
+    expected = fit(training_run(resolved), reference / "data.pt", reference / "ck", reference / "state", reference / "m.tsv")
     got = tmp_path / "results" / "sinusoid-smoke" / "s0" / "training"
     assert [sha256_file(got / p.name) for p in expected] == [sha256_file(p) for p in expected]
 

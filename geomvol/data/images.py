@@ -18,7 +18,6 @@ torchvision check the files against those instead.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import pickle
@@ -30,6 +29,7 @@ import torch
 
 from geomvol.config import EXPECTED_FILES
 from geomvol.errors import DataError
+from geomvol.io import exclusive_lock
 
 CLASSES = {
     "mnist": ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four",
@@ -83,13 +83,8 @@ def _download_lock(root: Path, download: bool):
     if not download:
         yield
         return
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".geomvol-download.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive_lock(root / ".geomvol-download.lock"):
+        yield
 
 
 def load_split(name: str, root: str | Path, train: bool, download: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

@@ -20,8 +20,6 @@ bit-identical on the CPU to an uninterrupted run's.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -36,7 +34,7 @@ from geomvol.config import checkpoint_lineage, feature_width, saved_epochs
 from geomvol.data import load_dataset, model_inputs
 from geomvol.data.prepare import normalise
 from geomvol.device import resolve_device
-from geomvol.io import atomic_path
+from geomvol.io import atomic_path, exclusive_lock
 from geomvol.models import build_model
 from geomvol.models.registry import model_spec
 from geomvol import __version__
@@ -144,18 +142,6 @@ def _checkpoint_store(state_dir: Path, lineage: dict, dataset_sha256: str) -> di
     return usable
 
 
-@contextlib.contextmanager
-def _store_lock(state_dir: Path):
-    """One job at a time trains into a checkpoint store (a train job and the jobs that extend its run)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with open(state_dir / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def fill_store(spec: dict, data_path: str | Path, state_dir: str | Path, targets: list[int]) -> dict[int, Path]:
     """Make the checkpoint store ``state_dir`` hold each epoch of ``targets``; return its checkpoints by epoch.
 
@@ -164,7 +150,7 @@ def fill_store(spec: dict, data_path: str | Path, state_dir: str | Path, targets
     (:func:`geomvol.config.checkpoint_lineage`); every saved epoch of ``spec`` passed on the way is kept too.
     """
     state_dir = Path(state_dir)
-    with _store_lock(state_dir):
+    with exclusive_lock(state_dir / ".lock"):  # one job at a time trains into a store (a run and its extensions)
         return _fill_store(spec, data_path, state_dir, targets)
 
 
