@@ -1,62 +1,18 @@
-"""Shared fixtures: tiny resolved configs and one trained run reused by several tests."""
+"""Shared fixtures: the smoke config and its finished run, one trained run and one image run reused by several
+tests, a synthetic MNIST root, and a stand-in conda. Helpers live in :mod:`helpers`."""
 
 from __future__ import annotations
 
 import copy
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from geomvol.config import load_config, resolve_config
+from geomvol.config import load_config
 from geomvol.data import prepare_dataset
 from geomvol.train import fit
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOKE_CONFIG = ROOT / "workflow" / "configs" / "smoke.yaml"
-
-
-def tiny_experiment(**training) -> dict:
-    """A resolved experiment small enough to train in well under a second."""
-    config = {
-        "experiments": {
-            "tiny": {
-                "dataset": {"n_points": 60},
-                "model": {"width": 16},
-                "training": {"epochs": 30, "batch_size": 20, "save_epochs": [10, 30], **training},
-                "probe": {"grid": {"resolution": 9}, "device": "cpu"},
-            }
-        }
-    }
-    return resolve_config(config)["experiments"]["tiny"]
-
-
-def conv_batchnorm_net() -> torch.nn.Module:
-    """A small float64 conv -> BatchNorm (running statistics) -> GELU -> conv -> linear net in eval mode:
-    (B, 3, 16, 16) -> (B, 10)."""
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.GELU(),
-        torch.nn.Conv2d(8, 4, 3, stride=2), torch.nn.Flatten(), torch.nn.Linear(4 * 7 * 7, 10),
-    )
-    net(torch.randn(16, 3, 16, 16))  # BatchNorm running statistics
-    return net.double().eval().requires_grad_(False)
-
-
-def flops(fn) -> tuple[int, object]:
-    """(floating-point operations counted by torch's FlopCounterMode, result) of fn()."""
-    with FlopCounterMode(display=False) as counter:
-        result = fn()
-    return counter.get_total_flops(), result
-
-
-def training_run(experiment: dict, seed: int = 0) -> dict:
-    """What ``fit`` takes: the seed, the model and the whole training section (run-time settings included)."""
-    return {"seed": seed, "model": experiment["model"], "training": experiment["training"]}
+from helpers import SMOKE_CONFIG, image_experiment, snakemake, tiny_experiment, training_run
 
 
 @pytest.fixture(scope="session")
@@ -81,23 +37,6 @@ def trained(tmp_path_factory) -> dict:
     }
 
 
-def image_experiment(root, name: str = "mnist", **probe) -> dict:
-    """A resolved image experiment on a data root, small enough to train in a second."""
-    config = {
-        "experiments": {
-            "img": {
-                "dataset": {"name": name, "root": str(root), "n_train": 40, "n_test": 20},
-                "model": {"name": "shallow", "width": 8, "weight_std": 0.05},
-                "training": {"epochs": 4, "batch_size": 10, "save_epochs": {"every": 2},
-                             "optimizer": {"name": "adam", "lr": 0.01},
-                             "augmentation": {"crop_padding": 2, "horizontal_flip": True}},
-                "probe": {"device": "cpu", "lines": [{"classes": [7, 6], "seed": 0}], **probe},
-            }
-        }
-    }
-    return resolve_config(config)["experiments"]["img"]
-
-
 @pytest.fixture(scope="session")
 def mnist_root(tmp_path_factory):
     """A synthetic MNIST (60 training, 20 test images) in torchvision's layout."""
@@ -119,40 +58,6 @@ def image_run(tmp_path_factory, mnist_root) -> dict:
     return {"root": root, "experiment": experiment, "data": data, "manifest": manifest, "checkpoints": checkpoints}
 
 
-def killed_and_resumed(spec, data, tmp_path, monkeypatch) -> list:
-    """Train ``spec``, dying inside epoch 3 (after epoch 2 was saved); train again; return the checkpoints."""
-    from geomvol.train import loop
-
-    original = loop.train_one_epoch
-    calls = {"n": 0}
-
-    def dies_in_epoch_three(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("killed")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "train_one_epoch", dies_in_epoch_three)
-    with pytest.raises(KeyboardInterrupt):
-        fit(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
-    assert sorted(p.name for p in (tmp_path / "state").glob("epoch_*.pt")) == ["epoch_0.pt", "epoch_2.pt"]
-    monkeypatch.setattr(loop, "train_one_epoch", original)
-    return fit(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
-
-
-def snakemake(workdir, configfile, *extra, wait=True, env=None):
-    """Snakemake on the checkout's Snakefile in ``workdir``, with ``configfile`` (None: the default config.yaml
-    there), no workflow profile unless ``extra`` names one, in ``env`` (default: this process's environment)."""
-    profile = [] if "--workflow-profile" in extra else ["--workflow-profile", "none"]
-    command = [
-        sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-        *(["--configfile", str(configfile)] if configfile else []), "--cores", "2", *profile, *extra,
-    ]
-    if not wait:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    return subprocess.run(command, capture_output=True, text=True, env=env)
-
-
 @pytest.fixture
 def conda_answers(tmp_path):
     """An environment whose PATH starts with a `conda` that answers Snakemake's checks and nothing else."""
@@ -171,7 +76,6 @@ esac
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     environment["PATH"] = f"{bin_dir}:{environment['PATH']}"
     return environment
-
 
 
 @pytest.fixture(scope="session")

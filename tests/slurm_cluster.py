@@ -1,8 +1,8 @@
 """A real single-node SLURM cluster for the tests: munged, slurmctld and slurmd on this machine.
 
-Installs Debian's ``slurm-wlm`` and ``munge`` when they are missing, writes its
-configuration, state and logs into one directory, and stops the daemons it
-started by their process ids. Clients find it through ``SLURM_CONF``.
+Needs Debian's ``slurm-wlm`` and ``munge`` installed and root (the daemons run as root and munge); installs
+nothing itself (CI's ``.ci/run`` installs them). Writes its configuration, state and logs into one directory,
+and stops the daemons it started by their process ids. Clients find it through ``SLURM_CONF``.
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, **kwargs)
 
 
-def install() -> None:
-    """apt-get install slurm-wlm and munge when their programs are missing."""
-    if all(shutil.which(name) or Path("/usr/sbin", name).exists() for name in DAEMONS):
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "slurm-wlm", "munge"]):
-        result = _run(command, env=env, timeout=600)
-        if result.returncode != 0:
-            raise SlurmUnavailable(f"`{' '.join(command)}` failed: {result.stderr.strip()[-2000:]}")
+def missing() -> str | None:
+    """Why a cluster cannot be started on this machine (None: it can): the programs it needs, and root."""
+    absent = [name for name in DAEMONS if not (shutil.which(name) or Path("/usr/sbin", name).exists())]
+    if absent:
+        return (f"SLURM and munge are not installed ({', '.join(absent)} missing); as root, "
+                f"`apt-get install slurm-wlm munge` (what .ci/run does), then run the test again")
+    if os.geteuid() != 0:
+        return "the test starts munged, slurmctld and slurmd itself, which needs root"
+    return None
 
 
 class SlurmCluster:
@@ -104,7 +104,8 @@ class SlurmCluster:
         return log.read_text()[-2000:] if log.exists() else "(none)"
 
     def __enter__(self) -> "SlurmCluster":
-        install()
+        if missing() is not None:
+            raise SlurmUnavailable(missing())
         self._created = [path for path in (MUNGE_RUN, SLURMD_CONF_CACHE) if not path.exists()]
         self._write_config()
         d = self.directory

@@ -1,9 +1,12 @@
 """docs/analysis.md's Python code, run as written on the smoke run's results."""
 
+import pytest
 import os
 import re
 
-from conftest import ROOT
+from helpers import ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
 
 def test_analysis_doc_runs_on_the_smoke_results(smoke_run, capsys):

@@ -12,7 +12,7 @@ from geomvol.train import fit, load_checkpoint
 from geomvol.train.augment import ViewSpec, barlow_twins_views, random_view
 from geomvol.train.objectives import barlow_twins_loss, projector
 
-from conftest import killed_and_resumed, training_run
+from helpers import killed_and_resumed, training_run
 
 # Two standardised, uncorrelated features of a batch of four (population mean 0, standard deviation 1).
 Z = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]], dtype=torch.float64)

@@ -13,11 +13,12 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from conftest import ROOT, SMOKE_CONFIG
+from helpers import ROOT, SMOKE_CONFIG
 
 ENV_FILE = ROOT / "workflow" / "envs" / "geomvol.yaml"
 CONDA_TO_PIP = {"pytorch": "torch", "matplotlib-base": "matplotlib"}
@@ -68,6 +69,8 @@ def jobs_of(output: str) -> list[dict]:
     return jobs
 
 
+@pytest.mark.slow
+@pytest.mark.workflow
 def test_the_command_a_conda_job_runs_imports_the_project_from_its_checkout(conda_answers, tmp_path):
     """A conda env holds the dependencies, not geomvol: a job imports the package from the checkout
     whose Snakefile runs, with no PYTHONPATH of its own (a copy here, so that the editable install of
@@ -110,6 +113,8 @@ def test_the_command_a_conda_job_runs_imports_the_project_from_its_checkout(cond
         listing.stdout + listing.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.workflow
 def test_slurm_profile_dry_runs_the_paper_config_with_gpus_and_conda(conda_answers, tmp_path):
     output = dry_run(ROOT / "Snakefile", tmp_path, ROOT / "workflow" / "configs" / "paper.yaml", conda_answers,
                      "--workflow-profile", str(ROOT / "workflow" / "profiles" / "slurm"))

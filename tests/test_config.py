@@ -15,7 +15,7 @@ from geomvol.errors import ConfigError
 from geomvol.models import build_model
 from geomvol.models.registry import model_spec
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_default_config_is_the_study_setting():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import conv_batchnorm_net, flops, tiny_experiment, training_run
+from helpers import conv_batchnorm_net, flops, tiny_experiment, training_run
 from geomvol.data import prepare_dataset
 from geomvol.geometry import jacobian, log_volume, subspace_jacobian
 from geomvol.models import build_model

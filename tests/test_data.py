@@ -8,7 +8,7 @@ from geomvol.data.sinusoid import sinusoid_labels
 from geomvol.errors import DataError
 from geomvol.provenance import sha256_file
 
-from conftest import tiny_experiment
+from helpers import tiny_experiment
 
 
 def test_sinusoid_labels_follow_the_boundary():

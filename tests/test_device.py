@@ -14,7 +14,7 @@ import yaml
 
 from geomvol.device import GPU_LOCKS_ENV, device_label, job_gpus, resolve_device
 from geomvol.errors import GeomvolError
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_auto_and_named_devices():
@@ -77,6 +77,8 @@ def test_a_job_claims_a_free_gpu_and_waits_while_all_are_claimed(monkeypatch, tm
 GPU_LINE = re.compile(r"^(\S+) GPU: (claimed|released) (\S+)", re.MULTILINE)
 
 
+@pytest.mark.slow
+@pytest.mark.workflow
 def test_snakemake_jobs_side_by_side_each_get_their_own_gpu(tmp_path, mnist_root):
     """4 GPU trainings under --resources gpu=2 on a machine listing 2 GPUs (CUDA_VISIBLE_DEVICES=0,1):
     each job's log names the card it claimed; jobs whose runs overlap never share one, and no more than

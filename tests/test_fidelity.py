@@ -100,7 +100,7 @@ def test_the_studys_mnist_plane_runs_at_full_scale_on_real_digits(tmp_path):
     from geomvol.probe.core import load_probed_model
     from geomvol.train import fit
 
-    from conftest import ROOT, training_run
+    from helpers import ROOT, training_run
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     experiment = config["experiments"]["digits-plane"]

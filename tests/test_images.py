@@ -24,7 +24,7 @@ from geomvol.probe.planes import ANCHOR_UV, line_points, orthonormal_basis, plan
 from geomvol.train import fit, load_checkpoint
 from geomvol.train.augment import augment
 
-from conftest import killed_and_resumed, training_run
+from helpers import killed_and_resumed, training_run
 
 
 def test_generated_mnist_reads_back_through_torchvision(mnist_root):
@@ -138,6 +138,7 @@ def test_killed_image_training_with_augmentation_resumes_bit_identical(image_run
     assert rows[0].split("\t") == ["epoch", "loss", "accuracy", "test_loss", "test_accuracy"] and len(rows) == 5
 
 
+@pytest.mark.slow
 def test_killed_resnet_training_resumes_bit_identical(tmp_path, monkeypatch):
     """BatchNorm statistics, SGD momentum and the augmentation's generator all come back from the checkpoint."""
     write_synthetic("cifar10", tmp_path / "raw", 20, 10, seed=0)

@@ -11,7 +11,9 @@ import torch
 from geomvol.lineage import figure_lineage, trace
 from geomvol.provenance import sha256_tree
 
-from conftest import SMOKE_CONFIG, snakemake
+from helpers import SMOKE_CONFIG, snakemake
+
+pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
 
 def geomvol_trace(workdir, path, *extra):

@@ -8,7 +8,9 @@ import shutil
 import pytest
 import yaml
 
-from conftest import ROOT, SMOKE_CONFIG, snakemake
+from helpers import ROOT, SMOKE_CONFIG, snakemake
+
+pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
 EXPERIMENT = "sinusoid-smoke"
 FIGURES = {"figure[volume]", "figure_measures", "measure", "combine_probes"}

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import jvp, vmap
 
-from conftest import conv_batchnorm_net, flops
+from helpers import conv_batchnorm_net, flops
 from geomvol.geometry import subspace_jacobian
 from geomvol.geometry.tangents import constant_parameter_tangents
 from geomvol.models import feature_map

@@ -16,7 +16,7 @@ from geomvol.train import fit, load_checkpoint
 from geomvol.train.loop import extend
 from geomvol.train.checkpoint import save_checkpoint
 
-from conftest import tiny_experiment, training_run
+from helpers import tiny_experiment, training_run
 
 
 def test_fit_writes_the_schedule_and_keeps_its_store(trained):
@@ -64,6 +64,7 @@ def _train_command(spec, data, root):
     ]
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_and_ends_bit_identical(tmp_path):
     experiment = tiny_experiment(epochs=600, batch_size=10, save_epochs={"every": 100})
     experiment["dataset"]["n_points"] = 100

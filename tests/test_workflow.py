@@ -20,7 +20,9 @@ from geomvol.data import prepare_dataset
 from geomvol.provenance import sha256_file, sha256_tree
 from geomvol.train import fit
 
-from conftest import ROOT, SMOKE_CONFIG, snakemake, training_run
+from helpers import ROOT, SMOKE_CONFIG, snakemake, training_run
+
+pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
 
 def sinusoid_only(tmp_path, **training):
