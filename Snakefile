@@ -1,7 +1,5 @@
 # geomvol: train, checkpoint per epoch, probe volume elements, combine, figure.
 # Run: snakemake --cores N   (config: config.yaml, or --configfile FILE)
-from pathlib import Path
-
 from snakemake.utils import min_version
 
 from geomvol.config import resolve_config
@@ -20,11 +18,7 @@ if not workflow.overwrite_configfiles:
 # Validate against the schema (and the checks a schema cannot state) before any job runs.
 # Reading the data roots to check anchors is done once, by the main process, not again by
 # every job that re-reads this file (cluster jobs, job steps).
-EXPERIMENTS = resolve_config(
-    config,
-    Path(workflow.basedir) / "workflow/schemas/config.schema.yaml",
-    check_data=workflow.is_main_process,
-)["experiments"]
+EXPERIMENTS = resolve_config(config, check_data=workflow.is_main_process)["experiments"]
 
 
 include: "workflow/rules/common.smk"

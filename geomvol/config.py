@@ -2,7 +2,7 @@
 
 The pipeline's config (``config.yaml``) is checked here before Snakemake
 schedules any job: first for numbers that are not finite, then against the
-JSON Schema in ``workflow/schemas/config.schema.yaml`` (types, ranges, unknown
+JSON Schema in ``geomvol/config.schema.yaml`` (types, ranges, unknown
 keys; defaults are filled in), then against the rules a schema cannot state
 (sorted epochs, probe epochs that are saved, keys that do not apply to the
 data set, feature maps the model lacks, a data root that lacks files, plane
@@ -23,7 +23,8 @@ import yaml
 
 from geomvol.errors import ConfigError
 
-DEFAULT_SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+# Shipped inside the package (a non-editable install has no workflow/ beside it); workflow/schemas/ links to it.
+DEFAULT_SCHEMA = Path(__file__).resolve().with_name("config.schema.yaml")
 
 
 # Feature maps of each model, by name, and their shapes (kept torch-free so the

@@ -324,3 +324,23 @@ def test_a_test_split_anchor_beyond_the_prepared_test_set_is_refused():
     with pytest.raises(ConfigError, match=r"experiments\.d\.probe\.planes\.0\.indices: index 20 is beyond the prepared "
                                           r"test set \(20 images"):
         resolve_config(config)
+
+
+@pytest.mark.slow
+def test_a_built_wheel_carries_the_schema_and_the_digits(tmp_path):
+    """A non-editable install has no workflow/ beside the package: the schema and the digits file ship
+    inside it (workflow/schemas/config.schema.yaml links to the package's)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from geomvol.config import DEFAULT_SCHEMA
+
+    assert DEFAULT_SCHEMA.parent == ROOT / "geomvol"
+    assert (ROOT / "workflow" / "schemas" / "config.schema.yaml").resolve() == DEFAULT_SCHEMA
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("geomvol-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "geomvol/config.schema.yaml" in names and "geomvol/data/digits.csv.gz" in names

@@ -86,7 +86,7 @@ def first_seed(ds: xr.Dataset, seed: int | None) -> int:
     return int(ds["seed"].values[0]) if seed is None else seed
 
 
-# The resolved `figures` config section's defaults (workflow/schemas/config.schema.yaml).
+# The resolved `figures` config section's defaults (geomvol/config.schema.yaml).
 FIGURE_STYLE = {"colour_scale": "per_panel", "entropy_units": "hartley"}
 EPOCH_NOTE = "epoch E: after E passes over the training set (0: untrained; the study's epoch E is E + 1 here)"
 VOLUME_LABEL = r"$\log_{10}\sqrt{\det g}$"

@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 from geomvol.config import (
     EXPECTED_FILES,
