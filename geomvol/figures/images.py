@@ -157,7 +157,8 @@ def _anchor_origin(ds: xr.Dataset, kind: str) -> str:
 
 
 def _draw_interpolation(ax, anchors: np.ndarray, t: np.ndarray, pixel_max: int, shown: int = 11) -> None:
-    """The images p1 + t (p2 - p1) (pixels, clipped to 0..pixel_max) at up to ``shown`` evenly spaced t of the line."""
+    """The images p1 + t (p2 - p1) at up to ``shown`` evenly spaced t of the line, their pixels (0..pixel_max)
+    drawn on the 0..255 scale, clipped."""
     picks = np.unique(np.linspace(0, len(t) - 1, min(shown, len(t))).round().astype(int))
     p1, p2 = anchors.astype(np.float64) * (255 / pixel_max)
     frames = [np.clip(p1 + t[i] * (p2 - p1), 0, 255).astype(np.uint8) for i in picks]

@@ -22,7 +22,6 @@ import torchvision
 from torch import nn
 
 
-
 @dataclass(frozen=True)
 class ResNetConfig:
     in_channels: int = 3
