@@ -3,6 +3,7 @@
 from snakemake.utils import min_version
 
 from geomvol.config import resolve_config
+from geomvol.data.check import check_config_data
 
 min_version("9.0")
 
@@ -18,7 +19,10 @@ if not workflow.overwrite_configfiles:
 # Validate against the schema (and the checks a schema cannot state) before any job runs.
 # Reading the data roots to check anchors is done once, by the main process, not again by
 # every job that re-reads this file (cluster jobs, job steps).
-EXPERIMENTS = resolve_config(config, check_data=workflow.is_main_process)["experiments"]
+RESOLVED_CONFIG = resolve_config(config)
+if workflow.is_main_process:
+    check_config_data(RESOLVED_CONFIG)
+EXPERIMENTS = RESOLVED_CONFIG["experiments"]
 
 
 include: "workflow/rules/common.smk"

@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from geomvol.config import IMAGE_DATASETS, INPUT_SHAPES, block_windows, feature_width, load_config, same_feature_maps
+from geomvol.catalogue import CLASSES, IMAGE_DATASETS, INPUT_SHAPES, PIXEL_MAX, SPLIT_SIZES, block_windows, feature_width, same_feature_maps
+from geomvol.config import load_config
 from geomvol.data.digits import N_DIGITS
-from geomvol.data.images import CLASSES, PIXEL_MAX, SPLIT_SIZES
 from geomvol.device import resolve_device
 from geomvol.geometry import log_volume, log_volume_and_singular_values
 from geomvol.models import build_model, feature_map
@@ -148,7 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     device = resolve_device(args.device)
-    config = load_config(args.configfile, check_data=False)
+    config = load_config(args.configfile)
     print(f"device {device}; config {args.configfile}")
     print(f"{'experiment':<14}{'s/train img':>12}{'train h':>10}{'probe h':>10}"
           f"{'total h':>10}{'PFLOP':>10}{f'h @{args.tflops:g}TF':>10}")

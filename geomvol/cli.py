@@ -1,4 +1,5 @@
-"""The ``geomvol`` command: one subcommand per pipeline stage (the Snakemake rules call these)."""
+"""The ``geomvol`` command: one subcommand per pipeline stage (the Snakemake rules call these; each calls one
+function of :mod:`geomvol.stages`), plus ``check-config`` and ``trace``."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import sys
 from pathlib import Path
 
 from geomvol import __version__
-from geomvol.config import FIGURES
-from geomvol.device import job_gpus
+from geomvol.catalogue import FIGURES, OTHER_FIGURES
 from geomvol.errors import GeomvolError
 
 
@@ -30,94 +30,84 @@ def cmd_check_config(args) -> None:
     from geomvol.config import load_config
 
     config = load_config(args.config, args.schema)
+    if not args.skip_data:
+        from geomvol.data.check import check_config_data
+
+        check_config_data(config)
     for name, experiment in config["experiments"].items():
         print(f"{name}: dataset {experiment['dataset']['name']}, model {experiment['model']['name']}, "
               f"seeds {experiment['seeds']}, probe epochs {experiment['probe']['epochs']}")
 
 
 def cmd_prepare(args) -> None:
-    from geomvol.data import prepare_dataset
+    from geomvol.stages import prepare_dataset
 
-    record = prepare_dataset({**args.spec, **({"download": args.download} if "root" in args.spec else {})},
+    record = prepare_dataset({**args.dataset, **({"download": args.download} if "root" in args.dataset else {})},
                              args.output, args.manifest)
     print(f"wrote {args.output} ({record['n_points']} points, classes {record['class_counts']}, sha256 {record['sha256']})")
 
 
 def cmd_synthesize(args) -> None:
-    from geomvol.data.images import write_synthetic
-    from geomvol.io import atomic_path
+    from geomvol.stages import synthesize_dataset
 
-    with atomic_path(args.root) as tmp:
-        files = write_synthetic(args.dataset, tmp, args.n_train, args.n_test, args.seed)
+    files = synthesize_dataset(args.dataset, args.root, args.n_train, args.n_test, args.seed)
     print(f"wrote a synthetic {args.dataset} data set ({args.n_train} training, {args.n_test} test images) "
           f"in torchvision's layout to {args.root}: {', '.join(files)}")
 
 
 def _training_run(args) -> dict:
-    """The training spec of a train or extend job: its lineage (--spec), schedule and run-time settings."""
-    training = {**args.spec["training"], **args.schedule, "device": args.device, "threads": args.threads}
-    return {**args.spec, "training": training}
+    """The training run of a train or extend job: its lineage (--lineage), schedule and run-time settings."""
+    training = {**args.lineage["training"], **args.schedule, "device": args.device, "threads": args.threads}
+    return {**args.lineage, "training": training}
 
 
 def cmd_train(args) -> None:
-    from geomvol.train import fit
+    from geomvol.stages import train
 
-    paths = fit(_training_run(args), args.data, args.output_dir, args.state_dir)
+    paths = train(_training_run(args), args.data, args.output_dir, args.state_dir)
     print(f"wrote {len(paths)} checkpoints to {args.output_dir}")
 
 
 def cmd_extend(args) -> None:
-    from geomvol.train.loop import extend
+    from geomvol.stages import extend_training
 
-    extend(_training_run(args), args.data, args.state_dir, args.epoch, args.output)
+    extend_training(_training_run(args), args.data, args.state_dir, args.epoch, args.output)
     print(f"wrote {args.output}")
 
 
 def cmd_metrics(args) -> None:
-    from geomvol.train.checkpoint import write_metrics
+    from geomvol.stages import training_metrics
 
-    write_metrics(args.checkpoint, args.output)
+    training_metrics(args.checkpoint, args.output)
     print(f"wrote {args.output}")
 
 
 def cmd_probe(args) -> None:
-    from geomvol.probe import probe_checkpoint
-    from geomvol.config import canonical_json
-    from geomvol.provenance import git_commit
-    from geomvol.store import write_store
+    from geomvol.stages import probe
 
-    run_time = {"device": args.device, "memory_budget_bytes": args.memory_budget_bytes}
-    ds = probe_checkpoint(args.checkpoint, args.data, {**args.spec, **run_time})
-    ds.attrs.update(git_commit=git_commit(), geomvol_version=__version__, probe_config=canonical_json(args.spec))
-    write_store(ds, args.output)
+    probe(args.checkpoint, args.data, {**args.probe, "device": args.device,
+                                        "memory_budget_bytes": args.memory_budget_bytes}, args.output)
     print(f"wrote {args.output}")
 
 
 def cmd_combine(args) -> None:
-    from geomvol.store import combine_probes
+    from geomvol.stages import combine_probes
 
     ds = combine_probes(args.probes, args.experiment, args.experiment_config, args.data, args.manifest, args.output)
     print(f"wrote {args.output}: {dict(ds.sizes)}")
 
 
 def cmd_measure(args) -> None:
-    from geomvol.measures import measure_store
-    from geomvol.store import write_store
+    from geomvol.stages import measure
 
-    ds = measure_store(args.store, args.spec)
-    write_store(ds, args.output)
+    ds = measure(args.store, args.sections, args.output)
     print(f"wrote {args.output}: {', '.join(name for name in ds.data_vars if name.endswith('_mean'))}")
 
 
 def cmd_figure(args) -> None:
-    from geomvol.figures import PLOTS, plot_compare
+    from geomvol.stages import figure
 
-    if args.kind == "compare":
-        if args.other is None:
-            raise GeomvolError("figure compare needs --other, the store of the experiment to compare with")
-        plot_compare(args.store, args.other, args.png, args.pdf, seed=args.seed, style=args.style)
-    else:
-        PLOTS[args.kind](args.store, args.png, args.pdf, seed=args.seed, style=args.style)
+    figure(args.kind, args.store, args.png, args.pdf, other=args.other, seed=args.seed, style=args.style)
     print(f"wrote {args.png} and {args.pdf}")
 
 
@@ -142,7 +132,7 @@ def _add_gpus_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--spec", type=_json, required=True,
+    parser.add_argument("--lineage", type=_json, required=True,
                         help="JSON with seed, model and training sections (geomvol.config.checkpoint_lineage: "
                              "training without its schedule and run-time settings)")
     parser.add_argument("--schedule", type=_json, required=True, help='JSON {"epochs": N, "save_epochs": ...}')
@@ -163,11 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a pipeline config and list its experiments")
     p.add_argument("config", type=Path)
-    p.add_argument("--schema", type=Path, default=None, help="JSON Schema (default: the source tree's)")
+    p.add_argument("--schema", type=Path, default=None, help="JSON Schema (default: the one geomvol ships)")
+    p.add_argument("--skip-data", action="store_true",
+                   help="check the config alone, not what the data must provide (data roots' files, anchor images); "
+                        "this part imports no torch")
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("prepare", help="make a data set and its manifest")
-    p.add_argument("--spec", type=_json, required=True,
+    p.add_argument("--dataset", type=_json, required=True,
                    help="resolved `dataset` config section without its run-time key (download), as JSON")
     p.add_argument("--download", type=_boolean, default=False,
                    help="(a data root) let torchvision fetch the data set there when it is missing: true or false")
@@ -204,8 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="volume element, class and entropy of one checkpoint on a grid, planes or lines")
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True, help="the prepared data set (anchor images)")
-    p.add_argument("--spec", type=_json, required=True,
-                   help="resolved `probe` config section without its run-time keys (device, memory_budget_bytes), as JSON")
+    p.add_argument("--probe", type=_json, required=True,
+                   help="resolved `probe` config section without its run-time keys (device, memory_budget_bytes), the "
+                        "probed epochs and compare_with (geomvol.config.probe_job_settings), as JSON")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to probe")
     p.add_argument("--memory-budget-bytes", type=int, default=2**30,
                    help="upper bound on the Jacobian memory held at once")
@@ -225,14 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("measure", help="magnification measures of a combined store, per seed and across seeds")
     p.add_argument("--store", type=Path, required=True, help="the experiment's combined volume store")
-    p.add_argument("--spec", type=_json, required=True, help="JSON with the resolved measures and dataset sections")
+    p.add_argument("--sections", type=_json, required=True,
+                   help="JSON with the resolved measures and dataset sections")
     p.add_argument("--output", type=Path, required=True)
     p.set_defaults(func=cmd_measure)
 
     p = sub.add_parser("figure", help="draw a figure from a combined store: volume (2-D input grid), planes, lines, "
                                       "blocks, spectra (singular values at the anchors), compare (two stores on the "
                                       "same plane), or measures (from the measures store)")
-    p.add_argument("kind", choices=[*FIGURES, "compare", "measures"])
+    p.add_argument("kind", choices=[*FIGURES, *OTHER_FIGURES])
     p.add_argument("--store", type=Path, required=True)
     p.add_argument("--other", type=Path, help="(compare) the store drawn beside --store")
     p.add_argument("--png", type=Path, required=True)
@@ -259,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "gpus", None) is None:
             args.func(args)
         else:
+            from geomvol.device import job_gpus
+
             with job_gpus(args.gpus):
                 args.func(args)
     except GeomvolError as error:

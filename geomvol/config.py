@@ -5,8 +5,10 @@ schedules any job: first for numbers that are not finite, then against the
 JSON Schema in ``geomvol/config.schema.yaml`` (types, ranges, unknown
 keys; defaults are filled in), then against the rules a schema cannot state
 (sorted epochs, probe epochs that are saved, keys that do not apply to the
-data set, feature maps the model lacks, a data root that lacks files, plane
-and line anchors that the data cannot provide).  Every error names the config key.
+data set, feature maps the model lacks). Every error names the config key.
+What the data must provide (a data root's files, the plane and line anchors)
+is checked beside the data code, by :mod:`geomvol.data.check`. Nothing here
+imports torch.
 """
 
 from __future__ import annotations
@@ -21,42 +23,16 @@ from typing import Any
 import jsonschema
 import yaml
 
+from geomvol.catalogue import (
+    FEATURE_MAPS, IMAGE_DATASETS, INPUT_SHAPES, STUDY_BLOCK_WINDOWS, TORCHVISION_DATASETS, block_windows, feature_width,
+    resnet_block_shape,
+)
 from geomvol.errors import ConfigError
 
 # Shipped inside the package (a non-editable install has no workflow/ beside it); workflow/schemas/ links to it.
 DEFAULT_SCHEMA = Path(__file__).resolve().with_name("config.schema.yaml")
 
 
-# Feature maps of each model, by name, and their shapes (kept torch-free so the
-# Snakefile loads fast; tests check them against the models' own ``feature_maps()``).
-FEATURE_MAPS = {"shallow": ("hidden",), "resnet34": ("pooled", "block1", "block2", "block3", "block4")}
-RESNET_CHANNELS = {"block1": 64, "block2": 128, "block3": 256, "block4": 512}
-# The study's average-pooling windows (stride = window): every block of a 32 x 32 input pooled to 512 values
-# (block1 64x32x32 -> 64x2x4, block2 128x16x16 -> 128x2x2, block3 256x8x8 -> 256x1x2, block4 512x4x4 -> 512).
-STUDY_BLOCK_WINDOWS = {"block1": [16, 8], "block2": [8, 8], "block3": [8, 4], "block4": [4, 4]}
-# Feature maps that are one function under two names when block4 is averaged over its whole map.
-SAME_FEATURE_MAPS = {"pooled": "block4"}
-INPUT_SHAPES = {"sinusoid": (2,), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "digits": (1, 8, 8)}
-TORCHVISION_DATASETS = ("mnist", "cifar10")  # read from a data root through torchvision's classes
-SPLIT_NAMES = {"train": "training", "test": "test"}  # the prepared splits anchor images come from
-IMAGE_DATASETS = (*TORCHVISION_DATASETS, "digits")  # digits: scikit-learn's load_digits, shipped with geomvol
-# The files torchvision's MNIST and CIFAR10 read under a data root.
-EXPECTED_FILES = {
-    "mnist": [
-        "MNIST/raw/train-images-idx3-ubyte",
-        "MNIST/raw/train-labels-idx1-ubyte",
-        "MNIST/raw/t10k-images-idx3-ubyte",
-        "MNIST/raw/t10k-labels-idx1-ubyte",
-    ],
-    "cifar10": [
-        *(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)),
-        "cifar-10-batches-py/test_batch",
-        "cifar-10-batches-py/batches.meta",
-    ],
-}
-# Figure kinds (geomvol figure KIND): the 2-D input grid; planes and lines through images; planes per block;
-# singular-value spectra at the anchor images.
-FIGURES = ("volume", "planes", "lines", "blocks", "spectra")
 _TORCHVISION_KEYS = {"name", "seed", "root", "download", "n_train", "n_test", "normalize", "synthetic"}
 DATASET_KEYS = {
     "sinusoid": {"name", "seed", "n_points", "low", "high", "amplitude", "frequency", "phase"},
@@ -92,23 +68,23 @@ def result_config(experiment: dict) -> dict:
     return config
 
 
-def train_spec(experiment: dict, seed: int) -> dict:
+def training_run(experiment: dict, seed: int) -> dict:
     """What a training run of one seed computes: the seed, the model and the training section without its
     run-time settings (the train rule's params; checkpoints record it)."""
     return {"seed": seed, "model": experiment["model"], "training": without_run_time("training", experiment["training"])}
 
 
-def checkpoint_lineage(spec: dict) -> dict:
-    """What every checkpoint of a training run depends on besides its data set and its epoch: ``train_spec``
+def checkpoint_lineage(run: dict) -> dict:
+    """What every checkpoint of a training run depends on besides its data set and its epoch: ``training_run``
     without the schedule (``SCHEDULE_KEYS``) and run-time settings. Checkpoints of two runs with equal
     lineages are the same at the same epoch (bitwise on the CPU), so one run can resume from the other's;
     a checkpoint records its lineage as its ``train_spec``."""
-    training = {key: value for key, value in spec["training"].items()
+    training = {key: value for key, value in run["training"].items()
                 if key not in SCHEDULE_KEYS and key not in RUN_TIME_KEYS["training"]}
-    return {**spec, "training": training}
+    return {**run, "training": training}
 
 
-def probe_spec(experiment: dict) -> dict:
+def probe_job_settings(experiment: dict) -> dict:
     """What one probe job computes from its checkpoint and data set: the probe section without run-time
     settings, without the list of probed epochs (each job probes one) and without ``compare_with``."""
     probe = without_run_time("probe", experiment["probe"])
@@ -120,47 +96,6 @@ def probe_spec(experiment: dict) -> dict:
 def synthetic_root(experiment_name: str) -> str:
     """Where the pipeline writes an experiment's synthetic data set (relative to the working directory)."""
     return f"results/{experiment_name}/data/synthetic"
-
-
-def resnet_block_shape(block: str, input_shape) -> tuple[int, int, int]:
-    """(C, H, W) of a ResNet34 block's output for an input (C_in, H_in, W_in): the CIFAR stem and block1
-    keep the size, each later block halves it (3 x 3 convolution, stride 2, padding 1)."""
-    height, width = input_shape[1:]
-    for _ in range(int(block[len("block"):]) - 1):
-        height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1
-    return RESNET_CHANNELS[block], height, width
-
-
-def block_windows(block_pooling) -> dict | None:
-    """The per-block pooling windows of a resolved ``probe.block_pooling``; None: the global mean
-    (``global_mean``, or a model without blocks)."""
-    return block_pooling if isinstance(block_pooling, dict) else None
-
-
-def feature_width(model: dict, feature_map: str, input_shape, block_pooling=None) -> int:
-    """The flattened width n of a feature map of a (resolved) model section, for inputs of ``input_shape``,
-    with the ResNet blocks pooled as ``block_pooling`` says (a resolved ``probe.block_pooling``)."""
-    if model["name"] == "shallow":
-        return model["width"]
-    if feature_map == "pooled":
-        return RESNET_CHANNELS["block4"]
-    channels, height, width = resnet_block_shape(feature_map, input_shape)
-    windows = block_windows(block_pooling)
-    if windows is None:
-        return channels
-    window_height, window_width = windows[feature_map]
-    return channels * (height // window_height) * (width // window_width)
-
-
-def same_feature_maps(model: dict, input_shape, block_pooling=None) -> dict:
-    """Feature maps that are one function under two names: the ResNet's ``pooled`` (the global mean of
-    block4) is ``block4`` when block4 is averaged over its whole map."""
-    if model["name"] != "resnet34":
-        return {}
-    windows = block_windows(block_pooling)
-    if windows is None or tuple(windows["block4"]) == resnet_block_shape("block4", input_shape)[1:]:
-        return dict(SAME_FEATURE_MAPS)
-    return {}
 
 
 def _key(path) -> str:
@@ -374,39 +309,14 @@ def _check_probe(where: tuple, experiment: dict) -> None:
             )
 
 
-def _check_data(where: tuple, experiment: dict) -> None:
-    """Checks that read the data: the root's files, and that every anchor set names distinct,
-    non-collinear images of its prepared split. Skipped where torchvision will download the root."""
-    from geomvol.data.images import check_root, missing_files, prepared_split
-    from geomvol.errors import DataError
-    from geomvol.probe.anchors import check_anchor_images, resolve_anchors
-
-    dataset, probe = experiment["dataset"], experiment["probe"]
-    if dataset["name"] in TORCHVISION_DATASETS and dataset["synthetic"] is None:
-        if dataset["download"] and missing_files(dataset["name"], dataset["root"]):
-            return
-        try:
-            check_root(dataset["name"], dataset["root"])
-        except DataError as error:
-            raise ConfigError(f"config key {_key(where + ('dataset', 'root'))}: {error}") from None
-    used = sorted({entry["split"] for kind in ("planes", "lines") for entry in probe[kind]})
-    splits = {split: prepared_split(dataset, split) for split in used}  # split -> (images, labels, classes)
-    classes = next(iter(splits.values()))[2]  # an image experiment has planes or lines: one split at least
-    for kind in ("planes", "lines"):
-        key = _key(where + ("probe", kind))
-        anchors = resolve_anchors(probe[kind], {split: labels for split, (_, labels, _) in splits.items()}, classes, key)
-        check_anchor_images(anchors, [splits[entry["split"]][0][indices] for entry, indices in zip(probe[kind], anchors)],
-                            key)
-
-
-def resolve_config(config: dict, schema: dict | str | Path = DEFAULT_SCHEMA, check_data: bool = True) -> dict:
-    """Validate a pipeline config and return a resolved copy.
+def resolve_config(config: dict, schema: dict | str | Path = DEFAULT_SCHEMA) -> dict:
+    """Validate a pipeline config and return a resolved copy, reading no data (and importing no torch).
 
     The copy has every default filled in, ``probe.epochs`` expanded to an
     explicit list, ``probe.feature_maps`` to the model's default and a
-    synthetic data set's ``root`` set. With ``check_data``, image data roots
-    are read (relative paths from the working directory) to check them and the
-    anchors. Raises :class:`ConfigError` naming the first bad key.
+    synthetic data set's ``root`` set. Raises :class:`ConfigError` naming the
+    first bad key. The checks that read the data (a data root's files, the
+    anchors) are :func:`geomvol.data.check.check_config_data`'s.
     """
     if not isinstance(schema, dict):
         schema = load_schema(schema)
@@ -422,10 +332,6 @@ def resolve_config(config: dict, schema: dict | str | Path = DEFAULT_SCHEMA, che
     for name, experiment in resolved["experiments"].items():
         _check_experiment(name, experiment)
     _check_comparisons(resolved["experiments"])
-    if check_data:
-        for name, experiment in resolved["experiments"].items():
-            if experiment["dataset"]["name"] in IMAGE_DATASETS:
-                _check_data(("experiments", name), experiment)
     return resolved
 
 
@@ -464,11 +370,11 @@ def _check_finite(value, path: tuple) -> None:
             _check_finite(item, path + (index,))
 
 
-def load_config(path: str | Path, schema: dict | str | Path = DEFAULT_SCHEMA, check_data: bool = True) -> dict:
+def load_config(path: str | Path, schema: dict | str | Path = DEFAULT_SCHEMA) -> dict:
     """Read a YAML config file and resolve it (see :func:`resolve_config`)."""
     with open(path) as handle:
         config = yaml.safe_load(handle) or {}
-    return resolve_config(config, schema, check_data)
+    return resolve_config(config, schema)
 
 
 def canonical_json(value: Any) -> str:

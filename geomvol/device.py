@@ -1,4 +1,5 @@
-"""Choosing the torch device from a config value, naming it in outputs, and giving a job its own GPU."""
+"""Choosing the torch device from a config value, naming it in outputs, and giving a job its own GPU
+(before torch starts: this module imports torch only to choose and name a device)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import time
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from geomvol.errors import GeomvolError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def resolve_device(name: str) -> torch.device:
@@ -23,6 +26,8 @@ def resolve_device(name: str) -> torch.device:
 
     A CUDA device comes back with its index (``cuda:0``), so that outputs name the very card.
     """
+    import torch
+
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -35,6 +40,8 @@ def resolve_device(name: str) -> torch.device:
 
 def device_label(device: torch.device) -> str:
     """'cpu', or 'cuda:0 (NVIDIA H100 80GB HBM3)': what the store records as the probe's device."""
+    import torch
+
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)

@@ -4,7 +4,7 @@ Every output records the sha256 of what it was made from: a figure (PNG text chu
 store; the measures store the volume store; the volume store each probe store, the prepared data set and
 the config; a probe store its checkpoint; the training manifest and each checkpoint the data set; the data
 set's manifest the data set and every raw file. :func:`trace` follows those records from ``path`` and
-compares each recorded sha256 with the file on disk now.
+compares each recorded sha256 with the file on disk now. Tracing imports no torch.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ class Tracer:
         if self.configfile is not None:
             from geomvol.config import load_config
 
-            current = load_config(self.configfile, check_data=False)["experiments"].get(attrs["experiment"])
+            current = load_config(self.configfile)["experiments"].get(attrs["experiment"])
             step.path = Path(f"experiment {attrs['experiment']!r} of {self.configfile}")
             step.on_disk = None if current is None else config_sha256(result_config(current))
         step.details["params"] = "resolved experiment config: " + ", ".join(
@@ -172,7 +172,7 @@ class Tracer:
         self.steps.append(step)
 
     def checkpoint(self, path: Path, depth: int = 0, recorded: str | None = None) -> None:
-        from geomvol.train.checkpoint import load_checkpoint
+        from geomvol.train.checkpoint import checkpoint_record
 
         run = path.parent.parent / "training"
         manifest = _read_json(run / "manifest.json")
@@ -186,10 +186,10 @@ class Tracer:
         else:  # a saved epoch added after the training run
             extended = path.parent.parent / "extended" / path.name
             self.add("training record", extended, "extend_training", depth + 1, recorded)
-        state = load_checkpoint(path)
-        spec = state["train_spec"]
-        step.details["params"] = (f"seed {spec['seed']}, epoch {state['epoch']}, model {spec['model']['name']}, "
-                                  f"objective {spec['training']['objective']['name']}")
+        state = checkpoint_record(path)  # read without torch
+        lineage = state["train_spec"]
+        step.details["params"] = (f"seed {lineage['seed']}, epoch {state['epoch']}, model {lineage['model']['name']}, "
+                                  f"objective {lineage['training']['objective']['name']}")
         data = path.parent.parent.parent / "data" / "dataset.pt"
         self.dataset(data, depth + 1, state["dataset_sha256"])
 
@@ -197,7 +197,7 @@ class Tracer:
         manifest_path = path.with_name("manifest.json")
         manifest = _read_json(manifest_path)
         step = self.add("data set", path, "prepare_dataset", depth, recorded, code=manifest.get("git_commit", "not recorded"),
-                        params=f"dataset {json.dumps(manifest.get('spec'), sort_keys=True)}")
+                        params=f"dataset {json.dumps(manifest.get('lineage'), sort_keys=True)}")
         if step is None:
             return
         if "sha256" in manifest:
@@ -205,7 +205,7 @@ class Tracer:
                      params=f"as recorded in {manifest_path}")
         raw = manifest.get("raw_files") or {}
         if not raw:
-            step.details["raw data"] = "none: drawn from the dataset spec above"
+            step.details["raw data"] = "none: drawn from the dataset lineage above"
         synthetic = (self.here(raw.get("root", "")) / "geomvol-synthetic.json").exists()
         origin = raw.get("origin") or ("synthesize_dataset" if synthetic else "external (download)")
         for name, sha in sorted((raw.get("sha256") or {}).items()):

@@ -21,14 +21,12 @@ Across seeds each measure gets its mean and a percentile bootstrap interval that
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from geomvol.config import canonical_json
-from geomvol.provenance import git_commit, sha256_tree
 
 LN10 = math.log(10.0)
 DEFINITIONS = {
@@ -147,17 +145,14 @@ def _where(labels: dict) -> str:
     return " ".join(f"{dim}={value}" for dim, value in labels.items())
 
 
-def measure_store(store: str | Path, spec: dict) -> xr.Dataset:
-    """The magnification measures of a combined store, per seed and across seeds.
+def magnification_measures(ds: xr.Dataset, sections: dict) -> xr.Dataset:
+    """The magnification measures of a combined (volume) store's Dataset, per seed and across seeds.
 
-    ``spec`` holds the experiment's resolved ``measures`` and ``dataset`` sections. Returns a Dataset with,
+    ``sections`` holds the experiment's resolved ``measures`` and ``dataset`` sections. Returns a Dataset with,
     for each measure ``m`` (prefixed ``plane_``/``line_`` on planes and lines): ``m`` on (seed, epoch,
     block[, plane|line]), ``m_mean`` without seed and ``m_interval`` with a ``bound`` dimension (low, high).
     """
-    from geomvol.store import open_store
-
-    ds = open_store(store).load()
-    measures = spec["measures"]
+    measures = sections["measures"]
     band = measures["boundary_margin"]
     bootstrap = measures["bootstrap"]
     variables = {}
@@ -167,10 +162,10 @@ def measure_store(store: str | Path, spec: dict) -> xr.Dataset:
         cell_dims = [dim for dim in volume.dims if dim not in point_dims]
         names = ["entropy_correlation", "boundary_ratio"]
         distance = None
-        if prefix == "" and spec["dataset"]["name"] == "sinusoid":
+        if prefix == "" and sections["dataset"]["name"] == "sinusoid":
             names.append("boundary_distance_correlation")
             x1, x2 = xr.broadcast(ds["x1"], ds["x2"])
-            dataset = spec["dataset"]
+            dataset = sections["dataset"]
             distance = xr.DataArray(distance_to_sinusoid(x1.values, x2.values, dataset["amplitude"],
                                                          dataset["frequency"], dataset["phase"]), dims=x1.dims)
             distance = distance.transpose(*point_dims)
@@ -226,9 +221,6 @@ def measure_store(store: str | Path, spec: dict) -> xr.Dataset:
         "experiment": ds.attrs["experiment"],
         "config_sha256": ds.attrs["config_sha256"],
         "measures_config": canonical_json(measures),
-        "source_store": str(store),
-        "source_store_sha256": sha256_tree(store),
-        "git_commit": git_commit(),
         "definitions": __doc__,
     }
     return result

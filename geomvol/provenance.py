@@ -74,3 +74,10 @@ def package_versions() -> dict[str, str]:
 
 def host() -> str:
     return os.uname().nodename
+
+
+def record() -> dict:
+    """What made an output, as every stage records it (manifests, store attrs, figure metadata): geomvol's
+    version, the commit of its source tree, the versions of the packages that shape the numbers, the host."""
+    return {"geomvol_version": geomvol.__version__, "git_commit": git_commit(), "package_versions": package_versions(),
+            "host": host()}

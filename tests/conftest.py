@@ -9,10 +9,9 @@ import os
 import pytest
 
 from geomvol.config import load_config
-from geomvol.data import prepare_dataset
-from geomvol.train import fit
+from geomvol.stages import prepare_dataset
 
-from helpers import SMOKE_CONFIG, image_experiment, snakemake, tiny_experiment, training_run
+from helpers import SMOKE_CONFIG, image_experiment, snakemake, tiny_experiment, train_with_metrics, training_run
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +26,7 @@ def trained(tmp_path_factory) -> dict:
     experiment = tiny_experiment()
     data, manifest = root / "data" / "dataset.pt", root / "data" / "manifest.json"
     prepare_dataset(experiment["dataset"], data, manifest)
-    checkpoints = fit(training_run(experiment), data, root / "checkpoints", root / "train-state", root / "metrics.tsv")
+    checkpoints = train_with_metrics(training_run(experiment), data, root / "checkpoints", root / "train-state", root / "metrics.tsv")
     return {
         "root": root,
         "experiment": copy.deepcopy(experiment),
@@ -54,7 +53,7 @@ def image_run(tmp_path_factory, mnist_root) -> dict:
     experiment = image_experiment(mnist_root)
     data, manifest = root / "data" / "dataset.pt", root / "data" / "manifest.json"
     prepare_dataset(experiment["dataset"], data, manifest)
-    checkpoints = fit(training_run(experiment), data, root / "checkpoints", root / "train-state", root / "metrics.tsv")
+    checkpoints = train_with_metrics(training_run(experiment), data, root / "checkpoints", root / "train-state", root / "metrics.tsv")
     return {"root": root, "experiment": experiment, "data": data, "manifest": manifest, "checkpoints": checkpoints}
 
 

@@ -12,7 +12,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from geomvol.config import resolve_config
-from geomvol.train import fit
+from geomvol.stages import train, training_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE_CONFIG = ROOT / "workflow" / "configs" / "smoke.yaml"
@@ -57,6 +57,13 @@ def training_run(experiment: dict, seed: int = 0) -> dict:
     return {"seed": seed, "model": experiment["model"], "training": experiment["training"]}
 
 
+def train_with_metrics(run: dict, data, output_dir, state_dir, metrics) -> list:
+    """The train stage, then the training_metrics stage on its last checkpoint (as the pipeline's two rules do)."""
+    checkpoints = train(run, data, output_dir, state_dir)
+    training_metrics(checkpoints[-1], metrics)
+    return checkpoints
+
+
 def image_experiment(root, name: str = "mnist", **probe) -> dict:
     """A resolved image experiment on a data root, small enough to train in a second."""
     config = {
@@ -89,10 +96,10 @@ def killed_and_resumed(spec, data, tmp_path, monkeypatch) -> list:
 
     monkeypatch.setattr(loop, "train_one_epoch", dies_in_epoch_three)
     with pytest.raises(KeyboardInterrupt):
-        fit(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+        train_with_metrics(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
     assert sorted(p.name for p in (tmp_path / "state").glob("epoch_*.pt")) == ["epoch_0.pt", "epoch_2.pt"]
     monkeypatch.setattr(loop, "train_one_epoch", original)
-    return fit(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+    return train_with_metrics(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
 
 
 def snakemake(workdir, configfile, *extra, wait=True, env=None):

@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from geomvol.config import resolve_config
-from geomvol.data import prepare_dataset
+from geomvol.stages import prepare_dataset
 from geomvol.data.images import write_synthetic
-from geomvol.train import fit, load_checkpoint
+from geomvol.train.checkpoint import load_checkpoint
 from geomvol.train.augment import ViewSpec, barlow_twins_views, random_view
 from geomvol.train.objectives import barlow_twins_loss, projector
+from geomvol.settings import ProbeSettings
 
-from helpers import killed_and_resumed, training_run
+from helpers import killed_and_resumed, train_with_metrics, training_run
 
 # Two standardised, uncorrelated features of a batch of four (population mean 0, standard deviation 1).
 Z = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]], dtype=torch.float64)
@@ -118,7 +119,7 @@ def barlow_run(tmp_path_factory) -> dict:
     experiment = _barlow_experiment(root / "raw")
     data = root / "dataset.pt"
     prepare_dataset(experiment["dataset"], data, root / "manifest.json")
-    checkpoints = fit(training_run(experiment), data, root / "ref", root / "ref-state", root / "ref.tsv")
+    checkpoints = train_with_metrics(training_run(experiment), data, root / "ref", root / "ref-state", root / "ref.tsv")
     return {"root": root, "experiment": experiment, "data": data, "checkpoints": checkpoints}
 
 
@@ -186,7 +187,7 @@ def test_unstandardised_linear_probe_minimises_scikit_learns_objective():
 
 
 def test_planes_of_a_barlow_twins_checkpoint_are_labelled_by_its_linear_probe(barlow_run):
-    from geomvol.data import load_dataset, model_inputs
+    from geomvol.data.prepare import load_dataset, model_inputs
     from geomvol.models import feature_map
     from geomvol.probe import probe_checkpoint
     from geomvol.probe.core import load_probed_model
@@ -194,10 +195,10 @@ def test_planes_of_a_barlow_twins_checkpoint_are_labelled_by_its_linear_probe(ba
 
     probe = {**barlow_run["experiment"]["probe"], "device": "cpu", "plane": {"resolution": 3, "extent": 1.0}}
     checkpoint = barlow_run["checkpoints"][-1]
-    ds = probe_checkpoint(checkpoint, barlow_run["data"], probe)
+    ds = probe_checkpoint(checkpoint, barlow_run["data"], ProbeSettings.from_section(probe))
     assert ds["linear_probe_train_accuracy"].dims == ("seed", "epoch")
     data = load_dataset(barlow_run["data"])
-    model = load_probed_model(checkpoint, probe).model
+    model = load_probed_model(checkpoint, ProbeSettings.from_section(probe)).model
     features = feature_map(model, "hidden")
     train = features(model_inputs(data["x"], data, torch.float64))
     linear = fit_linear_probe(train, data["y"], 10)

@@ -1,4 +1,6 @@
 import copy
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -6,16 +8,22 @@ import yaml
 
 import torch
 
-from geomvol.config import (
-    FEATURE_MAPS, STUDY_BLOCK_WINDOWS, block_windows, config_sha256, feature_width, load_config, resolve_config,
-    saved_epochs,
+from geomvol.catalogue import (
+    CLASSES, FEATURE_MAPS, IMAGE_DATASETS, INPUT_SHAPES, PIXEL_MAX, STUDY_BLOCK_WINDOWS, block_windows, feature_width,
 )
+from geomvol.config import config_sha256, load_config, resolve_config, saved_epochs
+from geomvol.data.check import check_config_data
 from geomvol.data.images import write_synthetic
 from geomvol.errors import ConfigError
 from geomvol.models import build_model
 from geomvol.models.registry import model_spec
 
 from helpers import ROOT
+
+
+def checked(config: dict) -> dict:
+    """A config resolved and its data checked, as the Snakefile and check-config do."""
+    return check_config_data(resolve_config(config))
 
 
 def test_default_config_is_the_study_setting():
@@ -111,6 +119,49 @@ def test_feature_map_table_matches_the_models(block_pooling):
             assert function(x).shape == (2, feature_width(section, feature_map, (3, 32, 32), block_pooling))
 
 
+def test_the_catalogue_matches_what_the_loaders_make(mnist_root, tmp_path):
+    """Input shapes, classes and pixel ranges in the catalogue are those of the prepared data sets."""
+    from geomvol.data.prepare import make_dataset
+
+    write_synthetic("cifar10", tmp_path, 20, 10, seed=0)
+    sections = {"sinusoid": {}, "digits": {"n_train": 20, "n_test": 10},
+                "mnist": {"root": str(mnist_root), "n_train": 20, "n_test": 10},
+                "cifar10": {"root": str(tmp_path), "n_train": 20, "n_test": 10}}
+    config = {"experiments": {name: {"dataset": {"name": name, **section},
+                                     **({} if name == "sinusoid" else {"probe": {"lines": [{"indices": [0, 1]}]}})}
+                              for name, section in sections.items()}}
+    for name, experiment in resolve_config(config)["experiments"].items():
+        data = make_dataset(experiment["dataset"])
+        assert tuple(data["x"].shape[1:]) == INPUT_SHAPES[name]
+        if name in IMAGE_DATASETS:
+            assert data["classes"] == CLASSES[name] and data["pixel_max"] == PIXEL_MAX[name]
+            assert int(data["x"].max()) <= PIXEL_MAX[name]
+
+
+# Made unimportable in a subprocess: what must run without torch fails loudly if it imports it.
+WITHOUT_TORCH = "import sys; sys.modules['torch'] = None; "
+
+
+def test_config_catalogue_stages_and_the_command_import_no_torch():
+    modules = ["geomvol.config", "geomvol.catalogue", "geomvol.cli", "geomvol.lineage", "geomvol.stages",
+               "geomvol.store", "geomvol.data", "geomvol.data.check", "geomvol.train", "geomvol.train.checkpoint",
+               "geomvol.device", "geomvol.measures"]
+    code = f"import sys; {'; '.join(f'import {m}' for m in modules)}; print(sorted(m for m in sys.modules if 'torch' in m))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_check_config_without_the_data_runs_without_torch():
+    code = WITHOUT_TORCH + "from geomvol.cli import main; sys.exit(main(sys.argv[1:]))"
+    result = subprocess.run([sys.executable, "-c", code, "check-config", str(ROOT / "config.yaml"), "--skip-data"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("sinusoid: dataset sinusoid, model shallow, seeds [0, 1]")
+    with_data = subprocess.run([sys.executable, "-m", "geomvol.cli", "check-config", str(ROOT / "config.yaml")],
+                               capture_output=True, text=True)
+    assert with_data.returncode == 0 and with_data.stdout == result.stdout, with_data.stderr
+
+
 def test_config_hash_ignores_key_order():
     a = {"b": 1, "a": {"y": [1, 2], "x": 0.5}}
     b = yaml.safe_load("a: {x: 0.5, y: [1, 2]}\nb: 1")
@@ -149,7 +200,7 @@ def _image_config(root, **probe):
 )
 def test_bad_anchors_name_the_key(mnist_root, probe, key, reason):
     with pytest.raises(ConfigError) as info:
-        resolve_config(_image_config(mnist_root, **probe))
+        checked(_image_config(mnist_root, **probe))
     message = str(info.value)
     assert message.startswith(f"config key experiments.img.{key}"), message
     if reason:
@@ -161,7 +212,7 @@ def test_a_class_with_too_few_images_for_the_anchors(mnist_root):
     config["experiments"]["img"]["dataset"]["n_train"] = 20  # two images per class
     with pytest.raises(ConfigError, match=r"experiments\.img\.probe\.planes\.0\.classes: class '7 - seven' has 2 images "
                                           r"in the prepared training set, fewer than the 3 asked"):
-        resolve_config(config)
+        checked(config)
 
 
 def test_equal_or_collinear_anchor_images_are_refused(tmp_path):
@@ -180,21 +231,21 @@ def test_equal_or_collinear_anchor_images_are_refused(tmp_path):
         kind = "planes" if len(anchors) == 3 else "lines"
         config = {"experiments": {"img": {"dataset": base, "probe": {kind: [{"indices": anchors}]}}}}
         with pytest.raises(ConfigError) as info:
-            resolve_config(config)
+            checked(config)
         assert str(info.value).startswith(f"config key experiments.img.probe.{kind}.0: the anchor images {anchors}")
         assert reason in str(info.value)
-    resolve_config({"experiments": {"img": {"dataset": base, "probe": {"planes": [{"indices": [0, 3, 4]}]}}}})
+    checked({"experiments": {"img": {"dataset": base, "probe": {"planes": [{"indices": [0, 3, 4]}]}}}})
 
 
 def test_missing_root_is_refused_naming_directory_and_files(tmp_path):
     config = _image_config(tmp_path / "absent")
     with pytest.raises(ConfigError) as info:
-        resolve_config(config)
+        checked(config)
     message = str(info.value)
     assert message.startswith("config key experiments.img.dataset.root:")
     assert str(tmp_path / "absent") in message and "MNIST/raw/t10k-labels-idx1-ubyte" in message
     config["experiments"]["img"]["dataset"]["download"] = True  # torchvision fetches it in the prepare job
-    assert resolve_config(config)["experiments"]["img"]["dataset"]["download"] is True
+    assert checked(config)["experiments"]["img"]["dataset"]["download"] is True
 
 
 @pytest.mark.parametrize(
@@ -323,11 +374,11 @@ def test_a_test_split_anchor_beyond_the_prepared_test_set_is_refused():
                                     "probe": {"planes": [{"indices": [0, 1, 20], "split": "test"}]}}}}
     with pytest.raises(ConfigError, match=r"experiments\.d\.probe\.planes\.0\.indices: index 20 is beyond the prepared "
                                           r"test set \(20 images"):
-        resolve_config(config)
+        checked(config)
 
 
 @pytest.mark.slow
-def test_a_built_wheel_carries_the_schema_and_the_digits(tmp_path):
+def test_a_built_wheel_carries_the_schema_and_the_digits_and_checks_the_default_config(tmp_path):
     """A non-editable install has no workflow/ beside the package: the schema and the digits file ship
     inside it (workflow/schemas/config.schema.yaml links to the package's)."""
     import subprocess
@@ -344,3 +395,14 @@ def test_a_built_wheel_carries_the_schema_and_the_digits(tmp_path):
     (wheel,) = tmp_path.glob("geomvol-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "geomvol/config.schema.yaml" in names and "geomvol/data/digits.csv.gz" in names
+    # installed (non-editable, into a venv that borrows this interpreter's dependencies), it checks the default
+    # config, data included, from another directory
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True)
+    version = subprocess.run([venv / "bin" / "geomvol", "--version"], capture_output=True, text=True, cwd=tmp_path)
+    assert str(venv / "lib") in version.stdout, version.stdout
+    checked = subprocess.run([venv / "bin" / "geomvol", "check-config", ROOT / "config.yaml"], capture_output=True,
+                             text=True, cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.splitlines()[1].startswith("digits-plane: dataset digits, model shallow")

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import conv_batchnorm_net, flops, tiny_experiment, training_run
-from geomvol.data import prepare_dataset
+from helpers import conv_batchnorm_net, flops, tiny_experiment, train_with_metrics, training_run
+from geomvol.stages import prepare_dataset
 from geomvol.geometry import jacobian, log_volume, subspace_jacobian
 from geomvol.models import build_model
 from geomvol.models.registry import model_spec
 from geomvol.probe import probe_checkpoint
-from geomvol.train import fit, load_checkpoint
+from geomvol.train.checkpoint import load_checkpoint
+from geomvol.settings import ProbeSettings
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = torch.device("cuda")
@@ -60,10 +61,10 @@ def test_training_and_probing_on_cuda(tmp_path):
     experiment = tiny_experiment()
     data, manifest = tmp_path / "dataset.pt", tmp_path / "manifest.json"
     prepare_dataset(experiment["dataset"], data, manifest)
-    on_cpu = fit(training_run(experiment), data, tmp_path / "cpu", tmp_path / "cpu-state", tmp_path / "cpu.tsv")
+    on_cpu = train_with_metrics(training_run(experiment), data, tmp_path / "cpu", tmp_path / "cpu-state", tmp_path / "cpu.tsv")
     cuda_spec = training_run(experiment)
     cuda_spec["training"] = {**cuda_spec["training"], "device": "cuda"}
-    on_cuda = fit(cuda_spec, data, tmp_path / "cuda", tmp_path / "cuda-state", tmp_path / "cuda.tsv")
+    on_cuda = train_with_metrics(cuda_spec, data, tmp_path / "cuda", tmp_path / "cuda-state", tmp_path / "cuda.tsv")
 
     cpu_state, cuda_state = load_checkpoint(on_cpu[-1]), load_checkpoint(on_cuda[-1])
     for name, value in cpu_state["model"].items():
@@ -71,8 +72,8 @@ def test_training_and_probing_on_cuda(tmp_path):
         torch.testing.assert_close(cuda_state["model"][name], value, rtol=1e-3, atol=1e-4)
 
     probe = {**experiment["probe"], "dtype": "float64"}
-    cpu_probe = probe_checkpoint(on_cuda[-1], data, probe)
-    cuda_probe = probe_checkpoint(on_cuda[-1], data, {**probe, "device": "cuda"})
+    cpu_probe = probe_checkpoint(on_cuda[-1], data, ProbeSettings.from_section(probe))
+    cuda_probe = probe_checkpoint(on_cuda[-1], data, ProbeSettings.from_section({**probe, "device": "cuda"}))
     assert cuda_probe["probe_device"].item() == f"cuda:0 ({torch.cuda.get_device_name(0)})"
     assert cpu_probe["probe_device"].item() == "cpu"
     np.testing.assert_allclose(cuda_probe["log10_volume"].values, cpu_probe["log10_volume"].values, rtol=1e-10)
@@ -99,12 +100,12 @@ def test_resnet_trains_on_cuda_with_bf16_and_channels_last(tmp_path, objective):
     experiment = resolve_config(config)["experiments"]["c"]
     data = tmp_path / "dataset.pt"
     prepare_dataset(experiment["dataset"], data, tmp_path / "manifest.json")
-    checkpoints = fit(training_run(experiment), data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+    checkpoints = train_with_metrics(training_run(experiment), data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
     state = load_checkpoint(checkpoints[-1])
     assert all(value.device.type == "cpu" for value in state["model"].values())
     assert all(math.isfinite(v) for v in state["history"]["loss"] + state["history"].get("test_loss", []))
     probe = {**experiment["probe"], "dtype": "float64"}
-    on_cpu = probe_checkpoint(checkpoints[-1], data, {**probe, "device": "cpu"})
-    on_cuda = probe_checkpoint(checkpoints[-1], data, {**probe, "device": "cuda"})
+    on_cpu = probe_checkpoint(checkpoints[-1], data, ProbeSettings.from_section({**probe, "device": "cpu"}))
+    on_cuda = probe_checkpoint(checkpoints[-1], data, ProbeSettings.from_section({**probe, "device": "cuda"}))
     np.testing.assert_allclose(on_cuda["plane_log10_volume"].values, on_cpu["plane_log10_volume"].values, rtol=1e-9)
     np.testing.assert_array_equal(on_cuda["plane_predicted_class"].values, on_cpu["plane_predicted_class"].values)

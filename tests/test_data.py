@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from geomvol.data import load_dataset, prepare_dataset
+from geomvol.data.prepare import load_dataset
+from geomvol.stages import prepare_dataset
 from geomvol.data.sinusoid import sinusoid_labels
 from geomvol.errors import DataError
 from geomvol.provenance import sha256_file

@@ -11,11 +11,13 @@ import pytest
 import torch
 
 from geomvol.config import resolve_config
-from geomvol.data import load_dataset, prepare_dataset
+from geomvol.data.prepare import load_dataset
+from geomvol.stages import prepare_dataset
 from geomvol.data.digits import DIGITS_FILE, load_digits
 from geomvol.data.images import synthetic_arrays
-from geomvol.probe.anchors import resolve_anchors
+from geomvol.data.anchors import resolve_anchors
 from geomvol.probe.planes import line_parameters
+from geomvol.settings import AnchorChoice, ProbeSettings
 
 
 def study_random_samples_by_targets(labels: torch.Tensor, targets: list[int], seed: int) -> list[int]:
@@ -37,7 +39,7 @@ def test_rejection_sampler_picks_the_studys_images(seed):
     labels = torch.from_numpy(synthetic_arrays("cifar10", (200, 60), seed=3)[1][1])  # a generated test split
     for targets in ([7, 6, 1], [1, 5], [9, 9, 0]):
         entry = {"classes": targets, "seed": seed, "split": "test", "sampler": "rejection"}
-        ours = resolve_anchors([entry], {"test": labels}, [str(c) for c in range(10)], "probe.planes")[0]
+        ours = resolve_anchors([AnchorChoice.from_entry(entry)], {"test": labels}, [str(c) for c in range(10)], "probe.planes")[0]
         assert ours == study_random_samples_by_targets(labels, targets, seed)
         assert [int(labels[i]) for i in ours] == targets
 
@@ -46,7 +48,7 @@ def test_rejection_sampler_leaves_torchs_global_generator_alone():
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)
-    resolve_anchors([{"classes": [1, 2], "seed": 0, "split": "train", "sampler": "rejection"}],
+    resolve_anchors([AnchorChoice(split="train", classes=(1, 2), seed=0, sampler="rejection")],
                     {"train": torch.arange(10) % 3}, ["a", "b", "c"], "k")
     assert torch.equal(torch.rand(3), expected)
 
@@ -94,13 +96,12 @@ def test_the_studys_mnist_plane_runs_at_full_scale_on_real_digits(tmp_path):
     split, sampler, normalisation and epoch convention it used, and the probe keeps the top 10 singular values."""
     import yaml
 
-    from geomvol.data import model_inputs
+    from geomvol.data.prepare import model_inputs
     from geomvol.geometry import log_volume
     from geomvol.probe import probe_checkpoint
     from geomvol.probe.core import load_probed_model
-    from geomvol.train import fit
-
-    from helpers import ROOT, training_run
+    
+    from helpers import ROOT, train_with_metrics, training_run
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     experiment = config["experiments"]["digits-plane"]
@@ -109,10 +110,10 @@ def test_the_studys_mnist_plane_runs_at_full_scale_on_real_digits(tmp_path):
     resolved = resolve_config({"experiments": {"digits-plane": experiment}})["experiments"]["digits-plane"]
     data = tmp_path / "d.pt"
     prepare_dataset(resolved["dataset"], data, tmp_path / "m.json")
-    checkpoints = fit(training_run(resolved), data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+    checkpoints = train_with_metrics(training_run(resolved), data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
     state = torch.load(checkpoints[-1], weights_only=False)
     assert state["model"]["hidden_layer.weight"].dtype == torch.float64  # trained in float64
-    ds = probe_checkpoint(checkpoints[-1], data, resolved["probe"])
+    ds = probe_checkpoint(checkpoints[-1], data, ProbeSettings.from_section(resolved["probe"]))
     prepared = load_dataset(data)
     expected = study_random_samples_by_targets(prepared["y_test"], [7, 6, 1], seed=0)
     assert ds["plane_anchor_index"].values.tolist() == [expected]
@@ -126,7 +127,7 @@ def test_the_studys_mnist_plane_runs_at_full_scale_on_real_digits(tmp_path):
     # at each anchor, the volume element with k = 10 is the product of the 10 largest singular values of J / sqrt(n)
     spectra = ds["plane_anchor_singular_values"].values[0, 0, 0, 0]  # (anchor, k)
     assert spectra.shape == (3, 64) and np.all(np.diff(spectra, axis=1) <= 0)
-    probed = load_probed_model(checkpoints[-1], resolved["probe"])
+    probed = load_probed_model(checkpoints[-1], ProbeSettings.from_section(resolved["probe"]))
     anchors = model_inputs(prepared["x_test"][expected], prepared, torch.float64)
     direct = log_volume(probed.feature_map("hidden"), anchors, top_k=10) / math.log(10)
     np.testing.assert_allclose(np.log10(spectra[:, :10] / math.sqrt(200)).sum(axis=1), direct.numpy(), rtol=1e-10)

@@ -2,9 +2,8 @@ from PIL import Image
 
 from geomvol.config import result_config
 from geomvol.figures import plot_volume_grid
-from geomvol.probe import probe_checkpoint
 from geomvol.provenance import sha256_tree
-from geomvol.store import combine_probes, write_store
+from geomvol.stages import combine_probes, probe
 
 
 def test_figure_carries_its_store_and_checksum(trained, tmp_path):
@@ -12,7 +11,7 @@ def test_figure_carries_its_store_and_checksum(trained, tmp_path):
     paths = []
     for checkpoint in trained["checkpoints"]:
         paths.append(tmp_path / f"{checkpoint.stem}.zarr")
-        write_store(probe_checkpoint(checkpoint, trained["data"], experiment["probe"]), paths[-1])
+        probe(checkpoint, trained["data"], experiment["probe"], paths[-1])
     store = tmp_path / "volume.zarr"
     combine_probes(paths, "tiny", result_config(experiment), trained["data"], trained["manifest"], store)
     plot_volume_grid(store, tmp_path / "volume.png", tmp_path / "volume.pdf")

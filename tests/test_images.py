@@ -11,7 +11,8 @@ import torch
 from torchvision.datasets import CIFAR10, MNIST
 
 from geomvol.config import resolve_config
-from geomvol.data import load_dataset, model_inputs, prepare_dataset
+from geomvol.data.prepare import load_dataset, model_inputs
+from geomvol.stages import prepare_dataset
 from geomvol.data.images import (
     SYNTHETIC_MANIFEST, class_balanced_subset, load_split, synthetic_arrays, write_synthetic,
 )
@@ -21,10 +22,11 @@ from geomvol.models import feature_map
 from geomvol.probe import probe_checkpoint
 from geomvol.probe.core import load_probed_model
 from geomvol.probe.planes import ANCHOR_UV, line_points, orthonormal_basis, plane_frame, plane_points
-from geomvol.train import fit, load_checkpoint
+from geomvol.train.checkpoint import load_checkpoint
 from geomvol.train.augment import augment
+from geomvol.settings import ProbeSettings
 
-from helpers import killed_and_resumed, training_run
+from helpers import killed_and_resumed, train_with_metrics, training_run
 
 
 def test_generated_mnist_reads_back_through_torchvision(mnist_root):
@@ -154,7 +156,7 @@ def test_killed_resnet_training_resumes_bit_identical(tmp_path, monkeypatch):
     data = tmp_path / "dataset.pt"
     prepare_dataset(experiment["dataset"], data, tmp_path / "manifest.json")
     spec = training_run(experiment)
-    reference = fit(spec, data, tmp_path / "ref", tmp_path / "ref-state", tmp_path / "ref.tsv")
+    reference = train_with_metrics(spec, data, tmp_path / "ref", tmp_path / "ref-state", tmp_path / "ref.tsv")
     resumed = killed_and_resumed(spec, data, tmp_path / "killed", monkeypatch)
     assert [p.read_bytes() for p in resumed] == [p.read_bytes() for p in reference]
     state = load_checkpoint(resumed[-1])
@@ -184,13 +186,13 @@ def test_line_probe_at_its_anchors_equals_a_direct_probe_of_the_images(image_run
     probe = {**image_run["experiment"]["probe"], "metric": metric, "line": {"points": 2, "low": 0.0, "high": 1.0,
                                                                            "endpoint": True}}
     checkpoint = image_run["checkpoints"][-1]
-    ds = probe_checkpoint(checkpoint, image_run["data"], probe)
+    ds = probe_checkpoint(checkpoint, image_run["data"], ProbeSettings.from_section(probe))
     assert ds["line_log10_volume"].dims == ("seed", "epoch", "block", "line", "t")
     assert ds["t"].values.tolist() == [0.0, 1.0]
     data = load_dataset(image_run["data"])
     index = ds["line_anchor_index"].values[0]
     assert data["y"][index].tolist() == [7, 6]
-    probed = load_probed_model(checkpoint, probe)
+    probed = load_probed_model(checkpoint, ProbeSettings.from_section(probe))
     images = model_inputs(data["x"][index], data, torch.float64)
     direction = (images[1] - images[0]).reshape(-1, 1)
     basis = direction / direction.norm() if metric == "subspace" else None
@@ -209,13 +211,13 @@ def test_line_probe_at_its_anchors_equals_a_direct_probe_of_the_images(image_run
 def test_plane_probe_labels_anchors_and_orders_the_grid(image_run):
     probe = {**image_run["experiment"]["probe"], "lines": [], "planes": [{"indices": [0, 5, 9], "split": "train"}],
              "plane": {"resolution": 5, "extent": 1.0}, "spectra": False}
-    ds = probe_checkpoint(image_run["checkpoints"][0], image_run["data"], probe)
+    ds = probe_checkpoint(image_run["checkpoints"][0], image_run["data"], ProbeSettings.from_section(probe))
     assert dict(ds["plane_log10_volume"].sizes) == {"seed": 1, "epoch": 1, "block": 1, "plane": 1, "v": 5, "u": 5}
     assert ds["plane_anchor_index"].values.tolist() == [[0, 5, 9]]
     np.testing.assert_allclose(ds["anchor_u"].values, [-0.5, 0.5, 0.0])
     assert "plane_anchor_singular_values" not in ds
     data = load_dataset(image_run["data"])
-    probed = load_probed_model(image_run["checkpoints"][0], probe)
+    probed = load_probed_model(image_run["checkpoints"][0], ProbeSettings.from_section(probe))
     anchors = model_inputs(data["x"][[0, 5, 9]], data, torch.float64).reshape(3, -1)
     frame = plane_frame(*anchors)
     corner = (frame.origin - frame.e_u + frame.e_v).reshape(1, 1, 28, 28)  # (u, v) = (-1, 1): last row, first column

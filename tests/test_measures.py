@@ -7,8 +7,9 @@ import pytest
 import xarray as xr
 
 from geomvol.measures import (
-    boundary_ratio, bootstrap_over_seeds, distance_to_sinusoid, measure_store, rank_correlation,
+    boundary_ratio, bootstrap_over_seeds, distance_to_sinusoid, rank_correlation,
 )
+from geomvol.stages import measure
 from geomvol.store import open_store, write_store
 
 SPEC = {"measures": {"boundary_margin": 0.1, "bootstrap": {"resamples": 2000, "level": 0.95, "seed": 0}},
@@ -108,9 +109,9 @@ def grid_store(path, seeds=(0, 1, 2)):
     return ds, distance
 
 
-def test_measure_store_of_a_field_that_peaks_on_the_true_boundary(tmp_path):
+def test_measures_of_a_field_that_peaks_on_the_true_boundary(tmp_path):
     _, distance = grid_store(tmp_path / "volume.zarr")
-    measures = measure_store(tmp_path / "volume.zarr", SPEC)
+    measures = measure(tmp_path / "volume.zarr", SPEC, tmp_path / "measures.zarr")
     for name in ("entropy_correlation", "boundary_distance_correlation"):
         np.testing.assert_allclose(measures[name].values, 1.0)  # monotone in the distance, per seed
         np.testing.assert_allclose(measures[f"{name}_interval"].values, 1.0)
@@ -127,12 +128,12 @@ def test_measure_store_of_a_field_that_peaks_on_the_true_boundary(tmp_path):
     assert measures["boundary_ratio"].dims == ("seed", "epoch", "block")
 
 
-def test_measure_store_says_where_and_why_a_measure_is_undefined(tmp_path):
+def test_measures_say_where_and_why_a_measure_is_undefined(tmp_path):
     ds, _ = grid_store(tmp_path / "source.zarr", seeds=(0,))
     ds["log10_volume"][:] = 0.25  # a constant field
     ds["probability_margin"][:] = 0.5  # a confident network: no boundary on the grid
     write_store(ds, tmp_path / "volume.zarr")
-    measures = measure_store(tmp_path / "volume.zarr", SPEC)
+    measures = measure(tmp_path / "volume.zarr", SPEC, tmp_path / "measures.zarr")
     for name in ("entropy_correlation", "boundary_ratio", "boundary_distance_correlation"):
         assert np.isnan(measures[name].values).all() and np.isnan(measures[f"{name}_interval"].values).all()
     assert measures["entropy_correlation"].attrs["undefined"] == [
@@ -154,7 +155,7 @@ def test_measures_of_planes_are_per_plane(tmp_path):
         coords={"seed": [0], "epoch": [5], "block": np.array(["block1"], dtype=object), "plane": [0, 1], "u": u, "v": u},
         attrs={"experiment": "planes", "config_sha256": "0" * 64})
     write_store(ds, tmp_path / "volume.zarr")
-    measures = measure_store(tmp_path / "volume.zarr", {**SPEC, "dataset": {"name": "mnist"}})
+    measures = measure(tmp_path / "volume.zarr", {**SPEC, "dataset": {"name": "mnist"}}, tmp_path / "measures.zarr")
     assert "boundary_distance_correlation" not in measures and "plane_boundary_distance_correlation" not in measures
     np.testing.assert_allclose(measures["plane_boundary_ratio"].values.ravel(), [1.0, 1.0])
     assert measures["plane_entropy_correlation"].dims == ("seed", "epoch", "block", "plane")

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from geomvol.config import STUDY_BLOCK_WINDOWS, block_windows, feature_width, resnet_block_shape, same_feature_maps
+from geomvol.catalogue import STUDY_BLOCK_WINDOWS, block_windows, feature_width, resnet_block_shape, same_feature_maps
 from geomvol.geometry import log_volume
 from geomvol.models import build_model, feature_map
 from geomvol.models.registry import model_spec

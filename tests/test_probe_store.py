@@ -9,13 +9,14 @@ import torch
 import xarray as xr
 
 from geomvol.config import config_sha256, result_config
-from geomvol.data import prepare_dataset
 from geomvol.errors import DataError
 from geomvol.io import atomic_path
 from geomvol.probe import input_grid, probe_checkpoint
 from geomvol.provenance import sha256_file
-from geomvol.store import combine_probes, open_store, write_store
-from geomvol.train import load_checkpoint
+from geomvol.stages import combine_probes, prepare_dataset, probe
+from geomvol.store import open_store, write_store
+from geomvol.train.checkpoint import load_checkpoint
+from geomvol.settings import ProbeSettings
 
 
 def test_grid_is_row_major_in_x2_x1():
@@ -28,7 +29,7 @@ def test_grid_is_row_major_in_x2_x1():
 def test_probe_matches_the_closed_form_of_the_checkpoint(trained):
     experiment = trained["experiment"]
     checkpoint = trained["checkpoints"][-1]
-    ds = probe_checkpoint(checkpoint, trained["data"], experiment["probe"])
+    ds = probe_checkpoint(checkpoint, trained["data"], ProbeSettings.from_section(experiment["probe"]))
     assert ds["log10_volume"].dims == ("seed", "epoch", "block", "x2", "x1")
     assert ds["predicted_class"].dims == ("seed", "epoch", "x2", "x1")
     assert ds.sizes == {"seed": 1, "epoch": 1, "block": 1, "x2": 9, "x1": 9}
@@ -56,13 +57,14 @@ def test_probe_matches_the_closed_form_of_the_checkpoint(trained):
 
 def test_subspace_probe_equals_full_on_the_plane(trained):
     probe = trained["experiment"]["probe"]
-    full = probe_checkpoint(trained["checkpoints"][1], trained["data"], probe)
-    subspace = probe_checkpoint(trained["checkpoints"][1], trained["data"], {**probe, "metric": "subspace"})
+    full = probe_checkpoint(trained["checkpoints"][1], trained["data"], ProbeSettings.from_section(probe))
+    subspace = probe_checkpoint(trained["checkpoints"][1], trained["data"],
+                                ProbeSettings.from_section({**probe, "metric": "subspace"}))
     np.testing.assert_allclose(subspace["log10_volume"].values, full["log10_volume"].values, rtol=1e-12)
 
 
 def test_every_variable_is_labelled(trained):
-    ds = probe_checkpoint(trained["checkpoints"][0], trained["data"], trained["experiment"]["probe"])
+    ds = probe_checkpoint(trained["checkpoints"][0], trained["data"], ProbeSettings.from_section(trained["experiment"]["probe"]))
     for name, variable in ds.variables.items():
         assert variable.attrs.get("long_name"), name
         if variable.dtype.kind in "fiu":
@@ -70,7 +72,7 @@ def test_every_variable_is_labelled(trained):
 
 
 def test_store_round_trip_with_one_chunk_per_epoch(trained, tmp_path):
-    ds = probe_checkpoint(trained["checkpoints"][0], trained["data"], trained["experiment"]["probe"])
+    ds = probe_checkpoint(trained["checkpoints"][0], trained["data"], ProbeSettings.from_section(trained["experiment"]["probe"]))
     write_store(ds, tmp_path / "probe.zarr")
     back = open_store(tmp_path / "probe.zarr")
     xr.testing.assert_identical(back.load(), ds)
@@ -91,7 +93,7 @@ def test_combine_joins_epochs_and_records_provenance(trained, tmp_path):
         path = tmp_path / f"{checkpoint.stem}.zarr.zip"  # as the pipeline writes them: one zip file each
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            write_store(probe_checkpoint(checkpoint, trained["data"], experiment["probe"]), path)
+            probe(checkpoint, trained["data"], experiment["probe"], path)
         assert zipfile.ZipFile(path).testzip() is None
         paths.append(path)
     combine_probes(paths, "tiny", result_config(experiment), trained["data"], trained["manifest"], tmp_path / "volume.zarr")
@@ -122,7 +124,7 @@ def test_combine_joins_epochs_and_records_provenance(trained, tmp_path):
 
 def test_combine_refuses_data_that_does_not_match_its_manifest(trained, tmp_path):
     store = tmp_path / "probe.zarr"
-    write_store(probe_checkpoint(trained["checkpoints"][0], trained["data"], trained["experiment"]["probe"]), store)
+    probe(trained["checkpoints"][0], trained["data"], trained["experiment"]["probe"], store)
     other = tmp_path / "other.pt"
     prepare_dataset({**trained["experiment"]["dataset"], "seed": 5}, other, tmp_path / "other.json")
     with pytest.raises(DataError, match="does not match its manifest"):

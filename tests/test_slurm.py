@@ -1,5 +1,6 @@
-"""The smoke pipeline on a real single-node SLURM cluster, submitted through workflow/profiles/slurm
-(less its conda deployment: see :func:`profile_without_conda`).
+"""A small pipeline (:func:`cluster_config`, from the smoke config) on a real single-node SLURM cluster,
+submitted through workflow/profiles/slurm (less its conda deployment: see :func:`profile_without_conda`),
+equal to the local smoke run.
 
 The cluster (munged, slurmctld, slurmd; no accounting daemon, so the plugin reads job
 status with squeue) is started by :mod:`slurm_cluster`. It needs Debian's slurm-wlm and
@@ -37,8 +38,18 @@ def profile_without_conda(directory: Path) -> Path:
     directory.mkdir()
     (directory / "profile.yaml").write_text(yaml.safe_dump(profile))
     return directory
-STORES = ("sinusoid-smoke", "mnist-line-smoke", "mnist-plane-smoke", "digits-plane-smoke", "cifar10-smoke",
-          "barlow-twins-smoke")
+COMPARED = "mnist-plane-smoke"  # the smoke config's experiment that runs on the cluster too
+
+
+def cluster_config(path: Path) -> Path:
+    """The smoke config's MNIST plane and a narrower net on the same plane, drawn beside it (a comparison):
+    every kind of rule (synthesize, prepare, train, publish, metrics, probe, combine, measure, the figures and
+    the comparison) in a third of the smoke run's jobs."""
+    experiment = yaml.safe_load(SMOKE_CONFIG.read_text())["experiments"][COMPARED]
+    narrow = {**experiment, "model": {**experiment["model"], "width": 16},
+              "probe": {**experiment["probe"], "compare_with": COMPARED}}
+    path.write_text(yaml.safe_dump({"experiments": {COMPARED: experiment, "mnist-plane-narrow": narrow}}))
+    return path
 LOCAL_RULES = ("publish_checkpoint", "training_metrics")  # a hard link; a TSV from a checkpoint: run by Snakemake itself
 
 
@@ -56,11 +67,11 @@ def cluster():
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def test_smoke_config_runs_through_sbatch_and_equals_a_local_run(cluster, smoke_run, tmp_path):
+def test_a_pipeline_runs_through_sbatch_and_equals_a_local_run(cluster, smoke_run, tmp_path):
     workdir = tmp_path / "work"
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(SMOKE_CONFIG), "--workflow-profile", str(profile_without_conda(tmp_path / "profile")),
+         "--configfile", str(cluster_config(tmp_path / "config.yaml")), "--workflow-profile", str(profile_without_conda(tmp_path / "profile")),
          "--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "1",
          "--seconds-between-status-checks", "2", "--slurm-logdir", str(tmp_path / "slurm-logs"),
          "--slurm-keep-successful-logs"],
@@ -89,11 +100,11 @@ def test_smoke_config_runs_through_sbatch_and_equals_a_local_run(cluster, smoke_
     assert set().union(*by_rule.values()) == {record["JobId"] for record in completed}
     assert not {f"rule_{rule}" for rule in LOCAL_RULES} & set(by_rule)
 
-    for name in STORES:
-        on_slurm = xr.open_zarr(workdir / "results" / name / "volume.zarr").load()
-        local = xr.open_zarr(smoke_run / "results" / name / "volume.zarr").load()
-        assert set(on_slurm.data_vars) == set(local.data_vars)
-        for variable in local.data_vars:  # the same numbers (provenance attrs name host and time)
-            np.testing.assert_array_equal(on_slurm[variable].values, local[variable].values, err_msg=variable)
-        local_figures = sorted(p.name for p in (smoke_run / "results" / name / "figures").iterdir())
-        assert sorted(p.name for p in (workdir / "results" / name / "figures").iterdir()) == local_figures
+    on_slurm = xr.open_zarr(workdir / "results" / COMPARED / "volume.zarr").load()
+    local = xr.open_zarr(smoke_run / "results" / COMPARED / "volume.zarr").load()
+    assert set(on_slurm.data_vars) == set(local.data_vars)
+    for variable in local.data_vars:  # the same numbers (provenance attrs name host and time)
+        np.testing.assert_array_equal(on_slurm[variable].values, local[variable].values, err_msg=variable)
+    local_figures = sorted(p.name for p in (smoke_run / "results" / COMPARED / "figures").iterdir())
+    assert sorted(p.name for p in (workdir / "results" / COMPARED / "figures").iterdir()) == local_figures
+    assert (workdir / "results" / "mnist-plane-narrow" / "figures" / "compare.png").is_file()

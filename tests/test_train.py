@@ -8,15 +8,13 @@ import time
 import pytest
 import torch
 
-from geomvol.data import prepare_dataset
+from geomvol.stages import extend_training, prepare_dataset, train
 from geomvol.errors import CheckpointError
 from geomvol.provenance import sha256_file
 from geomvol.config import SCHEDULE_KEYS, checkpoint_lineage
-from geomvol.train import fit, load_checkpoint
-from geomvol.train.loop import extend
-from geomvol.train.checkpoint import save_checkpoint
+from geomvol.train.checkpoint import checkpoint_record, load_checkpoint, save_checkpoint
 
-from helpers import tiny_experiment, training_run
+from helpers import tiny_experiment, train_with_metrics, training_run
 
 
 def test_fit_writes_the_schedule_and_keeps_its_store(trained):
@@ -25,7 +23,9 @@ def test_fit_writes_the_schedule_and_keeps_its_store(trained):
     for path in trained["checkpoints"]:  # published as the very files of the store
         assert os.path.samefile(path, root / "train-state" / path.name)
     manifest = json.loads((root / "checkpoints" / "manifest.json").read_text())
-    assert manifest["git_commit"] and manifest["geomvol_version"] == "0.1.0"
+    assert manifest["git_commit"] and manifest["geomvol_version"] == "0.1.0" and manifest["host"]
+    assert torch.__version__.startswith(manifest["package_versions"]["torch"])  # 2.14.1 of 2.14.1+cu130
+    assert manifest["dataset_sha256"] == sha256_file(trained["data"])
     assert [(m["epoch"], m["sha256"]) for m in manifest["checkpoints"]] == [
         (int(p.stem.split("_")[1]), sha256_file(p)) for p in trained["checkpoints"]
     ]
@@ -45,20 +45,20 @@ def test_fit_writes_the_schedule_and_keeps_its_store(trained):
 
 
 def test_training_is_deterministic(trained, tmp_path):
-    again = fit(training_run(trained["experiment"]), trained["data"], tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
+    again = train_with_metrics(training_run(trained["experiment"]), trained["data"], tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
     assert [sha256_file(p) for p in again] == [sha256_file(p) for p in trained["checkpoints"]]
     assert (tmp_path / "m.tsv").read_bytes() == (trained["root"] / "metrics.tsv").read_bytes()
 
 
 def test_another_seed_trains_another_network(trained, tmp_path):
-    other = fit(training_run(trained["experiment"], seed=1), trained["data"], tmp_path / "ck", tmp_path / "s", tmp_path / "m.tsv")
+    other = train_with_metrics(training_run(trained["experiment"], seed=1), trained["data"], tmp_path / "ck", tmp_path / "s", tmp_path / "m.tsv")
     assert sha256_file(other[0]) != sha256_file(trained["checkpoints"][0])
 
 
 def _train_command(spec, data, root):
     schedule = {key: spec["training"][key] for key in SCHEDULE_KEYS}
     return [
-        sys.executable, "-m", "geomvol.cli", "train", "--spec", json.dumps(checkpoint_lineage(spec)),
+        sys.executable, "-m", "geomvol.cli", "train", "--lineage", json.dumps(checkpoint_lineage(spec)),
         "--schedule", json.dumps(schedule), "--data", str(data),
         "--output-dir", str(root / "checkpoints"), "--state-dir", str(root / "state"),
     ]
@@ -104,7 +104,7 @@ def test_state_from_another_config_is_not_resumed(trained, tmp_path, capsys):
     stale = load_checkpoint(trained["checkpoints"][1])
     stale["train_spec"] = {**spec, "seed": 99}
     save_checkpoint({k: v for k, v in stale.items() if k != "format"}, state / "epoch_10.pt")
-    paths = fit(spec, trained["data"], tmp_path / "ck", state, tmp_path / "m.tsv")
+    paths = train_with_metrics(spec, trained["data"], tmp_path / "ck", state, tmp_path / "m.tsv")
     assert f"removing {state / 'epoch_10.pt'}: written for another training config or data set" in capsys.readouterr().err
     assert [sha256_file(p) for p in paths] == [sha256_file(p) for p in trained["checkpoints"]]
 
@@ -120,16 +120,16 @@ def test_training_longer_continues_from_the_last_checkpoint(trained, tmp_path, c
     file an uninterrupted run to 50 writes."""
     spec = training_run(trained["experiment"])
     state = tmp_path / "state"
-    fit(spec, trained["data"], tmp_path / "ck", state)
+    train(spec, trained["data"], tmp_path / "ck", state)
     before = _store_files(state)
     capsys.readouterr()
     longer = {**spec, "training": {**spec["training"], "epochs": 50, "save_epochs": [10, 30, 50]}}
-    paths = fit(longer, trained["data"], tmp_path / "ck", state)
+    paths = train(longer, trained["data"], tmp_path / "ck", state)
     err = capsys.readouterr().err
     assert "computing [50]" in err and "resuming from epoch 30" in err
     after = _store_files(state)
     assert {name: after[name] for name in before} == before
-    fresh = fit(longer, trained["data"], tmp_path / "fresh", tmp_path / "fresh-state")
+    fresh = train(longer, trained["data"], tmp_path / "fresh", tmp_path / "fresh-state")
     assert [path.read_bytes() for path in paths] == [path.read_bytes() for path in fresh]
 
 
@@ -138,30 +138,41 @@ def test_a_saved_epoch_between_two_is_made_from_the_earlier(trained, tmp_path, c
     uninterrupted run saving 20 writes, and 30 (made before 20 existed) is that run's 30 too."""
     spec = training_run(trained["experiment"])
     state = tmp_path / "state"
-    fit(spec, trained["data"], tmp_path / "ck", state)
+    train(spec, trained["data"], tmp_path / "ck", state)
     before = _store_files(state)
     capsys.readouterr()
     more = {**spec, "training": {**spec["training"], "save_epochs": [10, 20, 30]}}
-    made = extend(more, trained["data"], state, 20, tmp_path / "epoch_20.pt")
+    made = extend_training(more, trained["data"], state, 20, tmp_path / "epoch_20.pt")
     err = capsys.readouterr().err
     assert "computing [20]" in err and "resuming from epoch 10" in err
     assert {name: _store_files(state)[name] for name in before} == before
-    fresh = fit(more, trained["data"], tmp_path / "fresh", tmp_path / "fresh-state")
+    fresh = train(more, trained["data"], tmp_path / "fresh", tmp_path / "fresh-state")
     assert [path.name for path in fresh] == ["epoch_0.pt", "epoch_10.pt", "epoch_20.pt", "epoch_30.pt"]
     assert made.read_bytes() == fresh[2].read_bytes()
     assert (state / "epoch_30.pt").read_bytes() == fresh[3].read_bytes()
     with pytest.raises(CheckpointError, match=r"epoch 25 is not a saved epoch"):
-        extend(more, trained["data"], state, 25, tmp_path / "epoch_25.pt")
+        extend_training(more, trained["data"], state, 25, tmp_path / "epoch_25.pt")
+
+
+def test_a_checkpoint_record_read_without_torch_has_every_value_but_the_tensors(trained):
+    for path in trained["checkpoints"]:
+        state, record = load_checkpoint(path), checkpoint_record(path)
+        assert record.keys() == state.keys()
+        for key in ("format", "epoch", "history", "train_spec", "dataset_sha256", "model_spec"):
+            assert record[key] == state[key]
+        assert record["model"] == dict.fromkeys(state["model"])  # the tensors' names, each None
+        assert record["rng"] == {"torch": None, "batch_order": None, "augmentation": None}
 
 
 def test_truncated_or_foreign_checkpoint_is_named(trained, tmp_path):
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(trained["checkpoints"][0].read_bytes()[:500])
-    with pytest.raises(CheckpointError, match=f"checkpoint {truncated} is unreadable"):
-        load_checkpoint(truncated)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
-    with pytest.raises(CheckpointError, match=f"checkpoint {foreign} is not a geomvol checkpoint"):
-        load_checkpoint(foreign)
+    for read in (load_checkpoint, checkpoint_record):
+        with pytest.raises(CheckpointError, match=f"checkpoint {truncated} is unreadable"):
+            read(truncated)
+        with pytest.raises(CheckpointError, match=f"checkpoint {foreign} is not a geomvol checkpoint"):
+            read(foreign)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nothing.pt")

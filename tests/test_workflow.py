@@ -15,12 +15,12 @@ import xarray as xr
 import yaml
 from PIL import Image
 
-from geomvol.config import EXPECTED_FILES, config_sha256, load_config, result_config
-from geomvol.data import prepare_dataset
+from geomvol.catalogue import EXPECTED_FILES
+from geomvol.config import config_sha256, load_config, result_config
+from geomvol.stages import prepare_dataset
 from geomvol.provenance import sha256_file, sha256_tree
-from geomvol.train import fit
 
-from helpers import ROOT, SMOKE_CONFIG, snakemake, training_run
+from helpers import ROOT, SMOKE_CONFIG, snakemake, train_with_metrics, training_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
@@ -226,7 +226,7 @@ def test_killed_training_job_resumes_in_the_pipeline(tmp_path):
     resolved = load_config(configfile)["experiments"]["sinusoid-smoke"]
     reference = tmp_path / "reference"
     prepare_dataset(resolved["dataset"], reference / "data.pt", reference / "manifest.json")
-    expected = fit(training_run(resolved), reference / "data.pt", reference / "ck", reference / "state", reference / "m.tsv")
+    expected = train_with_metrics(training_run(resolved), reference / "data.pt", reference / "ck", reference / "state", reference / "m.tsv")
     got = tmp_path / "results" / "sinusoid-smoke" / "s0" / "training"
     assert [sha256_file(got / p.name) for p in expected] == [sha256_file(p) for p in expected]
 

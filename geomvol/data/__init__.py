@@ -1,5 +1,4 @@
-"""Data sets: preparation (seeded, checksummed) and loading for training and probing."""
-
-from geomvol.data.prepare import load_dataset, model_inputs, prepare_dataset
-
-__all__ = ["load_dataset", "model_inputs", "prepare_dataset"]
+"""Data sets: preparation (seeded, checksummed) and loading (:mod:`geomvol.data.prepare`), the image data
+sets (:mod:`geomvol.data.images`, :mod:`geomvol.data.digits`), anchor images (:mod:`geomvol.data.anchors`)
+and the config checks that read the data (:mod:`geomvol.data.check`). Importing the package loads none
+of them (nor torch)."""

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from geomvol.catalogue import CLASSES
+
 DIGITS_FILE = Path(__file__).with_name("digits.csv.gz")
 DIGITS_SHA256 = "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"
 N_DIGITS = 1797
@@ -52,8 +54,6 @@ def train_test_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndar
 
 def load_digits_split(train: bool, test_fraction: float, seed: int):
     """Images, labels, indices in load_digits' order and class names of one split."""
-    from geomvol.data.images import CLASSES
-
     images, labels = load_digits()
     index = torch.from_numpy(train_test_indices(N_DIGITS, test_fraction, seed)[0 if train else 1])
     return images[index], labels[index], index, CLASSES["digits"]

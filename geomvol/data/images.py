@@ -27,19 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geomvol.config import EXPECTED_FILES
+from geomvol.catalogue import CLASSES, EXPECTED_FILES, INPUT_SHAPES, PIXEL_MAX
 from geomvol.errors import DataError
 from geomvol.io import exclusive_lock
 
-CLASSES = {
-    "mnist": ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four",
-              "5 - five", "6 - six", "7 - seven", "8 - eight", "9 - nine"],
-    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
-}
-CLASSES["digits"] = CLASSES["mnist"]
-IMAGE_SHAPE = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
-PIXEL_MAX = {"mnist": 255, "cifar10": 255, "digits": 16}  # the largest pixel value; inputs start from pixels / pixel_max
-SPLIT_SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000)}  # (training, test) images of the real data sets
 SYNTHETIC_MANIFEST = "geomvol-synthetic.json"
 
 
@@ -135,38 +126,38 @@ def raw_file_checksums(name: str, root: str | Path) -> dict[str, str]:
     return {f: sha256_file(Path(root) / f) for f in EXPECTED_FILES[name]}
 
 
-def _whole_split(spec: dict, train: bool, from_root: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+def _whole_split(dataset: dict, train: bool, from_root: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """Images (N, C, H, W) uint8, labels, each image's index in its source (torchvision's split, or
     load_digits' order) and class names of one whole split of a resolved image ``dataset`` section.
     Without ``from_root`` a synthetic set is generated in memory instead of read from its root."""
-    name = spec["name"]
+    name = dataset["name"]
     if name == "digits":
         from geomvol.data.digits import load_digits_split
 
-        return load_digits_split(train, spec["test_fraction"], spec["seed"])
-    if spec["synthetic"] is not None and not from_root:
-        sizes = (spec["synthetic"]["n_train"], spec["synthetic"]["n_test"])
-        images, labels = synthetic_arrays(name, sizes, spec["seed"])[0 if train else 1]
+        return load_digits_split(train, dataset["test_fraction"], dataset["seed"])
+    if dataset["synthetic"] is not None and not from_root:
+        sizes = (dataset["synthetic"]["n_train"], dataset["synthetic"]["n_test"])
+        images, labels = synthetic_arrays(name, sizes, dataset["seed"])[0 if train else 1]
         return torch.from_numpy(images), torch.from_numpy(labels), torch.arange(len(labels)), CLASSES[name]
-    x, y, classes = load_split(name, spec["root"], train=train, download=spec["download"])
+    x, y, classes = load_split(name, dataset["root"], train=train, download=dataset["download"])
     return x, y, torch.arange(len(y)), classes
 
 
-def _split_subset(spec: dict, train: bool, from_root: bool = True):
+def _split_subset(dataset: dict, train: bool, from_root: bool = True):
     """Images, labels, source indices and class names of the class-balanced subset of one split."""
-    x, y, source_index, classes = _whole_split(spec, train, from_root)
+    x, y, source_index, classes = _whole_split(dataset, train, from_root)
     split = "training" if train else "test"
-    where = spec.get("root") or "load_digits"
-    index = class_balanced_subset(y, spec["n_train" if train else "n_test"], len(classes), spec["seed"],
-                                  f"{spec['name']} {split} set in {where}")
+    where = dataset.get("root") or "load_digits"
+    index = class_balanced_subset(y, dataset["n_train" if train else "n_test"], len(classes), dataset["seed"],
+                                  f"{dataset['name']} {split} set in {where}")
     return x[index], y[index], source_index[index], classes
 
 
-def prepared_split(spec: dict, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def prepared_split(dataset: dict, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Images, labels and class names of the prepared ``split`` ("train" or "test") of a resolved image
     ``dataset`` section, without writing anything (the config check's view of the data: a synthetic set
     is made in memory)."""
-    x, y, _, classes = _split_subset(spec, split == "train", from_root=False)
+    x, y, _, classes = _split_subset(dataset, split == "train", from_root=False)
     return x, y, classes
 
 
@@ -182,18 +173,18 @@ def channel_normalisation(normalize, images: torch.Tensor, pixel_max: int) -> tu
     return torch.tensor(normalize["mean"], dtype=torch.float64), torch.tensor(normalize["std"], dtype=torch.float64)
 
 
-def make_images(spec: dict) -> dict:
-    """The prepared tensors of a resolved image ``dataset`` section (see :func:`geomvol.data.prepare_dataset`):
-    read from ``spec['root']`` through torchvision, or from load_digits."""
-    x, y, index, classes = _split_subset(spec, True)
-    x_test, y_test, index_test, _ = _split_subset(spec, False)
-    pixel_max = PIXEL_MAX[spec["name"]]
-    mean, std = channel_normalisation(spec["normalize"], x, pixel_max)
+def make_images(dataset: dict) -> dict:
+    """The prepared tensors of a resolved image ``dataset`` section (written by :func:`geomvol.stages.prepare_dataset`):
+    read from ``dataset['root']`` through torchvision, or from load_digits."""
+    x, y, index, classes = _split_subset(dataset, True)
+    x_test, y_test, index_test, _ = _split_subset(dataset, False)
+    pixel_max = PIXEL_MAX[dataset["name"]]
+    mean, std = channel_normalisation(dataset["normalize"], x, pixel_max)
     return {
         "x": x, "y": y, "index": index,
         "x_test": x_test, "y_test": y_test, "index_test": index_test,
         "classes": classes, "pixel_max": pixel_max, "mean": mean, "std": std,
-        "index_source": "load_digits' order" if spec["name"] == "digits" else f"torchvision's {spec['name']} split",
+        "index_source": "load_digits' order" if dataset["name"] == "digits" else f"torchvision's {dataset['name']} split",
     }
 
 
@@ -204,7 +195,7 @@ def synthetic_arrays(name: str, sizes: tuple[int, ...], seed: int) -> list[tuple
     """Images (N, C, H, W) uint8 and labels for each size: ten smooth random class prototypes (blocks of
     4 x 4 pixels) shared by all splits, plus pixel noise; classes in turn, shuffled."""
     rng = np.random.default_rng(seed)
-    shape = IMAGE_SHAPE[name]
+    shape = INPUT_SHAPES[name]
     coarse = rng.uniform(0, 255, size=(10, shape[0], shape[1] // 4, shape[2] // 4))
     prototypes = coarse.repeat(4, axis=2).repeat(4, axis=3)  # (10, C, H, W)
     splits = []

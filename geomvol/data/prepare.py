@@ -1,4 +1,4 @@
-"""Prepare a data set into one file plus a manifest, and load it back.
+"""Make a data set's tensors (written by :func:`geomvol.stages.prepare_dataset`), and load them back.
 
 Prepared files hold ``x`` (N, *input) and ``y`` (N,) int64: float points for
 the sinusoid; for images, uint8 pixels (N, C, H, W) plus the test split
@@ -10,7 +10,6 @@ largest pixel value ``pixel_max`` and the per-channel ``mean`` and ``std`` that
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -19,49 +18,23 @@ from geomvol.data.digits import DIGITS_FILE
 from geomvol.data.images import make_images, raw_file_checksums
 from geomvol.data.sinusoid import make_sinusoid
 from geomvol.errors import DataError
-from geomvol.io import atomic_path, save_torch
-from geomvol import __version__
-from geomvol.provenance import git_commit, sha256_file
+from geomvol.provenance import sha256_file
 
 MAKERS = {"sinusoid": make_sinusoid, "mnist": make_images, "cifar10": make_images, "digits": make_images}
 
 
-def raw_files(spec: dict) -> dict:
+def raw_files(dataset: dict) -> dict:
     """Where an image data set's raw files are and their sha256 (``origin``: what made them, when not a
     data root that torchvision reads or a synthetic root)."""
-    if spec["name"] == "digits":
+    if dataset["name"] == "digits":
         return {"root": str(DIGITS_FILE.parent), "sha256": {DIGITS_FILE.name: sha256_file(DIGITS_FILE)},
                 "origin": "shipped with geomvol (scikit-learn's load_digits data)"}
-    return {"root": str(spec["root"]), "sha256": raw_file_checksums(spec["name"], spec["root"])}
+    return {"root": str(dataset["root"]), "sha256": raw_file_checksums(dataset["name"], dataset["root"])}
 
 
-def prepare_dataset(spec: dict, output: str | Path, manifest: str | Path) -> dict:
-    """Make the data set of a resolved ``dataset`` section; write it and its manifest.
-
-    The manifest records the spec, the sizes, the class counts, the sha256 of
-    the written file and, for images, of every raw file read. Returns the manifest.
-    """
-    tensors = MAKERS[spec["name"]](spec)
-    save_torch(tensors, output)
-    record = {
-        "dataset": spec["name"],
-        "spec": spec,
-        "file": Path(output).name,
-        "sha256": sha256_file(output),
-        "git_commit": git_commit(),
-        "geomvol_version": __version__,
-        "n_points": int(tensors["x"].shape[0]),
-        "input_shape": list(tensors["x"].shape[1:]),
-        "class_counts": torch.bincount(tensors["y"]).tolist(),
-    }
-    if "x_test" in tensors:
-        record["n_test"] = int(tensors["x_test"].shape[0])
-        record["test_class_counts"] = torch.bincount(tensors["y_test"]).tolist()
-        record["classes"] = tensors["classes"]
-        record["raw_files"] = raw_files(spec)
-    with atomic_path(manifest) as tmp:
-        Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
-    return record
+def make_dataset(dataset: dict) -> dict:
+    """The prepared tensors of a resolved ``dataset`` section (written by :func:`geomvol.stages.prepare_dataset`)."""
+    return MAKERS[dataset["name"]](dataset)
 
 
 def load_dataset(path: str | Path) -> dict:

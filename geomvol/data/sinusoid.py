@@ -14,10 +14,10 @@ def sinusoid_labels(x: torch.Tensor, amplitude: float, frequency: float, phase: 
     return (x[:, 1] > amplitude * torch.sin(frequency * x[:, 0] + phase)).long()
 
 
-def make_sinusoid(spec: dict) -> dict[str, torch.Tensor]:
+def make_sinusoid(dataset: dict) -> dict[str, torch.Tensor]:
     """Draw the data set described by a resolved ``dataset`` config section."""
-    generator = torch.Generator().manual_seed(spec["seed"])
-    low, high = spec["low"], spec["high"]
-    x = low + (high - low) * torch.rand(spec["n_points"], 2, generator=generator, dtype=torch.float64)
-    y = sinusoid_labels(x, spec["amplitude"], spec["frequency"], spec["phase"])
+    generator = torch.Generator().manual_seed(dataset["seed"])
+    low, high = dataset["low"], dataset["high"]
+    x = low + (high - low) * torch.rand(dataset["n_points"], 2, generator=generator, dtype=torch.float64)
+    y = sinusoid_labels(x, dataset["amplitude"], dataset["frequency"], dataset["phase"])
     return {"x": x.float(), "y": y}

@@ -16,8 +16,8 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from geomvol.io import atomic_path  # noqa: E402
-from geomvol import __version__  # noqa: E402
-from geomvol.provenance import git_commit, sha256_tree  # noqa: E402
+from geomvol.catalogue import EPOCH_CONVENTION  # noqa: E402
+from geomvol.provenance import record, sha256_tree  # noqa: E402
 
 
 def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Path, pdf: str | Path, title: str,
@@ -26,17 +26,17 @@ def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Pa
     their lineage, then close it.
 
     The lineage (what ``geomvol trace`` reads): the figure's kind (the file's stem), the store it was
-    drawn from and that store's sha256 (and the other store's, for a comparison), the config's sha256 and
-    the code version; and the definitions its numbers follow (:func:`figure_definitions`); in the PNG as
-    ``geomvol:*`` text chunks, in the PDF as JSON in Keywords (and in words in Subject).
+    drawn from and that store's sha256 (and the other store's, for a comparison), the config's sha256,
+    the provenance (:func:`geomvol.provenance.record`) and the definitions its numbers follow
+    (:func:`figure_definitions`); in the PNG as ``geomvol:*`` text chunks, in the PDF as JSON in Keywords
+    (and in words in Subject).
     """
     lineage = {
         "figure": Path(png).stem,
         "store": str(store_path),
         "store_sha256": sha256_tree(store_path),
         "config_sha256": ds.attrs["config_sha256"],
-        "git_commit": git_commit(),
-        "geomvol_version": __version__,
+        **{key: value if isinstance(value, str) else json.dumps(value, sort_keys=True) for key, value in record().items()},
         "definitions": json.dumps(figure_definitions(ds, style), sort_keys=True),
     }
     if other_store is not None:
@@ -64,8 +64,6 @@ def figure_definitions(ds: xr.Dataset, style: dict | None = None) -> dict:
     """Which definitions a figure's numbers follow, from its store's attrs: what "epoch" means, the metric,
     the ResNet blocks' pooling, the input normalisation, how each plane's and line's anchors were chosen
     (split, sampler, seed), and the figure's style (colour scales, entropy units)."""
-    from geomvol.store import EPOCH_CONVENTION
-
     definitions = {"epoch_convention": EPOCH_CONVENTION,
                    **{key: ds.attrs[key] for key in DEFINITION_ATTRS if key in ds.attrs}}
     for kind in ("plane", "line"):

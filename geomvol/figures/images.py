@@ -33,7 +33,7 @@ import xarray as xr  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 
-from geomvol.config import SAME_FEATURE_MAPS, SPLIT_NAMES  # noqa: E402
+from geomvol.catalogue import SAME_FEATURE_MAPS, SPLIT_NAMES  # noqa: E402
 from geomvol.errors import GeomvolError  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
     EPOCH_NOTE, VOLUME_LABEL, entropy_in, figure_style, first_seed, row_colourbars, row_scales, save_with_lineage,

@@ -19,17 +19,17 @@ def model_spec(model: dict, input_shape: list[int], n_classes: int) -> dict:
     return {**model, "input_shape": list(input_shape), "n_classes": n_classes}
 
 
-def build_model(spec: dict) -> nn.Module:
+def build_model(architecture: dict) -> nn.Module:
     """Build an (untrained) model from :func:`model_spec`'s output (keys it lacks take the config's defaults,
     which the model configs' own defaults are)."""
-    if spec["name"] == "shallow":
-        given = {key: spec[key] for key in ("width", "activation", "weight_std", "scale_readout_bias") if key in spec}
-        return ShallowNet(ShallowConfig(in_features=math.prod(spec["input_shape"]), n_classes=spec["n_classes"], **given))
-    if spec["name"] == "resnet34":
+    if architecture["name"] == "shallow":
+        given = {key: architecture[key] for key in ("width", "activation", "weight_std", "scale_readout_bias") if key in architecture}
+        return ShallowNet(ShallowConfig(in_features=math.prod(architecture["input_shape"]), n_classes=architecture["n_classes"], **given))
+    if architecture["name"] == "resnet34":
         return CifarResNet34(
-            ResNetConfig(in_channels=spec["input_shape"][0], n_classes=spec["n_classes"], activation=spec["activation"])
+            ResNetConfig(in_channels=architecture["input_shape"][0], n_classes=architecture["n_classes"], activation=architecture["activation"])
         )
-    raise ValueError(f"unknown model {spec['name']!r}")
+    raise ValueError(f"unknown model {architecture['name']!r}")
 
 
 def feature_map(model: nn.Module, name: str, block_windows: dict | None = None) -> Callable[[torch.Tensor], torch.Tensor]:

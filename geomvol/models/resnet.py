@@ -9,7 +9,7 @@ by GELU; ``'relu'`` keeps torchvision's ReLUs. Feature maps, by name:
                                                  over windows [h, w] (stride = window) and flattened,
                                                  n = C (H / h) (W / w); without windows over the whole
                                                  map (n = 64, 128, 256, 512). The study's windows
-                                                 (``geomvol.config.STUDY_BLOCK_WINDOWS``) give n = 512
+                                                 (``geomvol.catalogue.STUDY_BLOCK_WINDOWS``) give n = 512
                                                  for every block.
 """
 

@@ -18,14 +18,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from geomvol.config import block_windows, feature_width, same_feature_maps
-from geomvol.data import model_inputs
+from geomvol.catalogue import block_windows, feature_width, same_feature_maps
+from geomvol.data.prepare import model_inputs
 from geomvol.device import device_label, resolve_device
 from geomvol.geometry import log_volume, log_volume_and_singular_values, log_volume_of_parts
 from geomvol.models import build_model, feature_map
 from geomvol.probe.linear import fit_linear_probe
 from geomvol.provenance import sha256_file
-from geomvol.train import load_checkpoint
+from geomvol.settings import LinearProbeSettings, ProbeSettings
+from geomvol.train.checkpoint import load_checkpoint
 
 LN10 = math.log(10)
 OUTPUT_BATCH = 256
@@ -40,7 +41,7 @@ class ProbedModel:
     model: nn.Module
     device: torch.device
     dtype: torch.dtype
-    block_pooling: str | dict | None = None  # the resolved probe.block_pooling
+    block_pooling: str | dict | None = None  # ProbeSettings.block_pooling
     classifier: Callable[[torch.Tensor], torch.Tensor] | None = None  # logits; None: the network's own
 
     @property
@@ -56,8 +57,8 @@ class ProbedModel:
         return self.state["epoch"]
 
     def width(self, name: str) -> int:
-        spec = self.state["model_spec"]
-        return feature_width(spec, name, spec["input_shape"], self.block_pooling)
+        architecture = self.state["model_spec"]
+        return feature_width(architecture, name, architecture["input_shape"], self.block_pooling)
 
     def feature_map(self, name: str):
         """The feature map ``name``, its blocks pooled as the probe says."""
@@ -66,28 +67,28 @@ class ProbedModel:
     @property
     def aliases(self) -> dict:
         """Feature maps that are one function under two names (computed once)."""
-        spec = self.state["model_spec"]
-        return same_feature_maps(spec, spec["input_shape"], self.block_pooling)
+        architecture = self.state["model_spec"]
+        return same_feature_maps(architecture, architecture["input_shape"], self.block_pooling)
 
 
-def load_probed_model(checkpoint_path: str | Path, spec: dict) -> ProbedModel:
-    """Load the checkpoint (a clear error names a bad one) and ready its model for probing as ``spec`` says."""
+def load_probed_model(checkpoint_path: str | Path, settings: ProbeSettings) -> ProbedModel:
+    """Load the checkpoint (a clear error names a bad one) and ready its model for probing as ``settings`` say."""
     checkpoint_path = Path(checkpoint_path)
     state = load_checkpoint(checkpoint_path)
-    device = resolve_device(spec["device"])
-    dtype = getattr(torch, spec["dtype"])
+    device = resolve_device(settings.device)
+    dtype = getattr(torch, settings.dtype)
     model = build_model(state["model_spec"])
     model.load_state_dict(state["model"])
     model.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    return ProbedModel(checkpoint_path, state, model, device, dtype, spec["block_pooling"])
+    return ProbedModel(checkpoint_path, state, model, device, dtype, settings.block_pooling)
 
 
-def _each_feature_map(probed: ProbedModel, spec: dict, compute, what: str) -> dict:
-    """``compute(feature_map)`` for every name in ``spec['feature_maps']``, once per distinct map
+def _each_feature_map(probed: ProbedModel, settings: ProbeSettings, compute, what: str) -> dict:
+    """``compute(feature_map)`` for every name in ``settings.feature_maps``, once per distinct map
     (two names of one function, as the ResNet's pooled and a block4 averaged over its whole map, once)."""
     aliases = probed.aliases
     results, by_function = {}, {}
-    names = spec["feature_maps"]
+    names = settings.feature_maps
     for name in tqdm(names, desc=what, unit="map", file=sys.stderr, disable=len(names) < 2):
         function = aliases.get(name, name)
         if function not in by_function:
@@ -96,41 +97,42 @@ def _each_feature_map(probed: ProbedModel, spec: dict, compute, what: str) -> di
     return results
 
 
-def log10_volumes(probed: ProbedModel, points: torch.Tensor, spec: dict, basis: torch.Tensor | None = None) -> dict:
-    """log10 sqrt(det g) of every feature map in ``spec['feature_maps']`` at ``points`` (B, *input): name -> (B,).
+def log10_volumes(probed: ProbedModel, points: torch.Tensor, settings: ProbeSettings,
+                  basis: torch.Tensor | None = None) -> dict:
+    """log10 sqrt(det g) of every feature map in ``settings.feature_maps`` at ``points`` (B, *input): name -> (B,).
 
     ``basis`` (d, m) is used for the subspace metric and ignored for the full one.
     With the subspace metric, a model that computes several feature maps in one
     pass (``blocks_together``) has them measured from one set of JVPs.
     """
-    subspace = basis if spec["metric"] == "subspace" else None
-    names = list(spec["feature_maps"])
-    if subspace is not None and hasattr(probed.model, "blocks_together") and len(names) > 1 and spec["top_k"] is None:
+    subspace = basis if settings.metric == "subspace" else None
+    names = list(settings.feature_maps)
+    if subspace is not None and hasattr(probed.model, "blocks_together") and len(names) > 1 and settings.top_k is None:
         together = probed.model.blocks_together(names, block_windows(probed.block_pooling))
         volumes = log_volume_of_parts(together, points, [probed.width(n) for n in names],
-                                      basis=subspace, memory_budget_bytes=spec["memory_budget_bytes"])
+                                      basis=subspace, memory_budget_bytes=settings.memory_budget_bytes)
         return {name: volume / LN10 for name, volume in zip(names, volumes)}
 
     def compute(features):
-        return log_volume(features, points, basis=subspace, top_k=spec["top_k"],
-                          memory_budget_bytes=spec["memory_budget_bytes"]) / LN10
+        return log_volume(features, points, basis=subspace, top_k=settings.top_k,
+                          memory_budget_bytes=settings.memory_budget_bytes) / LN10
 
-    return _each_feature_map(probed, spec, compute, f"volume at {points.shape[0]} points")
+    return _each_feature_map(probed, settings, compute, f"volume at {points.shape[0]} points")
 
 
-def singular_values(probed: ProbedModel, points: torch.Tensor, spec: dict) -> dict:
+def singular_values(probed: ProbedModel, points: torch.Tensor, settings: ProbeSettings) -> dict:
     """The singular values of the full Jacobian of every feature map at ``points``: name -> (B, min(n, d)), descending."""
 
     def compute(features):
-        return log_volume_and_singular_values(features, points, memory_budget_bytes=spec["memory_budget_bytes"])[1]
+        return log_volume_and_singular_values(features, points, memory_budget_bytes=settings.memory_budget_bytes)[1]
 
-    return _each_feature_map(probed, spec, compute, f"spectra at {points.shape[0]} anchors")
+    return _each_feature_map(probed, settings, compute, f"spectra at {points.shape[0]} anchors")
 
 
-def kept_singular_values(probed: ProbedModel, spec: dict, d: int, m: int) -> list[int]:
+def kept_singular_values(probed: ProbedModel, settings: ProbeSettings, d: int, m: int) -> list[int]:
     """k per feature map: top_k, or min(n, d) (full) or min(n, m) (subspace of dimension m)."""
-    columns = d if spec["metric"] == "full" else m
-    return [spec["top_k"] or min(probed.width(name), columns) for name in spec["feature_maps"]]
+    columns = d if settings.metric == "full" else m
+    return [settings.top_k or min(probed.width(name), columns) for name in settings.feature_maps]
 
 
 @torch.no_grad()
@@ -143,8 +145,8 @@ def network_outputs(probed: ProbedModel, points: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def attach_linear_probe(probed: ProbedModel, data: dict, spec: dict) -> dict:
-    """Fit a linear probe (``spec``: the resolved ``probe.linear_probe``) on the frozen, unaugmented features of
+def attach_linear_probe(probed: ProbedModel, data: dict, settings: LinearProbeSettings) -> dict:
+    """Fit a linear probe (``settings``: ``probe.linear_probe``) on the frozen, unaugmented features of
     the prepared training images (the map the self-supervised objective trained, ``objective.features``);
     classify with it from now on. Test images go through the same input normalisation as training images.
     Returns its training and test accuracy."""
@@ -155,8 +157,8 @@ def attach_linear_probe(probed: ProbedModel, data: dict, spec: dict) -> dict:
                           for chunk in images.split(OUTPUT_BATCH)])
 
     train = encode(data["x"])
-    linear = fit_linear_probe(train, data["y"], len(data["classes"]), weight_decay=spec["weight_decay"],
-                              standardize=spec["standardize"])
+    linear = fit_linear_probe(train, data["y"], len(data["classes"]), weight_decay=settings.weight_decay,
+                              standardize=settings.standardize)
     probed.classifier = lambda x: linear.logits(features(x))
     return {"train": linear.accuracy(train, data["y"]), "test": linear.accuracy(encode(data["x_test"]), data["y_test"])}
 
@@ -188,9 +190,9 @@ def checkpoint_coords(probed: ProbedModel) -> dict:
     }
 
 
-def block_coords(probed: ProbedModel, spec: dict) -> dict:
+def block_coords(probed: ProbedModel, settings: ProbeSettings) -> dict:
     """The ``block`` dimension (feature-map names) with each map's width n."""
-    names = list(spec["feature_maps"])
+    names = list(settings.feature_maps)
     return {
         "block": ("block", np.array(names, dtype=object), {"long_name": "feature map (network block) probed"}),
         "feature_width": ("block", [probed.width(name) for name in names],
@@ -198,9 +200,9 @@ def block_coords(probed: ProbedModel, spec: dict) -> dict:
     }
 
 
-def top_k_coord(probed: ProbedModel, spec: dict, d: int, m: int) -> tuple:
+def top_k_coord(probed: ProbedModel, settings: ProbeSettings, d: int, m: int) -> tuple:
     """The singular values kept, k, per block (coordinate along ``block``)."""
-    return ("block", kept_singular_values(probed, spec, d, m),
+    return ("block", kept_singular_values(probed, settings, d, m),
             {"long_name": "singular values of J kept in the volume element", "units": "1"})
 
 
@@ -218,12 +220,12 @@ def metric_definition(metric: str, d: int, subspace: str, top_k_name: str = "top
     )
 
 
-def volume_attrs(spec: dict, d: int, subspace: str, top_k_name: str = "top_k") -> dict:
+def volume_attrs(settings: ProbeSettings, d: int, subspace: str, top_k_name: str = "top_k") -> dict:
     return {
         "long_name": "log10 of the volume element sqrt(det g) of the pullback metric",
         "units": "1",
-        "description": metric_definition(spec["metric"], d, subspace, top_k_name),
-        "metric": spec["metric"],
+        "description": metric_definition(settings.metric, d, subspace, top_k_name),
+        "metric": settings.metric,
     }
 
 

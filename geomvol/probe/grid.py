@@ -10,6 +10,7 @@ import torch
 import xarray as xr
 
 from geomvol.errors import ConfigError
+from geomvol.settings import ProbeSettings
 from geomvol.probe.core import (
     ENTROPY_ATTRS, MARGIN_ATTRS, block_coords, checkpoint_coords, top_k_coord, class_attrs, load_probed_model, log10_volumes,
     network_outputs, predictive_entropy, probability_margin, volume_attrs,
@@ -23,35 +24,35 @@ def input_grid(low: float, high: float, resolution: int, dtype=torch.float64) ->
     return axis, torch.stack([x1.reshape(-1), x2.reshape(-1)], dim=1)
 
 
-def probe_grid(checkpoint_path: str | Path, spec: dict) -> xr.Dataset:
+def probe_grid(checkpoint_path: str | Path, settings: ProbeSettings) -> xr.Dataset:
     """Volume element per feature map, predicted class, entropy and probability margin of one checkpoint on
-    the grid of ``spec``.
+    the grid of ``settings``.
 
-    ``spec`` is the resolved ``probe`` config section. Returns a Dataset with
+    Returns a Dataset with
     ``log10_volume`` on dims (seed, epoch, block, x2, x1) and the outputs on
     (seed, epoch, x2, x1); seed and epoch of length one.
     """
-    probed = load_probed_model(checkpoint_path, spec)
+    probed = load_probed_model(checkpoint_path, settings)
     input_shape = probed.state["model_spec"]["input_shape"]
     if input_shape != [2]:
         raise ConfigError(f"grid probing needs 2-D inputs; checkpoint {probed.path} takes inputs of shape {input_shape}")
-    grid = spec["grid"]
-    resolution = grid["resolution"]
-    axis, points = input_grid(grid["low"], grid["high"], resolution, dtype=probed.dtype)
+    grid = settings.grid
+    resolution = grid.resolution
+    axis, points = input_grid(grid.low, grid.high, resolution, dtype=probed.dtype)
     points = points.to(probed.device)
     print(f"probing {probed.path} (epoch {probed.epoch}) on {points.shape[0]} points, device {probed.device}", file=sys.stderr)
     basis = torch.eye(2, dtype=probed.dtype, device=probed.device)
-    volumes = log10_volumes(probed, points, spec, basis)
+    volumes = log10_volumes(probed, points, settings, basis)
     probabilities = network_outputs(probed, points)
 
     def on_grid(t: torch.Tensor) -> np.ndarray:
         return t.detach().cpu().numpy().reshape(1, 1, resolution, resolution)
 
     dims = ("seed", "epoch", "x2", "x1")
-    volume = np.stack([on_grid(volumes[name]) for name in spec["feature_maps"]], axis=2)
+    volume = np.stack([on_grid(volumes[name]) for name in settings.feature_maps], axis=2)
     return xr.Dataset(
         {
-            "log10_volume": (("seed", "epoch", "block", "x2", "x1"), volume, volume_attrs(spec, 2, "the input plane")),
+            "log10_volume": (("seed", "epoch", "block", "x2", "x1"), volume, volume_attrs(settings, 2, "the input plane")),
             "predicted_class": (dims, on_grid(probabilities.argmax(dim=1)).astype(np.int16),
                                 class_attrs(probabilities.shape[1])),
             "entropy": (dims, on_grid(predictive_entropy(probabilities)), ENTROPY_ATTRS),
@@ -59,8 +60,8 @@ def probe_grid(checkpoint_path: str | Path, spec: dict) -> xr.Dataset:
         },
         coords={
             **checkpoint_coords(probed),
-            **block_coords(probed, spec),
-            "top_k": top_k_coord(probed, spec, d=2, m=2),
+            **block_coords(probed, settings),
+            "top_k": top_k_coord(probed, settings, d=2, m=2),
             "x1": ("x1", axis.numpy(), {"long_name": "input coordinate x1", "units": "1"}),
             "x2": ("x2", axis.numpy(), {"long_name": "input coordinate x2", "units": "1"}),
         },

@@ -25,8 +25,9 @@ import torch
 import xarray as xr
 
 from geomvol.config import canonical_json
-from geomvol.data import load_dataset, model_inputs
-from geomvol.probe.anchors import resolve_anchors
+from geomvol.data.prepare import load_dataset, model_inputs
+from geomvol.data.anchors import resolve_anchors
+from geomvol.settings import ProbeSettings
 from geomvol.probe.core import (
     ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, attach_linear_probe, block_coords, checkpoint_coords, class_attrs, load_probed_model, log10_volumes,
     network_outputs, predictive_entropy, probability_margin, singular_values, top_k_coord, volume_attrs,
@@ -74,13 +75,13 @@ KINDS = {
 }
 
 
-def _axes(kind: str, spec: dict, dtype) -> dict[str, torch.Tensor]:
+def _axes(kind: str, settings: ProbeSettings, dtype) -> dict[str, torch.Tensor]:
     if kind == "plane":
-        plane = spec["plane"]
-        axis = torch.linspace(-plane["extent"], plane["extent"], plane["resolution"], dtype=dtype)
+        plane = settings.plane
+        axis = torch.linspace(-plane.extent, plane.extent, plane.resolution, dtype=dtype)
         return {"v": axis, "u": axis}
-    line = spec["line"]
-    return {"t": line_parameters(line["low"], line["high"], line["points"], line["endpoint"], dtype)}
+    line = settings.line
+    return {"t": line_parameters(line.low, line.high, line.points, line.endpoint, dtype)}
 
 
 def line_parameters(low: float, high: float, points: int, endpoint: bool, dtype=torch.float64) -> torch.Tensor:
@@ -98,19 +99,20 @@ def _points_and_basis(kind: str, anchors: torch.Tensor, axes: dict) -> tuple[tor
     return line_points(anchors[0], anchors[1], axes["t"]), orthonormal_basis(anchors[1] - anchors[0])
 
 
-def _probe_kind(probed: ProbedModel, data: dict, spec: dict, kind: str) -> tuple[dict, dict]:
-    """Data variables and coordinates of every plane (or line) of ``spec``."""
+def _probe_kind(probed: ProbedModel, data: dict, settings: ProbeSettings, kind: str) -> tuple[dict, dict]:
+    """Data variables and coordinates of every plane (or line) of ``settings``."""
     key, anchor_dim, grid_dims = KINDS[kind]
+    choices = settings.anchors(kind)
     labels = {split: data[keys[1]] for split, keys in SPLIT_KEYS.items() if keys[1] in data}
-    anchors = resolve_anchors(spec[key], labels, data["classes"], f"probe.{key}")
+    anchors = resolve_anchors(choices, labels, data["classes"], f"probe.{key}")
     images, classes_of, sources = (
-        torch.stack([data[SPLIT_KEYS[entry["split"]][part]][indices] for entry, indices in zip(spec[key], anchors)])
+        torch.stack([data[SPLIT_KEYS[choice.split][part]][indices] for choice, indices in zip(choices, anchors)])
         for part in range(3))  # (spans, anchors, ...) each
     input_shape = tuple(data["x"].shape[1:])
     d = math.prod(input_shape)
-    axes = _axes(kind, spec, probed.dtype)
+    axes = _axes(kind, settings, probed.dtype)
     grid_shape = tuple(axes[dim].numel() for dim in grid_dims)
-    names = spec["feature_maps"]
+    names = settings.feature_maps
     n_spans, n_anchors = len(anchors), len(anchors[0])
     n_classes = len(data["classes"])
     k_max = max(min(probed.width(name), d) for name in names)
@@ -126,7 +128,7 @@ def _probe_kind(probed: ProbedModel, data: dict, spec: dict, kind: str) -> tuple
         points, basis = _points_and_basis(kind, anchor_inputs.reshape(n_anchors, d), axes)
         points = points.reshape(-1, *input_shape)
         print(f"{kind} {span}: anchors {indices}, {points.shape[0]} points", file=sys.stderr)
-        for b, values in enumerate(log10_volumes(probed, points, spec, basis).values()):
+        for b, values in enumerate(log10_volumes(probed, points, settings, basis).values()):
             volume[0, 0, b, span] = values.cpu().numpy().reshape(grid_shape)
         probabilities = network_outputs(probed, points)
         predicted[0, 0, span] = probabilities.argmax(dim=1).cpu().numpy().reshape(grid_shape)
@@ -134,8 +136,8 @@ def _probe_kind(probed: ProbedModel, data: dict, spec: dict, kind: str) -> tuple
         margin[0, 0, span] = probability_margin(probabilities).cpu().numpy().reshape(grid_shape)
         anchor_classes = classes_of[span].to(probed.device)
         anchor_probability[0, 0, span] = probabilities[:, anchor_classes].T.cpu().numpy().reshape(n_anchors, *grid_shape)
-        if spec["spectra"]:
-            for b, values in enumerate(singular_values(probed, anchor_inputs, spec).values()):
+        if settings.spectra:
+            for b, values in enumerate(singular_values(probed, anchor_inputs, settings).values()):
                 spectra[0, 0, b, span, :, : values.shape[1]] = values.cpu().numpy()
 
     m = 2 if kind == "plane" else 1
@@ -143,7 +145,7 @@ def _probe_kind(probed: ProbedModel, data: dict, spec: dict, kind: str) -> tuple
     index = torch.tensor(anchors)
     variables = {
         f"{kind}_log10_volume": (("seed", "epoch", "block", kind, *grid_dims), volume,
-                                 volume_attrs(spec, d, f"the probed {kind}", f"{kind}_top_k")),
+                                 volume_attrs(settings, d, f"the probed {kind}", f"{kind}_top_k")),
         f"{kind}_predicted_class": (("seed", "epoch", kind, *grid_dims), predicted, class_attrs(n_classes, data["classes"])),
         f"{kind}_entropy": (("seed", "epoch", kind, *grid_dims), entropy, ENTROPY_ATTRS),
         f"{kind}_probability_margin": (("seed", "epoch", kind, *grid_dims), margin, MARGIN_ATTRS),
@@ -158,22 +160,22 @@ def _probe_kind(probed: ProbedModel, data: dict, spec: dict, kind: str) -> tuple
         f"{kind}_anchor_image": ((*spans, "channel", "height", "width"), images.numpy(), {
             "long_name": "anchor image pixels (before normalisation)", "units": "1",
             "valid_range": [0, int(data["pixel_max"])]}),
-        f"{kind}_anchor_split": (kind, np.array([entry["split"] for entry in spec[key]], dtype=object), {
+        f"{kind}_anchor_split": (kind, np.array([choice.split for choice in choices], dtype=object), {
             "long_name": f"prepared split the {kind}'s anchor images come from (train or test)"}),
-        f"{kind}_anchor_choice": (kind, np.array([canonical_json(entry) for entry in spec[key]], dtype=object), {
+        f"{kind}_anchor_choice": (kind, np.array([canonical_json(choice.as_entry()) for choice in choices], dtype=object), {
             "long_name": f"the probe.{key} entry that chose the anchors (split; indices, or classes, seed and "
                          f"sampler: per_class_permutation, or rejection, the study's random_samples_by_targets)"}),
     }
-    if spec["spectra"]:
+    if settings.spectra:
         variables[f"{kind}_anchor_singular_values"] = (("seed", "epoch", "block", kind, anchor_dim, "k"), spectra, {
             "long_name": "singular values of the full Jacobian J of the feature map at each anchor image "
                          "(descending; NaN past min(n, d))", "units": "1"})
     coords = {
         kind: (kind, np.arange(n_spans), {"long_name": f"{kind} number (order of probe.{key})", "units": "1"}),
         anchor_dim: (anchor_dim, np.arange(n_anchors), {"long_name": f"anchor image of the {kind}", "units": "1"}),
-        f"{kind}_top_k": top_k_coord(probed, spec, d, m),
+        f"{kind}_top_k": top_k_coord(probed, settings, d, m),
     }
-    if spec["spectra"]:
+    if settings.spectra:
         coords["k"] = ("k", np.arange(1, k_max + 1), {"long_name": "rank of the singular value (1 = largest)", "units": "1"})
     for dim, values in axes.items():
         coords[dim] = (dim, values.numpy(), AXIS_ATTRS[dim])
@@ -192,28 +194,28 @@ AXIS_ATTRS = {
 }
 
 
-def probe_images(checkpoint_path: str | Path, data_path: str | Path, spec: dict) -> xr.Dataset:
+def probe_images(checkpoint_path: str | Path, data_path: str | Path, settings: ProbeSettings) -> xr.Dataset:
     """Volume element per feature map, predictions, entropy and anchor-class probabilities of one checkpoint
-    on every plane and line of ``spec`` (the resolved ``probe`` section); spectra at the anchors."""
-    probed = load_probed_model(checkpoint_path, spec)
+    on every plane and line of ``settings``; spectra at the anchors."""
+    probed = load_probed_model(checkpoint_path, settings)
     data = load_dataset(data_path)
-    print(f"probing {probed.path} (epoch {probed.epoch}), feature maps {spec['feature_maps']}, device {probed.device}",
+    print(f"probing {probed.path} (epoch {probed.epoch}), feature maps {list(settings.feature_maps)}, device {probed.device}",
           file=sys.stderr)
     variables, coords = {}, {**checkpoint_coords(probed)}
     if probed.objective["name"] != "cross_entropy":
-        accuracy = attach_linear_probe(probed, data, spec["linear_probe"])
+        accuracy = attach_linear_probe(probed, data, settings.linear_probe)
         print(f"linear probe on frozen '{probed.objective['features']}' features: training accuracy "
               f"{accuracy['train']:.3f}, test accuracy {accuracy['test']:.3f}", file=sys.stderr)
         for split in ("train", "test"):
             variables[f"linear_probe_{split}_accuracy"] = (("seed", "epoch"), [[accuracy[split]]], {
                 "long_name": f"{split} accuracy of the linear probe that gives the predicted classes "
                              f"(logistic regression on frozen, standardised features)", "units": "1"})
-    for kind, (key, _, _) in KINDS.items():
-        if spec[key]:
-            kind_variables, kind_coords = _probe_kind(probed, data, spec, kind)
+    for kind in KINDS:
+        if settings.anchors(kind):
+            kind_variables, kind_coords = _probe_kind(probed, data, settings, kind)
             variables.update(kind_variables)
             coords.update(kind_coords)
-    coords.update(block_coords(probed, spec))
+    coords.update(block_coords(probed, settings))
     ds = xr.Dataset(variables, coords=coords)
     ds["channel_mean"] = ("channel", data["mean"].numpy(), {
         "long_name": f"per-channel mean subtracted from pixels / {int(data['pixel_max'])}", "units": "1"})

@@ -12,14 +12,14 @@ checkpoint is the same file whichever schedule made it) and ``dataset_sha256``.
 
 from __future__ import annotations
 
+import pickle
 import sys
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
-import torch
-
 from geomvol.errors import CheckpointError
-from geomvol.io import atomic_path, save_torch
+from geomvol.io import save_torch
 
 FORMAT = "geomvol-checkpoint-1"
 KEYS = {"format", "model", "model_spec", "optimizer", "objective", "rng", "epoch", "history", "train_spec",
@@ -59,6 +59,8 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
 
 def load_checkpoint(path: str | Path) -> dict:
     """Load and check a checkpoint; raise :class:`CheckpointError` naming ``path`` if it is unusable."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -74,13 +76,37 @@ def load_checkpoint(path: str | Path) -> dict:
     return state
 
 
-def write_metrics(checkpoint: str | Path, metrics_path: str | Path) -> None:
-    """The per-epoch loss and accuracy a checkpoint holds (its history up to its epoch), as TSV."""
-    history = load_checkpoint(checkpoint)["history"]
-    columns = [c for c in ("epoch", "loss", "accuracy", "test_loss", "test_accuracy") if c in history]
-    with atomic_path(metrics_path) as tmp:
-        rows = ["\t".join(columns)] + [
-            "\t".join(f"{value:.8g}" if isinstance(value, float) else str(value) for value in values)
-            for values in zip(*(history[c] for c in columns))
-        ]
-        Path(tmp).write_text("\n".join(rows) + "\n")
+class _RecordUnpickler(pickle.Unpickler):
+    """Unpickles a torch checkpoint without torch: every tensor (and any other torch object) becomes None;
+    plain Python values (epochs, specs, histories, checksums) come out as saved."""
+
+    def find_class(self, module: str, name: str):
+        if module == "collections" and name == "OrderedDict":
+            return OrderedDict
+        if module == "torch" or module.startswith("torch."):
+            return _no_tensor
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a geomvol checkpoint")
+
+    def persistent_load(self, pid):  # a tensor's storage, kept in the zip beside the pickle
+        return None
+
+
+def _no_tensor(*args, **kwargs) -> None:
+    return None
+
+
+def checkpoint_record(path: str | Path) -> dict:
+    """What a checkpoint records, read without torch (``geomvol trace``): its keys but with every tensor as
+    None, so ``epoch``, ``train_spec``, ``dataset_sha256``, ``model_spec`` and ``history`` as saved. Raises
+    :class:`CheckpointError` naming ``path`` if it is not a readable geomvol checkpoint."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next(item for item in archive.namelist() if item.endswith("/data.pkl"))
+            with archive.open(name) as handle:
+                state = _RecordUnpickler(handle).load()
+    except (OSError, StopIteration, zipfile.BadZipFile, pickle.UnpicklingError, EOFError) as error:
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt?): {error!r}") from error
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a geomvol checkpoint (expected format {FORMAT!r})")
+    return state

@@ -1,15 +1,16 @@
-"""One training loop: ``train_one_epoch``, ``evaluate`` and ``fit``.
+"""One training loop: build, resume, ``train_one_epoch`` and ``evaluate``, into a checkpoint store.
 
 The data set lives on the training device (images as uint8); each batch is
 augmented there (:mod:`geomvol.train.augment`, images only) and turned into
-model inputs (:func:`geomvol.data.model_inputs`). For images on CUDA, with
+model inputs (:func:`geomvol.data.prepare.model_inputs`). For images on CUDA, with
 ``mixed_precision``, the forward and backward passes run under bf16 autocast
 and the model and its inputs use channels-last memory.
 
-``fit`` writes a checkpoint after each saved epoch into a checkpoint store
-(a state directory outside the pipeline's declared outputs, kept between
-runs) and hard-links the saved epochs into the output directory when it is
-done. Run again, it computes only the saved epochs the store lacks, each
+:func:`fill_store` writes a checkpoint after each saved epoch into a
+checkpoint store (a state directory outside the pipeline's declared outputs,
+kept between runs), which the ``train`` and ``extend_training`` stages
+(:mod:`geomvol.stages`) publish from. Run again, it computes only the saved
+epochs the store lacks, each
 from the nearest earlier checkpoint of the same lineage (the same seed,
 model, data and training settings but for the schedule): a killed run
 resumes from its last saved epoch, training longer continues from the last
@@ -20,9 +21,6 @@ bit-identical on the CPU to an uninterrupted run's.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -30,29 +28,31 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from geomvol.config import checkpoint_lineage, feature_width, saved_epochs
-from geomvol.data import load_dataset, model_inputs
+from geomvol.catalogue import feature_width
+from geomvol.config import checkpoint_lineage, saved_epochs
+from geomvol.data.prepare import load_dataset, model_inputs
 from geomvol.data.prepare import normalise
 from geomvol.device import resolve_device
-from geomvol.io import atomic_path, exclusive_lock
+from geomvol.io import exclusive_lock
 from geomvol.models import build_model
 from geomvol.models.registry import model_spec
-from geomvol import __version__
-from geomvol.provenance import git_commit, sha256_file
+from geomvol.provenance import sha256_file
 from geomvol.errors import CheckpointError
 from geomvol.train.augment import augment, random_view
-from geomvol.train.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint, write_metrics
+from geomvol.train.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
 from geomvol.train.objectives import build_objective
 
 EVALUATION_BATCH = 1024
 
 
-def build_optimizer(parameters, spec: dict) -> torch.optim.Optimizer:
-    if spec["name"] == "sgd":
-        return torch.optim.SGD(parameters, lr=spec["lr"], momentum=spec["momentum"], weight_decay=spec["weight_decay"])
-    if spec["name"] == "adam":
-        return torch.optim.Adam(parameters, lr=spec["lr"], weight_decay=spec["weight_decay"])
-    raise ValueError(f"unknown optimizer {spec['name']!r}")
+def build_optimizer(parameters, optimizer: dict) -> torch.optim.Optimizer:
+    """The optimiser of a resolved ``training.optimizer`` section."""
+    if optimizer["name"] == "sgd":
+        return torch.optim.SGD(parameters, lr=optimizer["lr"], momentum=optimizer["momentum"],
+                               weight_decay=optimizer["weight_decay"])
+    if optimizer["name"] == "adam":
+        return torch.optim.Adam(parameters, lr=optimizer["lr"], weight_decay=optimizer["weight_decay"])
+    raise ValueError(f"unknown optimizer {optimizer['name']!r}")
 
 
 class Batches:
@@ -142,153 +142,133 @@ def _checkpoint_store(state_dir: Path, lineage: dict, dataset_sha256: str) -> di
     return usable
 
 
-def fill_store(spec: dict, data_path: str | Path, state_dir: str | Path, targets: list[int]) -> dict[int, Path]:
+def fill_store(run: dict, data_path: str | Path, state_dir: str | Path, targets: list[int]) -> dict[int, Path]:
     """Make the checkpoint store ``state_dir`` hold each epoch of ``targets``; return its checkpoints by epoch.
 
-    ``spec`` holds ``seed``, ``model`` and ``training`` (resolved config sections). Only the targets missing
+    ``run`` holds ``seed``, ``model`` and ``training`` (resolved config sections). Only the targets missing
     from the store are computed, each from the nearest earlier checkpoint there of the same lineage
-    (:func:`geomvol.config.checkpoint_lineage`); every saved epoch of ``spec`` passed on the way is kept too.
+    (:func:`geomvol.config.checkpoint_lineage`); every saved epoch of ``run`` passed on the way is kept too.
     """
     state_dir = Path(state_dir)
     with exclusive_lock(state_dir / ".lock"):  # one job at a time trains into a store (a run and its extensions)
-        return _fill_store(spec, data_path, state_dir, targets)
+        return _fill_store(run, data_path, state_dir, targets)
 
 
-def _fill_store(spec: dict, data_path: str | Path, state_dir: Path, targets: list[int]) -> dict[int, Path]:
-    training = spec["training"]
-    epochs = saved_epochs(training)
-    torch.set_num_threads(training["threads"])
-    device = resolve_device(training["device"])
-    dtype = getattr(torch, training["dtype"])
-    dataset_sha256 = sha256_file(data_path)
-    data = load_dataset(data_path)
-    n_classes = len(data["classes"]) if "classes" in data else int(data["y"].max()) + 1
-    batches = Batches(data, device, dtype, training["augmentation"], training["mixed_precision"], spec["seed"])
-    lineage = checkpoint_lineage(spec)  # what a checkpoint records: the same file whatever the schedule
+class TrainingRun:
+    """A training run in memory: its model, objective, optimiser, batches, generators and history, built
+    from the run (seed, model and training sections) and the data set, saved to and resumed from a
+    checkpoint, one epoch at a time.
+    ``epoch`` is the number of passes the model in memory has completed (a fresh model: 0)."""
 
-    torch.manual_seed(spec["seed"])
-    architecture = model_spec(spec["model"], input_shape=list(data["x"].shape[1:]), n_classes=n_classes)
-    model = build_model(architecture).to(device=device, dtype=dtype, memory_format=batches.memory_format)
-    objective_spec = training["objective"]
-    backbone_width = (feature_width(architecture, objective_spec["features"], architecture["input_shape"])
-                      if "features" in objective_spec else 0)
-    objective = build_objective(objective_spec, backbone_width).to(device=device, dtype=dtype)
-    optimizer = build_optimizer([*model.parameters(), *objective.parameters()], training["optimizer"])
-    generator = torch.Generator().manual_seed(spec["seed"])
-    history = {"epoch": [], "loss": []}
-    if objective.supervised:
-        history["accuracy"] = []
-        if batches.x_test is not None:
-            history.update(test_loss=[], test_accuracy=[])
+    def __init__(self, run: dict, data_path: str | Path):
+        training = run["training"]
+        self.run = run
+        torch.set_num_threads(training["threads"])
+        device = resolve_device(training["device"])
+        dtype = getattr(torch, training["dtype"])
+        self.dataset_sha256 = sha256_file(data_path)
+        data = load_dataset(data_path)
+        n_classes = len(data["classes"]) if "classes" in data else int(data["y"].max()) + 1
+        self.batches = Batches(data, device, dtype, training["augmentation"], training["mixed_precision"], run["seed"])
+        self.lineage = checkpoint_lineage(run)  # what a checkpoint records: the same file whatever the schedule
+        torch.manual_seed(run["seed"])
+        self.architecture = model_spec(run["model"], input_shape=list(data["x"].shape[1:]), n_classes=n_classes)
+        self.model = build_model(self.architecture).to(device=device, dtype=dtype, memory_format=self.batches.memory_format)
+        objective = training["objective"]
+        backbone_width = (feature_width(self.architecture, objective["features"], self.architecture["input_shape"])
+                          if "features" in objective else 0)
+        self.objective = build_objective(objective, backbone_width).to(device=device, dtype=dtype)
+        self.optimizer = build_optimizer([*self.model.parameters(), *self.objective.parameters()], training["optimizer"])
+        self.generator = torch.Generator().manual_seed(run["seed"])  # batch order
+        self.history = {"epoch": [], "loss": []}
+        if self.objective.supervised:
+            self.history["accuracy"] = []
+            if self.batches.x_test is not None:
+                self.history.update(test_loss=[], test_accuracy=[])
+        self.epoch = 0
 
-    def save(epoch: int) -> None:
-        path = state_dir / checkpoint_name(epoch)
+    def save(self, path: Path) -> None:
+        """Write the run as it is now as a checkpoint (everything to continue it bit for bit)."""
         save_checkpoint(
             {
-                "model": {k: v.cpu() for k, v in model.state_dict().items()},
-                "model_spec": architecture,
-                "optimizer": optimizer.state_dict(),
-                "objective": {k: v.cpu() for k, v in objective.state_dict().items()},
+                "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
+                "model_spec": self.architecture,
+                "optimizer": self.optimizer.state_dict(),
+                "objective": {k: v.cpu() for k, v in self.objective.state_dict().items()},
                 "rng": {
                     "torch": torch.get_rng_state(),
-                    "batch_order": generator.get_state(),
-                    "augmentation": batches.generator.get_state(),
+                    "batch_order": self.generator.get_state(),
+                    "augmentation": self.batches.generator.get_state(),
                 },
-                "epoch": epoch,
-                "history": history,
-                "train_spec": lineage,
-                "dataset_sha256": dataset_sha256,
+                "epoch": self.epoch,
+                "history": self.history,
+                "train_spec": self.lineage,
+                "dataset_sha256": self.dataset_sha256,
             },
             path,
         )
-        store[epoch] = path
 
-    def load(path: Path) -> int:
-        nonlocal history
+    def resume(self, path: Path) -> None:
+        """Continue from a checkpoint of the same lineage: the model, optimiser and every RNG as it saved them."""
         state = load_checkpoint(path)
-        model.load_state_dict(state["model"])
-        objective.load_state_dict(state["objective"])
-        optimizer.load_state_dict(state["optimizer"])
+        self.model.load_state_dict(state["model"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"]["torch"])
-        generator.set_state(state["rng"]["batch_order"])
-        batches.generator.set_state(state["rng"]["augmentation"])
-        history = state["history"]
-        print(f"resuming from epoch {state['epoch']} ({path})", file=sys.stderr)
-        return state["epoch"]
+        self.generator.set_state(state["rng"]["batch_order"])
+        self.batches.generator.set_state(state["rng"]["augmentation"])
+        self.history = state["history"]
+        self.epoch = state["epoch"]
+        print(f"resuming from epoch {self.epoch} ({path})", file=sys.stderr)
 
-    store = _checkpoint_store(state_dir, lineage, dataset_sha256)
+    def train_epoch(self) -> dict[str, str]:
+        """One more pass over the training set (and the test split's loss and accuracy, when it has one);
+        returns the numbers to show."""
+        loss, accuracy = train_one_epoch(self.model, self.objective, self.optimizer, self.batches,
+                                         self.run["training"]["batch_size"], self.generator)
+        self.epoch += 1
+        history = self.history
+        history["epoch"].append(self.epoch)
+        history["loss"].append(loss)
+        shown = {"loss": f"{loss:.4f}"}
+        if accuracy is not None:
+            history["accuracy"].append(accuracy)
+            shown["accuracy"] = f"{accuracy:.3f}"
+        if "test_loss" in history:
+            test_loss, test_accuracy = evaluate(self.model, self.batches)
+            history["test_loss"].append(test_loss)
+            history["test_accuracy"].append(test_accuracy)
+            shown["test_accuracy"] = f"{test_accuracy:.3f}"
+        return shown
+
+
+def _fill_store(run: dict, data_path: str | Path, state_dir: Path, targets: list[int]) -> dict[int, Path]:
+    epochs = saved_epochs(run["training"])
+    training = TrainingRun(run, data_path)
+    store = _checkpoint_store(state_dir, training.lineage, training.dataset_sha256)
+
+    def save() -> None:
+        store[training.epoch] = state_dir / checkpoint_name(training.epoch)
+        training.save(store[training.epoch])
+
     missing = sorted(epoch for epoch in set(targets) if epoch not in store)
     if missing:
         print(f"epochs {sorted(targets)}: {sorted(set(targets) - set(missing))} kept in {state_dir}, computing {missing}",
               file=sys.stderr)
     if missing and 0 in epochs and 0 not in store:
-        save(0)  # the fresh model is the untrained network
-    current = 0  # the epoch the model in memory has completed (a fresh model: 0)
-    with tqdm(total=max(missing, default=0), desc=f"train seed {spec['seed']}", unit="epoch", mininterval=5,
+        save()  # the fresh model is the untrained network
+    with tqdm(total=max(missing, default=0), desc=f"train seed {run['seed']}", unit="epoch", mininterval=5,
               file=sys.stderr, disable=not missing) as bar:
         for target in missing:
             nearest = max((epoch for epoch in store if epoch < target), default=None)
-            if nearest is not None and nearest > current:  # a later checkpoint than the one in memory
-                current = load(store[nearest])
-            bar.n = current
-            for epoch in range(current + 1, target + 1):
-                loss, accuracy = train_one_epoch(model, objective, optimizer, batches, training["batch_size"], generator)
-                history["epoch"].append(epoch)
-                history["loss"].append(loss)
-                shown = {"loss": f"{loss:.4f}"}
-                if accuracy is not None:
-                    history["accuracy"].append(accuracy)
-                    shown["accuracy"] = f"{accuracy:.3f}"
-                if "test_loss" in history:
-                    test_loss, test_accuracy = evaluate(model, batches)
-                    history["test_loss"].append(test_loss)
-                    history["test_accuracy"].append(test_accuracy)
-                    shown["test_accuracy"] = f"{test_accuracy:.3f}"
-                bar.set_postfix(shown, refresh=False)
+            if nearest is not None and nearest > training.epoch:  # a later checkpoint than the run in memory
+                training.resume(store[nearest])
+            bar.n = training.epoch
+            while training.epoch < target:
+                bar.set_postfix(training.train_epoch(), refresh=False)
                 bar.update()
-                if epoch in epochs and epoch not in store:
-                    save(epoch)
-            current = target
+                if training.epoch in epochs and training.epoch not in store:
+                    save()
             if target not in store:
-                save(target)
+                save()
     return store
-
-
-def fit(spec: dict, data_path: str | Path, output_dir: str | Path, state_dir: str | Path,
-        metrics_path: str | Path | None = None) -> list[Path]:
-    """Train as ``spec`` says (into the checkpoint store ``state_dir``, computing only what it lacks); publish
-    every saved epoch into ``output_dir`` with a manifest, and (``metrics_path``) the metrics of the last one.
-    Return the checkpoint paths in ``output_dir``."""
-    epochs = saved_epochs(spec["training"])
-    store = fill_store(spec, data_path, state_dir, epochs)
-    output_dir = Path(output_dir)
-    with atomic_path(output_dir) as tmp:
-        tmp.mkdir()
-        checkpoints = []
-        for epoch in epochs:
-            _link(store[epoch], tmp / checkpoint_name(epoch))
-            checkpoints.append({"epoch": epoch, "file": checkpoint_name(epoch), "sha256": sha256_file(store[epoch])})
-        manifest = {"git_commit": git_commit(), "geomvol_version": __version__, "checkpoints": checkpoints}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    if metrics_path is not None:
-        write_metrics(store[epochs[-1]], metrics_path)
-    return [output_dir / checkpoint_name(epoch) for epoch in epochs]
-
-
-def extend(spec: dict, data_path: str | Path, state_dir: str | Path, epoch: int, output: str | Path) -> Path:
-    """Make the checkpoint of ``epoch`` (a saved epoch of ``spec``) in the store ``state_dir``, from the nearest
-    earlier checkpoint there, and publish it as ``output``."""
-    if epoch not in saved_epochs(spec["training"]):
-        raise CheckpointError(f"epoch {epoch} is not a saved epoch of this training run ({saved_epochs(spec['training'])})")
-    store = fill_store(spec, data_path, state_dir, [epoch])
-    with atomic_path(output) as tmp:
-        _link(store[epoch], tmp)
-    return Path(output)
-
-
-def _link(source: Path, target: Path) -> None:
-    """``target`` as the same file as ``source`` (a hard link: same bytes and modification time), else a copy."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)

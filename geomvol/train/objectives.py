@@ -71,8 +71,8 @@ class BarlowTwins(nn.Module):
             return barlow_twins_loss(z1.to(dtype), z2.to(dtype), self.lambd), None
 
 
-def build_objective(spec: dict, feature_width: int) -> nn.Module:
+def build_objective(objective: dict, feature_width: int) -> nn.Module:
     """The objective of a resolved ``training.objective`` section (its parameters train with the model)."""
-    if spec["name"] == "cross_entropy":
+    if objective["name"] == "cross_entropy":
         return CrossEntropy()
-    return BarlowTwins(feature_width, spec["projector"], spec["lambda"], spec["features"], spec["blur_kernel_size"])
+    return BarlowTwins(feature_width, objective["projector"], objective["lambda"], objective["features"], objective["blur_kernel_size"])

@@ -2,17 +2,15 @@ import json
 import os
 from pathlib import Path
 
+from geomvol.catalogue import EXPECTED_FILES, FIGURES, TORCHVISION_DATASETS
 from geomvol.config import (
-    EXPECTED_FILES,
-    FIGURES,
     SCHEDULE_KEYS,
-    TORCHVISION_DATASETS,
     checkpoint_lineage,
     config_sha256,
     saved_epochs,
-    probe_spec,
+    probe_job_settings,
     result_config,
-    train_spec,
+    training_run,
     without_run_time,
 )
 
@@ -38,8 +36,8 @@ wildcard_constraints:
     figure="|".join(FIGURES),
 
 
-def spec_json(value):
-    """A config section as compact JSON, for a CLI --spec argument."""
+def section_json(value):
+    """A config section as compact JSON, for a geomvol command's argument."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
@@ -130,17 +128,19 @@ def get_figures(name, experiment):
 # resources, which trigger no rerun.
 
 
-def get_dataset_spec(wildcards):
-    return spec_json(without_run_time("dataset", get_experiment(wildcards)["dataset"]))
+def get_dataset_section(wildcards):
+    return section_json(
+        without_run_time("dataset", get_experiment(wildcards)["dataset"])
+    )
 
 
 def get_download(wildcards):
     return "true" if get_experiment(wildcards)["dataset"].get("download") else "false"
 
 
-def get_measure_spec(wildcards):
+def get_measure_sections(wildcards):
     experiment = get_experiment(wildcards)
-    return spec_json(
+    return section_json(
         {
             "measures": experiment["measures"],
             "dataset": without_run_time("dataset", experiment["dataset"]),
@@ -152,17 +152,17 @@ def get_measure_spec(wildcards):
 STATE_DIR = "results/{experiment}/s{seed}/train-state"
 
 
-def get_lineage_spec(wildcards):
+def get_lineage(wildcards):
     """What a training run's checkpoints depend on besides the data set and their epochs."""
-    return spec_json(
-        checkpoint_lineage(train_spec(get_experiment(wildcards), int(wildcards.seed)))
+    return section_json(
+        checkpoint_lineage(training_run(get_experiment(wildcards), int(wildcards.seed)))
     )
 
 
 def get_schedule(wildcards):
     """Which epochs a training run keeps: a run-time setting of its jobs (a schedule edit reruns none)."""
     training = get_experiment(wildcards)["training"]
-    return spec_json({key: training[key] for key in SCHEDULE_KEYS})
+    return section_json({key: training[key] for key in SCHEDULE_KEYS})
 
 
 def get_train_threads(wildcards):
@@ -215,12 +215,12 @@ def checkpoint_file(wildcards, input):
     return str(source / f"epoch_{epoch}.pt")
 
 
-def get_probe_spec(wildcards):
-    return spec_json(probe_spec(get_experiment(wildcards)))
+def get_probe_settings(wildcards):
+    return section_json(probe_job_settings(get_experiment(wildcards)))
 
 
 def get_result_config(wildcards):
-    return spec_json(result_config(get_experiment(wildcards)))
+    return section_json(result_config(get_experiment(wildcards)))
 
 
 def get_probe_stores(wildcards):
@@ -234,7 +234,7 @@ def get_probe_stores(wildcards):
 
 
 def get_figure_style(wildcards):
-    return spec_json(get_experiment(wildcards)["figures"])
+    return section_json(get_experiment(wildcards)["figures"])
 
 
 def get_config_sha256(wildcards):

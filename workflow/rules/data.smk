@@ -44,8 +44,8 @@ rule prepare_dataset:
         runtime="1h",
         download=get_download,
     params:
-        spec=get_dataset_spec,
+        dataset=get_dataset_section,
     shell:
         'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
-        "prepare --spec {params.spec:q} --download {resources.download} --output {output.data:q}"
+        "prepare --dataset {params.dataset:q} --download {resources.download} --output {output.data:q}"
         " --manifest {output.manifest:q} > {log:q} 2>&1"

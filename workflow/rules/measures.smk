@@ -13,10 +13,10 @@ rule measure:
         mem_mb=4000,
         runtime="30m",
     params:
-        spec=get_measure_spec,
+        sections=get_measure_sections,
     shell:
         'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
-        "measure --store {input.store:q} --spec {params.spec:q}"
+        "measure --store {input.store:q} --sections {params.sections:q}"
         " --output {output.store:q} > {log:q} 2>&1"
 
 

@@ -18,11 +18,11 @@ rule probe:
         torch_device=get_probe_device,
         memory_budget_bytes=get_memory_budget,
     params:
-        spec=get_probe_spec,
+        probe=get_probe_settings,
     shell:
         'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
         "probe --checkpoint {input.checkpoint:q}"
-        " --data {input.data:q} --spec {params.spec:q} --output {output.store:q}"
+        " --data {input.data:q} --probe {params.probe:q} --output {output.store:q}"
         " --device {resources.torch_device} --memory-budget-bytes {resources.memory_budget_bytes}"
         " --gpus {resources.gpu} > {log:q} 2>&1"
 

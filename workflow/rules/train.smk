@@ -28,11 +28,11 @@ rule train:
         torch_device=get_train_device,
         schedule=get_schedule,
     params:
-        spec=get_lineage_spec,
+        lineage=get_lineage,
         state_dir=STATE_DIR,
     shell:
         'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
-        "train --spec {params.spec:q} --schedule {resources.schedule:q} --data {input.data:q}"
+        "train --lineage {params.lineage:q} --schedule {resources.schedule:q} --data {input.data:q}"
         " --output-dir {output.run:q} --state-dir {params.state_dir:q}"
         " --device {resources.torch_device} --threads {threads} --gpus {resources.gpu} > {log:q} 2>&1"
 
@@ -60,11 +60,11 @@ rule extend_training:
         torch_device=get_train_device,
         schedule=get_schedule,
     params:
-        spec=get_lineage_spec,
+        lineage=get_lineage,
         state_dir=STATE_DIR,
     shell:
         'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
-        "extend --spec {params.spec:q} --schedule {resources.schedule:q} --data {input.data:q}"
+        "extend --lineage {params.lineage:q} --schedule {resources.schedule:q} --data {input.data:q}"
         " --epoch {wildcards.epoch} --output {output.checkpoint:q} --state-dir {params.state_dir:q}"
         " --device {resources.torch_device} --threads {threads} --gpus {resources.gpu} > {log:q} 2>&1"
 

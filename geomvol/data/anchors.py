@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import torch
 
-from geomvol.config import SPLIT_NAMES
+from geomvol.catalogue import SPLIT_NAMES
 from geomvol.errors import ConfigError
+from geomvol.settings import AnchorChoice
 
 
 def class_id(value: int | str, classes: list[str], key: str) -> int:
@@ -60,17 +61,18 @@ def rejection(labels: torch.Tensor, wanted: list[int], seed: int) -> list[int]:
 SAMPLERS = {"per_class_permutation": per_class_permutation, "rejection": rejection}
 
 
-def resolve_anchors(entries: list[dict], labels: dict[str, torch.Tensor], classes: list[str], key: str) -> list[list[int]]:
-    """Indices of each entry's anchors into its prepared split (``labels``: split name -> labels (N,))."""
+def resolve_anchors(choices: tuple[AnchorChoice, ...], labels: dict[str, torch.Tensor], classes: list[str],
+                    key: str) -> list[list[int]]:
+    """Indices of each choice's anchors into its prepared split (``labels``: split name -> labels (N,))."""
     resolved = []
-    for number, entry in enumerate(entries):
+    for number, choice in enumerate(choices):
         where = f"{key}.{number}"
-        split = entry["split"]
+        split = choice.split
         if split not in labels:
             raise ConfigError(f"config key {where}.split: the data set has no {split!r} split (it has {sorted(labels)})")
         split_labels, split_name = labels[split], SPLIT_NAMES[split]
-        if "indices" in entry:
-            indices = list(entry["indices"])
+        if choice.indices is not None:
+            indices = list(choice.indices)
             for index in indices:
                 if index >= split_labels.shape[0]:
                     raise ConfigError(f"config key {where}.indices: index {index} is beyond the prepared {split_name} "
@@ -78,13 +80,13 @@ def resolve_anchors(entries: list[dict], labels: dict[str, torch.Tensor], classe
             if len(set(indices)) < len(indices):
                 raise ConfigError(f"config key {where}.indices: anchors {indices} repeat an image")
         else:
-            wanted = [class_id(c, classes, f"{where}.classes") for c in entry["classes"]]
+            wanted = [class_id(c, classes, f"{where}.classes") for c in choice.classes]
             for label in sorted(set(wanted)):
                 available = int((split_labels == label).sum())
                 if available < wanted.count(label):
                     raise ConfigError(f"config key {where}.classes: class {classes[label]!r} has {available} "
                                       f"images in the prepared {split_name} set, fewer than the {wanted.count(label)} asked")
-            indices = SAMPLERS[entry["sampler"]](split_labels, wanted, entry["seed"])
+            indices = SAMPLERS[choice.sampler](split_labels, wanted, choice.seed)
         resolved.append(indices)
     return resolved
 

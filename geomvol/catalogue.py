@@ -1,0 +1,105 @@
+"""What geomvol knows of its data sets, models and figures, in one torch-free place.
+
+The config checks, the data code, the models, the figures, ``geomvol trace`` and the Snakefile all read
+these facts here (importing this module loads no torch, so the Snakefile and ``geomvol check-config``
+start fast); tests check them against the data loaders' and the models' own outputs.
+"""
+
+from __future__ import annotations
+
+# --- data sets ------------------------------------------------------------------------------------
+
+# The shape of one model input of each data set: a point of the plane, or an image (C, H, W).
+INPUT_SHAPES = {"sinusoid": (2,), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "digits": (1, 8, 8)}
+TORCHVISION_DATASETS = ("mnist", "cifar10")  # read from a data root through torchvision's classes
+IMAGE_DATASETS = (*TORCHVISION_DATASETS, "digits")  # digits: scikit-learn's load_digits, shipped with geomvol
+# Class names of the image data sets, as torchvision names them (digits: MNIST's).
+CLASSES = {
+    "mnist": ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four",
+              "5 - five", "6 - six", "7 - seven", "8 - eight", "9 - nine"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+}
+CLASSES["digits"] = CLASSES["mnist"]
+PIXEL_MAX = {"mnist": 255, "cifar10": 255, "digits": 16}  # the largest pixel value; inputs start from pixels / pixel_max
+SPLIT_SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000)}  # (training, test) images of the real data sets
+SPLIT_NAMES = {"train": "training", "test": "test"}  # the prepared splits anchor images come from
+# The files torchvision's MNIST and CIFAR10 read under a data root.
+EXPECTED_FILES = {
+    "mnist": [
+        "MNIST/raw/train-images-idx3-ubyte",
+        "MNIST/raw/train-labels-idx1-ubyte",
+        "MNIST/raw/t10k-images-idx3-ubyte",
+        "MNIST/raw/t10k-labels-idx1-ubyte",
+    ],
+    "cifar10": [
+        *(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)),
+        "cifar-10-batches-py/test_batch",
+        "cifar-10-batches-py/batches.meta",
+    ],
+}
+
+# --- models and their feature maps ------------------------------------------------------------------
+
+# Feature maps of each model, by name (the first is the default one to probe).
+FEATURE_MAPS = {"shallow": ("hidden",), "resnet34": ("pooled", "block1", "block2", "block3", "block4")}
+RESNET_CHANNELS = {"block1": 64, "block2": 128, "block3": 256, "block4": 512}
+# The study's average-pooling windows (stride = window): every block of a 32 x 32 input pooled to 512 values
+# (block1 64x32x32 -> 64x2x4, block2 128x16x16 -> 128x2x2, block3 256x8x8 -> 256x1x2, block4 512x4x4 -> 512).
+STUDY_BLOCK_WINDOWS = {"block1": [16, 8], "block2": [8, 8], "block3": [8, 4], "block4": [4, 4]}
+# Feature maps that are one function under two names when block4 is averaged over its whole map.
+SAME_FEATURE_MAPS = {"pooled": "block4"}
+
+
+def resnet_block_shape(block: str, input_shape) -> tuple[int, int, int]:
+    """(C, H, W) of a ResNet34 block's output for an input (C_in, H_in, W_in): the CIFAR stem and block1
+    keep the size, each later block halves it (3 x 3 convolution, stride 2, padding 1)."""
+    height, width = input_shape[1:]
+    for _ in range(int(block[len("block"):]) - 1):
+        height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1
+    return RESNET_CHANNELS[block], height, width
+
+
+def block_windows(block_pooling) -> dict | None:
+    """The per-block pooling windows of a resolved ``probe.block_pooling``; None: the global mean
+    (``global_mean``, or a model without blocks)."""
+    return block_pooling if isinstance(block_pooling, dict) else None
+
+
+def feature_width(model: dict, feature_map: str, input_shape, block_pooling=None) -> int:
+    """The flattened width n of a feature map of a (resolved) model section, for inputs of ``input_shape``,
+    with the ResNet blocks pooled as ``block_pooling`` says (a resolved ``probe.block_pooling``)."""
+    if model["name"] == "shallow":
+        return model["width"]
+    if feature_map == "pooled":
+        return RESNET_CHANNELS["block4"]
+    channels, height, width = resnet_block_shape(feature_map, input_shape)
+    windows = block_windows(block_pooling)
+    if windows is None:
+        return channels
+    window_height, window_width = windows[feature_map]
+    return channels * (height // window_height) * (width // window_width)
+
+
+def same_feature_maps(model: dict, input_shape, block_pooling=None) -> dict:
+    """Feature maps that are one function under two names: the ResNet's ``pooled`` (the global mean of
+    block4) is ``block4`` when block4 is averaged over its whole map."""
+    if model["name"] != "resnet34":
+        return {}
+    windows = block_windows(block_pooling)
+    if windows is None or tuple(windows["block4"]) == resnet_block_shape("block4", input_shape)[1:]:
+        return dict(SAME_FEATURE_MAPS)
+    return {}
+
+
+# --- outputs -------------------------------------------------------------------------------------------
+
+EPOCH_CONVENTION = ("epoch E is the network after E passes over the training set; epoch 0 is the untrained "
+                    "network. The study's scripts train first and then save, so their 'epoch E' is epoch E + 1 here")
+
+# --- figures ------------------------------------------------------------------------------------------
+
+# Figure kinds drawn from one experiment's volume store (geomvol figure KIND): the 2-D input grid; planes
+# and lines through images; planes per block; singular-value spectra at the anchor images.
+FIGURES = ("volume", "planes", "lines", "blocks", "spectra")
+# Figure kinds drawn from other stores: two experiments' volume stores side by side; the measures store.
+OTHER_FIGURES = ("compare", "measures")
