@@ -16,6 +16,12 @@ Each measure summarises one probed field: the probe points of one (seed, epoch, 
 A measure that is not defined for a field (fewer than 3 points, a constant field, no point inside the
 band or none outside it) is NaN, and the stored variable's ``undefined`` attribute says where and why.
 Across seeds each measure gets its mean and a percentile bootstrap interval that resamples seeds.
+
+What training changed: a measure can be high before any training (the untrained sinusoid net's volume
+element already follows the true boundary, largest in the middle of the square where the boundary runs).
+So each measure m also gets, when epoch 0 was probed, ``m_change`` (m minus its epoch-0 value, per seed)
+with its mean and bootstrap interval, ``m_rise_fraction`` (the fraction of seeds in which m rose from
+epoch 0) and ``m_rise_p_value`` (a two-sided exact sign test of rising against falling).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from geomvol.config import canonical_json
+from geomvol.settings import BootstrapSettings, MeasuresSettings
 
 LN10 = math.log(10.0)
 DEFINITIONS = {
@@ -145,16 +151,15 @@ def _where(labels: dict) -> str:
     return " ".join(f"{dim}={value}" for dim, value in labels.items())
 
 
-def magnification_measures(ds: xr.Dataset, sections: dict) -> xr.Dataset:
+def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dataset:
     """The magnification measures of a combined (volume) store's Dataset, per seed and across seeds.
 
-    ``sections`` holds the experiment's resolved ``measures`` and ``dataset`` sections. Returns a Dataset with,
+    Returns a Dataset with,
     for each measure ``m`` (prefixed ``plane_``/``line_`` on planes and lines): ``m`` on (seed, epoch,
     block[, plane|line]), ``m_mean`` without seed and ``m_interval`` with a ``bound`` dimension (low, high).
     """
-    measures = sections["measures"]
-    band = measures["boundary_margin"]
-    bootstrap = measures["bootstrap"]
+    band = settings.boundary_margin
+    bootstrap = settings.bootstrap
     variables = {}
     for prefix, volume_name, entropy_name, margin_name in _fields(ds):
         volume = ds[volume_name]
@@ -162,12 +167,12 @@ def magnification_measures(ds: xr.Dataset, sections: dict) -> xr.Dataset:
         cell_dims = [dim for dim in volume.dims if dim not in point_dims]
         names = ["entropy_correlation", "boundary_ratio"]
         distance = None
-        if prefix == "" and sections["dataset"]["name"] == "sinusoid":
+        if prefix == "" and settings.true_boundary is not None:
             names.append("boundary_distance_correlation")
             x1, x2 = xr.broadcast(ds["x1"], ds["x2"])
-            dataset = sections["dataset"]
-            distance = xr.DataArray(distance_to_sinusoid(x1.values, x2.values, dataset["amplitude"],
-                                                         dataset["frequency"], dataset["phase"]), dims=x1.dims)
+            boundary = settings.true_boundary
+            distance = xr.DataArray(distance_to_sinusoid(x1.values, x2.values, boundary.amplitude,
+                                                         boundary.frequency, boundary.phase), dims=x1.dims)
             distance = distance.transpose(*point_dims)
         results = {name: np.full([volume.sizes[d] for d in cell_dims], np.nan) for name in names}
         undefined = {name: [] for name in names}
@@ -193,25 +198,10 @@ def magnification_measures(ds: xr.Dataset, sections: dict) -> xr.Dataset:
             if name == "boundary_ratio":
                 attrs["boundary_margin"] = band
             variables[prefix + name] = (cell_dims, results[name], attrs)
-            mean, interval = bootstrap_over_seeds(results[name], bootstrap["resamples"], bootstrap["level"],
-                                                  bootstrap["seed"])
-            summary_dims = cell_dims[1:]
-            interval_undefined = []
-            if ds.sizes["seed"] < 2:
-                interval_undefined.append("one seed: no interval")
-            if undefined[name]:
-                interval_undefined.append("where a seed's value is NaN (see the per-seed variable's undefined)")
-            interval_attrs = {
-                "long_name": f"{bootstrap['level']:.0%} bootstrap interval of the mean over seeds: {long_name}",
-                "units": "1",
-                "method": "percentile bootstrap: resample the seeds with replacement, take the mean of each resample",
-                "bootstrap_resamples": bootstrap["resamples"], "confidence_level": bootstrap["level"],
-                "bootstrap_seed": bootstrap["seed"], "n_seeds": int(ds.sizes["seed"]),
-                "undefined": interval_undefined,
-            }
-            variables[f"{prefix}{name}_mean"] = (summary_dims, mean, {
-                "long_name": f"mean over seeds: {long_name}", "units": "1", "n_seeds": int(ds.sizes["seed"])})
-            variables[f"{prefix}{name}_interval"] = (("bound", *summary_dims), interval, interval_attrs)
+            variables.update(_over_seeds(prefix + name, cell_dims, results[name], long_name, undefined[name], bootstrap))
+            if 0 in ds["epoch"].values:
+                variables.update(_change_from_epoch_0(prefix + name, cell_dims, results[name], list(ds["epoch"].values),
+                                                      long_name, bootstrap))
     keep_coords = {name: coord for name, coord in ds.coords.items()
                    if set(coord.dims) <= {"seed", "epoch", "block", "plane", "line"}}
     result = xr.Dataset(variables, coords={**keep_coords, "bound": ("bound", np.array(["low", "high"], dtype=object), {
@@ -220,7 +210,80 @@ def magnification_measures(ds: xr.Dataset, sections: dict) -> xr.Dataset:
         "title": f"geomvol magnification measures: experiment {ds.attrs['experiment']}",
         "experiment": ds.attrs["experiment"],
         "config_sha256": ds.attrs["config_sha256"],
-        "measures_config": canonical_json(measures),
         "definitions": __doc__,
+        "change_from_epoch_0": ("m_change, m_change_mean, m_change_interval, m_rise_fraction, m_rise_p_value for "
+                                "each measure m" if 0 in ds["epoch"].values else "not computed: epoch 0 was not probed"),
     }
     return result
+
+
+def _over_seeds(variable: str, cell_dims: list[str], values: np.ndarray, long_name: str, undefined: list[str],
+                bootstrap: BootstrapSettings) -> dict:
+    """``variable``'s mean over seeds (axis 0 of ``values``) and its bootstrap interval, as data variables."""
+    mean, interval = bootstrap_over_seeds(values, bootstrap.resamples, bootstrap.level, bootstrap.seed)
+    n_seeds = values.shape[0]
+    summary_dims = cell_dims[1:]
+    interval_undefined = []
+    if n_seeds < 2:
+        interval_undefined.append("one seed: no interval")
+    if undefined:
+        interval_undefined.append("where a seed's value is NaN (see the per-seed variable's undefined)")
+    interval_attrs = {
+        "long_name": f"{bootstrap.level:.0%} bootstrap interval of the mean over seeds: {long_name}",
+        "units": "1",
+        "method": "percentile bootstrap: resample the seeds with replacement, take the mean of each resample",
+        "bootstrap_resamples": bootstrap.resamples, "confidence_level": bootstrap.level,
+        "bootstrap_seed": bootstrap.seed, "n_seeds": n_seeds,
+        "undefined": interval_undefined,
+    }
+    return {
+        f"{variable}_mean": (summary_dims, mean, {"long_name": f"mean over seeds: {long_name}", "units": "1",
+                                                  "n_seeds": n_seeds}),
+        f"{variable}_interval": (("bound", *summary_dims), interval, interval_attrs),
+    }
+
+
+RISE_DEFINITION = ("the fraction of seeds whose measure is higher at this epoch than at epoch 0, among the seeds "
+                   "where both are defined (NaN where none is; 0 at epoch 0 itself)")
+SIGN_TEST_DEFINITION = ("two-sided exact sign test of 'the measure rises from epoch 0 as often as it falls': with n "
+                        "the seeds whose change is defined and non-zero and k those where it rose, p = min(1, "
+                        "2 min(P[X <= k], P[X >= k])) for X ~ Binomial(n, 1/2); NaN for n = 0 (epoch 0 itself). "
+                        "With n seeds the smallest p possible is 2^(1-n): 0.0078 for 8")
+
+
+def sign_test(rises: int, falls: int) -> float:
+    """Two-sided exact sign test p-value of ``rises`` against ``falls`` (ties left out): see SIGN_TEST_DEFINITION."""
+    n = rises + falls
+    if n == 0:
+        return math.nan
+    below = sum(math.comb(n, i) for i in range(rises + 1)) / 2**n
+    above = sum(math.comb(n, i) for i in range(rises, n + 1)) / 2**n
+    return min(1.0, 2 * min(below, above))
+
+
+def _change_from_epoch_0(variable: str, cell_dims: list[str], values: np.ndarray, epochs: list, long_name: str,
+                         bootstrap: BootstrapSettings) -> dict:
+    """What training changed: ``variable`` minus its epoch-0 value per seed, its mean over seeds and bootstrap
+    interval, and per epoch the fraction of seeds in which it rose and the sign test's p-value."""
+    axis = cell_dims.index("epoch")
+    change = values - np.take(values, [epochs.index(0)], axis=axis)
+    change_name = f"change from epoch 0 of: {long_name}"
+    undefined = ["where the measure is NaN at the epoch or at epoch 0 (see its undefined)"] if np.isnan(change).any() else []
+    variables = {f"{variable}_change": (cell_dims, change, {
+        "long_name": change_name, "units": "1", "definition": f"{variable} at the epoch minus {variable} at epoch 0, "
+                                                               f"per seed", "undefined": undefined})}
+    variables.update(_over_seeds(f"{variable}_change", cell_dims, change, change_name, undefined, bootstrap))
+    defined = ~np.isnan(change)
+    rises, falls = (change > 0).sum(axis=0), (change < 0).sum(axis=0)
+    n_defined = defined.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = np.where(n_defined > 0, rises / n_defined, np.nan)
+    p_value = np.vectorize(sign_test, otypes=[float])(rises, falls)
+    summary_dims = cell_dims[1:]
+    variables[f"{variable}_rise_fraction"] = (summary_dims, fraction, {
+        "long_name": f"fraction of seeds in which it rose from epoch 0: {long_name}", "units": "1",
+        "definition": RISE_DEFINITION, "n_seeds": values.shape[0]})
+    variables[f"{variable}_rise_p_value"] = (summary_dims, p_value, {
+        "long_name": f"sign test p-value of a rise from epoch 0: {long_name}", "units": "1",
+        "definition": SIGN_TEST_DEFINITION, "n_seeds": values.shape[0]})
+    return variables

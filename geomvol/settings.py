@@ -119,3 +119,46 @@ class ProbeSettings:
     def anchors(self, kind: str) -> tuple[AnchorChoice, ...]:
         """The planes' or the lines' anchor choices (``kind``: plane or line)."""
         return self.planes if kind == "plane" else self.lines
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    """The percentile bootstrap over seeds: ``resamples`` resamples, a ``level`` interval, drawn with ``seed``."""
+
+    resamples: int
+    level: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class SinusoidBoundary:
+    """The sinusoid data set's true class boundary x2 = amplitude sin(frequency x1 + phase)."""
+
+    amplitude: float
+    frequency: float
+    phase: float
+
+
+@dataclass(frozen=True)
+class MeasuresSettings:
+    """What the magnification measures need: the ``measures`` section, and the true boundary when the data
+    set has one (the sinusoid)."""
+
+    boundary_margin: float
+    bootstrap: BootstrapSettings
+    true_boundary: SinusoidBoundary | None = None
+
+    @classmethod
+    def from_sections(cls, measures: dict, dataset: dict) -> MeasuresSettings:
+        boundary = (SinusoidBoundary(dataset["amplitude"], dataset["frequency"], dataset["phase"])
+                    if dataset["name"] == "sinusoid" else None)
+        return cls(measures["boundary_margin"], BootstrapSettings(**measures["bootstrap"]), boundary)
+
+
+@dataclass(frozen=True)
+class FigureStyle:
+    """The ``figures`` section: one colour scale per panel (the study's) or shared ones; entropy in hartleys
+    (base 10, the study's) or nats. The defaults are the schema's."""
+
+    colour_scale: str = "per_panel"  # per_panel | shared | shared_relative_to_median
+    entropy_units: str = "hartley"  # hartley | nat

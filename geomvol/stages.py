@@ -233,15 +233,17 @@ def combine_probes(
     return ds
 
 
-def measure(store: str | Path, spec: dict, output: str | Path):
+def measure(store: str | Path, sections: dict, output: str | Path):
     """The magnification measures (:func:`geomvol.measures.magnification_measures`) of a volume store, with
-    the store it came from and its sha256; returns the Dataset. ``spec``: the resolved ``measures`` and
-    ``dataset`` sections."""
+    the ``measures`` section, the store it came from and its sha256; returns the Dataset. ``sections``: the
+    resolved ``measures`` and ``dataset`` sections."""
     from geomvol.measures import magnification_measures
+    from geomvol.settings import MeasuresSettings
 
     with open_store(store) as volume:
-        ds = magnification_measures(volume.load(), spec)
-    ds.attrs.update(source_store=str(store), source_store_sha256=sha256_of(store), **record())
+        ds = magnification_measures(volume.load(), MeasuresSettings.from_sections(**sections))
+    ds.attrs.update(measures_config=canonical_json(sections["measures"]), source_store=str(store),
+                    source_store_sha256=sha256_of(store), **record())
     write_store(ds, output)
     return ds
 
@@ -249,9 +251,12 @@ def measure(store: str | Path, spec: dict, output: str | Path):
 def figure(kind: str, store: str | Path, png: str | Path, pdf: str | Path, other: str | Path | None = None,
            seed: int | None = None, style: dict | None = None) -> None:
     """Draw a figure of ``kind`` (a kind of :data:`geomvol.catalogue.FIGURES`, ``measures`` from the measures
-    store, or ``compare``: ``store`` beside ``other``) as PNG and PDF carrying their lineage."""
+    store, or ``compare``: ``store`` beside ``other``) as PNG and PDF carrying their lineage, in the style of a
+    resolved ``figures`` section (None: its defaults)."""
     from geomvol.figures import PLOTS, plot_compare
+    from geomvol.settings import FigureStyle
 
+    style = FigureStyle(**(style or {}))
     if kind == "compare":
         if other is None:
             raise GeomvolError("figure compare needs the store of the experiment to compare with (--other)")

@@ -1,4 +1,5 @@
 import copy
+import os
 import subprocess
 import sys
 
@@ -398,11 +399,14 @@ def test_a_built_wheel_carries_the_schema_and_the_digits_and_checks_the_default_
     # installed (non-editable, into a venv that borrows this interpreter's dependencies), it checks the default
     # config, data included, from another directory
     venv = tmp_path / "venv"
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # only the venv's geomvol
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True)
-    version = subprocess.run([venv / "bin" / "geomvol", "--version"], capture_output=True, text=True, cwd=tmp_path)
+    subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed", str(wheel)],
+                   check=True, env=env)
+    version = subprocess.run([venv / "bin" / "geomvol", "--version"], capture_output=True, text=True, cwd=tmp_path,
+                             env=env)
     assert str(venv / "lib") in version.stdout, version.stdout
     checked = subprocess.run([venv / "bin" / "geomvol", "check-config", ROOT / "config.yaml"], capture_output=True,
-                             text=True, cwd=tmp_path)
+                             text=True, cwd=tmp_path, env=env)
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.splitlines()[1].startswith("digits-plane: dataset digits, model shallow")

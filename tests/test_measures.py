@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from geomvol.measures import (
-    boundary_ratio, bootstrap_over_seeds, distance_to_sinusoid, rank_correlation,
+    boundary_ratio, bootstrap_over_seeds, distance_to_sinusoid, rank_correlation, sign_test,
 )
 from geomvol.stages import measure
 from geomvol.store import open_store, write_store
@@ -91,22 +91,73 @@ def test_bootstrap_with_one_seed_or_a_nan_seed_gives_nan_intervals():
     assert 0.5 <= interval[0, 0] <= interval[1, 0] <= 0.7 and np.isnan(interval[:, 1]).all()
 
 
-def grid_store(path, seeds=(0, 1, 2)):
+def grid_store(path, seeds=(0, 1, 2), epochs=(100,), slopes=None):
     """A combined sinusoid store whose volume element peaks on the true boundary and whose network is
-    uncertain exactly there: per seed, log10 volume = -(1 + seed/10) * distance to the boundary."""
+    uncertain exactly there: log10 volume = -slope * distance to the boundary, the slope (seed, epoch)
+    1 + seed/10 unless ``slopes`` gives them."""
     axis = np.linspace(-1.5, 1.5, 41)
     x1, x2 = np.meshgrid(axis, axis)  # (x2, x1)
     distance = distance_to_sinusoid(x1, x2, 0.6, 7.0, -1.0)
-    volume = np.stack([-(1 + s / 10) * distance for s in seeds])[:, None, None]  # (seed, epoch, block, x2, x1)
-    margin = np.broadcast_to(np.minimum(distance, 1.0), (len(seeds), 1, 41, 41))
+    if slopes is None:
+        slopes = np.array([[1 + s / 10] * len(epochs) for s in seeds])
+    volume = -slopes[:, :, None, None, None] * distance  # (seed, epoch, block, x2, x1)
+    margin = np.broadcast_to(np.minimum(distance, 1.0), (len(seeds), len(epochs), 41, 41))
     ds = xr.Dataset(
         {"log10_volume": (("seed", "epoch", "block", "x2", "x1"), volume, {"units": "1"}),
          "entropy": (("seed", "epoch", "x2", "x1"), -margin, {"units": "nat"}),
          "probability_margin": (("seed", "epoch", "x2", "x1"), margin.copy(), {"units": "1"})},
-        coords={"seed": list(seeds), "epoch": [100], "block": np.array(["hidden"], dtype=object), "x1": axis, "x2": axis},
+        coords={"seed": list(seeds), "epoch": list(epochs), "block": np.array(["hidden"], dtype=object), "x1": axis,
+                "x2": axis},
         attrs={"experiment": "hand-built", "config_sha256": "0" * 64})
     write_store(ds, path)
     return ds, distance
+
+
+def test_sign_test_is_the_exact_binomial_one():
+    assert sign_test(8, 0) == sign_test(0, 8) == 2 / 2**8
+    assert sign_test(7, 1) == pytest.approx(2 * 9 / 256)  # 2 P[X >= 7], X ~ Binomial(8, 1/2)
+    assert sign_test(4, 4) == 1.0 and sign_test(3, 2) == 1.0
+    assert math.isnan(sign_test(0, 0))
+
+
+def test_change_from_epoch_0_on_hand_built_fields(tmp_path):
+    """8 seeds: the slope of the field grows from 0.5 at epoch 0 to 1 + seed/10 at epoch 100, but for seed 7,
+    where it falls to 0.2. The boundary ratio rises in 7 seeds of 8; the entropy correlation is 1 throughout
+    (no change: ties, neither rising nor falling)."""
+    seeds = tuple(range(8))
+    later = np.array([1 + s / 10 for s in seeds[:-1]] + [0.2])
+    slopes = np.stack([np.full(8, 0.5), later], axis=1)
+    _, distance = grid_store(tmp_path / "volume.zarr", seeds, (0, 100), slopes)
+    measures = measure(tmp_path / "volume.zarr", SPEC, tmp_path / "measures.zarr")
+    band = distance < 0.1
+
+    def ratio(k):
+        return np.log10(np.mean(10 ** (-k * distance[band])) / np.mean(10 ** (-k * distance[~band])))
+
+    expected = np.array([ratio(k) - ratio(0.5) for k in later])
+    change = measures["boundary_ratio_change"].sel(block="hidden")
+    np.testing.assert_allclose(change.sel(epoch=100).values, expected, rtol=1e-12)
+    np.testing.assert_array_equal(change.sel(epoch=0).values, 0.0)
+    assert measures["boundary_ratio_change_mean"].sel(epoch=100).item() == pytest.approx(expected.mean())
+    low, high = measures["boundary_ratio_change_interval"].sel(epoch=100, block="hidden").values
+    assert expected.min() <= low < expected.mean() < high <= expected.max()
+    assert measures["boundary_ratio_rise_fraction"].sel(epoch=100).item() == 7 / 8
+    assert measures["boundary_ratio_rise_p_value"].sel(epoch=100).item() == pytest.approx(2 * 9 / 256)
+    assert measures["boundary_ratio_rise_fraction"].sel(epoch=0).item() == 0.0
+    assert math.isnan(measures["boundary_ratio_rise_p_value"].sel(epoch=0).item())
+    np.testing.assert_allclose(measures["entropy_correlation_change"].values, 0.0, atol=1e-12)
+    assert measures["entropy_correlation_rise_fraction"].sel(epoch=100).item() == 0.0
+    assert "sign test" in measures["boundary_ratio_rise_p_value"].attrs["definition"]
+    assert measures["boundary_ratio_change"].attrs["units"] == "1"
+    stored = open_store(tmp_path / "measures.zarr")
+    assert stored["boundary_ratio_rise_p_value"].dims == ("epoch", "block")
+
+
+def test_no_change_measures_without_epoch_0(tmp_path):
+    grid_store(tmp_path / "volume.zarr")
+    measures = measure(tmp_path / "volume.zarr", SPEC, tmp_path / "measures.zarr")
+    assert "boundary_ratio_change" not in measures
+    assert measures.attrs["change_from_epoch_0"] == "not computed: epoch 0 was not probed"
 
 
 def test_measures_of_a_field_that_peaks_on_the_true_boundary(tmp_path):

@@ -3,6 +3,7 @@ colour scales of a row of panels, entropy units, and what "epoch" means."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import textwrap
@@ -18,10 +19,11 @@ import xarray as xr  # noqa: E402
 from geomvol.io import atomic_path  # noqa: E402
 from geomvol.catalogue import EPOCH_CONVENTION  # noqa: E402
 from geomvol.provenance import record, sha256_tree  # noqa: E402
+from geomvol.settings import FigureStyle  # noqa: E402
 
 
 def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Path, pdf: str | Path, title: str,
-                      other_store: str | Path | None = None, style: dict | None = None) -> None:
+                      other_store: str | Path | None = None, style: FigureStyle | None = None) -> None:
     """Give ``fig`` its title (wrapped to the figure's width) and write it atomically as PNG and PDF carrying
     their lineage, then close it.
 
@@ -60,7 +62,7 @@ DEFINITION_ATTRS = ("epoch_convention", "metric_definition", "block_pooling", "i
                     "channel_std")
 
 
-def figure_definitions(ds: xr.Dataset, style: dict | None = None) -> dict:
+def figure_definitions(ds: xr.Dataset, style: FigureStyle | None = None) -> dict:
     """Which definitions a figure's numbers follow, from its store's attrs: what "epoch" means, the metric,
     the ResNet blocks' pooling, the input normalisation, how each plane's and line's anchors were chosen
     (split, sampler, seed), and the figure's style (colour scales, entropy units)."""
@@ -70,7 +72,7 @@ def figure_definitions(ds: xr.Dataset, style: dict | None = None) -> dict:
         if f"{kind}_anchor_choice" in ds:
             definitions[f"{kind}_anchors"] = [json.loads(choice) for choice in ds[f"{kind}_anchor_choice"].values]
     if style is not None:
-        definitions["style"] = figure_style(style)
+        definitions["style"] = dataclasses.asdict(style)
     return definitions
 
 
@@ -84,15 +86,8 @@ def first_seed(ds: xr.Dataset, seed: int | None) -> int:
     return int(ds["seed"].values[0]) if seed is None else seed
 
 
-# The resolved `figures` config section's defaults (geomvol/config.schema.yaml).
-FIGURE_STYLE = {"colour_scale": "per_panel", "entropy_units": "hartley"}
 EPOCH_NOTE = "epoch E: after E passes over the training set (0: untrained; the study's epoch E is E + 1 here)"
 VOLUME_LABEL = r"$\log_{10}\sqrt{\det g}$"
-
-
-def figure_style(style: dict | None) -> dict:
-    """A resolved ``figures`` section, defaults filled in."""
-    return {**FIGURE_STYLE, **(style or {})}
 
 
 def row_scales(panels: np.ndarray, colour_scale: str) -> tuple[np.ndarray, list[tuple[float, float]]]:

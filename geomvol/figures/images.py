@@ -35,8 +35,9 @@ from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 
 from geomvol.catalogue import SAME_FEATURE_MAPS, SPLIT_NAMES  # noqa: E402
 from geomvol.errors import GeomvolError  # noqa: E402
+from geomvol.settings import FigureStyle  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
-    EPOCH_NOTE, VOLUME_LABEL, entropy_in, figure_style, first_seed, row_colourbars, row_scales, save_with_lineage,
+    EPOCH_NOTE, VOLUME_LABEL, entropy_in, first_seed, row_colourbars, row_scales, save_with_lineage,
     scale_label,
 )
 from geomvol.store import open_store  # noqa: E402
@@ -103,11 +104,10 @@ def _ternary_panel(ax, probabilities: np.ndarray, volume: np.ndarray, names: lis
 
 
 def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
-                style: dict | None = None) -> None:
+                style: FigureStyle = FigureStyle()) -> None:
     """Predicted class, log10 entropy, log10 volume element and the anchor classes' ternary plot on every
     plane across epochs; colour scales as ``style`` (the ``figures`` config section) says."""
-    style = figure_style(style)
-    scale = style["colour_scale"]
+    scale = style.colour_scale
     ds = open_store(store_path)
     seed = first_seed(ds, seed)
     block = str(ds["block"].values[0])
@@ -121,7 +121,7 @@ def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
         rows = axes[4 * plane: 4 * plane + 4]
         at = {"seed": seed, "plane": plane}
         predicted = ds["plane_predicted_class"].sel(at).values
-        entropy, units = entropy_in(ds["plane_entropy"].sel(at).values, style["entropy_units"])
+        entropy, units = entropy_in(ds["plane_entropy"].sel(at).values, style.entropy_units)
         log_entropy, entropy_limits = row_scales(np.log10(np.maximum(entropy, 1e-12)), scale)
         volume, volume_limits = row_scales(ds["plane_log10_volume"].sel({**at, "block": block}).values, scale)
         names = _anchor_names(ds, "plane", plane)
@@ -173,12 +173,11 @@ def _draw_interpolation(ax, anchors: np.ndarray, t: np.ndarray, pixel_max: int, 
 
 
 def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
-               style: dict | None = None) -> None:
+               style: FigureStyle = FigureStyle()) -> None:
     """log10 volume element along every line (one curve per feature map) with the predicted class behind it,
     one column per epoch; below, the images along the line (the study's Figures 2, top, and 5). The y range
     is each panel's own (per_panel) or the line's (shared; relative to each curve's median)."""
-    style = figure_style(style)
-    scale = style["colour_scale"]
+    scale = style.colour_scale
     ds = open_store(store_path)
     seed = first_seed(ds, seed)
     epochs = ds["epoch"].values
@@ -215,10 +214,9 @@ def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: i
 
 
 def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
-                style: dict | None = None) -> None:
+                style: FigureStyle = FigureStyle()) -> None:
     """log10 volume element on the first plane, one row per feature map (block), one column per epoch."""
-    style = figure_style(style)
-    scale = style["colour_scale"]
+    scale = style.colour_scale
     ds = open_store(store_path)
     seed = first_seed(ds, seed)
     epochs = ds["epoch"].values
@@ -240,7 +238,7 @@ def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
 
 
 def plot_spectra(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
-                 style: dict | None = None) -> None:
+                 style: FigureStyle = FigureStyle()) -> None:
     """The singular-value spectrum of each feature map at each anchor image: log10 of the singular values of
     J / sqrt(n) (the square roots of the eigenvalues of g) against their rank, one curve per probed epoch, and
     the number k the volume element keeps (dashed); one column per anchor image (of every plane and line), one
@@ -290,10 +288,10 @@ def _matching_blocks(first: list[str], second: list[str]) -> tuple[str, str]:
 
 
 def plot_compare(store_path: str | Path, other_path: str | Path, png: str | Path, pdf: str | Path,
-                 seed: int | None = None, style: dict | None = None) -> None:
+                 seed: int | None = None, style: FigureStyle = FigureStyle()) -> None:
     """Two experiments on the same first plane (e.g. supervised and Barlow Twins) at the epochs both probed:
     for each, a row of predicted classes and a row of log10 volume elements (its first feature map)."""
-    scale = figure_style(style)["colour_scale"]
+    scale = style.colour_scale
     stores = [open_store(store_path), open_store(other_path)]
     anchors = [ds["plane_anchor_index"].values[0].tolist() for ds in stores]
     if anchors[0] != anchors[1]:

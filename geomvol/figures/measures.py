@@ -1,8 +1,10 @@
 """Magnification measures against training epoch: when does the network start to magnify its boundary?
 
-One row per measure, one column per probed field (the input grid, or each plane and line); in each
-panel one line per block: the mean over seeds with its bootstrap interval shaded, and each seed's value
-as faint dots. A dashed line marks no effect (0).
+Two rows per measure, the measure and its change from epoch 0 (what training changed; when epoch 0 was
+probed), one column per probed field (the input grid, or each plane and line); in each panel one line per
+block: the mean over seeds with its bootstrap interval shaded, and each seed's value as faint dots; on the
+change rows, the number of seeds in which the measure rose from epoch 0 beside each epoch's mean. A dashed
+line marks no effect (0).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
+from geomvol.settings import FigureStyle  # noqa: E402
 from geomvol.figures.common import EPOCH_NOTE, save_with_lineage  # noqa: E402
 from geomvol.measures import DEFINITIONS  # noqa: E402
 from geomvol.store import open_store  # noqa: E402
@@ -38,21 +42,24 @@ def _columns(ds) -> list[tuple[str, str | None, int | None]]:
 
 
 def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
-                  style: dict | None = None) -> None:
+                  style: FigureStyle = FigureStyle()) -> None:
     """Draw the measures store of one experiment (``seed`` and ``style`` are unused: every seed is drawn, and
     the panels are curves, not colour scales)."""
     store_path = Path(store_path)
     ds = open_store(store_path).load()
     columns = _columns(ds)
-    rows = [name for name in DEFINITIONS if any(f"{prefix}{name}" in ds for prefix, _, _ in columns)]
+    measured = [name for name in DEFINITIONS if any(f"{prefix}{name}" in ds for prefix, _, _ in columns)]
+    rows = [(name, change) for name in measured for change in ("", "_change")
+            if any(f"{prefix}{name}{change}" in ds for prefix, _, _ in columns)]
     fig, axes = plt.subplots(len(rows), len(columns), figsize=(max(PANEL[0] * len(columns) + 1, 6.0), PANEL[1] * len(rows)),
                              squeeze=False, constrained_layout=True)
     epochs = ds["epoch"].values
+    n_seeds = ds.sizes["seed"]
     positive = epochs[epochs > 0]
-    for row, name in enumerate(rows):
+    for row, (name, change) in enumerate(rows):
         for column, (prefix, span_dim, span) in enumerate(columns):
             ax = axes[row, column]
-            variable = f"{prefix}{name}"
+            variable = f"{prefix}{name}{change}"
             if variable not in ds:
                 ax.set_axis_off()
                 continue
@@ -67,6 +74,12 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
                 for s in ds["seed"].values:
                     ax.plot(epochs, ds[variable].sel(at).sel(seed=s).values, ".", color=colour, alpha=0.35,
                             markersize=4)
+                if change:  # how many seeds rose from epoch 0, at each later epoch
+                    fraction = ds[f"{prefix}{name}_rise_fraction"].sel(at).values
+                    for epoch, value, rose in zip(epochs, mean, fraction):
+                        if epoch > 0 and np.isfinite(rose) and np.isfinite(value):
+                            ax.annotate(f"{round(rose * n_seeds)}/{n_seeds}", (epoch, value), fontsize=6,
+                                        color=colour, xytext=(3, 3 + 7 * i), textcoords="offset points")
             ax.axhline(0.0, color="grey", linestyle="--", linewidth=0.8)
             if positive.size and positive.max() / positive.min() > 10:  # epochs spanning decades
                 ax.set_xscale("symlog", linthresh=float(positive.min()))
@@ -82,10 +95,12 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
             ax.set_title(where, fontsize=9)
             ax.set_xlabel("epoch")
             if column == 0:
-                ax.set_ylabel(SHORT_NAMES[name], fontsize=8)
+                ax.set_ylabel(("change from epoch 0:\n" if change else "") + SHORT_NAMES[name], fontsize=8)
     axes[0, -1].legend(title="block", fontsize=7, title_fontsize=7, loc="best")
-    interval = ds[f"{columns[0][0]}{rows[0]}_interval"].attrs
+    interval = ds[f"{columns[0][0]}{rows[0][0]}_interval"].attrs
     spread = (f"mean over {interval['n_seeds']} seeds, {interval['confidence_level']:.0%} bootstrap interval shaded, "
               f"seeds as dots" if interval["n_seeds"] > 1 else "one seed (no interval)")
+    if any(change for _, change in rows):
+        spread += "; k/n: seeds in which the measure rose from epoch 0"
     title = f"{ds.attrs['experiment']}: magnification measures\n{spread}; {EPOCH_NOTE}"
     save_with_lineage(fig, store_path, ds, png, pdf, title)

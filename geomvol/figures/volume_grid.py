@@ -10,14 +10,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from geomvol.settings import FigureStyle  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
-    EPOCH_NOTE, VOLUME_LABEL, figure_style, first_seed, row_colourbars, row_scales, save_with_lineage,
+    EPOCH_NOTE, VOLUME_LABEL, first_seed, row_colourbars, row_scales, save_with_lineage,
 )
 from geomvol.store import open_store  # noqa: E402
 
 
 def plot_volume_grid(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
-                     style: dict | None = None) -> None:
+                     style: FigureStyle = FigureStyle()) -> None:
     """One panel per probed epoch of one seed (default: the first) and the first feature map, each panel its
     own colour scale or one for all (``style``, the ``figures`` config section).
 
@@ -25,7 +26,7 @@ def plot_volume_grid(store_path: str | Path, png: str | Path, pdf: str | Path, s
     changes) and the training points. Both files carry the store's path and
     sha256 in their metadata.
     """
-    scale = figure_style(style)["colour_scale"]
+    scale = style.colour_scale
     store_path = Path(store_path)
     ds = open_store(store_path)
     seed = first_seed(ds, seed)
