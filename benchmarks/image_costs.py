@@ -85,7 +85,7 @@ def training_cost(experiment: dict, n_images: int, device: torch.device) -> dict
     training = experiment["training"]
     dtype = getattr(torch, training["dtype"])
     torch.manual_seed(0)
-    batches = Batches(data, device, dtype, training["augmentation"], training["mixed_precision"], seed=0)
+    batches = Batches(data, device, dtype, training["augmentation"], training["mixed_precision"], seeds=[0])
     spec = model_spec(experiment["model"], list(shape), len(CLASSES[name]))
     model = build_model(spec).to(device=device, dtype=dtype, memory_format=batches.memory_format)
     objective_spec = training["objective"]
@@ -95,7 +95,7 @@ def training_cost(experiment: dict, n_images: int, device: torch.device) -> dict
     batch_size = min(training["batch_size"], n_images)
 
     def epoch():
-        return train_one_epoch(model, objective, optimizer, batches, batch_size, generator)
+        return train_one_epoch(model, objective, optimizer, batches, batch_size, [generator])
 
     epoch()  # warm-up (cuDNN autotuning, allocator)
     seconds, flops = timed_and_counted(epoch, device)

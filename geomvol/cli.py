@@ -20,6 +20,10 @@ def _json(text: str) -> dict:
         raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from error
 
 
+def _seed_group(text: str) -> dict[int, Path]:
+    return {int(seed): Path(state_dir) for seed, state_dir in _json(text).items()}
+
+
 def _boolean(text: str) -> bool:
     if text not in ("true", "false"):
         raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
@@ -64,14 +68,14 @@ def _training_run(args) -> dict:
 def cmd_train(args) -> None:
     from geomvol.stages import train
 
-    paths = train(_training_run(args), args.data, args.output_dir, args.state_dir)
+    paths = train(_training_run(args), args.data, args.output_dir, args.state_dir, args.seed_group)
     print(f"wrote {len(paths)} checkpoints to {args.output_dir}")
 
 
 def cmd_extend(args) -> None:
     from geomvol.stages import extend_training
 
-    extend_training(_training_run(args), args.data, args.state_dir, args.epoch, args.output)
+    extend_training(_training_run(args), args.data, args.state_dir, args.epoch, args.output, args.seed_group)
     print(f"wrote {args.output}")
 
 
@@ -85,8 +89,8 @@ def cmd_metrics(args) -> None:
 def cmd_probe(args) -> None:
     from geomvol.stages import probe
 
-    probe(args.checkpoint, args.data, {**args.probe, "device": args.device,
-                                        "memory_budget_bytes": args.memory_budget_bytes}, args.output)
+    probe(args.checkpoints, args.data, {**args.probe, "device": args.device,
+                                         "memory_budget_bytes": args.memory_budget_bytes}, args.output)
     print(f"wrote {args.output}")
 
 
@@ -141,6 +145,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--state-dir", type=Path, required=True,
                         help="the checkpoint store: every saved epoch, kept across kills and reruns")
+    parser.add_argument("--seed-group", type=_seed_group, default=None,
+                        help='JSON {"seed": "its checkpoint store", ...}: the seeds that train together with this one, '
+                             "as one ensemble (this seed among them); default: this seed alone")
     _add_gpus_option(parser)
 
 
@@ -194,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True)
     p.set_defaults(func=cmd_metrics)
 
-    p = sub.add_parser("probe", help="volume element, class and entropy of one checkpoint on a grid, planes or lines")
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p = sub.add_parser("probe", help="volume element, class and entropy of the checkpoints of one epoch on a grid, planes or lines")
+    p.add_argument("--checkpoints", type=Path, nargs="+", required=True,
+                   help="checkpoints of one epoch, of one seed or of the seeds of a group (one store for all)")
     p.add_argument("--data", type=Path, required=True, help="the prepared data set (anchor images)")
     p.add_argument("--probe", type=_json, required=True,
                    help="resolved `probe` config section without its run-time keys (device, memory_budget_bytes), the "

@@ -47,6 +47,8 @@ MODEL_KEYS = {"shallow": {"name", "width", "activation", "weight_std", "scale_re
 # Settings that say how a job runs, not what it computes: the rules pass them as threads and resources, so
 # that changing one reruns nothing (Snakemake reruns a job whose params changed).
 RUN_TIME_KEYS = {"dataset": ("download",), "training": ("device", "threads"), "probe": ("device", "memory_budget_bytes")}
+# The seeds a group job trains and probes together, where seeds can train as one ensemble (benchmarks/seeds.py).
+DEFAULT_SEED_GROUP_SIZE = 8
 # Training keys that say which checkpoints are kept, not what any one of them is: a checkpoint depends on the
 # rest of the training section, the seed, the model and the data, and on its own epoch.
 SCHEDULE_KEYS = ("epochs", "save_epochs")
@@ -167,6 +169,35 @@ def _check_experiment(name: str, experiment: dict) -> None:
             )
     _check_dataset(where, name, experiment)
     _check_probe(where, experiment)
+    _check_seed_groups(where, experiment)
+
+
+def groupable(experiment: dict) -> bool:
+    """Whether an experiment's seeds can train as one ensemble: the shallow net with the cross-entropy objective."""
+    return experiment["model"]["name"] == "shallow" and experiment["training"]["objective"]["name"] == "cross_entropy"
+
+
+def _check_seed_groups(where: tuple, experiment: dict) -> None:
+    """Resolve ``seed_group_size`` (null: ``DEFAULT_SEED_GROUP_SIZE`` where seeds can train together, else 1)."""
+    if experiment["seed_group_size"] is None:
+        experiment["seed_group_size"] = DEFAULT_SEED_GROUP_SIZE if groupable(experiment) else 1
+    elif experiment["seed_group_size"] > 1 and not groupable(experiment):
+        raise ConfigError(f"config key {_key(where + ('seed_group_size',))}: seeds train together only for the shallow "
+                          f"net with the cross_entropy objective (model {experiment['model']['name']!r}, objective "
+                          f"{experiment['training']['objective']['name']!r}); set 1 or leave it out")
+
+
+def seed_groups(experiment: dict) -> list[list[int]]:
+    """The seeds of a resolved experiment in groups of ``seed_group_size``, in the config's order: the seeds each
+    group training job and each probe job take together."""
+    seeds, size = experiment["seeds"], experiment["seed_group_size"]
+    return [seeds[start:start + size] for start in range(0, len(seeds), size)]
+
+
+def seed_group_label(group: list[int]) -> str:
+    """The directory of a group's probe stores under results/<experiment>/: s<seed> for one seed (where a seed's
+    own outputs are), s<a>-s<b>-... for several."""
+    return "-".join(f"s{seed}" for seed in group)
 
 
 def _check_dataset(where: tuple, name: str, experiment: dict) -> None:

@@ -15,7 +15,8 @@ Each measure summarises one probed field: the probe points of one (seed, epoch, 
 
 A measure that is not defined for a field (fewer than 3 points, a constant field, no point inside the
 band or none outside it) is NaN, and the stored variable's ``undefined`` attribute says where and why.
-Across seeds each measure gets its mean and a percentile bootstrap interval that resamples seeds.
+Across seeds each measure gets its mean and a percentile bootstrap interval that resamples seeds, both over
+the seeds where it is defined (``m_n_seeds`` of them).
 
 What training changed: a measure can be high before any training (the untrained sinusoid net's volume
 element already follows the true boundary, largest in the middle of the square where the boundary runs).
@@ -117,22 +118,30 @@ def distance_to_sinusoid(x1: np.ndarray, x2: np.ndarray, amplitude: float, frequ
 
 
 def bootstrap_over_seeds(values: np.ndarray, resamples: int, level: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over axis 0 (seeds) and the percentile bootstrap interval (2, ...) of that mean at ``level``.
+    """Mean over axis 0 (seeds) and the percentile bootstrap interval (2, ...) of that mean at ``level``, in
+    each cell over the seeds where the value is defined (not NaN).
 
-    Each of ``resamples`` resamples draws as many seeds as there are, with replacement (one draw of seed
-    indices shared by every cell, from ``numpy.random.default_rng(seed)``). A cell with a NaN seed gets a
-    NaN mean and interval; with one seed the interval is NaN (nothing to resample).
+    Each of ``resamples`` resamples draws as many of those seeds as there are, with replacement (the draws of
+    a cell with m defined seeds from ``numpy.random.default_rng(seed)``, the same for every cell with m).
+    A cell with no defined seed gets a NaN mean, and one with fewer than two a NaN interval (nothing to
+    resample).
     """
     values = np.asarray(values, dtype=float)
-    mean = values.mean(axis=0)
-    n = values.shape[0]
-    if n < 2:
-        return mean, np.full((2, *mean.shape), np.nan)
-    draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-    means = values[draws].mean(axis=1)  # (resamples, ...)
+    defined = ~np.isnan(values)
+    counts = defined.sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        mean = np.where(counts > 0, np.nansum(values, axis=0) / np.maximum(counts, 1), np.nan)
+    interval = np.full((2, *mean.shape), np.nan)
     tail = (1 - level) / 2 * 100
-    interval = np.percentile(means, [tail, 100 - tail], axis=0)
-    interval[:, np.isnan(mean)] = np.nan
+    draws = {}
+    for cell in np.ndindex(*mean.shape):
+        cell_values = values[(slice(None), *cell)][defined[(slice(None), *cell)]]
+        m = cell_values.size
+        if m < 2:
+            continue
+        if m not in draws:
+            draws[m] = np.random.default_rng(seed).integers(0, m, size=(resamples, m))
+        interval[(slice(None), *cell)] = np.percentile(cell_values[draws[m]].mean(axis=1), [tail, 100 - tail])
     return mean, interval
 
 
@@ -227,7 +236,8 @@ def _over_seeds(variable: str, cell_dims: list[str], values: np.ndarray, long_na
     if n_seeds < 2:
         interval_undefined.append("one seed: no interval")
     if undefined:
-        interval_undefined.append("where a seed's value is NaN (see the per-seed variable's undefined)")
+        interval_undefined.append("where fewer than two seeds' values are defined (see the per-seed variable's "
+                                  "undefined and the _n_seeds variable)")
     interval_attrs = {
         "long_name": f"{bootstrap.level:.0%} bootstrap interval of the mean over seeds: {long_name}",
         "units": "1",
@@ -237,9 +247,12 @@ def _over_seeds(variable: str, cell_dims: list[str], values: np.ndarray, long_na
         "undefined": interval_undefined,
     }
     return {
-        f"{variable}_mean": (summary_dims, mean, {"long_name": f"mean over seeds: {long_name}", "units": "1",
-                                                  "n_seeds": n_seeds}),
+        f"{variable}_mean": (summary_dims, mean, {
+            "long_name": f"mean over the seeds where it is defined: {long_name}", "units": "1", "n_seeds": n_seeds}),
         f"{variable}_interval": (("bound", *summary_dims), interval, interval_attrs),
+        f"{variable}_n_seeds": (summary_dims, (~np.isnan(values)).sum(axis=0), {
+            "long_name": f"seeds where it is defined (of {n_seeds}), over which mean and interval are taken: "
+                         f"{long_name}", "units": "1"}),
     }
 
 

@@ -79,15 +79,30 @@ def synthesize_dataset(name: str, root: str | Path, n_train: int, n_test: int, s
         return write_synthetic(name, tmp, n_train, n_test, seed)
 
 
-def train(run: dict, data: str | Path, output_dir: str | Path, state_dir: str | Path) -> list[Path]:
+def _filled_store(run: dict, data: str | Path, state_dir: str | Path, targets: list[int],
+                  seed_group: dict[int, str | Path] | None) -> dict[int, Path]:
+    """The checkpoint store of ``run`` holding ``targets``: filled alone, or with the other seeds of its group
+    (``seed_group``: seed -> checkpoint store, this run's among them) trained together."""
+    from geomvol.train.checkpoint import fill_stores
+
+    group = seed_group or {run["seed"]: state_dir}
+    if Path(group[run["seed"]]) != Path(state_dir):
+        raise GeomvolError(f"seed {run['seed']}'s store in its group is {group[run['seed']]}, not {state_dir}")
+    seeds = sorted(group, key=lambda seed: seed != run["seed"])  # this run's first
+    stores = fill_stores([{**run, "seed": seed} for seed in seeds], data, [group[seed] for seed in seeds], targets)
+    return stores[0]
+
+
+def train(run: dict, data: str | Path, output_dir: str | Path, state_dir: str | Path,
+          seed_group: dict[int, str | Path] | None = None) -> list[Path]:
     """Train as ``run`` says (seed, model, training section) into the checkpoint store ``state_dir``, computing
-    only the saved epochs it lacks (:func:`geomvol.train.loop.fill_store`); publish every saved epoch into
-    ``output_dir`` (hard links) with a manifest of their sha256. Returns the checkpoint paths there."""
+    only the saved epochs it lacks (:func:`geomvol.train.checkpoint.fill_stores`), together with the other seeds of
+    ``seed_group`` (seed -> store) when given; publish every saved epoch of ``run`` into ``output_dir`` (hard
+    links) with a manifest of their sha256. Returns the checkpoint paths there."""
     from geomvol.train.checkpoint import checkpoint_name
-    from geomvol.train.loop import fill_store
 
     epochs = saved_epochs(run["training"])
-    store = fill_store(run, data, state_dir, epochs)
+    store = _filled_store(run, data, state_dir, epochs, seed_group)
     output_dir = Path(output_dir)
     with atomic_path(output_dir) as tmp:
         tmp.mkdir()
@@ -100,14 +115,14 @@ def train(run: dict, data: str | Path, output_dir: str | Path, state_dir: str | 
     return [output_dir / checkpoint_name(epoch) for epoch in epochs]
 
 
-def extend_training(run: dict, data: str | Path, state_dir: str | Path, epoch: int, output: str | Path) -> Path:
+def extend_training(run: dict, data: str | Path, state_dir: str | Path, epoch: int, output: str | Path,
+                    seed_group: dict[int, str | Path] | None = None) -> Path:
     """Make the checkpoint of ``epoch`` (a saved epoch of ``run``) in the store ``state_dir``, from the nearest
-    earlier checkpoint there, and publish it as ``output``."""
-    from geomvol.train.loop import fill_store
-
+    earlier checkpoint there (with the other seeds of ``seed_group``, as :func:`train`), and publish it as
+    ``output``."""
     if epoch not in saved_epochs(run["training"]):
         raise CheckpointError(f"epoch {epoch} is not a saved epoch of this training run ({saved_epochs(run['training'])})")
-    store = fill_store(run, data, state_dir, [epoch])
+    store = _filled_store(run, data, state_dir, [epoch], seed_group)
     with atomic_path(output) as tmp:
         _link(store[epoch], tmp)
     return Path(output)
@@ -123,9 +138,9 @@ def _link(source: Path, target: Path) -> None:
 
 def training_metrics(checkpoint: str | Path, output: str | Path) -> None:
     """The per-epoch loss and accuracy a checkpoint holds (its history up to its epoch), as TSV."""
-    from geomvol.train.checkpoint import load_checkpoint
+    from geomvol.train.checkpoint import checkpoint_record
 
-    history = load_checkpoint(checkpoint)["history"]
+    history = checkpoint_record(checkpoint)["history"]  # read without torch
     columns = [c for c in ("epoch", "loss", "accuracy", "test_loss", "test_accuracy") if c in history]
     rows = ["\t".join(columns)] + [
         "\t".join(f"{value:.8g}" if isinstance(value, float) else str(value) for value in values)
@@ -135,14 +150,17 @@ def training_metrics(checkpoint: str | Path, output: str | Path) -> None:
         Path(tmp).write_text("\n".join(rows) + "\n")
 
 
-def probe(checkpoint: str | Path, data: str | Path, probe_section: dict, output: str | Path):
-    """Probe one checkpoint as a resolved ``probe`` section says (the input grid for 2-D data, planes and lines
-    for images) and write its probe store; returns the Dataset. The store records the section without its
-    run-time settings (``probe_config``)."""
+def probe(checkpoints: list[str | Path], data: str | Path, probe_section: dict, output: str | Path):
+    """Probe checkpoints of one epoch (one seed's, or a seed group's) as a resolved ``probe`` section says (the
+    input grid for 2-D data, planes and lines for images) and write their probe store, the seeds along
+    ``seed``; returns the Dataset. The store records the section without its run-time settings
+    (``probe_config``)."""
     from geomvol.probe import probe_checkpoint
     from geomvol.settings import ProbeSettings
 
-    ds = probe_checkpoint(checkpoint, data, ProbeSettings.from_section(probe_section))
+    settings = ProbeSettings.from_section(probe_section)
+    ds = xr.concat([probe_checkpoint(checkpoint, data, settings) for checkpoint in checkpoints], dim="seed",
+                   data_vars="minimal", coords="minimal", compat="override", join="exact", combine_attrs="override")
     settings = {key: value for key, value in probe_section.items() if key not in RUN_TIME_KEYS["probe"]}
     ds.attrs.update(record(), probe_config=canonical_json(settings))
     write_store(ds, output)
@@ -178,7 +196,7 @@ def combine_probes(
     probe_files = xr.full_like(ds["checkpoint_file"], "", dtype=object)
     probe_sha256 = xr.full_like(ds["checkpoint_file"], "", dtype=object)
     for path, part in zip(probe_paths, parts):
-        at = {"seed": part["seed"].values[0], "epoch": part["epoch"].values[0]}
+        at = {"seed": part["seed"].values, "epoch": part["epoch"].values}  # every seed of a group's store
         probe_files.loc[at], probe_sha256.loc[at] = str(path), sha256_of(path)
     ds.coords["probe_store_file"] = probe_files.assign_attrs(long_name="path of the probe store of the checkpoint")
     ds.coords["probe_store_sha256"] = probe_sha256.assign_attrs(long_name="sha256 of that probe store (zip file)")

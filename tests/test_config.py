@@ -157,7 +157,7 @@ def test_check_config_without_the_data_runs_without_torch():
     result = subprocess.run([sys.executable, "-c", code, "check-config", str(ROOT / "config.yaml"), "--skip-data"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0].startswith("sinusoid: dataset sinusoid, model shallow, seeds [0, 1]")
+    assert result.stdout.splitlines()[0].startswith("sinusoid: dataset sinusoid, model shallow, seeds [0, 1, 2, 3, 4, 5, 6, 7]")
     with_data = subprocess.run([sys.executable, "-m", "geomvol.cli", "check-config", str(ROOT / "config.yaml")],
                                capture_output=True, text=True)
     assert with_data.returncode == 0 and with_data.stdout == result.stdout, with_data.stderr

@@ -11,7 +11,7 @@ def test_figure_carries_its_store_and_checksum(trained, tmp_path):
     paths = []
     for checkpoint in trained["checkpoints"]:
         paths.append(tmp_path / f"{checkpoint.stem}.zarr")
-        probe(checkpoint, trained["data"], experiment["probe"], paths[-1])
+        probe([checkpoint], trained["data"], experiment["probe"], paths[-1])
     store = tmp_path / "volume.zarr"
     combine_probes(paths, "tiny", result_config(experiment), trained["data"], trained["manifest"], store)
     plot_volume_grid(store, tmp_path / "volume.png", tmp_path / "volume.pdf")

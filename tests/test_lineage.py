@@ -108,8 +108,8 @@ def test_tampering_is_caught_by_trace_and_by_the_next_snakemake_run(run_copy):
     probes = {wildcards for rule, wildcards in jobs if rule == "probe"}
     # that checkpoint's probe, and the probes after the retraining on the changed data set; no other
     # (a probe store gone missing is not redone: what was made from it still stands; trace is what says so)
-    assert probes == {"experiment=sinusoid-smoke, seed=0, epoch=20",
-                      *(f"experiment=mnist-plane-smoke, seed=0, epoch={epoch}" for epoch in (0, 2, 4))}
+    assert probes == {"experiment=sinusoid-smoke, seeds=s0, epoch=20",
+                      *(f"experiment=mnist-plane-smoke, seeds=s0, epoch={epoch}" for epoch in (0, 2, 4))}
     assert {wildcards for rule, wildcards in jobs if rule == "train"} == {"experiment=mnist-plane-smoke, seed=0"}
     combined = {wildcards for rule, wildcards in jobs if rule == "combine_probes"}
     assert combined == {f"experiment={name}" for name in ("sinusoid-smoke", "mnist-line-smoke", "mnist-plane-smoke")}

@@ -82,13 +82,19 @@ def test_bootstrap_interval_covers_a_known_mean():
     assert width == pytest.approx(2 * 1.96 / math.sqrt(30), rel=0.1)  # the normal-theory width
 
 
-def test_bootstrap_with_one_seed_or_a_nan_seed_gives_nan_intervals():
+def test_bootstrap_is_over_the_seeds_where_a_value_is_defined():
     mean, interval = bootstrap_over_seeds(np.array([[0.5, 1.0]]), 100, 0.95, 0)
     np.testing.assert_array_equal(mean, [0.5, 1.0])
-    assert np.isnan(interval).all()
-    mean, interval = bootstrap_over_seeds(np.array([[0.5, np.nan], [0.7, 1.0]]), 100, 0.95, 0)
-    assert mean[0] == pytest.approx(0.6) and np.isnan(mean[1])
-    assert 0.5 <= interval[0, 0] <= interval[1, 0] <= 0.7 and np.isnan(interval[:, 1]).all()
+    assert np.isnan(interval).all()  # one seed: nothing to resample
+    values = np.array([[0.5, np.nan, np.nan], [0.7, 1.0, np.nan], [0.9, 3.0, np.nan]])
+    mean, interval = bootstrap_over_seeds(values, 500, 0.95, 0)
+    np.testing.assert_allclose(mean[:2], [0.7, 2.0])
+    assert np.isnan(mean[2])
+    assert 0.5 <= interval[0, 0] < 0.7 < interval[1, 0] <= 0.9
+    assert 1.0 <= interval[0, 1] < 2.0 < interval[1, 1] <= 3.0  # over its two defined seeds
+    assert np.isnan(interval[:, 2]).all()
+    # a cell's interval is the one its defined seeds alone give
+    np.testing.assert_array_equal(interval[:, 1], bootstrap_over_seeds(values[1:, 1:2], 500, 0.95, 0)[1][:, 0])
 
 
 def grid_store(path, seeds=(0, 1, 2), epochs=(100,), slopes=None):

@@ -93,7 +93,7 @@ def test_combine_joins_epochs_and_records_provenance(trained, tmp_path):
         path = tmp_path / f"{checkpoint.stem}.zarr.zip"  # as the pipeline writes them: one zip file each
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            probe(checkpoint, trained["data"], experiment["probe"], path)
+            probe([checkpoint], trained["data"], experiment["probe"], path)
         assert zipfile.ZipFile(path).testzip() is None
         paths.append(path)
     combine_probes(paths, "tiny", result_config(experiment), trained["data"], trained["manifest"], tmp_path / "volume.zarr")
@@ -124,7 +124,7 @@ def test_combine_joins_epochs_and_records_provenance(trained, tmp_path):
 
 def test_combine_refuses_data_that_does_not_match_its_manifest(trained, tmp_path):
     store = tmp_path / "probe.zarr"
-    probe(trained["checkpoints"][0], trained["data"], trained["experiment"]["probe"], store)
+    probe([trained["checkpoints"][0]], trained["data"], trained["experiment"]["probe"], store)
     other = tmp_path / "other.pt"
     prepare_dataset({**trained["experiment"]["dataset"], "seed": 5}, other, tmp_path / "other.json")
     with pytest.raises(DataError, match="does not match its manifest"):

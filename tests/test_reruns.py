@@ -8,6 +8,8 @@ import shutil
 import pytest
 import yaml
 
+from geomvol.store import open_store
+
 from helpers import ROOT, SMOKE_CONFIG, snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
@@ -16,9 +18,11 @@ EXPERIMENT = "sinusoid-smoke"
 FIGURES = {"figure[volume]", "figure_measures", "measure", "combine_probes"}
 
 
-def probes_and_after(*seeds_epochs) -> set[str]:
-    """The publish and probe jobs of (seed, epoch) pairs, and what follows every probe."""
-    jobs = {f"{rule}[{seed}, {epoch}]" for seed, epoch in seeds_epochs for rule in ("publish_checkpoint", "probe")}
+def probes_and_after(*seeds_epochs, group: str = "s0") -> set[str]:
+    """The publish jobs of (seed, epoch) pairs, the probe jobs of their epochs (of the seed group ``group``: the
+    experiment's one seed, or its seeds probed together), and what follows every probe."""
+    jobs = {f"publish_checkpoint[{seed}, {epoch}]" for seed, epoch in seeds_epochs}
+    jobs |= {f"probe[{group}, {epoch}]" for _, epoch in seeds_epochs}
     return jobs | FIGURES
 
 
@@ -53,15 +57,16 @@ EDITS = {
     "one more saved and probed epoch": (add_saved_epoch, {"extend_training[0, 30]"} | probes_and_after((0, 30))),
     "training.epochs": (set_key("training.epochs", 60),
                         {"extend_training[0, 60]", "training_metrics[0]"} | probes_and_after((0, 60))),
-    # a seed: its run only
+    # a seed: its run only (seed 0's store is full: seed 1's job, in the group of both, trains seed 1 alone);
+    # both are probed together, one job per epoch
     "seeds": (set_key("seeds", [0, 1]), {"train[1]", "training_metrics[1]"}
-              | probes_and_after((1, 0), (1, 20), (1, 40))),
+              | probes_and_after((1, 0), (1, 20), (1, 40), group="s0-s1")),
     # what determines results: the jobs it affects and everything after them
     "dataset.n_points": (set_key("dataset.n_points", 90), {"prepare_dataset"} | RETRAINED),
     "model.width": (set_key("model.width", 33), RETRAINED),
     "training.optimizer.lr": (set_key("training.optimizer.lr", 0.2), RETRAINED),
     "probe.metric": (set_key("probe.metric", "subspace"),
-                     {f"probe[0, {epoch}]" for epoch in (0, 20, 40)} | FIGURES),
+                     {f"probe[s0, {epoch}]" for epoch in (0, 20, 40)} | FIGURES),
 }
 
 
@@ -141,3 +146,35 @@ def test_a_conda_run_after_a_plain_run_plans_nothing(finished, conda_answers):
     profile = ("--workflow-profile", str(ROOT / "profiles" / "default"))
     assert planned_jobs(finished, config_with(), "--use-conda", *profile, env=conda_answers) == set()
     assert planned_jobs(finished, config_with(), *profile) == set()
+
+
+def test_a_seed_group_trains_in_one_job_and_regrouping_trains_nothing(tmp_path):
+    """Two seeds of one group: the first seed's job trains both, the second's computes nothing (its store is
+    full) and publishes; one probe store per epoch holds both seeds. Regrouping (seed_group_size: 1) plans the
+    probes again, one store per seed, and the second seed's jobs (whose input, the first seed's run, it no
+    longer waits for): they publish the same files, trained by nobody."""
+    grouped = config_with(set_key("seeds", [0, 1]))
+    workdir = tmp_path / "work"
+    configfile = tmp_path / "grouped.yaml"
+    configfile.write_text(yaml.safe_dump(grouped))
+    result = snakemake(workdir, configfile)
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = workdir / "results" / EXPERIMENT
+    assert "train seeds 0, 1" in (results / "logs" / "train_s0.log").read_text()
+    assert "computing" not in (results / "logs" / "train_s1.log").read_text()
+    store = open_store(results / "s0-s1" / "probes" / "epoch_20.zarr.zip")
+    assert store["seed"].values.tolist() == [0, 1]
+    assert open_store(results / "volume.zarr")["seed"].values.tolist() == [0, 1]
+    checkpoints = _files(results / "s1" / "checkpoints")
+
+    def regrouped(experiment):
+        experiment.update(seeds=[0, 1], seed_group_size=1)
+
+    assert planned_jobs(workdir, config_with(regrouped)) == (
+        {"train[1]", "training_metrics[1]"} | probes_and_after((1, 0), (1, 20), (1, 40), group="s1")
+        | probes_and_after((0, 0), (0, 20), (0, 40)) - {f"publish_checkpoint[0, {epoch}]" for epoch in (0, 20, 40)})
+    configfile.write_text(yaml.safe_dump(config_with(regrouped)))
+    assert snakemake(workdir, configfile).returncode == 0
+    assert "computing" not in (results / "logs" / "train_s1.log").read_text()
+    assert {path: data for path, (_, data) in _files(results / "s1" / "checkpoints").items()} == {
+        path: data for path, (_, data) in checkpoints.items()}

@@ -11,7 +11,8 @@ import torch
 from geomvol.stages import extend_training, prepare_dataset, train
 from geomvol.errors import CheckpointError
 from geomvol.provenance import sha256_file
-from geomvol.config import SCHEDULE_KEYS, checkpoint_lineage
+from geomvol.config import SCHEDULE_KEYS, checkpoint_lineage, resolve_config
+from geomvol.errors import ConfigError
 from geomvol.train.checkpoint import checkpoint_record, load_checkpoint, save_checkpoint
 
 from helpers import tiny_experiment, train_with_metrics, training_run
@@ -176,3 +177,119 @@ def test_truncated_or_foreign_checkpoint_is_named(trained, tmp_path):
             read(foreign)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nothing.pt")
+
+
+# --- seed groups: several seeds of the shallow net trained as one ensemble -------------------------------
+
+
+def _group_stores(tmp_path, name, seeds) -> dict:
+    return {seed: tmp_path / f"{name}-s{seed}" for seed in seeds}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("optimizer", [{"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4},
+                                       {"name": "adam", "lr": 0.01, "weight_decay": 1e-4}])
+def test_a_seed_group_trains_each_seed_as_it_trains_alone(trained, tmp_path, optimizer, dtype):
+    """Three seeds trained as one ensemble: each seed's checkpoints are the files its own run writes (weights,
+    optimiser state, RNG states, history), at every saved epoch."""
+    experiment = tiny_experiment(optimizer=optimizer, dtype=dtype)
+    seeds = [0, 1, 2]
+    group = _group_stores(tmp_path, "group", seeds)
+    grouped = {seed: train(training_run(experiment, seed), trained["data"], tmp_path / f"ck-group-{seed}", group[seed],
+                           group) for seed in seeds}
+    for seed in seeds:
+        alone = train(training_run(experiment, seed), trained["data"], tmp_path / f"ck-{seed}", tmp_path / f"s{seed}")
+        assert [path.name for path in alone] == [path.name for path in grouped[seed]] == ["epoch_0.pt", "epoch_10.pt",
+                                                                                          "epoch_30.pt"]
+        for mine, theirs in zip(alone, grouped[seed]):
+            assert mine.read_bytes() == theirs.read_bytes(), (seed, mine.name)
+    first = load_checkpoint(grouped[1][1])
+    assert first["train_spec"]["seed"] == 1 and first["epoch"] == 10
+
+
+def test_the_first_step_of_a_group_is_each_seeds_own_first_step(trained):
+    """One step of the ensemble against one step of each seed's net on its own, to float64 rounding."""
+    from geomvol.train.loop import TrainingRun, train_one_epoch
+
+    experiment = tiny_experiment(dtype="float64")
+    experiment["training"]["batch_size"] = 60  # one step per epoch
+    runs = [training_run(experiment, seed) for seed in (0, 3)]
+    group = TrainingRun(runs, trained["data"])
+    group.train_epoch()
+    for index, run in enumerate(runs):
+        alone = TrainingRun([run], trained["data"])
+        train_one_epoch(alone.model, alone.objective, alone.optimizer, alone.batches, 60, alone.generators)
+        member = group.model.member(index)
+        for name, weight in alone.model.state_dict().items():
+            torch.testing.assert_close(member.state_dict()[name], weight, rtol=0, atol=1e-15)
+
+
+def test_a_killed_group_resumes_bit_identical(trained, tmp_path, monkeypatch):
+    """A group killed inside epoch 3 (epoch 2 saved) and run again: every seed's checkpoints are those of the
+    group run that was not killed."""
+    from geomvol.train import loop
+
+    experiment = tiny_experiment(epochs=4, save_epochs={"every": 2})
+    seeds = [0, 1]
+    group = _group_stores(tmp_path, "group", seeds)
+    original = loop.train_one_epoch
+    calls = {"n": 0}
+
+    def dies_in_epoch_three(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_one_epoch", dies_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        train(training_run(experiment, 0), trained["data"], tmp_path / "ck-0", group[0], group)
+    for seed in seeds:
+        assert sorted(p.name for p in group[seed].glob("epoch_*.pt")) == ["epoch_0.pt", "epoch_2.pt"]
+    monkeypatch.setattr(loop, "train_one_epoch", original)
+    whole = _group_stores(tmp_path, "whole", seeds)
+    for seed in seeds:
+        resumed = train(training_run(experiment, seed), trained["data"], tmp_path / f"ck-{seed}", group[seed], group)
+        uninterrupted = train(training_run(experiment, seed), trained["data"], tmp_path / f"whole-{seed}", whole[seed],
+                              whole)
+        assert [path.name for path in resumed] == ["epoch_0.pt", "epoch_2.pt", "epoch_4.pt"]
+        for mine, theirs in zip(uninterrupted, resumed):
+            assert mine.read_bytes() == theirs.read_bytes(), (seed, mine.name)
+
+
+def test_a_group_of_image_nets_augments_each_seed_with_its_own_draws(image_run, tmp_path):
+    """The shallow net on MNIST-sized images (784 inputs, 8 units, float32), with crops and flips and a test
+    split: each seed of a group draws its own crops, flips and batches, as alone; its weights agree with its
+    own run's to float32 rounding (in batches of 10 torch multiplies tiny matrices another way than in
+    batches: the README's "Many seeds")."""
+    experiment = image_run["experiment"]
+    seeds = [0, 1]
+    group = _group_stores(tmp_path, "group", seeds)
+    for seed in seeds:
+        grouped = train(training_run(experiment, seed), image_run["data"], tmp_path / f"g{seed}", group[seed], group)
+        alone = train(training_run(experiment, seed), image_run["data"], tmp_path / f"a{seed}", tmp_path / f"s{seed}")
+        for mine, theirs in zip(alone, grouped):
+            mine, theirs = load_checkpoint(mine), load_checkpoint(theirs)
+            for name in ("augmentation", "batch_order", "torch"):
+                assert torch.equal(mine["rng"][name], theirs["rng"][name]), name
+            for name, weight in mine["model"].items():
+                torch.testing.assert_close(theirs["model"][name], weight, rtol=1e-5, atol=1e-6)
+            assert theirs["history"]["accuracy"] == mine["history"]["accuracy"]
+            assert theirs["history"]["loss"] == pytest.approx(mine["history"]["loss"], rel=1e-6)
+    assert load_checkpoint(grouped[-1])["history"]["test_accuracy"]
+
+
+def test_seed_groups_follow_the_config(tmp_path):
+    from geomvol.config import seed_group_label, seed_groups
+
+    def experiment(**keys):
+        return resolve_config({"experiments": {"e": keys}})["experiments"]["e"]
+
+    assert experiment(seeds=list(range(10)))["seed_group_size"] == 8  # the shallow net: 8 by default
+    assert seed_groups(experiment(seeds=list(range(10)))) == [list(range(8)), [8, 9]]
+    assert seed_groups(experiment(seeds=[5, 1, 3], seed_group_size=2)) == [[5, 1], [3]]
+    assert seed_group_label([0, 1, 2]) == "s0-s1-s2" and seed_group_label([4]) == "s4"
+    with pytest.raises(ConfigError, match=r"experiments\.e\.seed_group_size: seeds train together only for the "
+                                          r"shallow net with the cross_entropy objective"):
+        resolve_config({"experiments": {"e": {"seed_group_size": 2, "dataset": {"name": "cifar10", "synthetic": {
+            "n_train": 10, "n_test": 10}}, "model": {"name": "resnet34"}, "probe": {"lines": [{"indices": [0, 1]}]}}}})

@@ -54,7 +54,6 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
     fig, axes = plt.subplots(len(rows), len(columns), figsize=(max(PANEL[0] * len(columns) + 1, 6.0), PANEL[1] * len(rows)),
                              squeeze=False, constrained_layout=True)
     epochs = ds["epoch"].values
-    n_seeds = ds.sizes["seed"]
     positive = epochs[epochs > 0]
     for row, (name, change) in enumerate(rows):
         for column, (prefix, span_dim, span) in enumerate(columns):
@@ -76,9 +75,10 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
                             markersize=4)
                 if change:  # how many seeds rose from epoch 0, at each later epoch
                     fraction = ds[f"{prefix}{name}_rise_fraction"].sel(at).values
-                    for epoch, value, rose in zip(epochs, mean, fraction):
+                    defined = ds[f"{variable}_n_seeds"].sel(at).values  # seeds whose change is defined
+                    for epoch, value, rose, count in zip(epochs, mean, fraction, defined):
                         if epoch > 0 and np.isfinite(rose) and np.isfinite(value):
-                            ax.annotate(f"{round(rose * n_seeds)}/{n_seeds}", (epoch, value), fontsize=6,
+                            ax.annotate(f"{round(rose * count)}/{count}", (epoch, value), fontsize=6,
                                         color=colour, xytext=(3, 3 + 7 * i), textcoords="offset points")
             ax.axhline(0.0, color="grey", linestyle="--", linewidth=0.8)
             if positive.size and positive.max() / positive.min() > 10:  # epochs spanning decades
@@ -101,6 +101,6 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
     spread = (f"mean over {interval['n_seeds']} seeds, {interval['confidence_level']:.0%} bootstrap interval shaded, "
               f"seeds as dots" if interval["n_seeds"] > 1 else "one seed (no interval)")
     if any(change for _, change in rows):
-        spread += "; k/n: seeds in which the measure rose from epoch 0"
+        spread += "; k/n: of the n seeds where it is defined, k in which the measure rose from epoch 0"
     title = f"{ds.attrs['experiment']}: magnification measures\n{spread}; {EPOCH_NOTE}"
     save_with_lineage(fig, store_path, ds, png, pdf, title)

@@ -10,7 +10,6 @@ from torch import nn
 
 from geomvol.errors import ConfigError
 
-from geomvol.models.resnet import CifarResNet34, ResNetConfig
 from geomvol.models.shallow import ShallowConfig, ShallowNet
 
 
@@ -26,6 +25,8 @@ def build_model(architecture: dict) -> nn.Module:
         given = {key: architecture[key] for key in ("width", "activation", "weight_std", "scale_readout_bias") if key in architecture}
         return ShallowNet(ShallowConfig(in_features=math.prod(architecture["input_shape"]), n_classes=architecture["n_classes"], **given))
     if architecture["name"] == "resnet34":
+        from geomvol.models.resnet import CifarResNet34, ResNetConfig  # torchvision: imported only for it
+
         return CifarResNet34(
             ResNetConfig(in_channels=architecture["input_shape"][0], n_classes=architecture["n_classes"], activation=architecture["activation"])
         )

@@ -74,3 +74,83 @@ class ShallowNet(nn.Module):
     def feature_maps(self, block_windows: dict | None = None) -> dict:
         """The named feature maps (``block_windows`` is for models with blocks)."""
         return {"hidden": self.hidden}
+
+
+class MemberwiseLinear(torch.autograd.Function):
+    """Each member's linear layer on its own batch: x (S, B, d_in), weight (S, d_out, d_in), bias (S, d_out) ->
+    (S, B, d_out), in one batched product, with the gradients a linear layer computes, member by member:
+    grad_output^T x for the weight, grad_output W for the input, the sum over the batch for the bias.
+    (Autograd's own backward of a batched product computes the weight's as (x^T grad_output)^T, which rounds
+    differently in float32 and float64: tests/test_train.py, benchmarks/seeds.py --identity.)"""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return torch.baddbmm(bias[:, None], x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+        return grad_x, torch.bmm(grad.transpose(1, 2), x), grad.sum(dim=1)
+
+
+class ShallowEnsemble(nn.Module):
+    """S shallow nets of one architecture as one model: each layer's weights stacked along a first dimension
+    of size S, one batched matrix product per layer for all of them (training a group of seeds at about the
+    cost of one: a small net's step is mostly dispatch, not arithmetic).
+
+    The input is the members' batches one after the other, (S * B, *input): rows [s B, (s + 1) B) go
+    through member s only; so do the logits (S * B, C). ``members`` are the nets it starts from, in order;
+    :meth:`member` gives one back as a :class:`ShallowNet` with its current weights. On the CPU a member's
+    logits and gradients are bitwise those of the same net on its own (:class:`MemberwiseLinear`; measured
+    for batches of 20 and more: below that, torch multiplies tiny matrices another way).
+    """
+
+    def __init__(self, members: list[ShallowNet]):
+        super().__init__()
+        self.config = members[0].config
+        self.members = members
+        self.phi = ACTIVATIONS[self.config.activation]
+
+        def stacked(name: str) -> nn.Parameter:
+            return nn.Parameter(torch.stack([member.get_parameter(name).detach() for member in members]))
+
+        # the order of ShallowNet.parameters(): optimiser states split and join member by member
+        self.hidden_weight = stacked("hidden_layer.weight")  # (S, n, d)
+        self.hidden_bias = stacked("hidden_layer.bias")  # (S, n)
+        self.readout_weight = stacked("readout.weight")  # (S, C, n)
+        self.readout_bias = stacked("readout.bias")  # (S, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (S * B, C) of the members' batches (S * B, *input), as :meth:`ShallowNet.forward` computes them."""
+        members = self.hidden_weight.shape[0]
+        x = x.flatten(1).reshape(members, -1, self.config.in_features)
+        # the activation member by member: torch's vectorised float32 activations round the last elements of a
+        # tensor differently from the rest, so a member's must be a tensor of its own to come out as alone
+        hidden = torch.stack([self.phi(member) for member in
+                              MemberwiseLinear.apply(x, self.hidden_weight, self.hidden_bias).unbind(0)])
+        scale = math.sqrt(self.config.width)
+        if self.config.scale_readout_bias:
+            logits = MemberwiseLinear.apply(hidden, self.readout_weight, self.readout_bias) / scale
+        else:
+            logits = MemberwiseLinear.apply(hidden / scale, self.readout_weight, self.readout_bias)
+        return logits.reshape(-1, logits.shape[-1])
+
+    @torch.no_grad()
+    def member(self, index: int) -> ShallowNet:
+        """Member ``index`` as a ShallowNet with the ensemble's current weights."""
+        net = self.members[index]
+        for name, stacked in zip(("hidden_layer.weight", "hidden_layer.bias", "readout.weight", "readout.bias"),
+                                 self.parameters()):
+            net.get_parameter(name).copy_(stacked[index])
+        return net
+
+    @torch.no_grad()
+    def load_members(self, state_dicts: list[dict]) -> None:
+        """Set every member's weights from its state dict (a ShallowNet's)."""
+        for index, state in enumerate(state_dicts):
+            self.members[index].load_state_dict(state)
+        for name, stacked in zip(("hidden_layer.weight", "hidden_layer.bias", "readout.weight", "readout.bias"),
+                                 self.parameters()):
+            stacked.copy_(torch.stack([member.get_parameter(name) for member in self.members]))

@@ -8,18 +8,31 @@ generator), ``epoch`` (epochs completed), ``history`` (per-epoch loss and
 accuracy so far), ``train_spec`` (the config it came from: its lineage, seed,
 model and training settings without the schedule and run-time settings, so a
 checkpoint is the same file whichever schedule made it) and ``dataset_sha256``.
+
+A training run's checkpoint store (a state directory outside the pipeline's
+declared outputs, kept between runs) holds every saved epoch; :func:`fill_stores`
+computes only the saved epochs a store lacks, each from the nearest earlier
+checkpoint there of the same lineage (the same seed, model, data and training
+settings but for the schedule): a killed run resumes from its last saved
+epoch, training longer continues from the last one, and an epoch added
+between two saved ones is trained from the earlier. Since a checkpoint holds
+every RNG state, each checkpoint comes out bit-identical on the CPU to an
+uninterrupted run's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import sys
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
+from geomvol.config import checkpoint_lineage, saved_epochs
 from geomvol.errors import CheckpointError
-from geomvol.io import save_torch
+from geomvol.io import exclusive_lock, save_torch
+from geomvol.provenance import sha256_file
 
 FORMAT = "geomvol-checkpoint-1"
 KEYS = {"format", "model", "model_spec", "optimizer", "objective", "rng", "epoch", "history", "train_spec",
@@ -110,3 +123,101 @@ def checkpoint_record(path: str | Path) -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} is not a geomvol checkpoint (expected format {FORMAT!r})")
     return state
+
+
+# --- the checkpoint store of a training run ---------------------------------------------------------
+
+
+def _checkpoint_store(state_dir: Path, lineage: dict, dataset_sha256: str) -> dict[int, Path]:
+    """The checkpoints in ``state_dir`` that a run of ``lineage`` on this data set can use, by epoch; any
+    other checkpoint there (another config or data set, or unreadable) is removed, saying why."""
+    usable = {}
+    for path in sorted(state_dir.glob("epoch_*.pt")):
+        try:
+            state = checkpoint_record(path)  # its epoch and lineage, without loading the tensors (or torch)
+        except CheckpointError as error:
+            print(f"removing {error}", file=sys.stderr)
+            path.unlink()
+            continue
+        if checkpoint_lineage(state["train_spec"]) != lineage or state["dataset_sha256"] != dataset_sha256:
+            print(f"removing {path}: written for another training config or data set", file=sys.stderr)
+            path.unlink()
+            continue
+        usable[state["epoch"]] = path
+    return usable
+
+
+def fill_store(run: dict, data_path: str | Path, state_dir: str | Path, targets: list[int]) -> dict[int, Path]:
+    """Make the checkpoint store ``state_dir`` hold each epoch of ``targets``; return its checkpoints by epoch.
+
+    ``run`` holds ``seed``, ``model`` and ``training`` (resolved config sections). Only the targets missing
+    from the store are computed, each from the nearest earlier checkpoint there of the same lineage
+    (:func:`geomvol.config.checkpoint_lineage`); every saved epoch of ``run`` passed on the way is kept too.
+    """
+    return fill_stores([run], data_path, [state_dir], targets)[0]
+
+
+def fill_stores(runs: list[dict], data_path: str | Path, state_dirs: list[str | Path],
+                targets: list[int]) -> list[dict[int, Path]]:
+    """:func:`fill_store` for a group of seeds (``runs`` alike but for the seed, each with its store), trained
+    together as one ensemble (:class:`geomvol.models.shallow.ShallowEnsemble`) when there are several.
+
+    The members that lack a target train together from the latest checkpoint they all have before it; each
+    saved epoch is written into each store that lacks it. Every store is locked (in one order, so that jobs
+    of one group never wait for each other in a circle): the job of any seed of a group that starts first
+    trains the group, and the other seeds' jobs then find their stores full. Nothing here loads torch
+    unless an epoch is missing.
+    """
+    state_dirs = [Path(state_dir) for state_dir in state_dirs]
+    with contextlib.ExitStack() as locks:
+        for state_dir in sorted(state_dirs):  # one job at a time trains into a store (a run, its extensions, its group)
+            locks.enter_context(exclusive_lock(state_dir / ".lock"))
+        return _fill_stores(runs, data_path, state_dirs, targets)
+
+
+def _fill_stores(runs: list[dict], data_path: str | Path, state_dirs: list[Path], targets: list[int]) -> list[dict]:
+    epochs = saved_epochs(runs[0]["training"])
+    dataset_sha256 = sha256_file(data_path)
+    stores = [_checkpoint_store(state_dir, checkpoint_lineage(run), dataset_sha256)
+              for run, state_dir in zip(runs, state_dirs)]
+    missing = [sorted(epoch for epoch in set(targets) if epoch not in store) for store in stores]
+    for run, state_dir, store, lacking in zip(runs, state_dirs, stores, missing):
+        if lacking:
+            print(f"seed {run['seed']}, epochs {sorted(targets)}: {sorted(set(targets) - set(lacking))} kept in "
+                  f"{state_dir}, computing {lacking}", file=sys.stderr)
+    members = [index for index, lacking in enumerate(missing) if lacking]
+    if not members:
+        return stores
+    from tqdm import tqdm
+
+    from geomvol.train.loop import TrainingRun
+
+    training = TrainingRun([runs[index] for index in members], data_path)
+
+    def save() -> None:
+        """Each member's checkpoint of the epoch in memory, into each store that lacks it."""
+        paths = {position: state_dirs[index] / checkpoint_name(training.epoch)
+                 for position, index in enumerate(members) if training.epoch not in stores[index]}
+        training.save(paths)
+        for position, path in paths.items():
+            stores[members[position]][training.epoch] = path
+
+    todo = sorted(set().union(*(missing[index] for index in members)))
+    if 0 in epochs and any(0 not in stores[index] for index in members):
+        save()  # the fresh model is the untrained network
+    seeds = ", ".join(str(runs[index]["seed"]) for index in members)
+    with tqdm(total=max(todo), desc=f"train seed{'s' if len(members) > 1 else ''} {seeds}", unit="epoch",
+              mininterval=5, file=sys.stderr) as bar:
+        for target in todo:
+            common = set.intersection(*(set(stores[index]) for index in members))
+            nearest = max((epoch for epoch in common if epoch < target), default=None)
+            if nearest is not None and nearest > training.epoch:  # a later checkpoint than the run in memory
+                training.resume([stores[index][nearest] for index in members])
+            bar.n = training.epoch
+            while training.epoch < target:
+                bar.set_postfix(training.train_epoch(), refresh=False)
+                bar.update()
+                if training.epoch in epochs:
+                    save()
+            save()
+    return stores

@@ -1,4 +1,4 @@
-"""One training loop: build, resume, ``train_one_epoch`` and ``evaluate``, into a checkpoint store.
+"""One training loop: build, resume, ``train_one_epoch`` and ``evaluate`` (:class:`TrainingRun`).
 
 The data set lives on the training device (images as uint8); each batch is
 augmented there (:mod:`geomvol.train.augment`, images only) and turned into
@@ -6,40 +6,34 @@ model inputs (:func:`geomvol.data.prepare.model_inputs`). For images on CUDA, wi
 ``mixed_precision``, the forward and backward passes run under bf16 autocast
 and the model and its inputs use channels-last memory.
 
-:func:`fill_store` writes a checkpoint after each saved epoch into a
-checkpoint store (a state directory outside the pipeline's declared outputs,
-kept between runs), which the ``train`` and ``extend_training`` stages
-(:mod:`geomvol.stages`) publish from. Run again, it computes only the saved
-epochs the store lacks, each
-from the nearest earlier checkpoint of the same lineage (the same seed,
-model, data and training settings but for the schedule): a killed run
-resumes from its last saved epoch, training longer continues from the last
-one, and an epoch added between two saved ones is trained from the earlier.
-Since a checkpoint holds every RNG state, each checkpoint comes out
-bit-identical on the CPU to an uninterrupted run's.
+A run is one seed, or a group of seeds of the shallow net trained as one
+ensemble (:class:`geomvol.models.shallow.ShallowEnsemble`): every member draws
+its initial weights, batch orders and augmentations as its run on its own
+does, and its checkpoints hold what that run's would (bitwise on the CPU: the
+ensemble's batched products and the objective's summed loss give each member
+the numbers and gradients it has on its own). The checkpoint store
+(:func:`geomvol.train.checkpoint.fill_stores`) saves the run's epochs and
+resumes it, bit for bit on the CPU.
 """
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from geomvol.catalogue import feature_width
-from geomvol.config import checkpoint_lineage, saved_epochs
-from geomvol.data.prepare import load_dataset, model_inputs
-from geomvol.data.prepare import normalise
+from geomvol.config import checkpoint_lineage
+from geomvol.data.prepare import load_dataset, model_inputs, normalise
 from geomvol.device import resolve_device
-from geomvol.io import exclusive_lock
 from geomvol.models import build_model
 from geomvol.models.registry import model_spec
+from geomvol.models.shallow import ShallowEnsemble
 from geomvol.provenance import sha256_file
-from geomvol.errors import CheckpointError
-from geomvol.train.augment import augment, random_view
-from geomvol.train.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
+from geomvol.train.checkpoint import load_checkpoint, save_checkpoint
 from geomvol.train.objectives import build_objective
 
 EVALUATION_BATCH = 1024
@@ -56,219 +50,221 @@ def build_optimizer(parameters, optimizer: dict) -> torch.optim.Optimizer:
 
 
 class Batches:
-    """The training set on its device, and how a batch of it becomes model inputs."""
+    """The training set on its device, and how a batch of it becomes model inputs: for each member of the run
+    (one network, or a group of seeds trained as one ensemble), the generator of its augmentation draws."""
 
     def __init__(self, data: dict, device: torch.device, dtype: torch.dtype, augmentation: dict, mixed_precision: bool,
-                 seed: int):
+                 seeds: list[int]):
         self.data = data
         self.dtype = dtype
         self.x, self.y = data["x"].to(device), data["y"].to(device)
         self.x_test = data["x_test"].to(device) if "x_test" in data else None
         self.y_test = data["y_test"].to(device) if "y_test" in data else None
         self.augmentation = augmentation if self.x.dtype == torch.uint8 else None
-        self.generator = torch.Generator(device=device).manual_seed(seed)  # augmentation draws
+        self.generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]  # augmentation draws
         fast = device.type == "cuda" and mixed_precision and self.x.dtype == torch.uint8  # images on a GPU
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast)
         self.memory_format = torch.channels_last if fast else torch.contiguous_format
 
+    @property
+    def members(self) -> int:
+        return len(self.generators)
+
     def inputs(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """Model inputs of a batch, the members' batches one after the other (augmented each with its own draws)."""
         if train and self.augmentation is not None:
-            x = augment(x, self.augmentation, self.generator)
+            from geomvol.train.augment import augment  # torchvision: imported for images only
+
+            x = torch.cat([augment(part, self.augmentation, generator)
+                           for part, generator in zip(x.chunk(self.members), self.generators)])
         return model_inputs(x, self.data, self.dtype).contiguous(memory_format=self.memory_format)
 
     def views(self, x: torch.Tensor, views) -> tuple[torch.Tensor, ...]:
-        """Random views (:class:`geomvol.train.augment.ViewSpec`) of a uint8 batch, as model inputs."""
+        """Random views (:class:`geomvol.train.augment.ViewSpec`) of a uint8 batch, as model inputs (one member)."""
+        from geomvol.train.augment import random_view
+
+        (generator,) = self.generators
         images = x.to(self.dtype) / self.data["pixel_max"]
         return tuple(
-            normalise(random_view(images, view, self.generator), self.data).contiguous(memory_format=self.memory_format)
+            normalise(random_view(images, view, generator), self.data).contiguous(memory_format=self.memory_format)
             for view in views
         )
 
 
-def train_one_epoch(model, objective, optimizer, batches: Batches, batch_size: int, generator) -> tuple[float, float | None]:
-    """One pass in a random order drawn from ``generator``; returns the mean loss and (supervised) accuracy."""
+def train_one_epoch(model, objective, optimizer, batches: Batches, batch_size: int,
+                    generators: list[torch.Generator]) -> tuple[list[float], list[float] | None]:
+    """One pass for each member, in a random order drawn from its generator; returns each member's mean loss
+    and (supervised) accuracy. A step takes every member's next batch; the objective's loss, summed over
+    members, gives each member its own gradient."""
     model.train()
     objective.train()
     x, y = batches.x, batches.y
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), dtype=torch.long, device=x.device)
-    order = torch.randperm(x.shape[0], generator=generator).to(x.device)
-    for batch in order.split(batch_size):
+    members = len(generators)
+    loss_sum = torch.zeros(members, device=x.device)
+    correct = torch.zeros(members, dtype=torch.long, device=x.device)
+    orders = torch.stack([torch.randperm(x.shape[0], generator=generator) for generator in generators]).to(x.device)
+    for start in range(0, x.shape[0], batch_size):
+        batch = orders[:, start:start + batch_size]  # (members, B): member m's batch in row m
+        flat = batch.reshape(-1)
         with batches.autocast:
-            loss, batch_correct = objective(model, batches, x[batch], y[batch])
+            loss, losses, batch_correct = objective(model, batches, x[flat], y[flat])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum += loss.detach() * batch.numel()
+        loss_sum += losses * batch.shape[1]
         if batch_correct is not None:
             correct += batch_correct
-    accuracy = correct.item() / x.shape[0] if objective.supervised else None
-    return loss_sum.item() / x.shape[0], accuracy
+    accuracy = [value / x.shape[0] for value in correct.tolist()] if objective.supervised else None
+    return [value / x.shape[0] for value in loss_sum.tolist()], accuracy
 
 
 @torch.no_grad()
-def evaluate(model, batches: Batches) -> tuple[float, float]:
-    """Mean loss and accuracy on the test split, in eval mode, without augmentation."""
+def evaluate(model, batches: Batches) -> tuple[list[float], list[float]]:
+    """Each member's mean loss and accuracy on the test split, in eval mode, without augmentation."""
     model.eval()
     x, y = batches.x_test, batches.y_test
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    members = batches.members
+    loss_sum = torch.zeros(members, device=x.device)
+    correct = torch.zeros(members, dtype=torch.long, device=x.device)
     for start in range(0, x.shape[0], EVALUATION_BATCH):
-        with batches.autocast:
-            logits = model(batches.inputs(x[start:start + EVALUATION_BATCH], train=False))
+        inputs = batches.inputs(x[start:start + EVALUATION_BATCH], train=False)
+        with batches.autocast:  # the members' rows one after the other
+            logits = model(inputs if members == 1 else inputs.repeat(members, *[1] * (inputs.dim() - 1)))
         target = y[start:start + EVALUATION_BATCH]
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 under autocast
-        loss_sum += nn.functional.cross_entropy(logits, target, reduction="sum")
-        correct += (logits.argmax(dim=1) == target).sum()
-    return loss_sum.item() / x.shape[0], correct.item() / x.shape[0]
-
-
-def _checkpoint_store(state_dir: Path, lineage: dict, dataset_sha256: str) -> dict[int, Path]:
-    """The checkpoints in ``state_dir`` that a run of ``lineage`` on this data set can use, by epoch; any
-    other checkpoint there (another config or data set, or unreadable) is removed, saying why."""
-    usable = {}
-    for path in sorted(state_dir.glob("epoch_*.pt")):
-        try:
-            state = load_checkpoint(path)
-        except CheckpointError as error:
-            print(f"removing {error}", file=sys.stderr)
-            path.unlink()
-            continue
-        if checkpoint_lineage(state["train_spec"]) != lineage or state["dataset_sha256"] != dataset_sha256:
-            print(f"removing {path}: written for another training config or data set", file=sys.stderr)
-            path.unlink()
-            continue
-        usable[state["epoch"]] = path
-    return usable
-
-
-def fill_store(run: dict, data_path: str | Path, state_dir: str | Path, targets: list[int]) -> dict[int, Path]:
-    """Make the checkpoint store ``state_dir`` hold each epoch of ``targets``; return its checkpoints by epoch.
-
-    ``run`` holds ``seed``, ``model`` and ``training`` (resolved config sections). Only the targets missing
-    from the store are computed, each from the nearest earlier checkpoint there of the same lineage
-    (:func:`geomvol.config.checkpoint_lineage`); every saved epoch of ``run`` passed on the way is kept too.
-    """
-    state_dir = Path(state_dir)
-    with exclusive_lock(state_dir / ".lock"):  # one job at a time trains into a store (a run and its extensions)
-        return _fill_store(run, data_path, state_dir, targets)
+        for member, member_logits in enumerate(logits.chunk(members)):
+            loss_sum[member] += nn.functional.cross_entropy(member_logits, target, reduction="sum")
+            correct[member] += (member_logits.argmax(dim=1) == target).sum()
+    return ([value / x.shape[0] for value in loss_sum.tolist()], [value / x.shape[0] for value in correct.tolist()])
 
 
 class TrainingRun:
-    """A training run in memory: its model, objective, optimiser, batches, generators and history, built
-    from the run (seed, model and training sections) and the data set, saved to and resumed from a
-    checkpoint, one epoch at a time.
-    ``epoch`` is the number of passes the model in memory has completed (a fresh model: 0)."""
+    """A training run in memory, for one seed or a group of seeds trained as one ensemble: its model,
+    objective, optimiser, batches, and each member's generators and history, built from the runs (seed, model
+    and training sections, alike but for the seed) and the data set, saved to and resumed from one checkpoint
+    per member, one epoch at a time. ``epoch`` is the number of passes the model in memory has completed
+    (a fresh model: 0). Each member starts from the weights and draws the batch orders and augmentations of
+    its own run on its own, and its checkpoints hold what that run's would."""
 
-    def __init__(self, run: dict, data_path: str | Path):
-        training = run["training"]
-        self.run = run
+    def __init__(self, runs: list[dict], data_path: str | Path):
+        self.runs = runs
+        training = runs[0]["training"]
+        seeds = [run["seed"] for run in runs]
         torch.set_num_threads(training["threads"])
         device = resolve_device(training["device"])
         dtype = getattr(torch, training["dtype"])
         self.dataset_sha256 = sha256_file(data_path)
         data = load_dataset(data_path)
         n_classes = len(data["classes"]) if "classes" in data else int(data["y"].max()) + 1
-        self.batches = Batches(data, device, dtype, training["augmentation"], training["mixed_precision"], run["seed"])
-        self.lineage = checkpoint_lineage(run)  # what a checkpoint records: the same file whatever the schedule
-        torch.manual_seed(run["seed"])
-        self.architecture = model_spec(run["model"], input_shape=list(data["x"].shape[1:]), n_classes=n_classes)
-        self.model = build_model(self.architecture).to(device=device, dtype=dtype, memory_format=self.batches.memory_format)
+        self.batches = Batches(data, device, dtype, training["augmentation"], training["mixed_precision"], seeds)
+        self.lineages = [checkpoint_lineage(run) for run in runs]  # what a checkpoint records, whatever the schedule
+        self.architecture = model_spec(runs[0]["model"], input_shape=list(data["x"].shape[1:]), n_classes=n_classes)
+        members, self.member_rng = [], []
+        for seed in seeds:  # each member's initial weights as its run on its own draws them
+            torch.manual_seed(seed)
+            members.append(build_model(self.architecture).to(device=device, dtype=dtype,
+                                                              memory_format=self.batches.memory_format))
+            self.member_rng.append(torch.get_rng_state())
+        self.model = members[0] if len(members) == 1 else ShallowEnsemble(members)
         objective = training["objective"]
         backbone_width = (feature_width(self.architecture, objective["features"], self.architecture["input_shape"])
                           if "features" in objective else 0)
         self.objective = build_objective(objective, backbone_width).to(device=device, dtype=dtype)
         self.optimizer = build_optimizer([*self.model.parameters(), *self.objective.parameters()], training["optimizer"])
-        self.generator = torch.Generator().manual_seed(run["seed"])  # batch order
-        self.history = {"epoch": [], "loss": []}
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]  # batch orders
+        history = {"epoch": [], "loss": []}
         if self.objective.supervised:
-            self.history["accuracy"] = []
+            history["accuracy"] = []
             if self.batches.x_test is not None:
-                self.history.update(test_loss=[], test_accuracy=[])
+                history.update(test_loss=[], test_accuracy=[])
+        self.histories = [copy.deepcopy(history) for _ in seeds]
         self.epoch = 0
 
-    def save(self, path: Path) -> None:
-        """Write the run as it is now as a checkpoint (everything to continue it bit for bit)."""
-        save_checkpoint(
-            {
-                "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
-                "model_spec": self.architecture,
-                "optimizer": self.optimizer.state_dict(),
-                "objective": {k: v.cpu() for k, v in self.objective.state_dict().items()},
-                "rng": {
-                    "torch": torch.get_rng_state(),
-                    "batch_order": self.generator.get_state(),
-                    "augmentation": self.batches.generator.get_state(),
-                },
-                "epoch": self.epoch,
-                "history": self.history,
-                "train_spec": self.lineage,
-                "dataset_sha256": self.dataset_sha256,
-            },
-            path,
-        )
+    @property
+    def grouped(self) -> bool:
+        return len(self.runs) > 1
 
-    def resume(self, path: Path) -> None:
-        """Continue from a checkpoint of the same lineage: the model, optimiser and every RNG as it saved them."""
-        state = load_checkpoint(path)
-        self.model.load_state_dict(state["model"])
-        self.objective.load_state_dict(state["objective"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.generator.set_state(state["rng"]["batch_order"])
-        self.batches.generator.set_state(state["rng"]["augmentation"])
-        self.history = state["history"]
-        self.epoch = state["epoch"]
-        print(f"resuming from epoch {self.epoch} ({path})", file=sys.stderr)
+    def _member_state(self, index: int) -> tuple[dict, dict, torch.Tensor]:
+        """A member's (model state dict, optimiser state dict, torch RNG state), as its run on its own has them."""
+        if not self.grouped:  # torch's global generator: as the run left it
+            return self.model.state_dict(), self.optimizer.state_dict(), torch.get_rng_state()
+        optimizer = self.optimizer.state_dict()
+        member_optimizer = {"param_groups": optimizer["param_groups"], "state": {
+            key: {name: value[index].clone() if _per_entry(value) else value for name, value in state.items()}
+            for key, state in optimizer["state"].items()}}
+        return self.model.member(index).state_dict(), member_optimizer, self.member_rng[index]
+
+    def save(self, paths: dict[int, Path]) -> None:
+        """Write members (index -> checkpoint path) as they are now (everything to continue each bit for bit)."""
+        for index, path in paths.items():
+            model, optimizer, rng = self._member_state(index)
+            save_checkpoint(
+                {
+                    "model": {k: v.cpu() for k, v in model.items()},
+                    "model_spec": self.architecture,
+                    "optimizer": optimizer,
+                    "objective": {k: v.cpu() for k, v in self.objective.state_dict().items()},
+                    "rng": {
+                        "torch": rng,
+                        "batch_order": self.generators[index].get_state(),
+                        "augmentation": self.batches.generators[index].get_state(),
+                    },
+                    "epoch": self.epoch,
+                    "history": self.histories[index],
+                    "train_spec": self.lineages[index],
+                    "dataset_sha256": self.dataset_sha256,
+                },
+                path,
+            )
+
+    def resume(self, paths: list[Path]) -> None:
+        """Continue from each member's checkpoint (one epoch for all): the model, optimiser and every RNG as saved."""
+        states = [load_checkpoint(path) for path in paths]
+        if self.grouped:
+            self.model.load_members([state["model"] for state in states])
+            optimizers = [state["optimizer"] for state in states]
+            self.optimizer.load_state_dict({"param_groups": optimizers[0]["param_groups"], "state": {
+                key: {name: torch.stack([member["state"][key][name] for member in optimizers])
+                      if _per_entry(value) else value for name, value in state.items()}
+                for key, state in optimizers[0]["state"].items()}})
+            self.member_rng = [state["rng"]["torch"] for state in states]
+        else:
+            (state,) = states
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng"]["torch"])
+        self.objective.load_state_dict(states[0]["objective"])
+        for index, state in enumerate(states):
+            self.generators[index].set_state(state["rng"]["batch_order"])
+            self.batches.generators[index].set_state(state["rng"]["augmentation"])
+        self.histories = [state["history"] for state in states]
+        self.epoch = states[0]["epoch"]
+        print(f"resuming from epoch {self.epoch} ({', '.join(map(str, paths))})", file=sys.stderr)
 
     def train_epoch(self) -> dict[str, str]:
-        """One more pass over the training set (and the test split's loss and accuracy, when it has one);
-        returns the numbers to show."""
-        loss, accuracy = train_one_epoch(self.model, self.objective, self.optimizer, self.batches,
-                                         self.run["training"]["batch_size"], self.generator)
+        """One more pass over the training set for every member (and the test split's loss and accuracy, when
+        it has one); returns the numbers to show (of the first member)."""
+        losses, accuracies = train_one_epoch(self.model, self.objective, self.optimizer, self.batches,
+                                             self.runs[0]["training"]["batch_size"], self.generators)
         self.epoch += 1
-        history = self.history
-        history["epoch"].append(self.epoch)
-        history["loss"].append(loss)
-        shown = {"loss": f"{loss:.4f}"}
-        if accuracy is not None:
-            history["accuracy"].append(accuracy)
-            shown["accuracy"] = f"{accuracy:.3f}"
-        if "test_loss" in history:
-            test_loss, test_accuracy = evaluate(self.model, self.batches)
-            history["test_loss"].append(test_loss)
-            history["test_accuracy"].append(test_accuracy)
-            shown["test_accuracy"] = f"{test_accuracy:.3f}"
+        tests = evaluate(self.model, self.batches) if "test_loss" in self.histories[0] else None
+        for index, history in enumerate(self.histories):
+            history["epoch"].append(self.epoch)
+            history["loss"].append(losses[index])
+            if accuracies is not None:
+                history["accuracy"].append(accuracies[index])
+            if tests is not None:
+                history["test_loss"].append(tests[0][index])
+                history["test_accuracy"].append(tests[1][index])
+        shown = {"loss": f"{losses[0]:.4f}"}
+        if accuracies is not None:
+            shown["accuracy"] = f"{accuracies[0]:.3f}"
+        if tests is not None:
+            shown["test_accuracy"] = f"{tests[1][0]:.3f}"
         return shown
 
 
-def _fill_store(run: dict, data_path: str | Path, state_dir: Path, targets: list[int]) -> dict[int, Path]:
-    epochs = saved_epochs(run["training"])
-    training = TrainingRun(run, data_path)
-    store = _checkpoint_store(state_dir, training.lineage, training.dataset_sha256)
-
-    def save() -> None:
-        store[training.epoch] = state_dir / checkpoint_name(training.epoch)
-        training.save(store[training.epoch])
-
-    missing = sorted(epoch for epoch in set(targets) if epoch not in store)
-    if missing:
-        print(f"epochs {sorted(targets)}: {sorted(set(targets) - set(missing))} kept in {state_dir}, computing {missing}",
-              file=sys.stderr)
-    if missing and 0 in epochs and 0 not in store:
-        save()  # the fresh model is the untrained network
-    with tqdm(total=max(missing, default=0), desc=f"train seed {run['seed']}", unit="epoch", mininterval=5,
-              file=sys.stderr, disable=not missing) as bar:
-        for target in missing:
-            nearest = max((epoch for epoch in store if epoch < target), default=None)
-            if nearest is not None and nearest > training.epoch:  # a later checkpoint than the run in memory
-                training.resume(store[nearest])
-            bar.n = training.epoch
-            while training.epoch < target:
-                bar.set_postfix(training.train_epoch(), refresh=False)
-                bar.update()
-                if training.epoch in epochs and training.epoch not in store:
-                    save()
-            if target not in store:
-                save()
-    return store
+def _per_entry(value) -> bool:
+    """Whether an optimiser state value is per parameter entry (a tensor shaped like its parameter: a
+    member's, or the members' stacked), not one for all (Adam's step count: a 0-d tensor)."""
+    return isinstance(value, torch.Tensor) and value.dim() > 0

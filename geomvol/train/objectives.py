@@ -1,4 +1,6 @@
-r"""Training objectives: what one batch's loss is. The training loop is the same for all.
+r"""Training objectives: what one batch's loss is, for each member of the run (one network, or the seeds of
+a group trained as one ensemble, whose batches come one after the other). The training loop is the same
+for all.
 
 - ``cross_entropy``: supervised classification of the (augmented) batch.
 - ``barlow_twins`` (Zbontar et al. 2021): two random views of each image go
@@ -15,7 +17,6 @@ import torch
 from torch import nn
 
 from geomvol.models import feature_map
-from geomvol.train.augment import barlow_twins_views
 
 
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float) -> torch.Tensor:
@@ -41,17 +42,35 @@ def projector(in_features: int, widths: list[int]) -> nn.Sequential:
 
 
 class CrossEntropy(nn.Module):
-    """Supervised: the network's logits on the augmented batch against its labels."""
+    """Supervised: the network's logits on the augmented batch against its labels. Returns the loss to
+    minimise, each member's mean cross-entropy on its batch, and the number each got right.
+
+    For several members (an ensemble, whose batches come one after the other) the loss is the sum of the
+    members' mean cross-entropies, whose gradient for each member is bitwise the gradient its mean
+    cross-entropy has on its own (each member's log-softmax on its own rows, -1/B at each label); each
+    member's reported loss is its own mean, computed as for the network on its own."""
 
     supervised = True
 
-    def forward(self, model, batches, x, y) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, model, batches, x, y) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits = model(batches.inputs(x, train=True))
-        return nn.functional.cross_entropy(logits, y), (logits.argmax(dim=1) == y).sum()
+        members = batches.members
+        correct = (logits.argmax(dim=1) == y).reshape(members, -1).sum(dim=1)
+        if members == 1:
+            loss = nn.functional.cross_entropy(logits, y)
+            return loss, loss.detach().reshape(1), correct
+        log_probabilities = torch.cat([nn.functional.log_softmax(member, dim=1) for member in logits.chunk(members)])
+        picked = log_probabilities.gather(1, y[:, None]).reshape(members, -1)
+        loss = (-picked.sum(dim=1) / picked.shape[1]).sum()
+        with torch.no_grad():
+            losses = torch.stack([nn.functional.nll_loss(member, target) for member, target in
+                                  zip(log_probabilities.chunk(members), y.chunk(members))])
+        return loss, losses, correct
 
 
 class BarlowTwins(nn.Module):
-    """Self-supervised: two views of each image, the backbone's ``features`` map, the projector, the loss."""
+    """Self-supervised: two views of each image, the backbone's ``features`` map, the projector, the loss
+    (one member: a Barlow Twins run is never grouped)."""
 
     supervised = False
 
@@ -60,15 +79,18 @@ class BarlowTwins(nn.Module):
         self.projector = projector(in_features, widths)
         self.lambd = lambd
         self.features = features
+        from geomvol.train.augment import barlow_twins_views  # torchvision: imported for images only
+
         self.views = barlow_twins_views(blur_kernel)
 
-    def forward(self, model, batches, x, y) -> tuple[torch.Tensor, None]:
+    def forward(self, model, batches, x, y) -> tuple[torch.Tensor, torch.Tensor, None]:
         view1, view2 = batches.views(x, self.views)
         backbone = feature_map(model, self.features)
         z1, z2 = self.projector(backbone(view1)), self.projector(backbone(view2))
         with torch.autocast(z1.device.type, enabled=False):  # the cross-correlation in float32 under bf16 autocast
             dtype = torch.promote_types(z1.dtype, torch.float32)  # bf16 up to float32; float64 stays
-            return barlow_twins_loss(z1.to(dtype), z2.to(dtype), self.lambd), None
+            loss = barlow_twins_loss(z1.to(dtype), z2.to(dtype), self.lambd)
+            return loss, loss.detach().reshape(1), None
 
 
 def build_objective(objective: dict, feature_width: int) -> nn.Module:

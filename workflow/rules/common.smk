@@ -8,6 +8,8 @@ from geomvol.config import (
     checkpoint_lineage,
     config_sha256,
     saved_epochs,
+    seed_group_label,
+    seed_groups,
     probe_job_settings,
     result_config,
     training_run,
@@ -32,6 +34,7 @@ envvars:
 wildcard_constraints:
     experiment="|".join(EXPERIMENTS),
     seed=r"\d+",
+    seeds=r"s\d+(-s\d+)*",
     epoch=r"\d+",
     figure="|".join(FIGURES),
 
@@ -224,12 +227,51 @@ def get_result_config(wildcards):
 
 
 def get_probe_stores(wildcards):
+    """One probe store per seed group and probed epoch."""
     experiment = get_experiment(wildcards)
     return expand(
-        "results/{experiment}/s{seed}/probes/epoch_{epoch}.zarr.zip",
+        rules.probe.output.store,
         experiment=wildcards.experiment,
-        seed=experiment["seeds"],
+        seeds=[seed_group_label(group) for group in seed_groups(experiment)],
         epoch=experiment["probe"]["epochs"],
+    )
+
+
+def get_group_checkpoints(wildcards):
+    """The published checkpoints of the epoch, one per seed of the group {seeds} (s<a>-s<b>-...)."""
+    return expand(
+        rules.publish_checkpoint.output.checkpoint,
+        experiment=wildcards.experiment,
+        seed=[int(label[1:]) for label in wildcards.seeds.split("-")],
+        epoch=wildcards.epoch,
+    )
+
+
+def get_seed_group(wildcards):
+    """The seeds that train together with this one, each with its checkpoint store, as JSON: a run-time
+    setting (a resource), so that regrouping retrains nothing."""
+    experiment = get_experiment(wildcards)
+    seed = int(wildcards.seed)
+    group = next(group for group in seed_groups(experiment) if seed in group)
+    return section_json(
+        {
+            str(member): STATE_DIR.format(experiment=wildcards.experiment, seed=member)
+            for member in group
+        }
+    )
+
+
+def get_group_training(wildcards):
+    """For a seed that is not the first of its group, the first seed's training run, whose job trains the
+    group: this seed's job waits for it and then finds its store full. ancient: only the order matters.
+    """
+    experiment = get_experiment(wildcards)
+    seed = int(wildcards.seed)
+    group = next(group for group in seed_groups(experiment) if seed in group)
+    if group[0] == seed:
+        return []
+    return ancient(
+        rules.train.output.run.format(experiment=wildcards.experiment, seed=group[0])
     )
 
 

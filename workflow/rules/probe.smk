@@ -1,13 +1,15 @@
+# One job probes one epoch of a seed group (seed_group_size; a group of one is a seed): {seeds} is s<seed>
+# for one seed, s<a>-s<b>-... for a group, whose probe store holds all of them.
 rule probe:
     input:
-        checkpoint=rules.publish_checkpoint.output.checkpoint,
+        checkpoints=get_group_checkpoints,
         data=rules.prepare_dataset.output.data,
     output:
-        store="results/{experiment}/s{seed}/probes/epoch_{epoch}.zarr.zip",
+        store="results/{experiment}/{seeds}/probes/epoch_{epoch}.zarr.zip",
     log:
-        "results/{experiment}/logs/probe_s{seed}_epoch_{epoch}.log",
+        "results/{experiment}/logs/probe_{seeds}_epoch_{epoch}.log",
     benchmark:
-        "results/{experiment}/benchmarks/probe_s{seed}_epoch_{epoch}.tsv"
+        "results/{experiment}/benchmarks/probe_{seeds}_epoch_{epoch}.tsv"
     conda:
         ENV
     resources:
@@ -21,7 +23,7 @@ rule probe:
         probe=get_probe_settings,
     shell:
         'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
-        "probe --checkpoint {input.checkpoint:q}"
+        "probe --checkpoints {input.checkpoints:q}"
         " --data {input.data:q} --probe {params.probe:q} --output {output.store:q}"
         " --device {resources.torch_device} --memory-budget-bytes {resources.memory_budget_bytes}"
         " --gpus {resources.gpu} > {log:q} 2>&1"

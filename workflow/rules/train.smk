@@ -7,10 +7,13 @@
 # training/ (with a manifest of their sha256), and publish_checkpoint makes
 # each probed one its own declared output, checkpoints/epoch_<E>.pt (a hard
 # link): a checkpoint changed after it was probed is newer than its probe, so
-# the next run redoes that probe and everything after it.
+# the next run redoes that probe and everything after it. The first seed of a
+# seed group trains the group (into each seed's store); the others' jobs come
+# after it and publish what their stores then hold.
 rule train:
     input:
         data=rules.prepare_dataset.output.data,
+        group=get_group_training,
     output:
         run=directory("results/{experiment}/s{seed}/training"),
     log:
@@ -27,13 +30,14 @@ rule train:
         cpus_per_gpu=gpu_or_cpu(get_train_gpus, 8, 0),
         torch_device=get_train_device,
         schedule=get_schedule,
+        seed_group=get_seed_group,
     params:
         lineage=get_lineage,
         state_dir=STATE_DIR,
     shell:
         'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
         "train --lineage {params.lineage:q} --schedule {resources.schedule:q} --data {input.data:q}"
-        " --output-dir {output.run:q} --state-dir {params.state_dir:q}"
+        " --output-dir {output.run:q} --state-dir {params.state_dir:q} --seed-group {resources.seed_group:q}"
         " --device {resources.torch_device} --threads {threads} --gpus {resources.gpu} > {log:q} 2>&1"
 
 
@@ -59,6 +63,7 @@ rule extend_training:
         cpus_per_gpu=gpu_or_cpu(get_train_gpus, 8, 0),
         torch_device=get_train_device,
         schedule=get_schedule,
+        seed_group=get_seed_group,
     params:
         lineage=get_lineage,
         state_dir=STATE_DIR,
@@ -66,6 +71,7 @@ rule extend_training:
         'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
         "extend --lineage {params.lineage:q} --schedule {resources.schedule:q} --data {input.data:q}"
         " --epoch {wildcards.epoch} --output {output.checkpoint:q} --state-dir {params.state_dir:q}"
+        " --seed-group {resources.seed_group:q}"
         " --device {resources.torch_device} --threads {threads} --gpus {resources.gpu} > {log:q} 2>&1"
 
 
