@@ -1,0 +1,120 @@
+r"""Gaussian curvature of the metric a feature map induces on a plane through its inputs.
+
+A plane :math:`x(u, v) = o + u\,e_1 + v\,e_2` is mapped to a surface :math:`f(u, v) = \Phi(x(u, v))`
+in feature space :math:`\mathbb{R}^n`, whose induced metric is :math:`G' = T^\top T`,
+:math:`T = (f_u, f_v)`, or, normalised as the pipeline's volume element is, :math:`G = G'/n`. By
+Gauss's equation for a surface in a Euclidean space of any dimension, with :math:`P` the projection
+onto the normal space (the orthogonal complement of :math:`\mathrm{span}(f_u, f_v)`),
+
+.. math::  K' = \frac{\langle P f_{uu}, P f_{vv}\rangle - |P f_{uv}|^2}{\det G'}, \qquad K = n K'
+
+(scaling a metric by :math:`1/n` scales its curvature by :math:`n`). With
+:math:`\langle P a, P b\rangle = a \cdot b - (T^\top a)^\top G'^{-1} (T^\top b)` a point needs
+the two first and three second directional derivatives of :math:`\Phi` along the plane: forward-mode
+derivatives (a Jacobian-vector product and Jacobian-vector products of it), a few forward passes
+of work, never the full Jacobian. :math:`K` is intrinsic: it does not depend on the coordinates
+chosen on the plane (a rotation or rescaling of :math:`e_1, e_2`), and the scalar curvature of the
+2-D metric is :math:`R = 2K`. Sign convention: a round sphere has :math:`K > 0`, a saddle
+:math:`K < 0`.
+
+Where :math:`f_u` and :math:`f_v` are (numerically) dependent, :math:`G'` is singular and :math:`K`
+undefined: such points get NaN, and :attr:`Curvature.degenerate` says which. A piecewise-linear map
+(ReLU) has second derivatives zero wherever it is differentiable, so its surface is flat on every
+linear region (:math:`K = 0` almost everywhere); its curvature sits on the creases between regions,
+a set of measure zero that sampled points do not hit, and the formula does not see it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch.func import jvp
+
+FeatureMap = Callable[[torch.Tensor], torch.Tensor]
+
+# Tangents whose Gram determinant is below this fraction of |f_u|^2 |f_v|^2 (sin^2 of their angle) are dependent.
+DEGENERATE_SIN2 = 1e-12
+
+
+@dataclass(frozen=True)
+class Curvature:
+    """Per point: the Gaussian curvature K of the induced metric (NaN where undefined), log10 of its area
+    element sqrt(det G), and whether the plane's tangents are dependent there."""
+
+    gaussian: torch.Tensor  # (B,)
+    log10_area: torch.Tensor  # (B,)
+    degenerate: torch.Tensor  # (B,) bool
+
+
+def _derivatives(feature_map: FeatureMap, x: torch.Tensor, e1: torch.Tensor, e2: torch.Tensor):
+    """f_u, f_v, f_uu, f_uv, f_vv at each point (B, n), from three nested forward-mode derivatives."""
+    batch = x.shape[0]
+
+    def flat(points: torch.Tensor) -> torch.Tensor:
+        return feature_map(points).reshape(batch, -1)
+
+    def along(direction: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda points: jvp(flat, (points,), (direction,))[1]
+
+    with warnings.catch_warnings():
+        # the first forward-mode use loads torch's decompositions through the deprecated torch.jit.script
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        f_u, f_uu = jvp(along(e1), (x,), (e1,))
+        f_uv = jvp(along(e1), (x,), (e2,))[1]
+        f_v, f_vv = jvp(along(e2), (x,), (e2,))
+    return f_u, f_v, f_uu, f_uv, f_vv
+
+
+def gaussian_curvature(feature_map: FeatureMap, x: torch.Tensor, basis: torch.Tensor, normalise: bool = True,
+                       points_per_chunk: int | None = None) -> Curvature:
+    """Gaussian curvature of the metric ``feature_map`` induces on the plane spanned by ``basis`` at ``x``.
+
+    Parameters
+    ----------
+    feature_map : callable, (B, *input) -> (B, *features), treating the points of a batch independently
+        (a model in eval mode).
+    x : tensor, shape=[B, *input], points of the plane.
+    basis : tensor, shape=[d, 2], the plane's directions e1, e2 (any two independent ones: K does not
+        depend on them; the area element is per unit of u and v).
+    normalise : the metric G = T^T T / n (the pipeline's, n the feature width) rather than T^T T.
+    points_per_chunk : points differentiated at once (default: all).
+
+    Returns
+    -------
+    :class:`Curvature` with K (NaN where the tangents are dependent), log10 sqrt(det G) and the mask of
+    dependent points. Computed in the dtype of ``x`` (float64 for exact answers).
+    """
+    chunk = points_per_chunk or x.shape[0]
+    parts = [_curvature(feature_map, x[start:start + chunk], basis, normalise) for start in range(0, x.shape[0], chunk)]
+    return Curvature(*(torch.cat([getattr(part, name) for part in parts])
+                       for name in ("gaussian", "log10_area", "degenerate")))
+
+
+def _curvature(feature_map: FeatureMap, x: torch.Tensor, basis: torch.Tensor, normalise: bool) -> Curvature:
+    basis = basis.to(x)
+    e1, e2 = (basis[:, i].reshape(x.shape[1:]).expand_as(x) for i in range(2))
+    f_u, f_v, f_uu, f_uv, f_vv = _derivatives(feature_map, x, e1, e2)
+    n = f_u.shape[1]
+
+    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a * b).sum(dim=1)
+
+    g11, g12, g22 = dot(f_u, f_u), dot(f_u, f_v), dot(f_v, f_v)
+    det = g11 * g22 - g12 * g12
+    degenerate = ~(det > DEGENERATE_SIN2 * g11 * g22)
+
+    def normal_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """<P a, P b>: a . b minus the tangential parts, (T^T a)^T G'^-1 (T^T b)."""
+        a1, a2, b1, b2 = dot(f_u, a), dot(f_v, a), dot(f_u, b), dot(f_v, b)
+        return dot(a, b) - (g22 * a1 * b1 - g12 * (a1 * b2 + a2 * b1) + g11 * a2 * b2) / det
+
+    gaussian = (normal_dot(f_uu, f_vv) - normal_dot(f_uv, f_uv)) / det
+    if normalise:
+        gaussian = gaussian * n
+    gaussian = torch.where(degenerate, torch.full_like(gaussian, math.nan), gaussian)
+    log10_area = 0.5 * torch.log10(det / (n * n if normalise else 1.0))
+    return Curvature(gaussian, log10_area, degenerate)
