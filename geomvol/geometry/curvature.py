@@ -11,8 +11,8 @@ onto the normal space (the orthogonal complement of :math:`\mathrm{span}(f_u, f_
 (scaling a metric by :math:`1/n` scales its curvature by :math:`n`). With
 :math:`\langle P a, P b\rangle = a \cdot b - (T^\top a)^\top G'^{-1} (T^\top b)` a point needs
 the two first and three second directional derivatives of :math:`\Phi` along the plane: forward-mode
-derivatives (a Jacobian-vector product and Jacobian-vector products of it), a few forward passes
-of work, never the full Jacobian. :math:`K` is intrinsic: it does not depend on the coordinates
+derivatives (a Jacobian-vector product and Jacobian-vector products of it), about nine forward
+passes' worth of streams in one nested pass, never the full Jacobian. :math:`K` is intrinsic: it does not depend on the coordinates
 chosen on the plane (a rotation or rescaling of :math:`e_1, e_2`), and the scalar curvature of the
 2-D metric is :math:`R = 2K`. Sign convention: a round sphere has :math:`K > 0`, a saddle
 :math:`K < 0`.
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch.func import jvp
+from torch.func import jvp, vmap
 
 FeatureMap = Callable[[torch.Tensor], torch.Tensor]
 
@@ -51,22 +51,23 @@ class Curvature:
 
 
 def _derivatives(feature_map: FeatureMap, x: torch.Tensor, e1: torch.Tensor, e2: torch.Tensor):
-    """f_u, f_v, f_uu, f_uv, f_vv at each point (B, n), from three nested forward-mode derivatives."""
+    """f_u, f_v, f_uu, f_uv, f_vv at each point (B, n), in one nested forward-mode pass: the primal once, the
+    two directions as first-order tangents, and the four second-order ones (uu, uv, vu, vv) vectorised."""
     batch = x.shape[0]
+    directions = torch.stack([e1, e2])  # (2, B, *input)
 
     def flat(points: torch.Tensor) -> torch.Tensor:
         return feature_map(points).reshape(batch, -1)
 
-    def along(direction: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        return lambda points: jvp(flat, (points,), (direction,))[1]
+    def firsts(points: torch.Tensor) -> torch.Tensor:  # (2, B, n): along e1 and e2
+        return vmap(lambda direction: jvp(flat, (points,), (direction,))[1])(directions)
 
     with warnings.catch_warnings():
         # the first forward-mode use loads torch's decompositions through the deprecated torch.jit.script
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-        f_u, f_uu = jvp(along(e1), (x,), (e1,))
-        f_uv = jvp(along(e1), (x,), (e2,))[1]
-        f_v, f_vv = jvp(along(e2), (x,), (e2,))
-    return f_u, f_v, f_uu, f_uv, f_vv
+        first, second = vmap(lambda direction: jvp(firsts, (x,), (direction,)))(directions)
+    # first[b, a] = f_a (the same for each b); second[b, a] = f_ab
+    return first[0, 0], first[0, 1], second[0, 0], second[1, 0], second[1, 1]
 
 
 def gaussian_curvature(feature_map: FeatureMap, x: torch.Tensor, basis: torch.Tensor, normalise: bool = True,
