@@ -197,7 +197,7 @@ class Tracer:
         manifest_path = path.with_name("manifest.json")
         manifest = _read_json(manifest_path)
         step = self.add("data set", path, "prepare_dataset", depth, recorded, code=manifest.get("git_commit", "not recorded"),
-                        params=f"dataset {json.dumps(manifest.get('lineage'), sort_keys=True)}")
+                        params=f"dataset {json.dumps(manifest.get('spec'), sort_keys=True)}")
         if step is None:
             return
         if "sha256" in manifest:
@@ -205,7 +205,7 @@ class Tracer:
                      params=f"as recorded in {manifest_path}")
         raw = manifest.get("raw_files") or {}
         if not raw:
-            step.details["raw data"] = "none: drawn from the dataset lineage above"
+            step.details["raw data"] = "none: drawn from the dataset spec above"
         synthetic = (self.here(raw.get("root", "")) / "geomvol-synthetic.json").exists()
         origin = raw.get("origin") or ("synthesize_dataset" if synthetic else "external (download)")
         for name, sha in sorted((raw.get("sha256") or {}).items()):

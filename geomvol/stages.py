@@ -10,7 +10,7 @@ the work, and writes its outputs atomically, with the provenance of :func:`geomv
     train               training run, data set       -> every saved epoch (+ manifest), via the checkpoint store
     extend_training     training run, data set       -> one saved epoch added after the run
     training_metrics    checkpoint                   -> per-epoch loss and accuracy (TSV)
-    probe               checkpoint, data set         -> probe store of the checkpoint
+    probe               checkpoints of one epoch     -> probe store of a seed or a seed group
     combine_probes      probe stores, data set       -> the experiment's volume store
     measure             volume store                 -> measures store
     figure              volume (or measures) store   -> PNG and PDF

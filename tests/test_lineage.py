@@ -56,6 +56,8 @@ def test_trace_walks_a_figure_back_to_its_config_checkpoints_and_raw_data(smoke_
         assert ("checkpoint", f"results/cifar10-smoke/s0/checkpoints/epoch_{epoch}.pt") in kinds
         assert ("training record", f"results/cifar10-smoke/s0/training/epoch_{epoch}.pt") in kinds
     assert ("data set", "results/cifar10-smoke/data/dataset.pt") in kinds
+    data_set = next(step for step in steps if step.kind == "data set")
+    assert '"name": "cifar10"' in data_set.details["params"]  # the section the manifest records
     raw = [path for kind, path in kinds if kind == "raw file"]
     assert len(raw) == 7 and "results/cifar10-smoke/data/synthetic/cifar-10-batches-py/data_batch_1" in raw
     assert {step.status for step in steps} == {"traced", "ok"}

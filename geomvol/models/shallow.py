@@ -95,10 +95,14 @@ class MemberwiseLinear(torch.autograd.Function):
         return grad_x, torch.bmm(grad.transpose(1, 2), x), grad.sum(dim=1)
 
 
+# A ShallowNet's parameters, in the order of its parameters() (and of an ensemble's stacked ones).
+MEMBER_PARAMETERS = ("hidden_layer.weight", "hidden_layer.bias", "readout.weight", "readout.bias")
+
+
 class ShallowEnsemble(nn.Module):
     """S shallow nets of one architecture as one model: each layer's weights stacked along a first dimension
-    of size S, one batched matrix product per layer for all of them (training a group of seeds at about the
-    cost of one: a small net's step is mostly dispatch, not arithmetic).
+    of size S, one batched matrix product per layer for all of them (a small net's step is mostly dispatch,
+    not arithmetic: benchmarks/seeds.py measures 8 seeds at 3 times one, against 5.5 as separate processes).
 
     The input is the members' batches one after the other, (S * B, *input): rows [s B, (s + 1) B) go
     through member s only; so do the logits (S * B, C). ``members`` are the nets it starts from, in order;
@@ -116,11 +120,9 @@ class ShallowEnsemble(nn.Module):
         def stacked(name: str) -> nn.Parameter:
             return nn.Parameter(torch.stack([member.get_parameter(name).detach() for member in members]))
 
-        # the order of ShallowNet.parameters(): optimiser states split and join member by member
-        self.hidden_weight = stacked("hidden_layer.weight")  # (S, n, d)
-        self.hidden_bias = stacked("hidden_layer.bias")  # (S, n)
-        self.readout_weight = stacked("readout.weight")  # (S, C, n)
-        self.readout_bias = stacked("readout.bias")  # (S, C)
+        # in the order of MEMBER_PARAMETERS: optimiser states split and join member by member
+        self.hidden_weight, self.hidden_bias, self.readout_weight, self.readout_bias = map(stacked, MEMBER_PARAMETERS)
+        # (S, n, d), (S, n), (S, C, n), (S, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (S * B, C) of the members' batches (S * B, *input), as :meth:`ShallowNet.forward` computes them."""
@@ -141,8 +143,7 @@ class ShallowEnsemble(nn.Module):
     def member(self, index: int) -> ShallowNet:
         """Member ``index`` as a ShallowNet with the ensemble's current weights."""
         net = self.members[index]
-        for name, stacked in zip(("hidden_layer.weight", "hidden_layer.bias", "readout.weight", "readout.bias"),
-                                 self.parameters()):
+        for name, stacked in zip(MEMBER_PARAMETERS, self.parameters()):
             net.get_parameter(name).copy_(stacked[index])
         return net
 
@@ -151,6 +152,5 @@ class ShallowEnsemble(nn.Module):
         """Set every member's weights from its state dict (a ShallowNet's)."""
         for index, state in enumerate(state_dicts):
             self.members[index].load_state_dict(state)
-        for name, stacked in zip(("hidden_layer.weight", "hidden_layer.bias", "readout.weight", "readout.bias"),
-                                 self.parameters()):
+        for name, stacked in zip(MEMBER_PARAMETERS, self.parameters()):
             stacked.copy_(torch.stack([member.get_parameter(name) for member in self.members]))

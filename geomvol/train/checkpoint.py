@@ -109,9 +109,10 @@ def _no_tensor(*args, **kwargs) -> None:
 
 
 def checkpoint_record(path: str | Path) -> dict:
-    """What a checkpoint records, read without torch (``geomvol trace``): its keys but with every tensor as
-    None, so ``epoch``, ``train_spec``, ``dataset_sha256``, ``model_spec`` and ``history`` as saved. Raises
-    :class:`CheckpointError` naming ``path`` if it is not a readable geomvol checkpoint."""
+    """What a checkpoint records, read without torch (``geomvol trace``, the store scan, the metrics): its keys
+    but with every tensor as None, so ``epoch``, ``train_spec``, ``dataset_sha256``, ``model_spec`` and
+    ``history`` as saved. Raises :class:`CheckpointError` naming ``path`` if it is not a readable geomvol
+    checkpoint."""
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
@@ -147,22 +148,15 @@ def _checkpoint_store(state_dir: Path, lineage: dict, dataset_sha256: str) -> di
     return usable
 
 
-def fill_store(run: dict, data_path: str | Path, state_dir: str | Path, targets: list[int]) -> dict[int, Path]:
-    """Make the checkpoint store ``state_dir`` hold each epoch of ``targets``; return its checkpoints by epoch.
-
-    ``run`` holds ``seed``, ``model`` and ``training`` (resolved config sections). Only the targets missing
-    from the store are computed, each from the nearest earlier checkpoint there of the same lineage
-    (:func:`geomvol.config.checkpoint_lineage`); every saved epoch of ``run`` passed on the way is kept too.
-    """
-    return fill_stores([run], data_path, [state_dir], targets)[0]
-
-
 def fill_stores(runs: list[dict], data_path: str | Path, state_dirs: list[str | Path],
                 targets: list[int]) -> list[dict[int, Path]]:
-    """:func:`fill_store` for a group of seeds (``runs`` alike but for the seed, each with its store), trained
-    together as one ensemble (:class:`geomvol.models.shallow.ShallowEnsemble`) when there are several.
+    """Make each checkpoint store of ``state_dirs`` hold each epoch of ``targets``; return their checkpoints by
+    epoch. ``runs`` (one per store: seed, model and training sections, alike but for the seed) train together
+    as one ensemble (:class:`geomvol.models.shallow.ShallowEnsemble`) when there are several.
 
-    The members that lack a target train together from the latest checkpoint they all have before it; each
+    Only the targets missing from a store are computed, each from the nearest earlier checkpoint of the same
+    lineage (:func:`geomvol.config.checkpoint_lineage`); every saved epoch passed on the way is kept too. The
+    members that lack a target train together from the latest checkpoint they all have before it; each
     saved epoch is written into each store that lacks it. Every store is locked (in one order, so that jobs
     of one group never wait for each other in a circle): the job of any seed of a group that starts first
     trains the group, and the other seeds' jobs then find their stores full. Nothing here loads torch
@@ -203,8 +197,8 @@ def _fill_stores(runs: list[dict], data_path: str | Path, state_dirs: list[Path]
             stores[members[position]][training.epoch] = path
 
     todo = sorted(set().union(*(missing[index] for index in members)))
-    if 0 in epochs and any(0 not in stores[index] for index in members):
-        save()  # the fresh model is the untrained network
+    if 0 in epochs:
+        save()  # the fresh model is the untrained network (into the stores that lack it)
     seeds = ", ".join(str(runs[index]["seed"]) for index in members)
     with tqdm(total=max(todo), desc=f"train seed{'s' if len(members) > 1 else ''} {seeds}", unit="epoch",
               mininterval=5, file=sys.stderr) as bar:

@@ -247,12 +247,16 @@ def get_group_checkpoints(wildcards):
     )
 
 
+def seed_group_of(wildcards):
+    """The seeds of the group the job's seed trains in (in the config's order)."""
+    seed = int(wildcards.seed)
+    return next(group for group in seed_groups(get_experiment(wildcards)) if seed in group)
+
+
 def get_seed_group(wildcards):
     """The seeds that train together with this one, each with its checkpoint store, as JSON: a run-time
     setting (a resource), so that regrouping retrains nothing."""
-    experiment = get_experiment(wildcards)
-    seed = int(wildcards.seed)
-    group = next(group for group in seed_groups(experiment) if seed in group)
+    group = seed_group_of(wildcards)
     return section_json(
         {
             str(member): STATE_DIR.format(experiment=wildcards.experiment, seed=member)
@@ -265,10 +269,8 @@ def get_group_training(wildcards):
     """For a seed that is not the first of its group, the first seed's training run, whose job trains the
     group: this seed's job waits for it and then finds its store full. ancient: only the order matters.
     """
-    experiment = get_experiment(wildcards)
-    seed = int(wildcards.seed)
-    group = next(group for group in seed_groups(experiment) if seed in group)
-    if group[0] == seed:
+    group = seed_group_of(wildcards)
+    if group[0] == int(wildcards.seed):
         return []
     return ancient(
         rules.train.output.run.format(experiment=wildcards.experiment, seed=group[0])
