@@ -250,7 +250,9 @@ def get_group_checkpoints(wildcards):
 def seed_group_of(wildcards):
     """The seeds of the group the job's seed trains in (in the config's order)."""
     seed = int(wildcards.seed)
-    return next(group for group in seed_groups(get_experiment(wildcards)) if seed in group)
+    return next(
+        group for group in seed_groups(get_experiment(wildcards)) if seed in group
+    )
 
 
 def get_seed_group(wildcards):
