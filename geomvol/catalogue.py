@@ -99,7 +99,8 @@ EPOCH_CONVENTION = ("epoch E is the network after E passes over the training set
 # --- figures ------------------------------------------------------------------------------------------
 
 # Figure kinds drawn from one experiment's volume store (geomvol figure KIND): the 2-D input grid; planes
-# and lines through images; planes per block; singular-value spectra at the anchor images.
-FIGURES = ("volume", "planes", "lines", "blocks", "spectra")
+# and lines through images; planes per block; singular-value spectra at the anchor images; the Gaussian
+# curvature on the grid or the planes.
+FIGURES = ("volume", "planes", "lines", "blocks", "spectra", "curvature")
 # Figure kinds drawn from other stores: two experiments' volume stores side by side; the measures store.
 OTHER_FIGURES = ("compare", "measures")

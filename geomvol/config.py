@@ -309,6 +309,10 @@ def _check_probe(where: tuple, experiment: dict) -> None:
     elif not probe["planes"] and not probe["lines"]:
         raise ConfigError(f"config key {_key(where + ('probe',))}: an image experiment needs probe.planes or "
                           f"probe.lines (anchor images to probe between)")
+    elif probe["curvature"] and not probe["planes"]:
+        raise ConfigError(f"config key {_key(where + ('probe', 'curvature'))}: curvature is measured on planes "
+                          f"(a surface has a Gaussian curvature, a line none), and this experiment probes no "
+                          f"probe.planes")
     for kind, count in (("planes", 3), ("lines", 2)):
         for number, entry in enumerate(probe[kind]):
             given = "indices" if "indices" in entry else "classes"

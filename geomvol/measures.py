@@ -18,6 +18,16 @@ band or none outside it) is NaN, and the stored variable's ``undefined`` attribu
 Across seeds each measure gets its mean and a percentile bootstrap interval that resamples seeds, both over
 the seeds where it is defined (``m_n_seeds`` of them).
 
+Where the curvature concentrates: when the probe stored the Gaussian curvature :math:`K_i` of the
+induced metric (``probe.curvature``), the same measures are taken on :math:`|K_i|` (prefix
+``abs_curvature_``: the boundary ratio of the mean :math:`|K|` in the band over the mean elsewhere, its
+rank correlations with the entropy and with minus the distance to the true boundary), and on the sign of
+:math:`K_i` (prefix ``curvature_sign_``): **near boundary**, the mean of :math:`\operatorname{sign} K`
+over the band (+1: curved like a sphere at every point there, -1: like a saddle), **boundary contrast**,
+that mean minus the mean elsewhere, and the rank correlations of :math:`\operatorname{sign} K` with the
+entropy and with minus the distance to the true boundary (ties ranked on average). Points where K is
+undefined (NaN) are left out.
+
 What training changed: a measure can be high before any training (the untrained sinusoid net's volume
 element already follows the true boundary, largest in the middle of the square where the boundary runs).
 So each measure m also gets, when epoch 0 was probed, ``m_change`` (m minus its epoch-0 value, per seed)
@@ -36,7 +46,10 @@ import xarray as xr
 from geomvol.settings import BootstrapSettings, MeasuresSettings
 
 LN10 = math.log(10.0)
+CURVATURE_SIGN = ("the sign of the Gaussian curvature K of the metric induced on the plane (+1 curved like a sphere, -1 "
+                  "like a saddle)")
 DEFINITIONS = {
+    # measure (without the plane_ or line_ prefix of a field): (long name, definition)
     "entropy_correlation": (
         "Spearman rank correlation between log10 volume element and predictive entropy over the probe points",
         "Spearman's rank correlation (average ranks for ties), over the probe points of one field, between "
@@ -51,10 +64,43 @@ DEFINITIONS = {
         "Spearman rank correlation between log10 volume element and minus the distance to the true boundary",
         "Spearman's rank correlation, over the input grid, between log10 sqrt(det g) and minus the Euclidean "
         "distance from each point to the data set's class boundary x2 = amplitude sin(frequency x1 + phase)"),
+    "abs_curvature_entropy_correlation": (
+        "Spearman rank correlation between |K| and predictive entropy over the probe points",
+        "Spearman's rank correlation (average ranks for ties), over the probe points of one field, between the "
+        "absolute Gaussian curvature |K| of the induced metric and the predictive entropy; points where either is "
+        "not finite are left out"),
+    "abs_curvature_boundary_ratio": (
+        "log10 of the mean |K| near the decision boundary over the mean elsewhere",
+        "log10(mean |K| over points whose two largest class probabilities differ by less than boundary_margin / "
+        "mean |K| over the other points), K the Gaussian curvature of the induced metric; NaN when no point, or "
+        "every point, is within that band"),
+    "abs_curvature_boundary_distance_correlation": (
+        "Spearman rank correlation between |K| and minus the distance to the true boundary",
+        "Spearman's rank correlation, over the input grid, between |K| and minus the Euclidean distance from each "
+        "point to the data set's class boundary x2 = amplitude sin(frequency x1 + phase)"),
+    "curvature_sign_near_boundary": (
+        "mean sign of K near the decision boundary",
+        f"the mean, over points whose two largest class probabilities differ by less than boundary_margin, of "
+        f"{CURVATURE_SIGN}: +1 if K > 0 at every such point, -1 if K < 0 at every one; NaN when no point is "
+        f"within that band"),
+    "curvature_sign_boundary_contrast": (
+        "mean sign of K near the decision boundary minus the mean elsewhere",
+        f"the mean of {CURVATURE_SIGN} over points whose two largest class probabilities differ by less than "
+        f"boundary_margin, minus its mean over the other points (from -2 to 2); NaN when no point, or every "
+        f"point, is within that band"),
+    "curvature_sign_entropy_correlation": (
+        "Spearman rank correlation between the sign of K and predictive entropy",
+        f"Spearman's rank correlation (average ranks for ties), over the probe points of one field, between "
+        f"{CURVATURE_SIGN} and the predictive entropy: positive when uncertain points are more often curved "
+        f"like a sphere"),
+    "curvature_sign_boundary_distance_correlation": (
+        "Spearman rank correlation between the sign of K and minus the distance to the true boundary",
+        f"Spearman's rank correlation, over the input grid, between {CURVATURE_SIGN} and minus the Euclidean "
+        f"distance from each point to the data set's class boundary x2 = amplitude sin(frequency x1 + phase)"),
 }
 
 
-def rank_correlation(x: np.ndarray, y: np.ndarray) -> tuple[float, str | None]:
+def rank_correlation(x: np.ndarray, y: np.ndarray, x_name: str = "log10 volume element") -> tuple[float, str | None]:
     """(Spearman's rank correlation of x and y over the points where both are finite, None), or (NaN, why)."""
     x, y = np.ravel(x), np.ravel(y)
     keep = np.isfinite(x) & np.isfinite(y)
@@ -62,7 +108,7 @@ def rank_correlation(x: np.ndarray, y: np.ndarray) -> tuple[float, str | None]:
         return math.nan, f"{int(keep.sum())} points with finite values (3 needed)"
     x_ranks = pd.Series(x[keep]).rank().to_numpy()
     y_ranks = pd.Series(y[keep]).rank().to_numpy()
-    for ranks, name in ((x_ranks, "log10 volume element"), (y_ranks, "the compared field")):
+    for ranks, name in ((x_ranks, x_name), (y_ranks, "the compared field")):
         if np.ptp(ranks) == 0:
             return math.nan, f"{name} is constant over the points"
     return float(np.corrcoef(x_ranks, y_ranks)[0, 1]), None
@@ -76,23 +122,85 @@ def _log10_mean(log10_values: np.ndarray) -> float:
     return float(peak + np.log10(np.mean(np.exp((log10_values - peak) * LN10))))
 
 
-def boundary_ratio(log10_volume: np.ndarray, margin: np.ndarray, band: float) -> tuple[float, str | None]:
-    """(log10 of mean volume element where ``margin`` < ``band`` over the mean elsewhere, None), or (NaN, why).
-
-    Points where the log volume is NaN or +inf are left out (-inf is a volume element of 0 and counts).
-    """
-    log10_volume, margin = np.ravel(log10_volume), np.ravel(margin)
-    keep = ~np.isnan(log10_volume) & (log10_volume < np.inf) & np.isfinite(margin)
+def _band(values: np.ndarray, margin: np.ndarray, band: float) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Masks of the points near the boundary (``margin`` < ``band``) and away from it, among those whose
+    value is not NaN and finite margin, and why a contrast of the two is undefined (None: it is defined)."""
+    keep = ~np.isnan(values) & np.isfinite(margin)
     near = keep & (margin < band)
     far = keep & ~(margin < band)
     if not near.any():
-        return math.nan, f"no probe point within the boundary band (probability margin < {band:g})"
+        return near, far, f"no probe point within the boundary band (probability margin < {band:g})"
     if not far.any():
-        return math.nan, f"every probe point is within the boundary band (probability margin < {band:g})"
+        return near, far, f"every probe point is within the boundary band (probability margin < {band:g})"
+    return near, far, None
+
+
+def boundary_ratio(log10_volume: np.ndarray, margin: np.ndarray, band: float,
+                   quantity: str = "the volume element") -> tuple[float, str | None]:
+    """(log10 of mean volume element where ``margin`` < ``band`` over the mean elsewhere, None), or (NaN, why).
+
+    Points where the log volume is NaN or +inf are left out (-inf is a volume element of 0 and counts).
+    ``quantity`` names what 10**log10_volume is, in the reason an undefined ratio gives.
+    """
+    log10_volume, margin = np.ravel(log10_volume), np.ravel(margin)
+    near, far, why = _band(np.where(log10_volume < np.inf, log10_volume, np.nan), margin, band)
+    if why is not None:
+        return math.nan, why
     near_mean, far_mean = _log10_mean(log10_volume[near]), _log10_mean(log10_volume[far])
     if not (np.isfinite(near_mean) and np.isfinite(far_mean)):
-        return math.nan, "the volume element is 0 at every point on one side of the band"
+        return math.nan, f"{quantity} is 0 at every point on one side of the band"
     return near_mean - far_mean, None
+
+
+def mean_near_boundary(values: np.ndarray, margin: np.ndarray, band: float) -> tuple[float, str | None]:
+    """(mean of ``values`` where ``margin`` < ``band``, None), or (NaN, why); NaN values left out."""
+    values, margin = np.ravel(values), np.ravel(margin)
+    near, _, _ = _band(values, margin, band)
+    if not near.any():
+        return math.nan, f"no probe point within the boundary band (probability margin < {band:g})"
+    return float(values[near].mean()), None
+
+
+def boundary_contrast(values: np.ndarray, margin: np.ndarray, band: float) -> tuple[float, str | None]:
+    """(mean of ``values`` where ``margin`` < ``band`` minus the mean elsewhere, None), or (NaN, why)."""
+    values, margin = np.ravel(values), np.ravel(margin)
+    near, far, why = _band(values, margin, band)
+    if why is not None:
+        return math.nan, why
+    return float(values[near].mean() - values[far].mean()), None
+
+
+def _volume_measures(log10_volume, entropy, margin, band, minus_distance) -> dict:
+    """The measures of a log10 volume element field: name -> (value, why undefined)."""
+    values = {"entropy_correlation": rank_correlation(log10_volume, entropy),
+              "boundary_ratio": boundary_ratio(log10_volume, margin, band)}
+    if minus_distance is not None:
+        values["boundary_distance_correlation"] = rank_correlation(log10_volume, minus_distance)
+    return values
+
+
+def _curvature_measures(curvature, entropy, margin, band, minus_distance) -> dict:
+    """The measures of a Gaussian curvature field, on |K| and on the sign of K: name -> (value, why undefined)."""
+    size, sign = np.abs(curvature), np.sign(curvature)
+    with np.errstate(divide="ignore"):
+        log10_size = np.log10(size)
+    values = {
+        "abs_curvature_entropy_correlation": rank_correlation(size, entropy, "|K|"),
+        "abs_curvature_boundary_ratio": boundary_ratio(log10_size, margin, band, "|K|"),
+        "curvature_sign_near_boundary": mean_near_boundary(sign, margin, band),
+        "curvature_sign_boundary_contrast": boundary_contrast(sign, margin, band),
+        "curvature_sign_entropy_correlation": rank_correlation(sign, entropy, "the sign of K"),
+    }
+    if minus_distance is not None:
+        values["abs_curvature_boundary_distance_correlation"] = rank_correlation(size, minus_distance, "|K|")
+        values["curvature_sign_boundary_distance_correlation"] = rank_correlation(sign, minus_distance,
+                                                                                  "the sign of K")
+    return values
+
+
+# The probed quantities that have measures: the stored variable (after a field's plane_ or line_ prefix) and
+# the function that measures one field of it.
+QUANTITIES = {"log10_volume": _volume_measures, "curvature": _curvature_measures}
 
 
 def distance_to_sinusoid(x1: np.ndarray, x2: np.ndarray, amplitude: float, frequency: float, phase: float,
@@ -145,14 +253,15 @@ def bootstrap_over_seeds(values: np.ndarray, resamples: int, level: float, seed:
     return mean, interval
 
 
-def _fields(ds: xr.Dataset) -> list[tuple[str, str, str, str]]:
-    """(measure prefix, log-volume, entropy, margin variable) of each probed field kind in a store."""
+def _fields(ds: xr.Dataset) -> list[tuple[str, str, str, str, object]]:
+    """(measure prefix, probed variable, entropy, margin variable, measuring function) of each probed field
+    kind and quantity in a store: the grid's, then the planes' and the lines'."""
     fields = []
-    if "log10_volume" in ds:
-        fields.append(("", "log10_volume", "entropy", "probability_margin"))
-    for kind in ("plane", "line"):
-        if f"{kind}_log10_volume" in ds:
-            fields.append((f"{kind}_", f"{kind}_log10_volume", f"{kind}_entropy", f"{kind}_probability_margin"))
+    for prefix in ("", "plane_", "line_"):
+        for quantity, measures_of in QUANTITIES.items():
+            if f"{prefix}{quantity}" in ds:
+                fields.append((prefix, f"{prefix}{quantity}", f"{prefix}entropy", f"{prefix}probability_margin",
+                               measures_of))
     return fields
 
 
@@ -170,41 +279,39 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dat
     band = settings.boundary_margin
     bootstrap = settings.bootstrap
     variables = {}
-    for prefix, volume_name, entropy_name, margin_name in _fields(ds):
-        volume = ds[volume_name]
+    for prefix, field_name, entropy_name, margin_name, measures_of in _fields(ds):
+        probed = ds[field_name]
         point_dims = [dim for dim in ds[entropy_name].dims if dim not in ("seed", "epoch", prefix.rstrip("_"))]
-        cell_dims = [dim for dim in volume.dims if dim not in point_dims]
-        names = ["entropy_correlation", "boundary_ratio"]
-        distance = None
+        cell_dims = [dim for dim in probed.dims if dim not in point_dims]
+        minus_distance = None
         if prefix == "" and settings.true_boundary is not None:
-            names.append("boundary_distance_correlation")
             x1, x2 = xr.broadcast(ds["x1"], ds["x2"])
             boundary = settings.true_boundary
             distance = xr.DataArray(distance_to_sinusoid(x1.values, x2.values, boundary.amplitude,
                                                          boundary.frequency, boundary.phase), dims=x1.dims)
-            distance = distance.transpose(*point_dims)
-        results = {name: np.full([volume.sizes[d] for d in cell_dims], np.nan) for name in names}
-        undefined = {name: [] for name in names}
-        for index in np.ndindex(*results[names[0]].shape):
+            minus_distance = -distance.transpose(*point_dims).values
+        results, undefined = {}, {}
+        for index in np.ndindex(*[probed.sizes[d] for d in cell_dims]):
             at = dict(zip(cell_dims, index))
-            labels = {dim: str(volume[dim].values[i]) for dim, i in at.items()}
-            field = volume.isel(at).transpose(*point_dims).values
+            labels = {dim: str(probed[dim].values[i]) for dim, i in at.items()}
+            field = probed.isel(at).transpose(*point_dims).values
             others = {dim: i for dim, i in at.items() if dim != "block"}
             entropy = ds[entropy_name].isel(others).transpose(*point_dims).values
             margin = ds[margin_name].isel(others).transpose(*point_dims).values
-            values = {"entropy_correlation": rank_correlation(field, entropy),
-                      "boundary_ratio": boundary_ratio(field, margin, band)}
-            if distance is not None:
-                values["boundary_distance_correlation"] = rank_correlation(field, -distance.values)
-            for name, (value, why) in values.items():
+            for name, (value, why) in measures_of(field, entropy, margin, band, minus_distance).items():
+                if name not in results:
+                    results[name] = np.full([probed.sizes[d] for d in cell_dims], np.nan)
+                    undefined[name] = []
                 results[name][index] = value
                 if why is not None:
                     undefined[name].append(f"{_where(labels)}: {why}")
-        for name in names:
+        for name in DEFINITIONS:
+            if name not in results:
+                continue
             long_name, definition = DEFINITIONS[name]
             attrs = {"long_name": long_name, "units": "1", "definition": definition,
-                     "probed_field": volume_name, "undefined": undefined[name]}
-            if name == "boundary_ratio":
+                     "probed_field": field_name, "undefined": undefined[name]}
+            if "boundary" in name and "distance" not in name:
                 attrs["boundary_margin"] = band
             variables[prefix + name] = (cell_dims, results[name], attrs)
             variables.update(_over_seeds(prefix + name, cell_dims, results[name], long_name, undefined[name], bootstrap))

@@ -86,6 +86,7 @@ class ProbeSettings:
     dtype: str
     block_pooling: Any  # None (no blocks), "global_mean", or block name -> (height, width) window
     spectra: bool
+    curvature: bool  # the Gaussian curvature of the induced metric on the grid and on planes
     grid: GridSettings
     plane: PlaneSettings
     line: LineSettings
@@ -106,6 +107,7 @@ class ProbeSettings:
             block_pooling=({block: tuple(window) for block, window in pooling.items()} if isinstance(pooling, dict)
                            else pooling),
             spectra=probe["spectra"],
+            curvature=probe["curvature"],
             grid=GridSettings(**probe["grid"]),
             plane=PlaneSettings(**probe["plane"]),
             line=LineSettings(**probe["line"]),

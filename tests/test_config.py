@@ -194,6 +194,7 @@ def _image_config(root, **probe):
         ({"lines": [{"classes": ["7 - seven", "cat"]}]}, "probe.lines.0.classes", "unknown class 'cat'"),
         ({"planes": [{"indices": [0, 1, 2]}], "feature_maps": ["pooled"]}, "probe.feature_maps.0", "has no feature map 'pooled'"),
         ({"lines": []}, "probe", "needs probe.planes or probe.lines"),
+        ({"curvature": True}, "probe.curvature", "curvature is measured on planes"),
         ({"lines": [{"indices": [0, 1, 2]}]}, "probe.lines.0.indices", "a line goes through 2 images, not 3"),
         ({"planes": [{"classes": [1, 2]}], "lines": []}, "probe.planes.0.classes", "a plane goes through 3 images, not 2"),
         ({"lines": [{"indices": [0, 1], "seed": 3}]}, "probe.lines.0", None),

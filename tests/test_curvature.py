@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from geomvol.geometry.analytic import shallow_scalar_curvature_2d
-from geomvol.geometry.curvature import gaussian_curvature
-from geomvol.models import build_model
+from geomvol.geometry.curvature import gaussian_curvature, gaussian_curvature_of_parts, points_per_chunk
+from geomvol.models import build_model, feature_map
 from geomvol.train.checkpoint import load_checkpoint
 
 F64 = torch.float64
@@ -54,10 +54,19 @@ def test_the_sinusoid_net_has_half_its_closed_form_scalar_curvature(trained):
     model.load_state_dict(state["model"])
     weight, bias = model.hidden_layer.weight, model.hidden_layer.bias
     x = torch.cartesian_prod(*(torch.linspace(-1.5, 1.5, 9, dtype=F64),) * 2)
-    curvature = gaussian_curvature(model.hidden, x, EYE2, points_per_chunk=20)
+    curvature = gaussian_curvature(model.hidden, x, EYE2, memory_budget_bytes=30_000)  # chunks of a few points
     closed = shallow_scalar_curvature_2d(weight, bias, torch.sigmoid, x) / 2
     assert (curvature.gaussian - closed).abs().max().item() <= 1e-8 * closed.abs().max().item()
     assert closed.abs().max().item() > 1e-3  # a curved surface, not a trivially flat one
+
+
+def test_chunks_of_points_fit_the_memory_budget():
+    """(9 streams x 100 activations + 5 x 10 features) x 8 bytes = 7600 bytes a point."""
+    assert points_per_chunk(10, 100, 8, 76_000, batch=50) == 10
+    assert points_per_chunk(10, 100, 8, 75_999, batch=50) == 9
+    assert points_per_chunk(10, 100, 8, 1, batch=50) == 1
+    assert points_per_chunk(10, 100, 8, 10**9, batch=50) == 50
+    assert points_per_chunk(10, 100, 8, None, batch=50) == 50
 
 
 def test_curvature_does_not_depend_on_the_coordinates_of_the_plane(trained):
@@ -95,3 +104,21 @@ def test_dependent_tangents_give_nan_and_say_so():
 
     curvature = gaussian_curvature(collapses, torch.randn(3, 2, dtype=F64), EYE2)
     assert curvature.degenerate.all() and torch.isnan(curvature.gaussian).all()
+
+
+def test_blocks_measured_together_have_each_their_own_curvature():
+    """The ResNet's blocks side by side, from one nested pass, give each block the curvature it has alone."""
+    torch.manual_seed(0)
+    model = build_model({"name": "resnet34", "activation": "gelu", "input_shape": [3, 32, 32], "n_classes": 10})
+    model = model.double().eval().requires_grad_(False)
+    windows = {"block1": (16, 8), "block2": (8, 8), "block3": (8, 4), "block4": (4, 4)}
+    names = ["block1", "block3"]
+    x = torch.randn(2, 3, 32, 32, dtype=F64, generator=torch.Generator().manual_seed(0))
+    basis = torch.linalg.qr(torch.randn(3 * 32 * 32, 2, dtype=F64, generator=torch.Generator().manual_seed(1))).Q
+    parts = gaussian_curvature_of_parts(model.blocks_together(names, windows), x, basis, [512, 512])
+    for name, part in zip(names, parts):
+        alone = gaussian_curvature(feature_map(model, name, windows), x, basis)
+        torch.testing.assert_close(part.gaussian, alone.gaussian, rtol=1e-9, atol=0)
+        torch.testing.assert_close(part.log10_area, alone.log10_area, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="do not add up"):
+        gaussian_curvature_of_parts(model.blocks_together(names, windows), x, basis, [512, 100])

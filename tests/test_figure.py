@@ -1,9 +1,14 @@
+import numpy as np
+import pytest
+from matplotlib.colors import SymLogNorm
 from PIL import Image
 
 from geomvol.config import result_config
-from geomvol.figures import plot_volume_grid
+from geomvol.figures import plot_curvature, plot_measures, plot_volume_grid
+from geomvol.figures.curvature import curvature_norm
 from geomvol.provenance import sha256_tree
-from geomvol.stages import combine_probes, probe
+from geomvol.stages import combine_probes, measure, probe
+from geomvol.store import open_store
 
 
 def test_figure_carries_its_store_and_checksum(trained, tmp_path):
@@ -33,3 +38,43 @@ def test_tree_checksum_ignores_the_snakemake_marker(tmp_path):
     assert sha256_tree(tmp_path) == before
     (tmp_path / "b").write_text("y")
     assert sha256_tree(tmp_path) != before
+
+
+def test_curvature_figure_and_measures_of_a_probed_grid(trained, tmp_path):
+    """probe.curvature through the stages: the combined store keeps K per epoch, the measures store gets the
+    curvature measures, and the curvature figure draws the decision regions and K, one column per epoch."""
+    experiment = trained["experiment"]
+    probe_section = {**experiment["probe"], "curvature": True}
+    paths = []
+    for checkpoint in trained["checkpoints"]:
+        paths.append(tmp_path / f"{checkpoint.stem}.zarr")
+        probe([checkpoint], trained["data"], probe_section, paths[-1])
+    store = tmp_path / "volume.zarr"
+    combine_probes(paths, "tiny", result_config(experiment), trained["data"], trained["manifest"], store)
+    combined = open_store(store)
+    assert combined["curvature"].dims == ("seed", "epoch", "block", "x2", "x1")
+    assert combined["curvature"].sizes["epoch"] == len(trained["checkpoints"])
+    assert np.isfinite(combined["curvature"].values).all()
+
+    sections = {"measures": experiment["measures"], "dataset": experiment["dataset"]}
+    measures = measure(store, sections, tmp_path / "measures.zarr")
+    for name in ("abs_curvature_boundary_ratio", "curvature_sign_near_boundary", "curvature_sign_boundary_contrast",
+                 "abs_curvature_entropy_correlation", "abs_curvature_boundary_distance_correlation"):
+        assert measures[name].dims == ("seed", "epoch", "block"), name
+    plot_measures(tmp_path / "measures.zarr", tmp_path / "measures.png", tmp_path / "measures.pdf")
+    with Image.open(tmp_path / "measures.png") as image:  # 10 measures, one row each; value and change columns
+        assert image.height > 3 * image.width
+
+    plot_curvature(store, tmp_path / "curvature.png", tmp_path / "curvature.pdf")
+    with Image.open(tmp_path / "curvature.png") as image:
+        assert image.text["geomvol:store_sha256"] == sha256_tree(store)
+        width, height = image.size
+    assert width > 1.5 * height  # three epochs side by side, two rows (decision regions, K)
+
+
+def test_curvature_colour_scale_is_centred_and_symmetric_log_across_decades():
+    linear = curvature_norm(np.array([-2.0, 0.5, 1.0, np.nan]))
+    assert (linear.vmin, linear.vmax) == (-2.0, 2.0) and not isinstance(linear, SymLogNorm)
+    wide = curvature_norm(np.array([1e-3, -2e-3, 1e-3, 5.0]))
+    assert isinstance(wide, SymLogNorm) and (wide.vmin, wide.vmax) == (-5.0, 5.0)
+    assert wide.linthresh == pytest.approx(1.5e-3)  # the median |K|

@@ -18,6 +18,7 @@ from geomvol.data.images import (
 )
 from geomvol.errors import DataError
 from geomvol.geometry import log_volume
+from geomvol.geometry.analytic import shallow_scalar_curvature_2d
 from geomvol.models import feature_map
 from geomvol.probe import probe_checkpoint
 from geomvol.probe.core import load_probed_model
@@ -223,3 +224,25 @@ def test_plane_probe_labels_anchors_and_orders_the_grid(image_run):
     corner = (frame.origin - frame.e_u + frame.e_v).reshape(1, 1, 28, 28)  # (u, v) = (-1, 1): last row, first column
     expected = torch.softmax(probed.model(corner), dim=1).argmax(dim=1).item()
     assert ds["plane_predicted_class"].values[0, 0, 0, 4, 0] == expected
+
+
+def test_plane_curvature_is_the_closed_form_of_the_net_restricted_to_the_plane(image_run):
+    """probe.curvature stores K on each plane (dims seed, epoch, block, plane, v, u). On the plane x = o + u e_u +
+    v e_v the shallow net is a shallow net of (u, v) with weights W (e_u, e_v) and biases W o + b, whose scalar
+    curvature the closed form gives: K = R / 2 at every grid point, in the study's skewed plane coordinates
+    (K ignores them; the probe uses an orthonormal basis)."""
+    probe = {**image_run["experiment"]["probe"], "lines": [], "planes": [{"indices": [0, 5, 9], "split": "train"}],
+             "plane": {"resolution": 7, "extent": 1.0}, "spectra": False, "curvature": True}
+    settings = ProbeSettings.from_section(probe)
+    ds = probe_checkpoint(image_run["checkpoints"][-1], image_run["data"], settings)
+    assert ds["plane_curvature"].dims == ("seed", "epoch", "block", "plane", "v", "u")
+    assert ds["plane_curvature"].attrs["long_name"].startswith("Gaussian curvature")
+    data = load_dataset(image_run["data"])
+    layer = load_probed_model(image_run["checkpoints"][-1], settings).model.hidden_layer
+    frame = plane_frame(*model_inputs(data["x"][[0, 5, 9]], data, torch.float64).reshape(3, -1))
+    weight, bias = layer.weight @ torch.stack([frame.e_u, frame.e_v], dim=1), layer.weight @ frame.origin + layer.bias
+    v, u = torch.meshgrid(torch.tensor(ds["v"].values), torch.tensor(ds["u"].values), indexing="ij")
+    closed = shallow_scalar_curvature_2d(weight, bias, torch.sigmoid, torch.stack([u.ravel(), v.ravel()], dim=1)) / 2
+    stored = ds["plane_curvature"].values[0, 0, 0, 0]
+    np.testing.assert_allclose(stored, closed.reshape(7, 7).numpy(), rtol=1e-8)
+    assert np.abs(stored).max() > 1e-3

@@ -219,3 +219,43 @@ def test_measures_of_planes_are_per_plane(tmp_path):
     assert (measures["plane_entropy_correlation"].values > 0.5).all()
     write_store(measures, tmp_path / "measures.zarr")  # and it round-trips through Zarr
     assert open_store(tmp_path / "measures.zarr")["plane_boundary_ratio_mean"].dims == ("epoch", "block", "plane")
+
+
+def test_curvature_measures_on_a_hand_built_field(tmp_path):
+    """K = +exp(-2 d) within the band (d < 0.1 from the true boundary, where the network is uncertain) and
+    -exp(-2 d) away from it, d the distance to the boundary, undefined (NaN) at two points: |K| peaks on the
+    boundary, where K is positive (sphere-like) and negative elsewhere (saddle-like)."""
+    ds, distance = grid_store(tmp_path / "source.zarr", seeds=(0, 1))
+    curvature = np.where(distance < 0.1, 1.0, -1.0) * np.exp(-2 * distance)
+    curvature[0, :2] = np.nan
+    ds["curvature"] = (("seed", "epoch", "block", "x2", "x1"), np.broadcast_to(curvature, (2, 1, 1, 41, 41)).copy(),
+                       {"units": "1"})
+    write_store(ds, tmp_path / "volume.zarr")
+    measures = measure(tmp_path / "volume.zarr", SPEC, tmp_path / "measures.zarr")
+    keep = ~np.isnan(curvature)
+    size, band = np.abs(curvature[keep]), distance[keep] < 0.1
+    expected_ratio = np.log10(size[band].mean() / size[~band].mean())
+    np.testing.assert_allclose(measures["abs_curvature_boundary_ratio"].values, expected_ratio, rtol=1e-12)
+    for name in ("abs_curvature_entropy_correlation", "abs_curvature_boundary_distance_correlation"):
+        np.testing.assert_allclose(measures[name].values, 1.0)  # |K| falls with the distance
+    np.testing.assert_array_equal(measures["curvature_sign_near_boundary"].values, 1.0)
+    np.testing.assert_array_equal(measures["curvature_sign_boundary_contrast"].values, 2.0)
+    sign_correlation = measures["curvature_sign_boundary_distance_correlation"].values
+    assert (sign_correlation > 0.3).all()
+    np.testing.assert_allclose(measures["curvature_sign_entropy_correlation"].values, sign_correlation)
+    assert measures["abs_curvature_boundary_ratio"].attrs["probed_field"] == "curvature"
+    assert measures["curvature_sign_near_boundary"].attrs["boundary_margin"] == 0.1
+    assert measures["curvature_sign_near_boundary_mean"].dims == ("epoch", "block")
+    # the volume element's measures are still there, unchanged by the curvature beside them
+    np.testing.assert_allclose(measures["boundary_distance_correlation"].values, 1.0)
+
+
+def test_curvature_undefined_everywhere_says_why(tmp_path):
+    ds, _ = grid_store(tmp_path / "source.zarr", seeds=(0,))
+    ds["curvature"] = (("seed", "epoch", "block", "x2", "x1"), np.full((1, 1, 1, 41, 41), np.nan), {"units": "1"})
+    write_store(ds, tmp_path / "volume.zarr")
+    measures = measure(tmp_path / "volume.zarr", SPEC, tmp_path / "measures.zarr")
+    assert measures["abs_curvature_entropy_correlation"].attrs["undefined"] == [
+        "seed=0 epoch=100 block=hidden: 0 points with finite values (3 needed)"]
+    assert measures["curvature_sign_near_boundary"].attrs["undefined"] == [
+        "seed=0 epoch=100 block=hidden: no probe point within the boundary band (probability margin < 0.1)"]

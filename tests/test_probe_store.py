@@ -10,13 +10,17 @@ import xarray as xr
 
 from geomvol.config import config_sha256, result_config
 from geomvol.errors import DataError
+from geomvol.geometry.analytic import shallow_scalar_curvature_2d
 from geomvol.io import atomic_path
 from geomvol.probe import input_grid, probe_checkpoint
 from geomvol.provenance import sha256_file
-from geomvol.stages import combine_probes, prepare_dataset, probe
+from geomvol.probe.core import load_probed_model
+from geomvol.stages import combine_probes, prepare_dataset, probe, train
 from geomvol.store import open_store, write_store
 from geomvol.train.checkpoint import load_checkpoint
 from geomvol.settings import ProbeSettings
+
+from helpers import tiny_experiment, training_run
 
 
 def test_grid_is_row_major_in_x2_x1():
@@ -55,6 +59,33 @@ def test_probe_matches_the_closed_form_of_the_checkpoint(trained):
     assert np.all(ds["entropy"].values <= math.log(2) + 1e-12)
 
 
+def test_grid_curvature_is_half_the_closed_form_scalar_curvature(trained):
+    """probe.curvature stores K on the input grid: R / 2 of the closed form (Brioschi-checked) at each point."""
+    settings = ProbeSettings.from_section({**trained["experiment"]["probe"], "curvature": True})
+    ds = probe_checkpoint(trained["checkpoints"][-1], trained["data"], settings)
+    assert ds["curvature"].dims == ("seed", "epoch", "block", "x2", "x1")
+    assert ds["curvature"].attrs["units"] == "1" and "saddle" in ds["curvature"].attrs["sign_convention"]
+    state = load_checkpoint(trained["checkpoints"][-1])
+    weight, bias = state["model"]["hidden_layer.weight"].double(), state["model"]["hidden_layer.bias"].double()
+    _, points = input_grid(settings.grid.low, settings.grid.high, settings.grid.resolution)
+    closed = (shallow_scalar_curvature_2d(weight, bias, torch.sigmoid, points) / 2).reshape(9, 9).numpy()
+    np.testing.assert_allclose(ds["curvature"].values[0, 0, 0], closed, rtol=0, atol=1e-8 * np.abs(closed).max())
+    assert np.abs(closed).max() > 1e-3
+
+
+def test_a_float64_net_is_probed_with_its_exact_weights(tmp_path):
+    """The probe's model takes the checkpoint's float64 weights as they are, not rounded through float32."""
+    experiment = tiny_experiment(dtype="float64", epochs=3, save_epochs=[3])
+    data = tmp_path / "dataset.pt"
+    prepare_dataset(experiment["dataset"], data, tmp_path / "manifest.json")
+    checkpoint = train(training_run(experiment), data, tmp_path / "out", tmp_path / "state")[-1]
+    state = load_checkpoint(checkpoint)
+    assert state["model"]["hidden_layer.weight"].dtype == torch.float64
+    probed = load_probed_model(checkpoint, ProbeSettings.from_section(experiment["probe"]))
+    for name, value in probed.model.state_dict().items():
+        assert torch.equal(value, state["model"][name]), name
+
+
 def test_subspace_probe_equals_full_on_the_plane(trained):
     probe = trained["experiment"]["probe"]
     full = probe_checkpoint(trained["checkpoints"][1], trained["data"], ProbeSettings.from_section(probe))
@@ -64,7 +95,8 @@ def test_subspace_probe_equals_full_on_the_plane(trained):
 
 
 def test_every_variable_is_labelled(trained):
-    ds = probe_checkpoint(trained["checkpoints"][0], trained["data"], ProbeSettings.from_section(trained["experiment"]["probe"]))
+    settings = ProbeSettings.from_section({**trained["experiment"]["probe"], "curvature": True})
+    ds = probe_checkpoint(trained["checkpoints"][0], trained["data"], settings)
     for name, variable in ds.variables.items():
         assert variable.attrs.get("long_name"), name
         if variable.dtype.kind in "fiu":

@@ -15,7 +15,7 @@ from helpers import ROOT, SMOKE_CONFIG, snakemake
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
 EXPERIMENT = "sinusoid-smoke"
-FIGURES = {"figure[volume]", "figure_measures", "measure", "combine_probes"}
+FIGURES = {"figure[volume]", "figure[curvature]", "figure_measures", "measure", "combine_probes"}
 
 
 def probes_and_after(*seeds_epochs, group: str = "s0") -> set[str]:
@@ -52,7 +52,7 @@ EDITS = {
     "probe.memory_budget_bytes": (set_key("probe.memory_budget_bytes", 2**29), set()),
     # the measures, and the figures' style
     "measures.boundary_margin": (set_key("measures.boundary_margin", 0.2), {"measure", "figure_measures"}),
-    "figures.colour_scale": (set_key("figures.colour_scale", "shared"), {"figure[volume]"}),
+    "figures.colour_scale": (set_key("figures.colour_scale", "shared"), {"figure[volume]", "figure[curvature]"}),
     # the schedule: the new checkpoint, from the nearest earlier one, and what reads it
     "one more saved and probed epoch": (add_saved_epoch, {"extend_training[0, 30]"} | probes_and_after((0, 30))),
     "training.epochs": (set_key("training.epochs", 60),
@@ -67,6 +67,9 @@ EDITS = {
     "training.optimizer.lr": (set_key("training.optimizer.lr", 0.2), RETRAINED),
     "probe.metric": (set_key("probe.metric", "subspace"),
                      {f"probe[s0, {epoch}]" for epoch in (0, 20, 40)} | FIGURES),
+    # the curvature off: the probes (without it), and what reads them, but no curvature figure
+    "probe.curvature": (set_key("probe.curvature", False),
+                        {f"probe[s0, {epoch}]" for epoch in (0, 20, 40)} | FIGURES - {"figure[curvature]"}),
 }
 
 

@@ -47,6 +47,11 @@ def test_pipeline_produces_a_labelled_store_and_figures(smoke_run, smoke_config)
     checkpoints = [results / "s0" / "checkpoints" / f"epoch_{e}.pt" for e in (0, 20, 40)]
     assert ds["checkpoint_sha256"].values[0].tolist() == [sha256_file(p) for p in checkpoints]
     assert ds["log10_volume"].notnull().all()
+    assert ds["curvature"].dims == ("seed", "epoch", "block", "x2", "x1") and ds["curvature"].notnull().all()
+    assert "saddle" in ds["curvature"].attrs["sign_convention"]
+    for figure in ("volume", "curvature"):
+        with Image.open(results / "figures" / f"{figure}.png") as image:
+            assert image.text["geomvol:store_sha256"] == sha256_tree(results / "volume.zarr")
     assert (results / "figures" / "volume.png").stat().st_size > 10_000
     assert (results / "figures" / "volume.pdf").read_bytes().startswith(b"%PDF")
     for log_file in (smoke_run / "results").glob("*/logs/*.log"):
@@ -67,6 +72,9 @@ def test_image_experiments_produce_their_stores_and_figures(smoke_run, smoke_con
                                                         "block4": [4, 4]}
     assert cifar["plane_log10_volume"].encoding["chunks"] == (1, 1, 1, 1, 6, 6)
     assert np.isfinite(cifar["plane_log10_volume"].values).all()
+    assert dict(cifar["plane_curvature"].sizes) == {"seed": 1, "epoch": 2, "block": 4, "plane": 1, "v": 6, "u": 6}
+    assert np.isfinite(cifar["plane_curvature"].values).all()
+    assert "plane_curvature" not in xr.open_zarr(results / "mnist-line-smoke" / "volume.zarr")  # no planes there
     assert cifar["plane_anchor_image"].dtype == np.uint8 and cifar["plane_anchor_image"].shape == (1, 3, 3, 32, 32)
     assert [cifar.attrs["classes"][c] for c in cifar["plane_anchor_class"].values[0]] == ["horse", "frog", "automobile"]
     probabilities = cifar["plane_anchor_probability"].sum("anchor")
@@ -84,8 +92,10 @@ def test_image_experiments_produce_their_stores_and_figures(smoke_run, smoke_con
         results / "mnist-line-smoke" / "data" / "synthetic" / "MNIST" / "raw" / "train-labels-idx1-ubyte")
     metrics = (results / "cifar10-smoke" / "s0" / "train_metrics.tsv").read_text().splitlines()
     assert metrics[0] == "epoch\tloss\taccuracy\ttest_loss\ttest_accuracy" and len(metrics) == 3
-    for name, figures in {"cifar10-smoke": ["planes", "blocks"], "mnist-plane-smoke": ["planes", "spectra"],
-                          "mnist-line-smoke": ["lines", "spectra"], "digits-plane-smoke": ["planes", "spectra"]}.items():
+    for name, figures in {"cifar10-smoke": ["planes", "blocks", "curvature"],
+                          "mnist-plane-smoke": ["planes", "spectra", "curvature"],
+                          "mnist-line-smoke": ["lines", "spectra"],
+                          "digits-plane-smoke": ["planes", "spectra", "curvature"]}.items():
         for figure in figures:
             with Image.open(results / name / "figures" / f"{figure}.png") as image:
                 assert image.text["geomvol:store_sha256"] == sha256_tree(results / name / "volume.zarr")
@@ -128,7 +138,7 @@ def test_barlow_twins_runs_beside_the_supervised_net(smoke_run):
     assert json.loads(ds.attrs["input_normalisation"]) == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
     assert "their 'epoch E' is epoch E + 1 here" in ds.attrs["epoch_convention"]
     assert ds["line_anchor_split"].values.tolist() == ["train", "train"]
-    for figure in ("planes", "lines", "compare"):
+    for figure in ("planes", "lines", "compare", "curvature"):
         with Image.open(results / "barlow-twins-smoke" / "figures" / f"{figure}.png") as image:
             assert image.text["geomvol:store_sha256"] == sha256_tree(results / "barlow-twins-smoke" / "volume.zarr")
 
@@ -138,8 +148,9 @@ def test_paper_config_dry_runs_the_whole_study(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     assert jobs["train"] == "6" and jobs["prepare_dataset"] == "6"
-    # volume; lines + spectra; planes + spectra; planes + blocks + spectra; planes + spectra; lines + spectra
-    assert jobs["figure"] == str(1 + 2 + 2 + 3 + 2 + 2) and jobs["figure_compare"] == "1"
+    # volume + curvature; lines + spectra; planes + spectra + curvature; planes + blocks + spectra + curvature;
+    # planes + spectra + curvature; lines + spectra
+    assert jobs["figure"] == str(2 + 2 + 3 + 4 + 3 + 2) and jobs["figure_compare"] == "1"
     # probed epochs: the untrained net and the study's checkpoints (its epoch E is E + 1 here) of the sinusoid,
     # MNIST line, digits plane, CIFAR-10, Barlow Twins planes and lines
     assert jobs["probe"] == str(4 + 8 + 12 + 5 + 6 + 6)
@@ -262,12 +273,14 @@ def test_report_holds_every_figure_with_its_caption(smoke_run):
     assert result.returncode == 0, result.stdout + result.stderr
     html = report.read_text()
     figures = sorted((smoke_run / "results").glob("*/figures/*.png"))
-    # 1 sinusoid, 2 + 2 MNIST, 2 digits, 2 CIFAR-10, 3 Barlow Twins; measures of each
-    assert len(figures) == 12 + 6
+    # 1 sinusoid, 2 + 2 MNIST, 2 digits, 2 CIFAR-10, 3 Barlow Twins; curvature of the grid and of the four
+    # experiments with planes; measures of each
+    assert len(figures) == 12 + 5 + 6
     for figure in figures:
         assert figure.name in html and figure.parent.parent.name in html, figure
     for words in ("ternary plot", "images along the line", "one row per feature map", "at the epochs both probed",
-                  "percentile bootstrap interval", "square roots of the eigenvalues of g", "the study's epoch E is E + 1"):
+                  "percentile bootstrap interval", "square roots of the eigenvalues of g", "the study's epoch E is E + 1",
+                  "curved like a sphere"):
         assert words in html, words
 
 

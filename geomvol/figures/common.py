@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
+from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 
 from geomvol.io import atomic_path  # noqa: E402
 from geomvol.catalogue import EPOCH_CONVENTION  # noqa: E402
@@ -80,6 +81,12 @@ def finite_range(values: np.ndarray) -> tuple[float, float]:
     """(min, max) of the finite values, for one colour scale shared by several panels."""
     finite = values[np.isfinite(values)]
     return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+
+
+def class_colours(n_classes: int) -> tuple[ListedColormap, BoundaryNorm]:
+    """One colour per class (tab10) and the norm that maps class c to its colour."""
+    cmap = ListedColormap(plt.get_cmap("tab10").colors[:n_classes])
+    return cmap, BoundaryNorm(np.arange(n_classes + 1) - 0.5, n_classes)
 
 
 def first_seed(ds: xr.Dataset, seed: int | None) -> int:

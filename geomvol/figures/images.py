@@ -30,24 +30,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
-from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 
 from geomvol.catalogue import SAME_FEATURE_MAPS, SPLIT_NAMES  # noqa: E402
 from geomvol.errors import GeomvolError  # noqa: E402
 from geomvol.settings import FigureStyle  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
-    EPOCH_NOTE, VOLUME_LABEL, entropy_in, first_seed, row_colourbars, row_scales, save_with_lineage,
+    EPOCH_NOTE, VOLUME_LABEL, class_colours, entropy_in, first_seed, row_colourbars, row_scales, save_with_lineage,
     scale_label,
 )
 from geomvol.store import open_store  # noqa: E402
 
 PANEL = 2.6  # inches per panel
-
-
-def _class_colours(n_classes: int) -> tuple[ListedColormap, BoundaryNorm]:
-    cmap = ListedColormap(plt.get_cmap("tab10").colors[:n_classes])
-    return cmap, BoundaryNorm(np.arange(n_classes + 1) - 0.5, n_classes)
 
 
 def _image(pixels: np.ndarray) -> tuple[np.ndarray, str | None]:
@@ -71,7 +65,7 @@ def _draw_plane_anchors(ax, ds: xr.Dataset, plane: int) -> None:
         _draw_anchor(ax, ds["plane_anchor_image"].values[plane, anchor], xy, zoom=0.7)
 
 
-def _plane_panel(ax, ds, values, plane, title, **style):
+def plane_panel(ax, ds, values, plane, title, **style):
     u, v = ds["u"].values, ds["v"].values
     mesh = ax.pcolormesh(u, v, values, shading="auto", rasterized=True, **style)
     _draw_plane_anchors(ax, ds, plane)
@@ -113,7 +107,7 @@ def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
     block = str(ds["block"].values[0])
     epochs = ds["epoch"].values
     n_classes = len(ds.attrs["classes"])
-    cmap, norm = _class_colours(n_classes)
+    cmap, norm = class_colours(n_classes)
     planes = ds["plane"].values
     fig, axes = plt.subplots(4 * len(planes), len(epochs), figsize=(PANEL * len(epochs) + 1.5, PANEL * 4 * len(planes)),
                              squeeze=False, constrained_layout=True)
@@ -129,12 +123,12 @@ def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
         meshes = {"entropy": [], "volume": [], "ternary": []}
         for column, epoch in enumerate(epochs):
             title = f"epoch {int(epoch)}"
-            mesh_class = _plane_panel(rows[0][column], ds, predicted[column], plane, title, cmap=cmap, norm=norm)
+            mesh_class = plane_panel(rows[0][column], ds, predicted[column], plane, title, cmap=cmap, norm=norm)
             low, high = entropy_limits[column]
-            meshes["entropy"].append(_plane_panel(rows[1][column], ds, log_entropy[column], plane, title,
+            meshes["entropy"].append(plane_panel(rows[1][column], ds, log_entropy[column], plane, title,
                                                   cmap="magma", vmin=low, vmax=high))
             low, high = volume_limits[column]
-            meshes["volume"].append(_plane_panel(rows[2][column], ds, volume[column], plane, title, cmap="viridis",
+            meshes["volume"].append(plane_panel(rows[2][column], ds, volume[column], plane, title, cmap="viridis",
                                                  vmin=low, vmax=high))
             meshes["ternary"].append(_ternary_panel(rows[3][column], probabilities[column], volume[column], names, title,
                                                     cmap="viridis", vmin=low, vmax=high))
@@ -182,7 +176,7 @@ def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: i
     seed = first_seed(ds, seed)
     epochs = ds["epoch"].values
     n_classes = len(ds.attrs["classes"])
-    cmap, norm = _class_colours(n_classes)
+    cmap, norm = class_colours(n_classes)
     t = ds["t"].values
     lines = ds["line"].values
     blocks = ds["block"].values
@@ -228,7 +222,7 @@ def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
         meshes = []
         for column, epoch in enumerate(epochs):
             low, high = limits[column]
-            meshes.append(_plane_panel(axes[row][column], ds, volume[column], 0, f"{block}, epoch {int(epoch)}",
+            meshes.append(plane_panel(axes[row][column], ds, volume[column], 0, f"{block}, epoch {int(epoch)}",
                                        cmap="viridis", vmin=low, vmax=high))
         width = int(ds["feature_width"].sel(block=block))
         row_colourbars(fig, meshes, axes[row].tolist(), scale, f"{VOLUME_LABEL} ({block}, n = {width})")
@@ -304,7 +298,7 @@ def plot_compare(store_path: str | Path, other_path: str | Path, png: str | Path
                              constrained_layout=True)
     for number, ds in enumerate(stores):
         n_classes = len(ds.attrs["classes"])
-        cmap, norm = _class_colours(n_classes)
+        cmap, norm = class_colours(n_classes)
         block = blocks[number]
         at = {"seed": seed, "plane": 0, "epoch": epochs}
         predicted = ds["plane_predicted_class"].sel(at).values
@@ -313,9 +307,9 @@ def plot_compare(store_path: str | Path, other_path: str | Path, png: str | Path
         meshes = []
         for column, epoch in enumerate(epochs):
             title = f"{ds.attrs['experiment']}, epoch {epoch}"
-            mesh_class = _plane_panel(rows[0][column], ds, predicted[column], 0, title, cmap=cmap, norm=norm)
+            mesh_class = plane_panel(rows[0][column], ds, predicted[column], 0, title, cmap=cmap, norm=norm)
             low, high = limits[column]
-            meshes.append(_plane_panel(rows[1][column], ds, volume[column], 0, title, cmap="viridis", vmin=low, vmax=high))
+            meshes.append(plane_panel(rows[1][column], ds, volume[column], 0, title, cmap="viridis", vmin=low, vmax=high))
         bar = fig.colorbar(mesh_class, ax=rows[0].tolist(), ticks=range(n_classes))
         bar.ax.set_yticklabels(ds.attrs["classes"], fontsize=6)
         bar.set_label("predicted class" + (" (linear probe)" if "linear_probe_test_accuracy" in ds else ""))

@@ -1,9 +1,10 @@
 """Magnification measures against training epoch: when does the network start to magnify its boundary?
 
-Two rows per measure, the measure and its change from epoch 0 (what training changed; when epoch 0 was
-probed), one column per probed field (the input grid, or each plane and line); in each panel one line per
+One row per measure (those of the volume element, then, when the probe stored the curvature, those of |K|
+and of the sign of K); per probed field (the input grid, or each plane and line) two columns, the measure
+and its change from epoch 0 (what training changed; when epoch 0 was probed); in each panel one line per
 block: the mean over seeds with its bootstrap interval shaded, and each seed's value as faint dots; on the
-change rows, the number of seeds in which the measure rose from epoch 0 beside each epoch's mean. A dashed
+change columns, the number of seeds in which the measure rose from epoch 0 beside each epoch's mean. A dashed
 line marks no effect (0).
 """
 
@@ -29,16 +30,23 @@ SHORT_NAMES = {
     "entropy_correlation": "rank corr.\nlog vol. ~ entropy",
     "boundary_ratio": "log10 vol. ratio\nnear / away from boundary",
     "boundary_distance_correlation": "rank corr. log vol. ~\n−distance to true boundary",
+    "abs_curvature_entropy_correlation": "rank corr.\n|K| ~ entropy",
+    "abs_curvature_boundary_ratio": "log10 |K| ratio\nnear / away from boundary",
+    "abs_curvature_boundary_distance_correlation": "rank corr. |K| ~\n−distance to true boundary",
+    "curvature_sign_near_boundary": "mean sign K\nnear boundary",
+    "curvature_sign_boundary_contrast": "mean sign K near\nminus away from boundary",
+    "curvature_sign_entropy_correlation": "rank corr.\nsign K ~ entropy",
+    "curvature_sign_boundary_distance_correlation": "rank corr. sign K ~\n−distance to true boundary",
 }
 
 
-def _columns(ds) -> list[tuple[str, str | None, int | None]]:
+def _fields(ds) -> list[tuple[str, str | None, int | None]]:
     """(measure prefix, span dim, span index) of each probed field: the grid, then each plane and line."""
-    columns = [("", None, None)] if "entropy_correlation" in ds else []
+    fields = [("", None, None)] if "entropy_correlation" in ds else []
     for kind in ("plane", "line"):
         if f"{kind}_entropy_correlation" in ds:
-            columns += [(f"{kind}_", kind, int(i)) for i in ds[kind].values]
-    return columns
+            fields += [(f"{kind}_", kind, int(i)) for i in ds[kind].values]
+    return fields
 
 
 def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
@@ -47,16 +55,16 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
     the panels are curves, not colour scales)."""
     store_path = Path(store_path)
     ds = open_store(store_path).load()
-    columns = _columns(ds)
-    measured = [name for name in DEFINITIONS if any(f"{prefix}{name}" in ds for prefix, _, _ in columns)]
-    rows = [(name, change) for name in measured for change in ("", "_change")
-            if any(f"{prefix}{name}{change}" in ds for prefix, _, _ in columns)]
+    fields = _fields(ds)
+    rows = [name for name in DEFINITIONS if any(f"{prefix}{name}" in ds for prefix, _, _ in fields)]
+    changes = [""] + (["_change"] if any(f"{prefix}{rows[0]}_change" in ds for prefix, _, _ in fields) else [])
+    columns = [(*field, change) for field in fields for change in changes]
     fig, axes = plt.subplots(len(rows), len(columns), figsize=(max(PANEL[0] * len(columns) + 1, 6.0), PANEL[1] * len(rows)),
                              squeeze=False, constrained_layout=True)
     epochs = ds["epoch"].values
     positive = epochs[epochs > 0]
-    for row, (name, change) in enumerate(rows):
-        for column, (prefix, span_dim, span) in enumerate(columns):
+    for row, name in enumerate(rows):
+        for column, (prefix, span_dim, span, change) in enumerate(columns):
             ax = axes[row, column]
             variable = f"{prefix}{name}{change}"
             if variable not in ds:
@@ -92,15 +100,15 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
                 ax.text(0.5, 0.5, "undefined:\n" + textwrap.fill(why, 36), transform=ax.transAxes, ha="center",
                         va="center", fontsize=7, bbox={"facecolor": "white", "edgecolor": "none"})
             where = "input grid" if span_dim is None else f"{span_dim} {span}"
-            ax.set_title(where, fontsize=9)
+            ax.set_title(f"{where}: change from epoch 0" if change else where, fontsize=9)
             ax.set_xlabel("epoch")
             if column == 0:
-                ax.set_ylabel(("change from epoch 0:\n" if change else "") + SHORT_NAMES[name], fontsize=8)
+                ax.set_ylabel(SHORT_NAMES[name], fontsize=8)
     axes[0, -1].legend(title="block", fontsize=7, title_fontsize=7, loc="best")
-    interval = ds[f"{columns[0][0]}{rows[0][0]}_interval"].attrs
+    interval = ds[f"{fields[0][0]}{rows[0]}_interval"].attrs
     spread = (f"mean over {interval['n_seeds']} seeds, {interval['confidence_level']:.0%} bootstrap interval shaded, "
               f"seeds as dots" if interval["n_seeds"] > 1 else "one seed (no interval)")
-    if any(change for _, change in rows):
+    if len(changes) > 1:
         spread += "; k/n: of the n seeds where it is defined, k in which the measure rose from epoch 0"
     title = f"{ds.attrs['experiment']}: magnification measures\n{spread}; {EPOCH_NOTE}"
     save_with_lineage(fig, store_path, ds, png, pdf, title)

@@ -34,10 +34,15 @@ from typing import Callable
 import torch
 from torch.func import jvp, vmap
 
+from geomvol.geometry.volume import measure_feature_map
+
 FeatureMap = Callable[[torch.Tensor], torch.Tensor]
 
 # Tangents whose Gram determinant is below this fraction of |f_u|^2 |f_v|^2 (sin^2 of their angle) are dependent.
 DEGENERATE_SIN2 = 1e-12
+# Streams of a point's nested forward pass: the primal, two first-order tangents (and their two copies
+# differentiated again), four second-order ones.
+STREAMS = 9
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,21 @@ def _derivatives(feature_map: FeatureMap, x: torch.Tensor, e1: torch.Tensor, e2:
     return first[0, 0], first[0, 1], second[0, 0], second[1, 0], second[1, 1]
 
 
+def points_per_chunk(n: int, activations: int, itemsize: int, budget: int | None, batch: int) -> int:
+    """How many points to differentiate at once so that the streams in flight stay under ``budget`` bytes.
+
+    Model of the memory (pessimistic, as :func:`geomvol.geometry.volume.plan_chunks`'s): a point holds
+    its saved activations once per stream (``STREAMS`` of them), and its five derivatives of width ``n``.
+    At least one point at a time.
+    """
+    if budget is None:
+        return batch
+    per_point = (STREAMS * activations + 5 * n) * itemsize
+    return int(min(batch, max(1, budget // per_point)))
+
+
 def gaussian_curvature(feature_map: FeatureMap, x: torch.Tensor, basis: torch.Tensor, normalise: bool = True,
-                       points_per_chunk: int | None = None) -> Curvature:
+                       memory_budget_bytes: int | None = None) -> Curvature:
     """Gaussian curvature of the metric ``feature_map`` induces on the plane spanned by ``basis`` at ``x``.
 
     Parameters
@@ -82,23 +100,49 @@ def gaussian_curvature(feature_map: FeatureMap, x: torch.Tensor, basis: torch.Te
     basis : tensor, shape=[d, 2], the plane's directions e1, e2 (any two independent ones: K does not
         depend on them; the area element is per unit of u and v).
     normalise : the metric G = T^T T / n (the pipeline's, n the feature width) rather than T^T T.
-    points_per_chunk : points differentiated at once (default: all).
+    memory_budget_bytes : points are differentiated in chunks whose streams fit in this many bytes
+        (:func:`points_per_chunk`); default: all at once.
 
     Returns
     -------
     :class:`Curvature` with K (NaN where the tangents are dependent), log10 sqrt(det G) and the mask of
     dependent points. Computed in the dtype of ``x`` (float64 for exact answers).
     """
-    chunk = points_per_chunk or x.shape[0]
-    parts = [_curvature(feature_map, x[start:start + chunk], basis, normalise) for start in range(0, x.shape[0], chunk)]
-    return Curvature(*(torch.cat([getattr(part, name) for part in parts])
-                       for name in ("gaussian", "log10_area", "degenerate")))
+    (curvature,) = gaussian_curvature_of_parts(feature_map, x, basis, None, normalise, memory_budget_bytes)
+    return curvature
 
 
-def _curvature(feature_map: FeatureMap, x: torch.Tensor, basis: torch.Tensor, normalise: bool) -> Curvature:
+def gaussian_curvature_of_parts(feature_map: FeatureMap, x: torch.Tensor, basis: torch.Tensor,
+                                widths: list[int] | None, normalise: bool = True,
+                                memory_budget_bytes: int | None = None) -> list[Curvature]:
+    """The curvature of several feature maps at once: ``feature_map`` returns the features of P maps side by
+    side, (B, n_1 + ... + n_P) (``widths``; None: one map), and part p's surface is its own, with its metric
+    normalised by its own n_p. One nested pass serves all parts: through a network whose blocks share their
+    trunk, what the deepest block alone costs. Other parameters as :func:`gaussian_curvature`."""
+    n, activations = measure_feature_map(feature_map, x[:1])
+    widths = [n] if widths is None else list(widths)
+    if sum(widths) != n:
+        raise ValueError(f"the parts' widths {widths} do not add up to the feature map's {n} features")
+    chunk = points_per_chunk(n, activations, x.element_size(), memory_budget_bytes, x.shape[0])
     basis = basis.to(x)
-    e1, e2 = (basis[:, i].reshape(x.shape[1:]).expand_as(x) for i in range(2))
-    f_u, f_v, f_uu, f_uv, f_vv = _derivatives(feature_map, x, e1, e2)
+    chunks = []
+    for start in range(0, x.shape[0], chunk):
+        points = x[start:start + chunk]
+        e1, e2 = (basis[:, i].reshape(points.shape[1:]).expand_as(points) for i in range(2))
+        derivatives = _derivatives(feature_map, points, e1, e2)
+        offset, parts = 0, []
+        for width in widths:
+            parts.append(_curvature(*(d[:, offset:offset + width] for d in derivatives), normalise=normalise))
+            offset += width
+        chunks.append(parts)
+    return [Curvature(*(torch.cat([getattr(parts[p], name) for parts in chunks])
+                        for name in ("gaussian", "log10_area", "degenerate")))
+            for p in range(len(widths))]
+
+
+def _curvature(f_u: torch.Tensor, f_v: torch.Tensor, f_uu: torch.Tensor, f_uv: torch.Tensor, f_vv: torch.Tensor,
+               normalise: bool) -> Curvature:
+    """K, the area element and the degenerate points from the derivatives (B, n) of one surface."""
     n = f_u.shape[1]
 
     def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from geomvol.catalogue import block_windows, feature_width, same_feature_maps
 from geomvol.data.prepare import model_inputs
 from geomvol.device import device_label, resolve_device
 from geomvol.geometry import log_volume, log_volume_and_singular_values, log_volume_of_parts
+from geomvol.geometry.curvature import gaussian_curvature, gaussian_curvature_of_parts
 from geomvol.models import build_model, feature_map
 from geomvol.probe.linear import fit_linear_probe
 from geomvol.provenance import sha256_file
@@ -77,9 +78,10 @@ def load_probed_model(checkpoint_path: str | Path, settings: ProbeSettings) -> P
     state = load_checkpoint(checkpoint_path)
     device = resolve_device(settings.device)
     dtype = getattr(torch, settings.dtype)
-    model = build_model(state["model_spec"])
+    # in the probe's dtype before the weights are copied in: a float64-trained net keeps its exact weights
+    model = build_model(state["model_spec"]).to(device=device, dtype=dtype)
     model.load_state_dict(state["model"])
-    model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    model.eval().requires_grad_(False)
     return ProbedModel(checkpoint_path, state, model, device, dtype, settings.block_pooling)
 
 
@@ -127,6 +129,31 @@ def singular_values(probed: ProbedModel, points: torch.Tensor, settings: ProbeSe
         return log_volume_and_singular_values(features, points, memory_budget_bytes=settings.memory_budget_bytes)[1]
 
     return _each_feature_map(probed, settings, compute, f"spectra at {points.shape[0]} anchors")
+
+
+def curvatures(probed: ProbedModel, points: torch.Tensor, settings: ProbeSettings, basis: torch.Tensor) -> dict:
+    """The Gaussian curvature K of the metric every feature map of ``settings`` induces on the plane spanned by
+    ``basis`` (d, 2), at ``points`` (B, *input): name -> (B,), NaN where the plane's tangent images are
+    dependent (the count is printed). A model that computes several feature maps in one pass
+    (``blocks_together``) has them all from one nested forward pass."""
+    names = list(settings.feature_maps)
+
+    def values(curvature) -> torch.Tensor:
+        if curvature.degenerate.any():
+            print(f"curvature undefined (dependent tangents) at {int(curvature.degenerate.sum())} of "
+                  f"{points.shape[0]} points", file=sys.stderr)
+        return curvature.gaussian
+
+    if hasattr(probed.model, "blocks_together") and len(names) > 1:
+        together = probed.model.blocks_together(names, block_windows(probed.block_pooling))
+        parts = gaussian_curvature_of_parts(together, points, basis, [probed.width(name) for name in names],
+                                            memory_budget_bytes=settings.memory_budget_bytes)
+        return {name: values(part) for name, part in zip(names, parts)}
+
+    def compute(features):
+        return values(gaussian_curvature(features, points, basis, memory_budget_bytes=settings.memory_budget_bytes))
+
+    return _each_feature_map(probed, settings, compute, f"curvature at {points.shape[0]} points")
 
 
 def kept_singular_values(probed: ProbedModel, settings: ProbeSettings, d: int, m: int) -> list[int]:
@@ -236,6 +263,23 @@ def class_attrs(n_classes: int, classes: list[str] | None = None) -> dict:
         "units": "1",
         "flag_values": list(range(n_classes)),
         "flag_meanings": " ".join(name.replace(" ", "_") for name in names),
+    }
+
+
+def curvature_attrs(plane: str) -> dict:
+    """What the stored Gaussian curvature is: its definition, sign convention and where it is undefined."""
+    return {
+        "long_name": "Gaussian curvature K of the metric the feature map induces on the plane",
+        "units": "1",
+        "description": (
+            f"K of G = T^T T / n on {plane}, T = (d Phi/du, d Phi/dv) the tangent images of the plane's two "
+            f"coordinate directions under the feature map Phi named by `block` (n its width, coordinate "
+            f"`feature_width`), by Gauss's equation K = n (<P f_uu, P f_vv> - |P f_uv|^2) / det(T^T T), P the "
+            f"projection onto the normal space of the surface Phi(plane); intrinsic (independent of the "
+            f"coordinates on the plane); the scalar curvature of the 2-D metric is 2K"),
+        "sign_convention": "K > 0 where the surface is curved like a sphere, K < 0 like a saddle, 0 where flat",
+        "undefined": "NaN where the plane's two tangent images are numerically dependent (det G ~ 0)",
+        "method": "nested forward-mode derivatives (geomvol.geometry.curvature.gaussian_curvature)",
     }
 
 

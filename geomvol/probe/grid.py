@@ -12,8 +12,9 @@ import xarray as xr
 from geomvol.errors import ConfigError
 from geomvol.settings import ProbeSettings
 from geomvol.probe.core import (
-    ENTROPY_ATTRS, MARGIN_ATTRS, block_coords, checkpoint_coords, top_k_coord, class_attrs, load_probed_model, log10_volumes,
-    network_outputs, predictive_entropy, probability_margin, volume_attrs,
+    ENTROPY_ATTRS, MARGIN_ATTRS, block_coords, checkpoint_coords, class_attrs, curvature_attrs, curvatures,
+    load_probed_model, log10_volumes, network_outputs, predictive_entropy, probability_margin, top_k_coord,
+    volume_attrs,
 )
 
 
@@ -30,7 +31,8 @@ def probe_grid(checkpoint_path: str | Path, settings: ProbeSettings) -> xr.Datas
 
     Returns a Dataset with
     ``log10_volume`` on dims (seed, epoch, block, x2, x1) and the outputs on
-    (seed, epoch, x2, x1); seed and epoch of length one.
+    (seed, epoch, x2, x1); seed and epoch of length one; with ``settings.curvature``, the Gaussian
+    curvature ``curvature`` on (seed, epoch, block, x2, x1).
     """
     probed = load_probed_model(checkpoint_path, settings)
     input_shape = probed.state["model_spec"]["input_shape"]
@@ -50,6 +52,12 @@ def probe_grid(checkpoint_path: str | Path, settings: ProbeSettings) -> xr.Datas
 
     dims = ("seed", "epoch", "x2", "x1")
     volume = np.stack([on_grid(volumes[name]) for name in settings.feature_maps], axis=2)
+    variables = {}
+    if settings.curvature:
+        gaussian = curvatures(probed, points, settings, basis)
+        variables["curvature"] = (("seed", "epoch", "block", "x2", "x1"),
+                                  np.stack([on_grid(gaussian[name]) for name in settings.feature_maps], axis=2),
+                                  curvature_attrs("the input plane (u, v) = (x1, x2)"))
     return xr.Dataset(
         {
             "log10_volume": (("seed", "epoch", "block", "x2", "x1"), volume, volume_attrs(settings, 2, "the input plane")),
@@ -57,6 +65,7 @@ def probe_grid(checkpoint_path: str | Path, settings: ProbeSettings) -> xr.Datas
                                 class_attrs(probabilities.shape[1])),
             "entropy": (dims, on_grid(predictive_entropy(probabilities)), ENTROPY_ATTRS),
             "probability_margin": (dims, on_grid(probability_margin(probabilities)), MARGIN_ATTRS),
+            **variables,
         },
         coords={
             **checkpoint_coords(probed),

@@ -29,8 +29,9 @@ from geomvol.data.prepare import load_dataset, model_inputs
 from geomvol.data.anchors import resolve_anchors
 from geomvol.settings import ProbeSettings
 from geomvol.probe.core import (
-    ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, attach_linear_probe, block_coords, checkpoint_coords, class_attrs, load_probed_model, log10_volumes,
-    network_outputs, predictive_entropy, probability_margin, singular_values, top_k_coord, volume_attrs,
+    ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, attach_linear_probe, block_coords, checkpoint_coords, class_attrs,
+    curvature_attrs, curvatures, load_probed_model, log10_volumes, network_outputs, predictive_entropy,
+    probability_margin, singular_values, top_k_coord, volume_attrs,
 )
 
 SQRT3 = math.sqrt(3.0)
@@ -123,6 +124,8 @@ def _probe_kind(probed: ProbedModel, data: dict, settings: ProbeSettings, kind: 
     margin = np.full((1, 1, n_spans, *grid_shape), np.nan)
     anchor_probability = np.full((1, 1, n_spans, n_anchors, *grid_shape), np.nan)
     spectra = np.full((1, 1, len(names), n_spans, n_anchors, k_max), np.nan)
+    with_curvature = settings.curvature and kind == "plane"
+    curvature = np.full((1, 1, len(names), n_spans, *grid_shape), np.nan)
     for span, indices in enumerate(anchors):
         anchor_inputs = model_inputs(images[span], data, probed.dtype).to(probed.device)
         points, basis = _points_and_basis(kind, anchor_inputs.reshape(n_anchors, d), axes)
@@ -130,6 +133,9 @@ def _probe_kind(probed: ProbedModel, data: dict, settings: ProbeSettings, kind: 
         print(f"{kind} {span}: anchors {indices}, {points.shape[0]} points", file=sys.stderr)
         for b, values in enumerate(log10_volumes(probed, points, settings, basis).values()):
             volume[0, 0, b, span] = values.cpu().numpy().reshape(grid_shape)
+        if with_curvature:
+            for b, values in enumerate(curvatures(probed, points, settings, basis).values()):
+                curvature[0, 0, b, span] = values.cpu().numpy().reshape(grid_shape)
         probabilities = network_outputs(probed, points)
         predicted[0, 0, span] = probabilities.argmax(dim=1).cpu().numpy().reshape(grid_shape)
         entropy[0, 0, span] = predictive_entropy(probabilities).cpu().numpy().reshape(grid_shape)
@@ -166,6 +172,9 @@ def _probe_kind(probed: ProbedModel, data: dict, settings: ProbeSettings, kind: 
             "long_name": f"the probe.{key} entry that chose the anchors (split; indices, or classes, seed and "
                          f"sampler: per_class_permutation, or rejection, the study's random_samples_by_targets)"}),
     }
+    if with_curvature:
+        variables[f"{kind}_curvature"] = (("seed", "epoch", "block", kind, *grid_dims), curvature,
+                                          curvature_attrs(f"the probed {kind}"))
     if settings.spectra:
         variables[f"{kind}_anchor_singular_values"] = (("seed", "epoch", "block", kind, anchor_dim, "k"), spectra, {
             "long_name": "singular values of the full Jacobian J of the feature map at each anchor image "

@@ -105,8 +105,9 @@ def get_raw_data(wildcards):
 def get_figures(name, experiment):
     """The figures of one experiment: the input grid for 2-D data; planes, lines, and blocks (one
     panel row per feature map) when more than one feature map is probed on planes; the spectra at
-    the anchors when the probe records them; the comparison when the config asks for one; and the
-    magnification measures of every experiment."""
+    the anchors when the probe records them; the comparison when the config asks for one; the
+    curvature when the probe measures it; and the magnification measures of every
+    experiment."""
     probe = experiment["probe"]
     if experiment["dataset"]["name"] == "sinusoid":
         kinds = ["volume"]
@@ -118,6 +119,8 @@ def get_figures(name, experiment):
             kinds.append("spectra")
         if probe["compare_with"] is not None:
             kinds.append("compare")
+    if probe["curvature"]:
+        kinds.append("curvature")
     return expand(
         "results/{experiment}/figures/{figure}.{ext}",
         experiment=name,
