@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks in one run: the CUDA tests, then the speed benchmarks on CUDA (the engine; the
-# image experiments' training and probing costs, extrapolated to workflow/configs/paper.yaml).
+# image experiments' training and probing costs, extrapolated to workflow/configs/paper.yaml; the
+# curvature's cost).
 #
 #   bash benchmarks/gpu_check.sh [budget GiB, default 40]
 #
@@ -30,9 +31,12 @@ status=0
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
     python3 -c "import torch; print('torch', torch.__version__, 'CUDA', torch.cuda.is_available())"
-    python3 -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py tests/test_tangents.py tests/test_geometry.py || status=1
+    python3 -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py tests/test_tangents.py tests/test_geometry.py \
+        tests/test_curvature.py || status=1
     python3 benchmarks/probe_speed.py --devices cuda --budget-gib "$budget" --profile || status=1
     # seconds per CIFAR-10 ResNet34 epoch at batch 1024 (10 batches timed), per MNIST epoch, per probe point
     python3 benchmarks/image_costs.py --device cuda --train-images 10240 --points 64 || status=1
+    # the Gaussian curvature on a plane in forward passes a point
+    python3 benchmarks/curvature_cost.py --devices cuda || status=1
     exit "$status"
 } 2>&1 | tee "$log"

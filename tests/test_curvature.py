@@ -8,7 +8,10 @@ import pytest
 import torch
 
 from geomvol.geometry.analytic import shallow_scalar_curvature_2d
-from geomvol.geometry.curvature import gaussian_curvature, gaussian_curvature_of_parts, points_per_chunk
+from geomvol.geometry.curvature import (
+    derivatives, gaussian_curvature, gaussian_curvature_of_parts, nested_derivatives, points_per_chunk,
+)
+from geomvol.geometry.jets import UnsupportedOperation, plane_jet_derivatives
 from geomvol.models import build_model, feature_map
 from geomvol.train.checkpoint import load_checkpoint
 
@@ -122,3 +125,53 @@ def test_blocks_measured_together_have_each_their_own_curvature():
         torch.testing.assert_close(part.log10_area, alone.log10_area, rtol=1e-12, atol=0)
     with pytest.raises(ValueError, match="do not add up"):
         gaussian_curvature_of_parts(model.blocks_together(names, windows), x, basis, [512, 100])
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "erf", "gelu", "softplus", "relu"])
+def test_jets_give_the_nested_forward_derivatives_of_a_shallow_net(activation):
+    model = build_model({"name": "shallow", "width": 40, "activation": activation, "weight_std": 1.0,
+                         "scale_readout_bias": True, "input_shape": [1, 6, 6], "n_classes": 3})
+    model = model.double().eval().requires_grad_(False)
+    x = torch.rand(5, 1, 6, 6, dtype=F64, generator=torch.Generator().manual_seed(0))
+    e1, e2 = torch.randn(2, 1, 1, 6, 6, dtype=F64, generator=torch.Generator().manual_seed(1)).expand(2, 5, 1, 6, 6)
+    for jet, nested in zip(plane_jet_derivatives(model.hidden, x, e1, e2), nested_derivatives(model.hidden, x, e1, e2)):
+        torch.testing.assert_close(jet, nested, rtol=1e-12, atol=1e-12)
+
+
+def test_jets_give_the_nested_forward_derivatives_of_resnet_blocks():
+    """Convolutions, eval-mode batch norm, GELU, residual sums, pooling and the blocks side by side."""
+    torch.manual_seed(0)
+    model = build_model({"name": "resnet34", "activation": "gelu", "input_shape": [3, 32, 32], "n_classes": 10})
+    model = model.double().eval().requires_grad_(False)
+    windows = {"block1": (16, 8), "block2": (8, 8), "block3": (8, 4), "block4": (4, 4)}
+    together = model.blocks_together(["block1", "block2", "block3", "block4", "pooled"], windows)
+    x = torch.randn(2, 3, 32, 32, dtype=F64, generator=torch.Generator().manual_seed(0))
+    e1, e2 = torch.randn(2, 1, 3, 32, 32, dtype=F64, generator=torch.Generator().manual_seed(1)).expand(2, 2, 3, 32, 32)
+    for jet, nested in zip(plane_jet_derivatives(together, x, e1, e2), nested_derivatives(together, x, e1, e2)):
+        torch.testing.assert_close(jet, nested, rtol=1e-10, atol=1e-10 * nested.abs().max().item())
+
+
+def test_an_operation_the_jets_do_not_cover_falls_back_to_nested_forward_mode(capsys):
+    def squares(x):  # a product of two jets
+        return torch.cat([x * x, torch.sin(x)], dim=1)
+
+    x = torch.rand(4, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    e1, e2 = EYE2.T[:, None, :].expand(2, 4, 2)
+    with pytest.raises(UnsupportedOperation):
+        plane_jet_derivatives(squares, x, e1, e2)
+    for got, nested in zip(derivatives(squares, x, e1, e2), nested_derivatives(squares, x, e1, e2)):
+        torch.testing.assert_close(got, nested, rtol=0, atol=0)
+    assert "nested forward mode instead" in capsys.readouterr().err
+    training = build_model({"name": "resnet34", "activation": "gelu", "input_shape": [3, 32, 32], "n_classes": 10})
+    with pytest.raises(UnsupportedOperation, match="batch statistics"):
+        plane_jet_derivatives(feature_map(training.double().train(), "block1"), torch.randn(2, 3, 32, 32, dtype=F64),
+                              *torch.randn(2, 2, 3, 32, 32, dtype=F64))
+
+
+def test_the_jets_refuse_to_mix_the_rows_of_different_points():
+    x = torch.rand(4, 3, dtype=F64)
+    e1, e2 = torch.rand(2, 4, 3, dtype=F64)
+    for mixing in (lambda t: t.mean(), lambda t: t.sum(dim=0, keepdim=True), lambda t: torch.flatten(t),
+                   lambda t: t.reshape(2, -1), lambda t: torch.cat([t, t], dim=0)):
+        with pytest.raises(UnsupportedOperation):
+            plane_jet_derivatives(mixing, x, e1, e2)

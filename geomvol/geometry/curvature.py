@@ -10,10 +10,12 @@ onto the normal space (the orthogonal complement of :math:`\mathrm{span}(f_u, f_
 
 (scaling a metric by :math:`1/n` scales its curvature by :math:`n`). With
 :math:`\langle P a, P b\rangle = a \cdot b - (T^\top a)^\top G'^{-1} (T^\top b)` a point needs
-the two first and three second directional derivatives of :math:`\Phi` along the plane: forward-mode
-derivatives (a Jacobian-vector product and Jacobian-vector products of it), about nine forward
-passes' worth of streams in one nested pass, never the full Jacobian. :math:`K` is intrinsic: it does not depend on the coordinates
-chosen on the plane (a rotation or rescaling of :math:`e_1, e_2`), and the scalar curvature of the
+the two first and three second directional derivatives of :math:`\Phi` along the plane, never the full
+Jacobian: the plane's second-order jet pushed through the layers (:mod:`geomvol.geometry.jets`: the
+value, two first- and three second-order streams, about 6 to 9 forward passes a point) where the jet
+rules cover the network's operations, and otherwise nested forward-mode derivatives (a Jacobian-vector
+product of a Jacobian-vector product, 9 streams, about twice that). :math:`K` is intrinsic: it does not
+depend on the coordinates chosen on the plane (a rotation or rescaling of :math:`e_1, e_2`), and the scalar curvature of the
 2-D metric is :math:`R = 2K`. Sign convention: a round sphere has :math:`K > 0`, a saddle
 :math:`K < 0`.
 
@@ -27,6 +29,7 @@ a set of measure zero that sampled points do not hit, and the formula does not s
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -34,14 +37,15 @@ from typing import Callable
 import torch
 from torch.func import jvp, vmap
 
+from geomvol.geometry.jets import UnsupportedOperation, plane_jet_derivatives
 from geomvol.geometry.volume import measure_feature_map
 
 FeatureMap = Callable[[torch.Tensor], torch.Tensor]
 
 # Tangents whose Gram determinant is below this fraction of |f_u|^2 |f_v|^2 (sin^2 of their angle) are dependent.
 DEGENERATE_SIN2 = 1e-12
-# Streams of a point's nested forward pass: the primal, two first-order tangents (and their two copies
-# differentiated again), four second-order ones.
+# Streams of a point in flight: the nested forward pass's primal, two first-order tangents (and their two
+# copies differentiated again) and four second-order ones (the jets' 6 fit within them).
 STREAMS = 9
 
 
@@ -55,9 +59,10 @@ class Curvature:
     degenerate: torch.Tensor  # (B,) bool
 
 
-def _derivatives(feature_map: FeatureMap, x: torch.Tensor, e1: torch.Tensor, e2: torch.Tensor):
-    """f_u, f_v, f_uu, f_uv, f_vv at each point (B, n), in one nested forward-mode pass: the primal once, the
-    two directions as first-order tangents, and the four second-order ones (uu, uv, vu, vv) vectorised."""
+def nested_derivatives(feature_map: FeatureMap, x: torch.Tensor, e1: torch.Tensor, e2: torch.Tensor):
+    """f_u, f_v, f_uu, f_uv, f_vv at each point (B, n), in one nested forward-mode pass, for any feature map:
+    the primal once, the two directions as first-order tangents, and the four second-order ones (uu, uv, vu,
+    vv) vectorised (9 streams)."""
     batch = x.shape[0]
     directions = torch.stack([e1, e2])  # (2, B, *input)
 
@@ -73,6 +78,23 @@ def _derivatives(feature_map: FeatureMap, x: torch.Tensor, e1: torch.Tensor, e2:
         first, second = vmap(lambda direction: jvp(firsts, (x,), (direction,)))(directions)
     # first[b, a] = f_a (the same for each b); second[b, a] = f_ab
     return first[0, 0], first[0, 1], second[0, 0], second[1, 0], second[1, 1]
+
+
+def derivatives(feature_map: FeatureMap, x: torch.Tensor, e1: torch.Tensor, e2: torch.Tensor):
+    """f_u, f_v, f_uu, f_uv, f_vv at each point (B, n): from the plane's jet pushed through the layers
+    (:mod:`geomvol.geometry.jets`, 6 streams) when the jet rules cover every operation of the feature map,
+    else by :func:`nested_derivatives` (said once on stderr)."""
+    try:
+        return plane_jet_derivatives(feature_map, x, e1, e2)
+    except UnsupportedOperation as error:
+        if str(error) not in _FALLBACKS_SAID:
+            _FALLBACKS_SAID.add(str(error))
+            print(f"curvature: {error} is not covered by the jet rules; nested forward mode instead (about 2x "
+                  f"the cost)", file=sys.stderr)
+        return nested_derivatives(feature_map, x, e1, e2)
+
+
+_FALLBACKS_SAID: set[str] = set()
 
 
 def points_per_chunk(n: int, activations: int, itemsize: int, budget: int | None, batch: int) -> int:
@@ -129,10 +151,10 @@ def gaussian_curvature_of_parts(feature_map: FeatureMap, x: torch.Tensor, basis:
     for start in range(0, x.shape[0], chunk):
         points = x[start:start + chunk]
         e1, e2 = (basis[:, i].reshape(points.shape[1:]).expand_as(points) for i in range(2))
-        derivatives = _derivatives(feature_map, points, e1, e2)
+        point_derivatives = derivatives(feature_map, points, e1, e2)
         offset, parts = 0, []
         for width in widths:
-            parts.append(_curvature(*(d[:, offset:offset + width] for d in derivatives), normalise=normalise))
+            parts.append(_curvature(*(d[:, offset:offset + width] for d in point_derivatives), normalise=normalise))
             offset += width
         chunks.append(parts)
     return [Curvature(*(torch.cat([getattr(parts[p], name) for parts in chunks])

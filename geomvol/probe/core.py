@@ -279,7 +279,8 @@ def curvature_attrs(plane: str) -> dict:
             f"coordinates on the plane); the scalar curvature of the 2-D metric is 2K"),
         "sign_convention": "K > 0 where the surface is curved like a sphere, K < 0 like a saddle, 0 where flat",
         "undefined": "NaN where the plane's two tangent images are numerically dependent (det G ~ 0)",
-        "method": "nested forward-mode derivatives (geomvol.geometry.curvature.gaussian_curvature)",
+        "method": ("the plane's second-order jet pushed through the layers, or nested forward-mode derivatives "
+                   "where the jet rules do not cover the network (geomvol.geometry.curvature.gaussian_curvature)"),
     }
 
 
