@@ -198,6 +198,9 @@ def _curvature_measures(curvature, entropy, margin, band, minus_distance) -> dic
     return values
 
 
+# The measures that read the boundary band (points whose probability margin is below boundary_margin).
+BAND_MEASURES = {"boundary_ratio", "abs_curvature_boundary_ratio", "curvature_sign_near_boundary",
+                 "curvature_sign_boundary_contrast"}
 # The probed quantities that have measures: the stored variable (after a field's plane_ or line_ prefix) and
 # the function that measures one field of it.
 QUANTITIES = {"log10_volume": _volume_measures, "curvature": _curvature_measures}
@@ -311,7 +314,7 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dat
             long_name, definition = DEFINITIONS[name]
             attrs = {"long_name": long_name, "units": "1", "definition": definition,
                      "probed_field": field_name, "undefined": undefined[name]}
-            if "boundary" in name and "distance" not in name:
+            if name in BAND_MEASURES:
                 attrs["boundary_margin"] = band
             variables[prefix + name] = (cell_dims, results[name], attrs)
             variables.update(_over_seeds(prefix + name, cell_dims, results[name], long_name, undefined[name], bootstrap))

@@ -172,6 +172,7 @@ def test_the_jets_refuse_to_mix_the_rows_of_different_points():
     x = torch.rand(4, 3, dtype=F64)
     e1, e2 = torch.rand(2, 4, 3, dtype=F64)
     for mixing in (lambda t: t.mean(), lambda t: t.sum(dim=0, keepdim=True), lambda t: torch.flatten(t),
-                   lambda t: t.reshape(2, -1), lambda t: torch.cat([t, t], dim=0)):
+                   lambda t: t.reshape(2, -1), lambda t: torch.cat([t, t], dim=0), lambda t: t.T.sum(dim=1),
+                   lambda t: t.data * 2):
         with pytest.raises(UnsupportedOperation):
             plane_jet_derivatives(mixing, x, e1, e2)

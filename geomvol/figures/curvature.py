@@ -105,7 +105,7 @@ def plot_curvature(store_path: str | Path, png: str | Path, pdf: str | Path, see
             shared = curvature_norm(curvature) if style.colour_scale != "per_panel" else None
             meshes = []
             for column, epoch in enumerate(epochs):
-                panel_norm = shared or curvature_norm(curvature[column])
+                panel_norm = shared if shared is not None else curvature_norm(curvature[column])
                 meshes.append(_panel(rows[row][column], ds, field, curvature[column], f"{block}, epoch {int(epoch)}",
                                      cmap=CURVATURE_CMAP, norm=panel_norm))
                 _boundary(rows[row][column], ds, field, predicted[column])

@@ -82,9 +82,13 @@ class _JetMode(TorchFunctionMode):
         flat = list(args) + list(kwargs.values())
         if isinstance(args[0] if args else None, (list, tuple)):
             flat += list(args[0])
-        if (not any(self._is_jet(value) for value in flat) or func in _PROPERTIES
-                or getattr(func, "__name__", None) == "__get__"):
+        if not any(self._is_jet(value) for value in flat):
             return func(*args, **kwargs)
+        if func in _PROPERTIES or getattr(func, "__name__", None) == "__get__":
+            result = func(*args, **kwargs)
+            if isinstance(result, torch.Tensor):  # an attribute that is a view of the jet (.T, .data, ...)
+                raise UnsupportedOperation(f"the tensor attribute {func} of a jet")
+            return result
         if func in _ROW_LINEAR:
             return self._rows_kept(args[0], func(*args, **kwargs), func)
         if func is torch.cat:
