@@ -69,10 +69,13 @@ def _panel(ax, ds: xr.Dataset, field: dict, values: np.ndarray, title: str, **st
 
 
 def _boundary(ax, ds: xr.Dataset, field: dict, classes: np.ndarray) -> None:
-    """The decision boundary: where the predicted class changes."""
-    if np.unique(classes).size > 1:
-        ax.contour(ds[field["x"]].values, ds[field["y"]].values, classes, levels=np.arange(classes.max()) + 0.5,
-                   colors="black", linewidths=0.8)
+    """The decision boundary: where the predicted class changes, one line between any two classes (the edge of
+    each class's region; contours of the class numbers would draw a line per class number in between)."""
+    present = np.unique(classes)
+    if present.size > 1:
+        for label in present:
+            ax.contour(ds[field["x"]].values, ds[field["y"]].values, (classes == label).astype(float),
+                       levels=[0.5], colors="black", linewidths=0.8)
 
 
 def plot_curvature(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
