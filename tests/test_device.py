@@ -65,8 +65,8 @@ def test_a_job_claims_a_free_gpu_and_waits_while_all_are_claimed(monkeypatch, tm
     _hold(tmp_path, "1").close()  # and released after it
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
+    started = time.monotonic()  # before the timer starts: its 0.2 s cannot have begun earlier
     threading.Timer(0.2, second.close).start()  # the job holding card 2 ends
-    started = time.monotonic()
     with job_gpus(1, lock_dir=tmp_path, poll_seconds=0.01) as gpus:
         assert gpus == ["2"] and os.environ["CUDA_VISIBLE_DEVICES"] == "2"
     assert time.monotonic() - started >= 0.2

@@ -153,7 +153,7 @@ def test_a_conda_run_after_a_plain_run_plans_nothing(finished, conda_answers):
 
 def test_a_seed_group_trains_in_one_job_and_regrouping_trains_nothing(tmp_path):
     """Two seeds of one group: the first seed's job trains both, the second's computes nothing (its store is
-    full) and publishes; one probe store per epoch holds both seeds. Regrouping (seed_group_size: 1) plans the
+    full) and publishes; one probe store per epoch holds both seeds; so with one more saved epoch. Regrouping (seed_group_size: 1) plans the
     probes again, one store per seed, and the second seed's jobs (whose input, the first seed's run, it no
     longer waits for): they publish the same files, trained by nobody."""
     grouped = config_with(set_key("seeds", [0, 1]))
@@ -169,6 +169,21 @@ def test_a_seed_group_trains_in_one_job_and_regrouping_trains_nothing(tmp_path):
     assert store["seed"].values.tolist() == [0, 1]
     assert open_store(results / "volume.zarr")["seed"].values.tolist() == [0, 1]
     checkpoints = _files(results / "s1" / "checkpoints")
+
+    # one more saved epoch (in a copy of the run): the first seed's extend job trains both seeds, the second's
+    # waits for it and finds its store full
+    def extended(experiment):
+        experiment.update(seeds=[0, 1])
+        add_saved_epoch(experiment)
+
+    extension = tmp_path / "extension"
+    shutil.copytree(workdir, extension, symlinks=True, copy_function=shutil.copy2)
+    (tmp_path / "extended.yaml").write_text(yaml.safe_dump(config_with(extended)))
+    result = snakemake(extension, tmp_path / "extended.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    logs = extension / "results" / EXPERIMENT / "logs"
+    first, second = ((logs / f"extend_s{seed}_epoch_30.log").read_text() for seed in (0, 1))
+    assert "resuming from epoch 20" in first and "computing" not in second, (first, second)
 
     def regrouped(experiment):
         experiment.update(seeds=[0, 1], seed_group_size=1)

@@ -1,6 +1,7 @@
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 from geomvol.catalogue import EXPECTED_FILES, FIGURES, TORCHVISION_DATASETS
 from geomvol.config import (
@@ -280,6 +281,17 @@ def get_group_training(wildcards):
     return ancient(
         rules.train.output.run.format(experiment=wildcards.experiment, seed=group[0])
     )
+
+
+def get_group_extension(wildcards):
+    """For a seed that is not the first of its group, what holds the first seed's copy of this epoch (its
+    extend_training checkpoint, or its training run), whose job trains the group: this seed's job waits
+    for it and then finds its store full. ancient: only the order matters."""
+    group = seed_group_of(wildcards)
+    if group[0] == int(wildcards.seed):
+        return []
+    first = SimpleNamespace(experiment=wildcards.experiment, seed=str(group[0]))
+    return ancient(checkpoint_source(first, int(wildcards.epoch)))
 
 
 def get_figure_style(wildcards):

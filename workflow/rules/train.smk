@@ -42,11 +42,13 @@ rule train:
 
 
 # A saved epoch added after the training run (training longer, one more saved epoch): made from the
-# nearest earlier checkpoint in the run's store, while every checkpoint the run made stays as it is.
+# nearest earlier checkpoint in the run's store, while every checkpoint the run made stays as it is. As
+# in train, the first seed of a seed group extends the group; the others' jobs come after it.
 rule extend_training:
     input:
         data=rules.prepare_dataset.output.data,
         run=rules.train.output.run,
+        group=get_group_extension,
     output:
         checkpoint="results/{experiment}/s{seed}/extended/epoch_{epoch}.pt",
     log:
