@@ -5,7 +5,7 @@ from PIL import Image
 
 from geomvol.config import result_config
 from geomvol.figures import plot_curvature, plot_measures, plot_volume_grid
-from geomvol.figures.curvature import curvature_norm
+from geomvol.figures.curvature import curvature_norm, curvature_ticks
 from geomvol.provenance import sha256_tree
 from geomvol.stages import combine_probes, measure, probe
 from geomvol.store import open_store
@@ -78,3 +78,7 @@ def test_curvature_colour_scale_is_centred_and_symmetric_log_across_decades():
     wide = curvature_norm(np.array([1e-3, -2e-3, 1e-3, 5.0]))
     assert isinstance(wide, SymLogNorm) and (wide.vmin, wide.vmax) == (-5.0, 5.0)
     assert wide.linthresh == pytest.approx(1.5e-3)  # the median |K|
+    assert curvature_ticks(wide) == [-1.0, -0.1, -0.01, 0.0, 0.01, 0.1, 1.0]  # none at +-linthresh, beside 0
+    assert curvature_ticks(linear) is None
+    many = curvature_ticks(curvature_norm(np.array([1.0, -1.0, 1.0, 3e9])))  # 10^1 .. 10^9: every other power
+    assert many[-5:] == [1e1, 1e3, 1e5, 1e7, 1e9] and many[:5] == [-1e9, -1e7, -1e5, -1e3, -1e1]

@@ -12,6 +12,7 @@ images dependent) the panel is left blank.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -43,6 +44,17 @@ def curvature_norm(values: np.ndarray) -> Normalize:
     if typical > 0.0 and peak / typical > SYMLOG_SPAN:
         return SymLogNorm(linthresh=typical, vmin=-peak, vmax=peak, base=10)
     return Normalize(-peak, peak)
+
+
+def curvature_ticks(norm: Normalize) -> list[float] | None:
+    """Colour-bar ticks of a symmetric-log norm: 0 and the powers of ten above its linear range, on both
+    sides (every other power when there are more than five), so that no two labels sit on each other near
+    0; None (matplotlib's own) for a linear norm."""
+    if not isinstance(norm, SymLogNorm):
+        return None
+    powers = np.arange(math.floor(math.log10(norm.linthresh)) + 1, math.floor(math.log10(norm.vmax)) + 1)
+    powers = powers[::-1][::2][::-1] if powers.size > 5 else powers
+    return [*(-(10.0 ** powers[::-1])), 0.0, *(10.0 ** powers)]
 
 
 def _fields(ds: xr.Dataset) -> list[dict]:
@@ -113,13 +125,14 @@ def plot_curvature(store_path: str | Path, png: str | Path, pdf: str | Path, see
                                      cmap=CURVATURE_CMAP, norm=panel_norm))
                 _boundary(rows[row][column], ds, field, predicted[column])
                 if style.colour_scale == "per_panel":
-                    colourbar = fig.colorbar(meshes[-1], ax=rows[row][column], shrink=0.8, pad=0.02)
+                    colourbar = fig.colorbar(meshes[-1], ax=rows[row][column], shrink=0.8, pad=0.02,
+                                             ticks=curvature_ticks(panel_norm))
                     colourbar.ax.tick_params(labelsize=6)
             label = f"Gaussian curvature K ({block})"
             if style.colour_scale == "per_panel":
                 colourbar.set_label(label)
             else:
-                fig.colorbar(meshes[-1], ax=rows[row].tolist(), label=label)
+                fig.colorbar(meshes[-1], ax=rows[row].tolist(), label=label, ticks=curvature_ticks(shared))
     title = (f"{ds.attrs['experiment']} (seed {seed}): Gaussian curvature K of the metric each feature map induces "
              f"on the plane (red: sphere-like, K > 0; blue: saddle-like, K < 0; symmetric-log colour scale where "
              f"|K| spans decades), decision boundary in black\n{EPOCH_NOTE}")
