@@ -155,9 +155,9 @@ def boundary_ratio(log10_volume: np.ndarray, margin: np.ndarray, band: float,
 def mean_near_boundary(values: np.ndarray, margin: np.ndarray, band: float) -> tuple[float, str | None]:
     """(mean of ``values`` where ``margin`` < ``band``, None), or (NaN, why); NaN values left out."""
     values, margin = np.ravel(values), np.ravel(margin)
-    near, _, _ = _band(values, margin, band)
-    if not near.any():
-        return math.nan, f"no probe point within the boundary band (probability margin < {band:g})"
+    near, _, why = _band(values, margin, band)
+    if not near.any():  # (points away from the band are not needed here)
+        return math.nan, why
     return float(values[near].mean()), None
 
 

@@ -89,6 +89,17 @@ def class_colours(n_classes: int) -> tuple[ListedColormap, BoundaryNorm]:
     return cmap, BoundaryNorm(np.arange(n_classes + 1) - 0.5, n_classes)
 
 
+def draw_decision_boundary(ax, x: np.ndarray, y: np.ndarray, classes: np.ndarray, colour: str,
+                           linewidth: float) -> None:
+    """The decision boundary over a panel of predicted ``classes`` (y, x): where the predicted class changes,
+    drawn as the edges of the regions of every class present but one (each boundary between two classes is
+    an edge of both, so none is missed, and with two classes each is drawn once; contours of the class
+    numbers would draw a line for every class number in between)."""
+    present = np.unique(classes)
+    for label in present[:-1]:
+        ax.contour(x, y, (classes == label).astype(float), levels=[0.5], colors=colour, linewidths=linewidth)
+
+
 def first_seed(ds: xr.Dataset, seed: int | None) -> int:
     return int(ds["seed"].values[0]) if seed is None else seed
 

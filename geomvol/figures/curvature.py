@@ -24,7 +24,9 @@ import xarray as xr  # noqa: E402
 from matplotlib.colors import Normalize, SymLogNorm  # noqa: E402
 
 from geomvol.errors import GeomvolError  # noqa: E402
-from geomvol.figures.common import EPOCH_NOTE, class_colours, first_seed, save_with_lineage  # noqa: E402
+from geomvol.figures.common import (  # noqa: E402
+    EPOCH_NOTE, class_colours, draw_decision_boundary, first_seed, save_with_lineage,
+)
 from geomvol.figures.images import PANEL, plane_panel  # noqa: E402
 from geomvol.settings import FigureStyle  # noqa: E402
 from geomvol.store import open_store  # noqa: E402
@@ -80,16 +82,6 @@ def _panel(ax, ds: xr.Dataset, field: dict, values: np.ndarray, title: str, **st
     return mesh
 
 
-def _boundary(ax, ds: xr.Dataset, field: dict, classes: np.ndarray) -> None:
-    """The decision boundary: where the predicted class changes, one line between any two classes (the edge of
-    each class's region; contours of the class numbers would draw a line per class number in between)."""
-    present = np.unique(classes)
-    if present.size > 1:
-        for label in present:
-            ax.contour(ds[field["x"]].values, ds[field["y"]].values, (classes == label).astype(float),
-                       levels=[0.5], colors="black", linewidths=0.8)
-
-
 def plot_curvature(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
                    style: FigureStyle = FigureStyle()) -> None:
     """Decision regions and the Gaussian curvature K of every feature map on every probed plane, one column
@@ -123,7 +115,8 @@ def plot_curvature(store_path: str | Path, png: str | Path, pdf: str | Path, see
                 panel_norm = shared if shared is not None else curvature_norm(curvature[column])
                 meshes.append(_panel(rows[row][column], ds, field, curvature[column], f"{block}, epoch {int(epoch)}",
                                      cmap=CURVATURE_CMAP, norm=panel_norm))
-                _boundary(rows[row][column], ds, field, predicted[column])
+                draw_decision_boundary(rows[row][column], ds[field["x"]].values, ds[field["y"]].values,
+                                       predicted[column], "black", 0.8)
                 if style.colour_scale == "per_panel":
                     colourbar = fig.colorbar(meshes[-1], ax=rows[row][column], shrink=0.8, pad=0.02,
                                              ticks=curvature_ticks(panel_norm))

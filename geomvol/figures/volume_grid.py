@@ -8,11 +8,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 from geomvol.settings import FigureStyle  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
-    EPOCH_NOTE, VOLUME_LABEL, first_seed, row_colourbars, row_scales, save_with_lineage,
+    EPOCH_NOTE, VOLUME_LABEL, draw_decision_boundary, first_seed, row_colourbars, row_scales, save_with_lineage,
 )
 from geomvol.store import open_store  # noqa: E402
 
@@ -41,9 +40,7 @@ def plot_volume_grid(store_path: str | Path, png: str | Path, pdf: str | Path, s
         vmin, vmax = limits[column]
         meshes.append(ax.pcolormesh(x1, x2, values[column], vmin=vmin, vmax=vmax, cmap="viridis", shading="auto",
                                     rasterized=True))
-        classes = ds["predicted_class"].sel(seed=seed, epoch=epoch).values
-        if np.unique(classes).size > 1:
-            ax.contour(x1, x2, classes, levels=np.arange(classes.max()) + 0.5, colors="white", linewidths=1.2)
+        draw_decision_boundary(ax, x1, x2, ds["predicted_class"].sel(seed=seed, epoch=epoch).values, "white", 1.2)
         ax.scatter(ds["data_x1"], ds["data_x2"], c=ds["data_class"], cmap="coolwarm", s=6, edgecolors="black", linewidths=0.2)
         ax.set(title=f"epoch {int(epoch)}", xlabel="x1", ylabel="x2", aspect="equal",
                xlim=(x1.min(), x1.max()), ylim=(x2.min(), x2.max()))

@@ -80,6 +80,10 @@ def nested_derivatives(feature_map: FeatureMap, x: torch.Tensor, e1: torch.Tenso
     return first[0, 0], first[0, 1], second[0, 0], second[1, 0], second[1, 1]
 
 
+# The reasons for a fallback to nested forward mode already said on stderr (each is said once a process).
+_FALLBACKS_SAID: set[str] = set()
+
+
 def derivatives(feature_map: FeatureMap, x: torch.Tensor, e1: torch.Tensor, e2: torch.Tensor):
     """f_u, f_v, f_uu, f_uv, f_vv at each point (B, n): from the plane's jet pushed through the layers
     (:mod:`geomvol.geometry.jets`, 6 streams) when the jet rules cover every operation of the feature map,
@@ -92,9 +96,6 @@ def derivatives(feature_map: FeatureMap, x: torch.Tensor, e1: torch.Tensor, e2: 
             print(f"curvature: {error} is not covered by the jet rules; nested forward mode instead (about 2x "
                   f"the cost)", file=sys.stderr)
         return nested_derivatives(feature_map, x, e1, e2)
-
-
-_FALLBACKS_SAID: set[str] = set()
 
 
 def points_per_chunk(n: int, activations: int, itemsize: int, budget: int | None, batch: int) -> int:
@@ -139,8 +140,8 @@ def gaussian_curvature_of_parts(feature_map: FeatureMap, x: torch.Tensor, basis:
                                 memory_budget_bytes: int | None = None) -> list[Curvature]:
     """The curvature of several feature maps at once: ``feature_map`` returns the features of P maps side by
     side, (B, n_1 + ... + n_P) (``widths``; None: one map), and part p's surface is its own, with its metric
-    normalised by its own n_p. One nested pass serves all parts: through a network whose blocks share their
-    trunk, what the deepest block alone costs. Other parameters as :func:`gaussian_curvature`."""
+    normalised by its own n_p. One pass of the derivatives serves all parts: through a network whose blocks
+    share their trunk, what the deepest block alone costs. Other parameters as :func:`gaussian_curvature`."""
     n, activations = measure_feature_map(feature_map, x[:1])
     widths = [n] if widths is None else list(widths)
     if sum(widths) != n:

@@ -65,6 +65,14 @@ class ProbedModel:
         """The feature map ``name``, its blocks pooled as the probe says."""
         return feature_map(self.model, name, block_windows(self.block_pooling))
 
+    def feature_maps_together(self, names: list[str]):
+        """The named feature maps side by side, (B, *input) -> (B, n_1 + ... + n_P), from one pass through a
+        model that computes several in one (its ``blocks_together``); None for a model that does not, or for
+        a single map."""
+        if len(names) < 2 or not hasattr(self.model, "blocks_together"):
+            return None
+        return self.model.blocks_together(names, block_windows(self.block_pooling))
+
     @property
     def aliases(self) -> dict:
         """Feature maps that are one function under two names (computed once)."""
@@ -109,8 +117,8 @@ def log10_volumes(probed: ProbedModel, points: torch.Tensor, settings: ProbeSett
     """
     subspace = basis if settings.metric == "subspace" else None
     names = list(settings.feature_maps)
-    if subspace is not None and hasattr(probed.model, "blocks_together") and len(names) > 1 and settings.top_k is None:
-        together = probed.model.blocks_together(names, block_windows(probed.block_pooling))
+    together = probed.feature_maps_together(names)
+    if subspace is not None and together is not None and settings.top_k is None:
         volumes = log_volume_of_parts(together, points, [probed.width(n) for n in names],
                                       basis=subspace, memory_budget_bytes=settings.memory_budget_bytes)
         return {name: volume / LN10 for name, volume in zip(names, volumes)}
@@ -135,7 +143,7 @@ def curvatures(probed: ProbedModel, points: torch.Tensor, settings: ProbeSetting
     """The Gaussian curvature K of the metric every feature map of ``settings`` induces on the plane spanned by
     ``basis`` (d, 2), at ``points`` (B, *input): name -> (B,), NaN where the plane's tangent images are
     dependent (the count is printed). A model that computes several feature maps in one pass
-    (``blocks_together``) has them all from one nested forward pass."""
+    (``blocks_together``) has them all from one pass of the derivatives."""
     names = list(settings.feature_maps)
 
     def values(curvature) -> torch.Tensor:
@@ -144,8 +152,8 @@ def curvatures(probed: ProbedModel, points: torch.Tensor, settings: ProbeSetting
                   f"{points.shape[0]} points", file=sys.stderr)
         return curvature.gaussian
 
-    if hasattr(probed.model, "blocks_together") and len(names) > 1:
-        together = probed.model.blocks_together(names, block_windows(probed.block_pooling))
+    together = probed.feature_maps_together(names)
+    if together is not None:
         parts = gaussian_curvature_of_parts(together, points, basis, [probed.width(name) for name in names],
                                             memory_budget_bytes=settings.memory_budget_bytes)
         return {name: values(part) for name, part in zip(names, parts)}
