@@ -20,10 +20,6 @@ def _json(text: str) -> dict:
         raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from error
 
 
-def _seed_group(text: str) -> dict[int, Path]:
-    return {int(seed): Path(state_dir) for seed, state_dir in _json(text).items()}
-
-
 def _boolean(text: str) -> bool:
     if text not in ("true", "false"):
         raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
@@ -59,37 +55,56 @@ def cmd_synthesize(args) -> None:
           f"in torchvision's layout to {args.root}: {', '.join(files)}")
 
 
-def _training_run(args) -> dict:
-    """The training run of a train or extend job: its lineage (--lineage), schedule and run-time settings."""
-    training = {**args.lineage["training"], **args.schedule, "device": args.device, "threads": args.threads}
-    return {**args.lineage, "training": training}
+def _training_runs(args) -> list[dict]:
+    """The training runs of a seed group's train or extend job: from its lineage (--lineage: the seeds, the model
+    and the training section without its schedule and run-time settings), schedule and run-time settings."""
+    lineage = dict(args.lineage)
+    seeds = lineage.pop("seeds")
+    training = {**lineage["training"], **args.schedule, "device": args.device, "threads": args.threads}
+    return [{**lineage, "seed": seed, "training": training} for seed in seeds]
+
+
+def _state_dirs(args, runs: list[dict]) -> list[Path]:
+    missing = [run["seed"] for run in runs if str(run["seed"]) not in args.state_dirs]
+    if missing:
+        raise GeomvolError(f"--state-dirs names no checkpoint store for seed(s) {missing}")
+    return [Path(args.state_dirs[str(run["seed"])]) for run in runs]
 
 
 def cmd_train(args) -> None:
     from geomvol.stages import train
 
-    paths = train(_training_run(args), args.data, args.output_dir, args.state_dir, args.seed_group)
-    print(f"wrote {len(paths)} checkpoints to {args.output_dir}")
+    runs = _training_runs(args)
+    paths = train(runs, args.data, args.manifest, args.output_dir, _state_dirs(args, runs))
+    print(f"wrote {sum(map(len, paths.values()))} checkpoints of seeds {sorted(paths)} to {args.output_dir}")
 
 
 def cmd_extend(args) -> None:
     from geomvol.stages import extend_training
 
-    extend_training(_training_run(args), args.data, args.state_dir, args.epoch, args.output, args.seed_group)
+    runs = _training_runs(args)
+    extend_training(runs, args.data, args.manifest, args.epoch, args.output_dir, _state_dirs(args, runs))
+    print(f"wrote epoch {args.epoch} of seeds {[run['seed'] for run in runs]} to {args.output_dir}")
+
+
+def cmd_publish(args) -> None:
+    from geomvol.stages import publish_checkpoint
+
+    publish_checkpoint(args.source, args.seed, args.epoch, args.output)
     print(f"wrote {args.output}")
 
 
 def cmd_metrics(args) -> None:
     from geomvol.stages import training_metrics
 
-    training_metrics(args.checkpoint, args.output)
+    training_metrics(args.source, args.seed, args.epoch, args.output)
     print(f"wrote {args.output}")
 
 
 def cmd_probe(args) -> None:
     from geomvol.stages import probe
 
-    probe(args.checkpoints, args.data, {**args.probe, "device": args.device,
+    probe(args.checkpoints, args.data, args.manifest, {**args.probe, "device": args.device,
                                          "memory_budget_bytes": args.memory_budget_bytes}, args.output)
     print(f"wrote {args.output}")
 
@@ -120,10 +135,11 @@ def cmd_trace(args) -> None:
 
     steps = trace(args.path, args.configfile)
     print(format_trace(steps))
-    broken = [step for step in steps if step.status in ("CHANGED", "MISSING")]
+    broken = [step for step in steps if step.status in ("CHANGED", "MISSING", "DISAGREES")]
     if broken:
         raise GeomvolError("; ".join(
             f"{step.path} is missing" if step.on_disk is None else
+            f"{step.path}: {step.disagreement}" if step.disagreement is not None else
             f"{step.path} no longer matches the sha256 recorded downstream (recorded {step.recorded}, on disk {step.on_disk})"
             for step in broken))
     print(f"all {sum(step.recorded is not None for step in steps)} recorded checksums match the files on disk")
@@ -137,17 +153,17 @@ def _add_gpus_option(parser: argparse.ArgumentParser) -> None:
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lineage", type=_json, required=True,
-                        help="JSON with seed, model and training sections (geomvol.config.checkpoint_lineage: "
-                             "training without its schedule and run-time settings)")
+                        help="JSON with the seeds of the group (trained together, as one ensemble when there are "
+                             "several), the model and the training section without its schedule and run-time "
+                             "settings (geomvol.config.group_lineage)")
     parser.add_argument("--schedule", type=_json, required=True, help='JSON {"epochs": N, "save_epochs": ...}')
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="where to train")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--state-dir", type=Path, required=True,
-                        help="the checkpoint store: every saved epoch, kept across kills and reruns")
-    parser.add_argument("--seed-group", type=_seed_group, default=None,
-                        help='JSON {"seed": "its checkpoint store", ...}: the seeds that train together with this one, '
-                             "as one ensemble (this seed among them); default: this seed alone")
+    parser.add_argument("--manifest", type=Path, required=True, help="the data set's manifest (its recorded sha256)")
+    parser.add_argument("--state-dirs", type=_json, required=True,
+                        help='JSON {"seed": "its checkpoint store", ...}: where each seed keeps every saved epoch, '
+                             "across kills and reruns (one keyed directory per lineage inside)")
     _add_gpus_option(parser)
 
 
@@ -183,28 +199,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_synthesize)
 
-    p = sub.add_parser("train", help="train into a checkpoint store (computing only the saved epochs it lacks) "
-                                     "and publish every saved epoch")
+    p = sub.add_parser("train", help="train a seed group into its checkpoint stores (computing only the saved epochs "
+                                     "they lack) and copy every saved epoch of every seed")
     _add_training_options(p)
     p.add_argument("--output-dir", type=Path, required=True)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("extend", help="make one more saved epoch of a training run from the nearest earlier "
-                                      "checkpoint in its store")
+    p = sub.add_parser("extend", help="make one more saved epoch of a seed group from the nearest earlier "
+                                      "checkpoints in their stores")
     _add_training_options(p)
     p.add_argument("--epoch", type=int, required=True, help="the saved epoch to make")
-    p.add_argument("--output", type=Path, required=True, help="where to publish its checkpoint")
+    p.add_argument("--output-dir", type=Path, required=True, help="where to copy its checkpoints")
     p.set_defaults(func=cmd_extend)
 
-    p = sub.add_parser("metrics", help="the per-epoch loss and accuracy a checkpoint holds, as TSV")
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--output", type=Path, required=True)
-    p.set_defaults(func=cmd_metrics)
+    for name, function, helped in (
+            ("publish", cmd_publish, "copy one seed's checkpoint of one epoch out of its group's directory, checked "
+                                     "against the sha256 recorded there"),
+            ("metrics", cmd_metrics, "the per-epoch loss and accuracy one seed's checkpoint holds, as TSV")):
+        p = sub.add_parser(name, help=helped)
+        p.add_argument("--source", type=Path, required=True,
+                       help="a seed group's training or extension directory (with its manifest.json)")
+        p.add_argument("--seed", type=int, required=True)
+        p.add_argument("--epoch", type=int, required=True)
+        p.add_argument("--output", type=Path, required=True)
+        p.set_defaults(func=function)
 
     p = sub.add_parser("probe", help="volume element, class and entropy of the checkpoints of one epoch on a grid, planes or lines")
     p.add_argument("--checkpoints", type=Path, nargs="+", required=True,
                    help="checkpoints of one epoch, of one seed or of the seeds of a group (one store for all)")
     p.add_argument("--data", type=Path, required=True, help="the prepared data set (anchor images)")
+    p.add_argument("--manifest", type=Path, required=True, help="the data set's manifest (its recorded sha256)")
     p.add_argument("--probe", type=_json, required=True,
                    help="resolved `probe` config section without its run-time keys (device, memory_budget_bytes), the "
                         "probed epochs and compare_with (geomvol.config.probe_job_settings), as JSON")

@@ -86,6 +86,15 @@ def checkpoint_lineage(run: dict) -> dict:
     return {**run, "training": training}
 
 
+def group_lineage(experiment: dict, group: list[int]) -> dict:
+    """What a seed group's training job computes, whatever its schedule: the seeds of the group (trained as one
+    unit) and the lineage every one of them shares (:func:`checkpoint_lineage` without the seed). The train
+    and extend rules' params: any edit of it reruns the whole group."""
+    lineage = checkpoint_lineage(training_run(experiment, group[0]))
+    lineage.pop("seed")
+    return {"seeds": list(group), **lineage}
+
+
 def probe_job_settings(experiment: dict) -> dict:
     """What one probe job computes from its checkpoint and data set: the probe section without run-time
     settings, without the list of probed epochs (each job probes one) and without ``compare_with``."""
@@ -104,9 +113,17 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "<config>"
 
 
+def _is_integer(checker, instance) -> bool:
+    """The schema's integers are Python ints: JSON Schema's own rule would take 80.0 for an integer, which then
+    reaches torch as a float (the schema's description states the rule)."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
 def _validator_with_defaults(schema: dict):
-    """A Draft 2020-12 validator that fills in ``default`` values as it validates."""
-    base = jsonschema.Draft202012Validator
+    """A Draft 2020-12 validator that fills in ``default`` values as it validates, and whose integers are ints."""
+    base = jsonschema.validators.extend(
+        jsonschema.Draft202012Validator,
+        type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
     validate_properties = base.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema):
@@ -357,13 +374,19 @@ def resolve_config(config: dict, schema: dict | str | Path = DEFAULT_SCHEMA) -> 
         schema = load_schema(schema)
     resolved = copy.deepcopy(dict(config))
     validator = _validator_with_defaults(schema)
-    _check_finite(resolved, ())
+    _check_numbers(resolved, ())
     errors = sorted(validator.iter_errors(resolved), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         error = errors[0]
         # oneOf failures: report the most specific sub-error.
         best = jsonschema.exceptions.best_match([error])
-        raise ConfigError(f"config key {_key(best.absolute_path)}: {best.message}")
+        message = best.message
+        if isinstance(best.instance, float) and best.instance.is_integer() and '"integer"' in json.dumps(best.schema):
+            message = (f"{best.instance} is not of type 'integer' (integers are written without a decimal point or "
+                       f"exponent: {int(best.instance)}, not {best.instance})")
+        elif list(best.absolute_path) == ["experiments"] and best.validator in ("type", "pattern"):
+            message += " (experiment names: letters, digits, '_' and '-', starting with a letter or digit, at most 64)"
+        raise ConfigError(f"config key {_key(best.absolute_path)}: {message}")
     for name, experiment in resolved["experiments"].items():
         _check_experiment(name, experiment)
     _check_comparisons(resolved["experiments"])
@@ -393,23 +416,78 @@ def _check_comparisons(experiments: dict) -> None:
             raise ConfigError(f"{key}: {name!r} and {other_name!r} are probed at no common epoch")
 
 
-def _check_finite(value, path: tuple) -> None:
-    """Refuse NaN and infinite numbers anywhere (YAML's .nan, .inf), naming the key."""
+INTEGER_LIMIT = 2**63  # torch's int64: seeds, sizes and byte counts beyond it overflow inside jobs
+
+
+def _check_numbers(value, path: tuple) -> None:
+    """Refuse NaN and infinite numbers (YAML's .nan, .inf) and integers beyond 64 bits anywhere, naming the key."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"config key {_key(path)}: {value} is not a finite number")
+    if isinstance(value, int) and not isinstance(value, bool) and not -INTEGER_LIMIT <= value < INTEGER_LIMIT:
+        raise ConfigError(f"config key {_key(path)}: {value} is beyond 64-bit integers (|n| < 2^63)")
     if isinstance(value, dict):
         for key, item in value.items():
-            _check_finite(item, path + (key,))
+            _check_numbers(item, path + (key,))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_finite(item, path + (index,))
+            _check_numbers(item, path + (index,))
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    lines = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            if key in lines:
+                raise ConfigError(f"config file {loader.name}, line {line}: key {key!r} is given twice in one mapping "
+                                  f"(first on line {lines[key]}); keep one")
+            lines[key] = line
+        except TypeError:  # a key YAML allows and no config has (a list, a mapping): the schema refuses it
+            continue
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """A YAML (or JSON) config file as a dict, read strictly: a duplicate key, a YAML syntax error or a top level
+    that is not a mapping raises :class:`ConfigError` naming the file and the line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"config file {path} cannot be read: {error.strerror or error}") from error
+    loader = _StrictLoader(text)
+    loader.name = str(path)
+    try:
+        config = loader.get_single_data()
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path}{where}: not valid YAML: "
+                          f"{' '.join(part for part in (error.context, error.problem) if part)}") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path}: not valid YAML: {error}") from error
+    finally:
+        loader.dispose()
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping (experiments: ...), not a "
+                          f"{type(config).__name__}")
+    return config
 
 
 def load_config(path: str | Path, schema: dict | str | Path = DEFAULT_SCHEMA) -> dict:
-    """Read a YAML config file and resolve it (see :func:`resolve_config`)."""
-    with open(path) as handle:
-        config = yaml.safe_load(handle) or {}
-    return resolve_config(config, schema)
+    """Read a YAML config file strictly (:func:`read_config_file`) and resolve it (see :func:`resolve_config`)."""
+    return resolve_config(read_config_file(path), schema)
 
 
 def canonical_json(value: Any) -> str:

@@ -4,7 +4,9 @@ Every output records the sha256 of what it was made from: a figure (PNG text chu
 store; the measures store the volume store; the volume store each probe store, the prepared data set and
 the config; a probe store its checkpoint; the training manifest and each checkpoint the data set; the data
 set's manifest the data set and every raw file. :func:`trace` follows those records from ``path`` and
-compares each recorded sha256 with the file on disk now. Tracing imports no torch.
+compares each recorded sha256 with the file on disk now, and each checkpoint's lineage (and each probe
+store's probe section) with the config the volume store records: a file whose settings disagree with the
+store made from it is DISAGREES, as a changed one is CHANGED. Tracing imports no torch.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from geomvol.config import config_sha256, result_config
+from geomvol.config import checkpoint_lineage, config_sha256, result_config
 from geomvol.errors import GeomvolError
 from geomvol.provenance import sha256_of
 
@@ -30,11 +32,14 @@ class Step:
     recorded: str | None = None  # sha256 recorded by the step below it (None for the traced file itself)
     on_disk: str | None = None  # sha256 now; None if the file is missing
     details: dict = field(default_factory=dict)  # code version, parameters
+    disagreement: str | None = None  # how the file's recorded settings differ from the store made from it
 
     @property
     def status(self) -> str:
         if self.on_disk is None:
             return "MISSING"
+        if self.disagreement is not None:
+            return "DISAGREES"
         if self.recorded is None:
             return "traced"
         return "ok" if self.recorded == self.on_disk else "CHANGED"
@@ -84,6 +89,7 @@ class Tracer:
         self.configfile = configfile
         self.steps: list[Step] = []
         self.seen: set[Path] = set()
+        self.expected: dict | None = None  # what the volume store being traced says its inputs were made with
 
     def here(self, recorded_path: str | Path) -> Path:
         """A path as recorded by the pipeline (relative to its working directory) on disk now."""
@@ -124,7 +130,7 @@ class Tracer:
         if not path.exists() or (not probe and not (path / "zarr.json").exists()):
             self.add("probe store" if probe else "store", path, "probe" if probe else "combine_probes", depth, recorded)
             return
-        ds = open_store(path)
+        ds = open_store(path, verify="none")
         attrs = ds.attrs
         if "source_store" in attrs:  # the measures store
             step = self.add("measures store", path, "measure", depth, recorded, code=attrs.get("git_commit"),
@@ -136,6 +142,10 @@ class Tracer:
             step = self.add("probe store", path, "probe", depth, recorded, code=attrs.get("git_commit", "not recorded"),
                             params=f"probe {attrs.get('probe_config', 'not recorded')}")
             if step is not None:
+                if self.expected is not None and "probe_config" in attrs:
+                    expected = {key: value for key, value in self.expected["config"]["probe"].items() if key != "epochs"}
+                    step.disagreement = _differences(json.loads(attrs["probe_config"]), expected, "probe",
+                                                     self.expected["store"])
                 self.follow(ds, "checkpoint", self.checkpoint, depth + 1)
             return
         step = self.add("store", path, "combine_probes", depth, recorded, code=attrs.get("git_commit"),
@@ -143,6 +153,8 @@ class Tracer:
         if step is None:
             return
         self.config(path, attrs, depth + 1)
+        self.expected = {"config": json.loads(attrs["experiment_config"]), "dataset_sha256": attrs.get("dataset_sha256"),
+                         "store": self.show(path)}
         if "probe_store_file" in ds.coords:
             self.follow(ds, "probe_store", self.store, depth + 1)
         else:  # a store combined before probe stores were recorded
@@ -172,26 +184,40 @@ class Tracer:
         self.steps.append(step)
 
     def checkpoint(self, path: Path, depth: int = 0, recorded: str | None = None) -> None:
+        from geomvol.integrity import file_record_path
         from geomvol.train.checkpoint import checkpoint_record
 
-        run = path.parent.parent / "training"
-        manifest = _read_json(run / "manifest.json")
-        entry = next((item for item in manifest.get("checkpoints", []) if item["file"] == path.name), {})
+        source = _read_json(file_record_path(path)).get("source")  # the group directory's copy it was published from
+        group = self.here(source).parent.parent if source else path.parent.parent / "training"
+        manifest = _read_json(group / "manifest.json")
         step = self.add("checkpoint", path, "train (published by publish_checkpoint)", depth, recorded,
                         code=manifest.get("git_commit", "not recorded"))
         if step is None:
             return
-        if entry:
-            self.add("training record", run / path.name, "train", depth + 1, entry["sha256"])
-        else:  # a saved epoch added after the training run
-            extended = path.parent.parent / "extended" / path.name
-            self.add("training record", extended, "extend_training", depth + 1, recorded)
+        if source:
+            entry = next((item for seed in manifest.get("seeds", {}).values() for item in seed["checkpoints"]
+                          if group / item["file"] == self.here(source)), {})
+            self.add("training record", self.here(source), "extend_training" if group.parent.name == "extended" else
+                     "train", depth + 1, entry.get("sha256"))
         state = checkpoint_record(path)  # read without torch
         lineage = state["train_spec"]
         step.details["params"] = (f"seed {lineage['seed']}, epoch {state['epoch']}, model {lineage['model']['name']}, "
                                   f"objective {lineage['training']['objective']['name']}")
+        if self.expected is not None:
+            step.disagreement = self.disagreement_with_store(lineage, state["dataset_sha256"])
         data = path.parent.parent.parent / "data" / "dataset.pt"
         self.dataset(data, depth + 1, state["dataset_sha256"])
+
+    def disagreement_with_store(self, lineage: dict, dataset_sha256: str) -> str | None:
+        """How a checkpoint's lineage differs from what the volume store being traced was made with (its
+        ``experiment_config``: the seeds, model and training section), or None."""
+        config, store = self.expected["config"], self.expected["store"]
+        if lineage["seed"] not in config["seeds"]:
+            return f"seed {lineage['seed']} is not among the seeds {config['seeds']} that {store} records"
+        if self.expected["dataset_sha256"] is not None and dataset_sha256 != self.expected["dataset_sha256"]:
+            return f"it was trained on another data set (sha256 {dataset_sha256}) than {store} records"
+        expected = checkpoint_lineage({"seed": lineage["seed"], "model": config["model"], "training": config["training"]})
+        return _differences(lineage, expected, "training lineage", store)
 
     def dataset(self, path: Path, depth: int = 0, recorded: str | None = None) -> None:
         manifest_path = path.with_name("manifest.json")
@@ -210,6 +236,22 @@ class Tracer:
         origin = raw.get("origin") or ("synthesize_dataset" if synthetic else "external (download)")
         for name, sha in sorted((raw.get("sha256") or {}).items()):
             self.add("raw file", self.here(raw["root"]) / name, origin, depth + 1, sha)
+
+
+def _differences(found: dict, expected: dict, what: str, store: str) -> str | None:
+    """The keys (dotted) whose values differ between a recorded section and what ``store`` records, or None."""
+    def flat(value, prefix=""):
+        if isinstance(value, dict):
+            return {key: item for name, sub in value.items() for key, item in flat(sub, f"{prefix}{name}.").items()}
+        return {prefix.rstrip("."): value}
+
+    found, expected = flat(found), flat(expected)
+    keys = sorted(key for key in found.keys() | expected.keys() if found.get(key, "<absent>") != expected.get(key, "<absent>"))
+    if not keys:
+        return None
+    shown = ", ".join(f"{key}: {json.dumps(found.get(key, '<absent>'))} here, {json.dumps(expected.get(key, '<absent>'))} "
+                      f"in {store}" for key in keys[:5])
+    return f"its {what} disagrees with the store made from it: {shown}"
 
 
 def _read_json(path: Path) -> dict:
@@ -252,8 +294,10 @@ def format_trace(steps: list[Step]) -> str:
         lines.append(f"{indent}{step.kind}: {step.path}  [{step.status}]")
         lines.append(f"{indent}    made by {step.rule}" + "".join(
             f"; {key} {value}" for key, value in step.details.items() if value is not None))
-        if step.status == "ok":
-            lines.append(f"{indent}    sha256 {step.on_disk} (as recorded downstream)")
+        if step.disagreement is not None:
+            lines.append(f"{indent}    {step.disagreement}")
+        if step.status in ("ok", "DISAGREES") and step.recorded in (None, step.on_disk):
+            lines.append(f"{indent}    sha256 {step.on_disk}" + (" (as recorded downstream)" if step.recorded else ""))
         elif step.status == "traced":
             lines.append(f"{indent}    sha256 {step.on_disk}")
         else:

@@ -7,34 +7,36 @@ the work, and writes its outputs atomically, with the provenance of :func:`geomv
 
     prepare_dataset     dataset section              -> data set file + manifest
     synthesize_dataset  sizes, seed                  -> a stand-in data root in torchvision's layout
-    train               training run, data set       -> every saved epoch (+ manifest), via the checkpoint store
-    extend_training     training run, data set       -> one saved epoch added after the run
-    training_metrics    checkpoint                   -> per-epoch loss and accuracy (TSV)
+    train               a seed group's runs, data    -> every saved epoch of each seed (+ manifest), via the stores
+    extend_training     a seed group's runs, data    -> one saved epoch of each seed added after the run
+    publish_checkpoint  a group's directory          -> one seed's checkpoint of one epoch (a checked copy)
+    training_metrics    a group's directory          -> one seed's per-epoch loss and accuracy (TSV)
     probe               checkpoints of one epoch     -> probe store of a seed or a seed group
     combine_probes      probe stores, data set       -> the experiment's volume store
     measure             volume store                 -> measures store
     figure              volume (or measures) store   -> PNG and PDF
 
-(``publish_checkpoint`` is a hard link, made by the rule itself.)
+Every input is checked against the sha256 its producer recorded before it is used (the data set against its
+manifest; checkpoints, probe and volume stores against their integrity records, :mod:`geomvol.integrity`); a
+damaged one is moved aside and named, so that the next run re-makes it.
 """
 
 from __future__ import annotations
 
+# numpy, xarray, zarr and torch are imported by the stages that use them: the small jobs (publish, metrics)
+# start in a fraction of a second.
 import json
-import os
 import shutil
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
-
-import numpy as np
-import xarray as xr
 
 from geomvol.catalogue import EPOCH_CONVENTION, FIGURES, OTHER_FIGURES
 from geomvol.config import RUN_TIME_KEYS, canonical_json, config_sha256, saved_epochs
 from geomvol.errors import CheckpointError, DataError, GeomvolError
+from geomvol.integrity import IntegrityError, recorded_sha256, set_aside, verify, write_file_record, write_tree_record
 from geomvol.io import atomic_path
 from geomvol.provenance import record, sha256_file, sha256_of
-from geomvol.store import open_store, write_store
 
 
 def prepare_dataset(dataset: dict, output: str | Path, manifest: str | Path) -> dict:
@@ -55,6 +57,7 @@ def prepare_dataset(dataset: dict, output: str | Path, manifest: str | Path) -> 
         "spec": dataset,
         "file": Path(output).name,
         "sha256": sha256_file(output),
+        "bytes": Path(output).stat().st_size,
         **record(),
         "n_points": int(tensors["x"].shape[0]),
         "input_shape": list(tensors["x"].shape[1:]),
@@ -79,68 +82,127 @@ def synthesize_dataset(name: str, root: str | Path, n_train: int, n_test: int, s
         return write_synthetic(name, tmp, n_train, n_test, seed)
 
 
-def _filled_store(run: dict, data: str | Path, state_dir: str | Path, targets: list[int],
-                  seed_group: dict[int, str | Path] | None) -> dict[int, Path]:
-    """The checkpoint store of ``run`` holding ``targets``: filled alone, or with the other seeds of its group
-    (``seed_group``: seed -> checkpoint store, this run's among them) trained together."""
+def verified_dataset(data: str | Path, manifest: str | Path) -> Path:
+    """``data`` after checking its sha256 against the one its ``manifest`` recorded; a mismatch moves it aside
+    (:func:`geomvol.integrity.set_aside`) and raises, so that the next run prepares it again."""
+    data, manifest = Path(data), Path(manifest)
+    try:
+        recorded = json.loads(manifest.read_text())["sha256"]
+    except (OSError, ValueError, KeyError) as error:
+        raise DataError(f"data set manifest {manifest} is unreadable ({error}); run snakemake again to prepare "
+                        f"the data set anew (delete {manifest} first)") from error
+    if not data.is_file():
+        raise DataError(f"data set {data} is missing; run snakemake again to prepare it")
+    if sha256_file(data) != recorded:
+        raise IntegrityError(f"data set {data} does not match the sha256 its manifest {manifest} recorded; moved "
+                             f"aside to {set_aside(data)}; run snakemake again to prepare it anew")
+    return data
+
+
+def train(runs: list[dict], data: str | Path, manifest: str | Path, output_dir: str | Path,
+          state_dirs: list[str | Path]) -> dict[int, list[Path]]:
+    """Train a seed group (``runs``: one per seed, alike but for the seed, each with its checkpoint store in
+    ``state_dirs``) as one unit, computing only the saved epochs the stores lack
+    (:func:`geomvol.train.checkpoint.fill_stores`), after checking the data set against its ``manifest``;
+    copy every saved epoch of every seed into ``output_dir`` (:func:`publish_group`). Returns the copies by
+    seed."""
+    verified_dataset(data, manifest)
     from geomvol.train.checkpoint import fill_stores
 
-    group = seed_group or {run["seed"]: state_dir}
-    if Path(group[run["seed"]]) != Path(state_dir):
-        raise GeomvolError(f"seed {run['seed']}'s store in its group is {group[run['seed']]}, not {state_dir}")
-    seeds = sorted(group, key=lambda seed: seed != run["seed"])  # this run's first
-    stores = fill_stores([{**run, "seed": seed} for seed in seeds], data, [group[seed] for seed in seeds], targets)
-    return stores[0]
+    epochs = saved_epochs(runs[0]["training"])
+    stores = fill_stores(runs, data, state_dirs, epochs)
+    return publish_group(runs, stores, epochs, data, output_dir)
 
 
-def train(run: dict, data: str | Path, output_dir: str | Path, state_dir: str | Path,
-          seed_group: dict[int, str | Path] | None = None) -> list[Path]:
-    """Train as ``run`` says (seed, model, training section) into the checkpoint store ``state_dir``, computing
-    only the saved epochs it lacks (:func:`geomvol.train.checkpoint.fill_stores`), together with the other seeds of
-    ``seed_group`` (seed -> store) when given; publish every saved epoch of ``run`` into ``output_dir`` (hard
-    links) with a manifest of their sha256. Returns the checkpoint paths there."""
+def extend_training(runs: list[dict], data: str | Path, manifest: str | Path, epoch: int, output_dir: str | Path,
+                    state_dirs: list[str | Path]) -> dict[int, list[Path]]:
+    """Make the checkpoint of ``epoch`` (a saved epoch added after the group's training ran) of every seed of
+    ``runs`` in its store, from the nearest earlier checkpoint there, and copy them into ``output_dir``, as
+    :func:`train` does."""
+    if epoch not in saved_epochs(runs[0]["training"]):
+        raise CheckpointError(f"epoch {epoch} is not a saved epoch of this training run "
+                              f"({saved_epochs(runs[0]['training'])})")
+    verified_dataset(data, manifest)
+    from geomvol.train.checkpoint import fill_stores
+
+    stores = fill_stores(runs, data, state_dirs, [epoch])
+    return publish_group(runs, stores, [epoch], data, output_dir)
+
+
+def publish_group(runs: list[dict], stores: list[dict[int, Path]], epochs: list[int], data: str | Path,
+                  output_dir: str | Path) -> dict[int, list[Path]]:
+    """Copy each seed's checkpoints of ``epochs`` from its store into ``output_dir/s<seed>/`` (copies, so that
+    damage to one file reaches no other), with ``manifest.json`` (the epochs, each seed's store and
+    checkpoints with their sha256, the data set's sha256, the provenance) and the tree's integrity record."""
     from geomvol.train.checkpoint import checkpoint_name
 
-    epochs = saved_epochs(run["training"])
-    store = _filled_store(run, data, state_dir, epochs, seed_group)
     output_dir = Path(output_dir)
+    seeds = {}
     with atomic_path(output_dir) as tmp:
-        tmp.mkdir()
-        checkpoints = []
-        for epoch in epochs:
-            _link(store[epoch], tmp / checkpoint_name(epoch))
-            checkpoints.append({"epoch": epoch, "file": checkpoint_name(epoch), "sha256": sha256_file(store[epoch])})
-        manifest = {**record(), "dataset_sha256": sha256_file(data), "checkpoints": checkpoints}
+        for run, store in zip(runs, stores):
+            member = tmp / f"s{run['seed']}"
+            member.mkdir(parents=True)
+            checkpoints = []
+            for epoch in epochs:
+                shutil.copy2(store[epoch], member / checkpoint_name(epoch))
+                checkpoints.append({"epoch": epoch, "file": f"{member.name}/{checkpoint_name(epoch)}",
+                                    "sha256": recorded_sha256(store[epoch])})
+            seeds[str(run["seed"])] = {"store": str(store[epochs[0]].parent), "checkpoints": checkpoints}
+        manifest = {**record(), "dataset_sha256": sha256_file(data), "epochs": epochs, "seeds": seeds}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return [output_dir / checkpoint_name(epoch) for epoch in epochs]
+        write_tree_record(tmp)
+        for entry in seeds.values():  # the copies are what the stores recorded
+            for checkpoint in entry["checkpoints"]:
+                if sha256_file(tmp / checkpoint["file"]) != checkpoint["sha256"]:
+                    raise IntegrityError(f"the copy of {entry['store']}/{Path(checkpoint['file']).name} differs from "
+                                         f"the sha256 recorded in the store; check the disk, and run again")
+    return {int(seed): [output_dir / item["file"] for item in entry["checkpoints"]] for seed, entry in seeds.items()}
 
 
-def extend_training(run: dict, data: str | Path, state_dir: str | Path, epoch: int, output: str | Path,
-                    seed_group: dict[int, str | Path] | None = None) -> Path:
-    """Make the checkpoint of ``epoch`` (a saved epoch of ``run``) in the store ``state_dir``, from the nearest
-    earlier checkpoint there (with the other seeds of ``seed_group``, as :func:`train`), and publish it as
-    ``output``."""
-    if epoch not in saved_epochs(run["training"]):
-        raise CheckpointError(f"epoch {epoch} is not a saved epoch of this training run ({saved_epochs(run['training'])})")
-    store = _filled_store(run, data, state_dir, [epoch], seed_group)
+def group_checkpoint(source: str | Path, seed: int, epoch: int) -> Path:
+    """The checkpoint of ``seed`` at ``epoch`` in a group's training or extension directory ``source``, checked
+    against the sha256 the directory recorded. A damaged copy is replaced by its store's checkpoint when that
+    one still matches the record; if neither does, the directory is moved aside (its job runs again on the
+    next run, re-making what its stores lack) and :class:`IntegrityError` names both."""
+    from geomvol.train.checkpoint import checkpoint_name
+
+    source = Path(source)
+    manifest = json.loads((source / "manifest.json").read_text())
+    entry = manifest["seeds"].get(str(seed))
+    item = next((item for item in (entry or {}).get("checkpoints", []) if item["epoch"] == epoch), None)
+    if item is None:
+        raise CheckpointError(f"{source} holds no checkpoint of seed {seed} at epoch {epoch}")
+    copy = source / item["file"]
+    if copy.is_file() and sha256_file(copy) == item["sha256"]:
+        return copy
+    original = Path(entry["store"]) / checkpoint_name(epoch)
+    if original.is_file() and sha256_file(original) == item["sha256"]:
+        print(f"{copy} does not match the sha256 recorded in {source}; restored from {original}", file=sys.stderr)
+        with atomic_path(copy) as tmp:
+            shutil.copy2(original, tmp)
+        return copy
+    raise IntegrityError(f"checkpoint {copy} and its store's {original} both differ from the sha256 recorded in "
+                         f"{source}/manifest.json; moved {source} aside to {set_aside(source)}; run snakemake again "
+                         f"to make the checkpoint again from the nearest intact one")
+
+
+def publish_checkpoint(source: str | Path, seed: int, epoch: int, output: str | Path) -> Path:
+    """Copy the (checked, :func:`group_checkpoint`) checkpoint of ``seed`` at ``epoch`` out of its group's
+    training or extension directory ``source`` to ``output``, with its integrity record
+    (``<output>.integrity.json``, naming the source)."""
+    checkpoint = group_checkpoint(source, seed, epoch)
     with atomic_path(output) as tmp:
-        _link(store[epoch], tmp)
+        shutil.copy2(checkpoint, tmp)
+    write_file_record(output, source=str(checkpoint))
     return Path(output)
 
 
-def _link(source: Path, target: Path) -> None:
-    """``target`` as the same file as ``source`` (a hard link: same bytes and modification time), else a copy."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
-def training_metrics(checkpoint: str | Path, output: str | Path) -> None:
-    """The per-epoch loss and accuracy a checkpoint holds (its history up to its epoch), as TSV."""
+def training_metrics(source: str | Path, seed: int, epoch: int, output: str | Path) -> None:
+    """The per-epoch loss and accuracy that the checkpoint of ``seed`` at ``epoch`` in a group's training or
+    extension directory ``source`` holds (its history up to its epoch), as TSV."""
     from geomvol.train.checkpoint import checkpoint_record
 
-    history = checkpoint_record(checkpoint)["history"]  # read without torch
+    history = checkpoint_record(group_checkpoint(source, seed, epoch))["history"]  # read without torch
     columns = [c for c in ("epoch", "loss", "accuracy", "test_loss", "test_accuracy") if c in history]
     rows = ["\t".join(columns)] + [
         "\t".join(f"{value:.8g}" if isinstance(value, float) else str(value) for value in values)
@@ -150,21 +212,58 @@ def training_metrics(checkpoint: str | Path, output: str | Path) -> None:
         Path(tmp).write_text("\n".join(rows) + "\n")
 
 
-def probe(checkpoints: list[str | Path], data: str | Path, probe_section: dict, output: str | Path):
+def probe(checkpoints: list[str | Path], data: str | Path, manifest: str | Path, probe_section: dict,
+          output: str | Path):
     """Probe checkpoints of one epoch (one seed's, or a seed group's) as a resolved ``probe`` section says (the
     input grid for 2-D data, planes and lines for images) and write their probe store, the seeds along
-    ``seed``; returns the Dataset. The store records the section without its run-time settings
-    (``probe_config``)."""
+    ``seed``; returns the Dataset. The checkpoints and the data set are checked against their records
+    first. The store records the section without its run-time settings (``probe_config``)."""
+    import xarray as xr
+
     from geomvol.probe import probe_checkpoint
     from geomvol.settings import ProbeSettings
+    from geomvol.store import write_store
 
+    verified_dataset(data, manifest)
+    for checkpoint in checkpoints:
+        verify(checkpoint, "checkpoint")
+    probe_config = canonical_json({key: value for key, value in probe_section.items()
+                                   if key not in RUN_TIME_KEYS["probe"]})
+    provenance = record()
+    reusable = _earlier_probes(Path(output), checkpoints, probe_config, provenance)
     settings = ProbeSettings.from_section(probe_section)
-    ds = xr.concat([probe_checkpoint(checkpoint, data, settings) for checkpoint in checkpoints], dim="seed",
+    ds = xr.concat([reusable[str(checkpoint)] if str(checkpoint) in reusable else
+                    probe_checkpoint(checkpoint, data, settings) for checkpoint in checkpoints], dim="seed",
                    data_vars="minimal", coords="minimal", compat="override", join="exact", combine_attrs="override")
-    settings = {key: value for key, value in probe_section.items() if key not in RUN_TIME_KEYS["probe"]}
-    ds.attrs.update(record(), probe_config=canonical_json(settings))
+    ds.attrs.update(provenance, probe_config=probe_config)
     write_store(ds, output)
     return ds
+
+
+def _earlier_probes(output: Path, checkpoints: list[str | Path], probe_config: str, provenance: dict) -> dict:
+    """Probes of these very checkpoint files (the same sha256) that another probe store of the same epoch of the
+    experiment already holds (``results/<experiment>/<other seeds>/probes/<same name>``), made with the same
+    probe settings by the same code: by checkpoint path, each its seed's slice. A seed group changed by
+    removing (or regrouping) seeds so re-probes none of the seeds it kept."""
+    from geomvol.integrity import is_intact
+    from geomvol.store import open_store
+
+    wanted = {sha256_file(checkpoint): str(checkpoint) for checkpoint in checkpoints}
+    seeds = set(output.parent.parent.name.split("-"))  # this group's s<seed> labels
+    found = {}
+    for other in sorted(output.parent.parent.parent.glob(f"*/{output.parent.name}/{output.name}")):
+        if other == output or not seeds & set(other.parent.parent.name.split("-")) or not is_intact(other):
+            continue  # another group's store that holds none of these seeds is not opened
+        ds = open_store(other, verify="none")
+        if ds.attrs.get("probe_config") != probe_config or any(
+                ds.attrs.get(key) != provenance[key] for key in ("geomvol_version", "git_commit")):
+            continue
+        for index, sha in enumerate(ds["checkpoint_sha256"].values[:, 0].tolist()):
+            if wanted.get(sha) is not None and wanted[sha] not in found:
+                found[wanted[sha]] = ds.isel(seed=[index])
+                print(f"seed {int(ds['seed'][index])}: the probe of {wanted[sha]} (sha256 {sha[:12]}...) is taken "
+                      f"from {other}", file=sys.stderr)
+    return found
 
 
 def combine_probes(
@@ -180,9 +279,14 @@ def combine_probes(
     data set and the provenance; per-checkpoint values stay coordinates along (seed, epoch). Returns the
     Dataset written.
     """
-    from geomvol.data.prepare import load_dataset
+    import numpy as np
+    import xarray as xr
 
-    parts = [open_store(p) for p in probe_paths]
+    from geomvol.data.prepare import load_dataset
+    from geomvol.store import open_store, write_store
+
+    verified_dataset(data_path, manifest_path)
+    parts = [open_store(p, verify="sha256") for p in probe_paths]
     # Variables that are not per checkpoint (anchor images, normalisation) are the same in every probe.
     static = [name for name, variable in parts[0].data_vars.items() if not {"seed", "epoch"} & set(variable.dims)]
     for part in parts[1:]:
@@ -204,8 +308,6 @@ def combine_probes(
     for part in parts:
         part.close()
     manifest = json.loads(Path(manifest_path).read_text())
-    if sha256_file(data_path) != manifest["sha256"]:
-        raise DataError(f"data set {data_path} does not match its manifest {manifest_path} (sha256 differs)")
     data = load_dataset(data_path)
     x, y = data["x"].numpy(), data["y"].numpy()
     if x.ndim == 2 and x.shape[1] == 2:
@@ -257,8 +359,9 @@ def measure(store: str | Path, sections: dict, output: str | Path):
     resolved ``measures`` and ``dataset`` sections."""
     from geomvol.measures import magnification_measures
     from geomvol.settings import MeasuresSettings
+    from geomvol.store import open_store, write_store
 
-    with open_store(store) as volume:
+    with open_store(store, verify="sha256") as volume:
         ds = magnification_measures(volume.load(), MeasuresSettings.from_sections(**sections))
     ds.attrs.update(measures_config=canonical_json(sections["measures"]), source_store=str(store),
                     source_store_sha256=sha256_of(store), **record())
@@ -275,6 +378,9 @@ def figure(kind: str, store: str | Path, png: str | Path, pdf: str | Path, other
     from geomvol.settings import FigureStyle
 
     style = FigureStyle(**(style or {}))
+    for path in (store, other):
+        if path is not None:
+            verify(path, "store")
     if kind == "compare":
         if other is None:
             raise GeomvolError("figure compare needs the store of the experiment to compare with (--other)")

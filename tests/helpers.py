@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from geomvol.config import resolve_config
-from geomvol.stages import train, training_metrics
+from geomvol.config import resolve_config, saved_epochs
+from geomvol.stages import publish_checkpoint, train, training_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE_CONFIG = ROOT / "workflow" / "configs" / "smoke.yaml"
@@ -58,10 +58,15 @@ def training_run(experiment: dict, seed: int = 0) -> dict:
 
 
 def train_with_metrics(run: dict, data, output_dir, state_dir, metrics) -> list:
-    """The train stage, then the training_metrics stage on its last checkpoint (as the pipeline's two rules do)."""
-    checkpoints = train(run, data, output_dir, state_dir)
-    training_metrics(checkpoints[-1], metrics)
-    return checkpoints
+    """The train stage on one seed (a group of one; the data set's manifest beside it), the publish_checkpoint
+    stage on every saved epoch (into ``<output_dir>-published/``) and the training_metrics stage on the last, as
+    the pipeline's rules do; returns the published checkpoints."""
+    output_dir = Path(output_dir)
+    train([run], data, Path(data).with_name("manifest.json"), output_dir, [state_dir])
+    epochs = saved_epochs(run["training"])
+    training_metrics(output_dir, run["seed"], epochs[-1], metrics)
+    published = output_dir.with_name(f"{output_dir.name}-published")
+    return [publish_checkpoint(output_dir, run["seed"], epoch, published / f"epoch_{epoch}.pt") for epoch in epochs]
 
 
 def image_experiment(root, name: str = "mnist", **probe) -> dict:
@@ -97,7 +102,7 @@ def killed_and_resumed(spec, data, tmp_path, monkeypatch) -> list:
     monkeypatch.setattr(loop, "train_one_epoch", dies_in_epoch_three)
     with pytest.raises(KeyboardInterrupt):
         train_with_metrics(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
-    assert sorted(p.name for p in (tmp_path / "state").glob("epoch_*.pt")) == ["epoch_0.pt", "epoch_2.pt"]
+    assert sorted(p.name for p in (tmp_path / "state").glob("*/epoch_*.pt")) == ["epoch_0.pt", "epoch_2.pt"]
     monkeypatch.setattr(loop, "train_one_epoch", original)
     return train_with_metrics(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
 
@@ -113,3 +118,14 @@ def snakemake(workdir, configfile, *extra, wait=True, env=None):
     if not wait:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     return subprocess.run(command, capture_output=True, text=True, env=env)
+
+
+def set_key(path: str, value):
+    """An edit of an experiment's config that sets the dotted key ``path`` to ``value``."""
+    def edit(experiment):
+        *parents, leaf = path.split(".")
+        node = experiment
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return edit

@@ -411,3 +411,81 @@ def test_a_built_wheel_carries_the_schema_and_the_digits_and_checks_the_default_
                              text=True, cwd=tmp_path, env=env)
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.splitlines()[1].startswith("digits-plane: dataset digits, model shallow")
+
+
+# --- the config as written: integers, 64 bits, duplicate keys, YAML errors, names ------------------------
+
+BAD_CONFIG_TEXTS = {
+    # name: (the config's text, what the message says)
+    "a float resolution": ("experiments:\n  a:\n    probe: {grid: {resolution: 80.0}}\n",
+                           "config key experiments.a.probe.grid.resolution: 80.0 is not of type 'integer' (integers "
+                           "are written without a decimal point or exponent: 80, not 80.0)"),
+    "a float batch size": ("experiments:\n  a:\n    training: {batch_size: 50.0}\n",
+                           "config key experiments.a.training.batch_size: 50.0 is not of type 'integer'"),
+    "a float top_k": ("experiments:\n  a:\n    probe: {top_k: 10.0}\n", "experiments.a.probe.top_k: 10.0 is not of type"),
+    "a memory budget in exponent form": ("experiments:\n  a:\n    probe: {memory_budget_bytes: 2.0e+9}\n",
+                                         "experiments.a.probe.memory_budget_bytes: 2000000000.0 is not of type 'integer'"),
+    "float epochs": ("experiments:\n  a:\n    training: {epochs: 200.0}\n", "experiments.a.training.epochs: 200.0 is not"),
+    "a seed beyond 64 bits": ("experiments:\n  a:\n    seeds: [100000000000000000000]\n",
+                              "config key experiments.a.seeds.0: 100000000000000000000 is beyond 64-bit integers"),
+    "a seed of 2^63": ("experiments:\n  a:\n    seeds: [9223372036854775808]\n", "is beyond 64-bit integers"),
+    "a key given twice": ("experiments:\n  a:\n    training:\n      optimizer: {lr: 0.1, lr: 0.2}\n",
+                          "line 4: key 'lr' is given twice in one mapping (first on line 4); keep one"),
+    "an experiment given twice": ("experiments:\n  a: {seeds: [0]}\n  a: {seeds: [1]}\n",
+                                  "line 3: key 'a' is given twice in one mapping (first on line 2)"),
+    "an integer experiment name": ("experiments:\n  1: {seeds: [0]}\n",
+                                   "config key experiments: 1 is not of type 'string' (experiment names:"),
+    "a 300-character experiment name": ("experiments:\n  " + "x" * 300 + ": {seeds: [0]}\n",
+                                        "does not match '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' (experiment names"),
+    "a name with a slash": ("experiments:\n  a/b: {seeds: [0]}\n", "does not match"),
+    "a YAML syntax error": ("experiments:\n  a:\n    model: {width: 10\n", "line 4, column 1: not valid YAML"),
+    "a list at the top": ("- experiments\n", "the top level must be a mapping"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CONFIG_TEXTS))
+def test_a_bad_config_file_is_refused_naming_the_key_or_line(name, tmp_path):
+    text, reason = BAD_CONFIG_TEXTS[name]
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert reason in str(info.value)
+    if "line" in reason:
+        assert str(info.value).startswith(f"config file {path}, line")
+
+
+def test_integers_pass_and_a_large_budget_is_an_integer(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("experiments:\n  a:\n    seeds: [9223372036854775807]\n    probe: {memory_budget_bytes: 2000000000}\n")
+    experiment = load_config(path)["experiments"]["a"]
+    assert experiment["seeds"] == [2**63 - 1] and experiment["probe"]["memory_budget_bytes"] == 2_000_000_000
+    assert resolve_config({"experiments": {"a": {"training": {"optimizer": {"lr": 1}}}}})  # a number may be an int
+
+
+@pytest.mark.slow
+@pytest.mark.workflow
+def test_check_config_and_a_dry_run_refuse_the_same_configs(tmp_path):
+    """Every bad config above, and the shipped configs: `geomvol check-config` and `snakemake -n` accept and
+    refuse the same ones, each refusal one message (no traceback from geomvol) naming the key or the line."""
+    from helpers import snakemake
+
+    cases = {name: text for name, (text, _) in BAD_CONFIG_TEXTS.items()}
+    cases.update({name: (ROOT / path).read_text() for name, path in (
+        ("the default config", "config.yaml"), ("the smoke config", "workflow/configs/smoke.yaml"))})
+    for name, text in cases.items():
+        path = tmp_path / f"{len(os.listdir(tmp_path))}.yaml"
+        path.write_text(text)
+        check = subprocess.run([sys.executable, "-m", "geomvol.cli", "check-config", str(path), "--skip-data"],
+                               capture_output=True, text=True)
+        dry_run = snakemake(tmp_path / "work", path, "--dry-run")
+        bad = name in BAD_CONFIG_TEXTS
+        assert (check.returncode != 0) == bad and (dry_run.returncode != 0) == bad, (name, check.stderr, dry_run.stderr)
+        if not bad:
+            continue
+        assert "Traceback" not in check.stderr and check.stderr.startswith("geomvol check-config: error: "), check.stderr
+        if name not in ("a YAML syntax error", "a list at the top"):  # Snakemake reads a --configfile before the
+            # Snakefile, and refuses these itself (its message names no line: check-config's does)
+            reason = BAD_CONFIG_TEXTS[name][1]
+            said = dry_run.stdout + dry_run.stderr  # Snakemake prints a Snakefile error on stdout
+            assert reason in check.stderr and f"geomvol: {check.stderr.split('error: ', 1)[1].strip()}" in said

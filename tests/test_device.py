@@ -86,6 +86,7 @@ def test_snakemake_jobs_side_by_side_each_get_their_own_gpu(tmp_path, mnist_root
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"experiments": {"gpus": {
         "seeds": [0, 1, 2, 3],
+        "seed_group_size": 1,  # four training jobs
         "dataset": {"name": "mnist", "root": str(mnist_root), "n_train": 40, "n_test": 20},
         "model": {"name": "shallow", "width": 8, "weight_std": 0.05},
         "training": {"epochs": 2, "batch_size": 10, "device": "auto"},

@@ -109,7 +109,7 @@ def test_the_studys_mnist_plane_runs_at_full_scale_on_real_digits(tmp_path):
     experiment["probe"].update(epochs=[0, 21], plane={"resolution": 6})
     resolved = resolve_config({"experiments": {"digits-plane": experiment}})["experiments"]["digits-plane"]
     data = tmp_path / "d.pt"
-    prepare_dataset(resolved["dataset"], data, tmp_path / "m.json")
+    prepare_dataset(resolved["dataset"], data, tmp_path / "manifest.json")
     checkpoints = train_with_metrics(training_run(resolved), data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
     state = torch.load(checkpoints[-1], weights_only=False)
     assert state["model"]["hidden_layer.weight"].dtype == torch.float64  # trained in float64

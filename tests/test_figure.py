@@ -16,7 +16,7 @@ def test_figure_carries_its_store_and_checksum(trained, tmp_path):
     paths = []
     for checkpoint in trained["checkpoints"]:
         paths.append(tmp_path / f"{checkpoint.stem}.zarr")
-        probe([checkpoint], trained["data"], experiment["probe"], paths[-1])
+        probe([checkpoint], trained["data"], trained["manifest"], experiment["probe"], paths[-1])
     store = tmp_path / "volume.zarr"
     combine_probes(paths, "tiny", result_config(experiment), trained["data"], trained["manifest"], store)
     plot_volume_grid(store, tmp_path / "volume.png", tmp_path / "volume.pdf")
@@ -48,7 +48,7 @@ def test_curvature_figure_and_measures_of_a_probed_grid(trained, tmp_path):
     paths = []
     for checkpoint in trained["checkpoints"]:
         paths.append(tmp_path / f"{checkpoint.stem}.zarr")
-        probe([checkpoint], trained["data"], probe_section, paths[-1])
+        probe([checkpoint], trained["data"], trained["manifest"], probe_section, paths[-1])
     store = tmp_path / "volume.zarr"
     combine_probes(paths, "tiny", result_config(experiment), trained["data"], trained["manifest"], store)
     combined = open_store(store)

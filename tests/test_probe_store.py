@@ -9,18 +9,18 @@ import torch
 import xarray as xr
 
 from geomvol.config import config_sha256, result_config
-from geomvol.errors import DataError
+from geomvol.integrity import IntegrityError, is_intact
 from geomvol.geometry.analytic import shallow_scalar_curvature_2d
 from geomvol.io import atomic_path
 from geomvol.probe import input_grid, probe_checkpoint
 from geomvol.provenance import sha256_file
 from geomvol.probe.core import load_probed_model
-from geomvol.stages import combine_probes, prepare_dataset, probe, train
+from geomvol.stages import combine_probes, prepare_dataset, probe
 from geomvol.store import open_store, write_store
 from geomvol.train.checkpoint import load_checkpoint
 from geomvol.settings import ProbeSettings
 
-from helpers import tiny_experiment, training_run
+from helpers import tiny_experiment, train_with_metrics, training_run
 
 
 def test_grid_is_row_major_in_x2_x1():
@@ -78,7 +78,8 @@ def test_a_float64_net_is_probed_with_its_exact_weights(tmp_path):
     experiment = tiny_experiment(dtype="float64", epochs=3, save_epochs=[3])
     data = tmp_path / "dataset.pt"
     prepare_dataset(experiment["dataset"], data, tmp_path / "manifest.json")
-    checkpoint = train(training_run(experiment), data, tmp_path / "out", tmp_path / "state")[-1]
+    checkpoint = train_with_metrics(training_run(experiment), data, tmp_path / "out", tmp_path / "state",
+                                    tmp_path / "metrics.tsv")[-1]
     state = load_checkpoint(checkpoint)
     assert state["model"]["hidden_layer.weight"].dtype == torch.float64
     probed = load_probed_model(checkpoint, ProbeSettings.from_section(experiment["probe"]))
@@ -125,7 +126,7 @@ def test_combine_joins_epochs_and_records_provenance(trained, tmp_path):
         path = tmp_path / f"{checkpoint.stem}.zarr.zip"  # as the pipeline writes them: one zip file each
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            probe([checkpoint], trained["data"], experiment["probe"], path)
+            probe([checkpoint], trained["data"], trained["manifest"], experiment["probe"], path)
         assert zipfile.ZipFile(path).testzip() is None
         paths.append(path)
     combine_probes(paths, "tiny", result_config(experiment), trained["data"], trained["manifest"], tmp_path / "volume.zarr")
@@ -135,7 +136,9 @@ def test_combine_joins_epochs_and_records_provenance(trained, tmp_path):
     assert ds["probe_store_file"].values[0].tolist() == [str(p) for p in paths]
     assert ds["probe_store_sha256"].values[0].tolist() == [sha256_file(p) for p in paths]
     assert ds.attrs["dataset_file"] == str(trained["data"]) and ds.attrs["dataset_manifest_file"] == str(trained["manifest"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for p in paths] + ["volume.zarr"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(  # each probe store with its integrity record
+        [p.name for p in paths] + [f"{p.name}.integrity.json" for p in paths] + ["volume.zarr"])
+    assert is_intact(tmp_path / "volume.zarr") and all(is_intact(p) for p in paths)
     assert ds.sizes == {"seed": 1, "epoch": 3, "block": 1, "x2": 9, "x1": 9, "point": 60}
     assert ds["epoch"].values.tolist() == [0, 10, 30]
     assert ds["checkpoint_sha256"].values[0].tolist() == [sha256_file(p) for p in trained["checkpoints"]]
@@ -156,9 +159,10 @@ def test_combine_joins_epochs_and_records_provenance(trained, tmp_path):
 
 def test_combine_refuses_data_that_does_not_match_its_manifest(trained, tmp_path):
     store = tmp_path / "probe.zarr"
-    probe([trained["checkpoints"][0]], trained["data"], trained["experiment"]["probe"], store)
+    probe([trained["checkpoints"][0]], trained["data"], trained["manifest"], trained["experiment"]["probe"], store)
     other = tmp_path / "other.pt"
     prepare_dataset({**trained["experiment"]["dataset"], "seed": 5}, other, tmp_path / "other.json")
-    with pytest.raises(DataError, match="does not match its manifest"):
+    with pytest.raises(IntegrityError, match=f"data set {other} does not match the sha256 its manifest "
+                                             f"{trained['manifest']} recorded; moved aside to {other}.damaged-"):
         combine_probes([store], "tiny", result_config(trained["experiment"]), other, trained["manifest"], tmp_path / "volume.zarr")
-    assert not (tmp_path / "volume.zarr").exists()
+    assert not (tmp_path / "volume.zarr").exists() and not other.exists()

@@ -10,7 +10,7 @@ import yaml
 
 from geomvol.store import open_store
 
-from helpers import ROOT, SMOKE_CONFIG, snakemake
+from helpers import ROOT, SMOKE_CONFIG, set_key, snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
@@ -26,17 +26,7 @@ def probes_and_after(*seeds_epochs, group: str = "s0") -> set[str]:
     return jobs | FIGURES
 
 
-RETRAINED = {"train[0]", "training_metrics[0]"} | probes_and_after((0, 0), (0, 20), (0, 40))
-
-
-def set_key(path: str, value):
-    def edit(experiment):
-        *parents, leaf = path.split(".")
-        node = experiment
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return edit
+RETRAINED = {"train[s0]", "training_metrics[0]"} | probes_and_after((0, 0), (0, 20), (0, 40))
 
 
 def add_saved_epoch(experiment):
@@ -54,13 +44,13 @@ EDITS = {
     "measures.boundary_margin": (set_key("measures.boundary_margin", 0.2), {"measure", "figure_measures"}),
     "figures.colour_scale": (set_key("figures.colour_scale", "shared"), {"figure[volume]", "figure[curvature]"}),
     # the schedule: the new checkpoint, from the nearest earlier one, and what reads it
-    "one more saved and probed epoch": (add_saved_epoch, {"extend_training[0, 30]"} | probes_and_after((0, 30))),
+    "one more saved and probed epoch": (add_saved_epoch, {"extend_training[s0, 30]"} | probes_and_after((0, 30))),
     "training.epochs": (set_key("training.epochs", 60),
-                        {"extend_training[0, 60]", "training_metrics[0]"} | probes_and_after((0, 60))),
-    # a seed: its run only (seed 0's store is full: seed 1's job, in the group of both, trains seed 1 alone);
-    # both are probed together, one job per epoch
-    "seeds": (set_key("seeds", [0, 1]), {"train[1]", "training_metrics[1]"}
-              | probes_and_after((1, 0), (1, 20), (1, 40), group="s0-s1")),
+                        {"extend_training[s0, 60]", "training_metrics[0]"} | probes_and_after((0, 60))),
+    # a seed: the group of both trains as one job (seed 0's store is full, so it computes seed 1 alone) and
+    # publishes both; both are probed together, one job per epoch
+    "seeds": (set_key("seeds", [0, 1]), {"train[s0-s1]", "training_metrics[0]", "training_metrics[1]"}
+              | probes_and_after(*((seed, epoch) for seed in (0, 1) for epoch in (0, 20, 40)), group="s0-s1")),
     # what determines results: the jobs it affects and everything after them
     "dataset.n_points": (set_key("dataset.n_points", 90), {"prepare_dataset"} | RETRAINED),
     "model.width": (set_key("model.width", 33), RETRAINED),
@@ -132,6 +122,7 @@ def test_a_saved_epoch_between_two_costs_only_itself(finished, tmp_path):
     result = snakemake(workdir, configfile)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "resuming from epoch 20" in (results / "logs" / "extend_s0_epoch_30.log").read_text()
+    assert "computing [30]" in (results / "logs" / "extend_s0_epoch_30.log").read_text()
     for name, files in before.items():
         now = _files(results / "s0" / name)
         assert {path: now[path] for path in files} == files
@@ -152,47 +143,53 @@ def test_a_conda_run_after_a_plain_run_plans_nothing(finished, conda_answers):
 
 
 def test_a_seed_group_trains_in_one_job_and_regrouping_trains_nothing(tmp_path):
-    """Two seeds of one group: the first seed's job trains both, the second's computes nothing (its store is
-    full) and publishes; one probe store per epoch holds both seeds; so with one more saved epoch. Regrouping (seed_group_size: 1) plans the
-    probes again, one store per seed, and the second seed's jobs (whose input, the first seed's run, it no
-    longer waits for): they publish the same files, trained by nobody."""
-    grouped = config_with(set_key("seeds", [0, 1]))
+    """Two seeds of one group: one job trains both; one probe store per epoch holds both seeds; one more saved
+    epoch is one extension job for both. Regrouping (seed_group_size: 1) plans each seed's own training job
+    (which finds its store full and computes nothing) and the probes again, one store per seed: the same
+    checkpoint files."""
+    def two_seeds(experiment):  # without the curvature: fewer jobs
+        experiment.update(seeds=[0, 1])
+        experiment["probe"]["curvature"] = False
+
+    grouped = config_with(two_seeds)
     workdir = tmp_path / "work"
     configfile = tmp_path / "grouped.yaml"
     configfile.write_text(yaml.safe_dump(grouped))
     result = snakemake(workdir, configfile)
     assert result.returncode == 0, result.stdout + result.stderr
     results = workdir / "results" / EXPERIMENT
-    assert "train seeds 0, 1" in (results / "logs" / "train_s0.log").read_text()
-    assert "computing" not in (results / "logs" / "train_s1.log").read_text()
+    assert "train seeds 0, 1" in (results / "logs" / "train_s0-s1.log").read_text()
     store = open_store(results / "s0-s1" / "probes" / "epoch_20.zarr.zip")
     assert store["seed"].values.tolist() == [0, 1]
     assert open_store(results / "volume.zarr")["seed"].values.tolist() == [0, 1]
     checkpoints = _files(results / "s1" / "checkpoints")
 
-    # one more saved epoch (in a copy of the run): the first seed's extend job trains both seeds, the second's
-    # waits for it and finds its store full
+    # one more saved epoch (in a copy of the run): one extension job trains both seeds from epoch 20
     def extended(experiment):
-        experiment.update(seeds=[0, 1])
+        two_seeds(experiment)
         add_saved_epoch(experiment)
 
     extension = tmp_path / "extension"
     shutil.copytree(workdir, extension, symlinks=True, copy_function=shutil.copy2)
+    assert planned_jobs(extension, config_with(extended)) == {"extend_training[s0-s1, 30]"} | probes_and_after(
+        (0, 30), (1, 30), group="s0-s1") - {"figure[curvature]"}
     (tmp_path / "extended.yaml").write_text(yaml.safe_dump(config_with(extended)))
     result = snakemake(extension, tmp_path / "extended.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
-    logs = extension / "results" / EXPERIMENT / "logs"
-    first, second = ((logs / f"extend_s{seed}_epoch_30.log").read_text() for seed in (0, 1))
-    assert "resuming from epoch 20" in first and "computing" not in second, (first, second)
+    log = (extension / "results" / EXPERIMENT / "logs" / "extend_s0-s1_epoch_30.log").read_text()
+    assert "resuming from epoch 20" in log and "train seeds 0, 1" in log, log
 
     def regrouped(experiment):
-        experiment.update(seeds=[0, 1], seed_group_size=1)
+        two_seeds(experiment)
+        experiment.update(seed_group_size=1)
 
     assert planned_jobs(workdir, config_with(regrouped)) == (
-        {"train[1]", "training_metrics[1]"} | probes_and_after((1, 0), (1, 20), (1, 40), group="s1")
-        | probes_and_after((0, 0), (0, 20), (0, 40)) - {f"publish_checkpoint[0, {epoch}]" for epoch in (0, 20, 40)})
+        {"train[s0]", "train[s1]", "training_metrics[0]", "training_metrics[1]"}
+        | probes_and_after((1, 0), (1, 20), (1, 40), group="s1") | probes_and_after((0, 0), (0, 20), (0, 40))) - {
+        "figure[curvature]"}
     configfile.write_text(yaml.safe_dump(config_with(regrouped)))
     assert snakemake(workdir, configfile).returncode == 0
-    assert "computing" not in (results / "logs" / "train_s1.log").read_text()
-    assert {path: data for path, (_, data) in _files(results / "s1" / "checkpoints").items()} == {
-        path: data for path, (_, data) in checkpoints.items()}
+    for seed in (0, 1):
+        assert "computing" not in (results / "logs" / f"train_s{seed}.log").read_text()
+    assert {path: data for path, (_, data) in _files(results / "s1" / "checkpoints").items() if path.suffix == ".pt"} \
+        == {path: data for path, (_, data) in checkpoints.items() if path.suffix == ".pt"}

@@ -50,7 +50,7 @@ def cluster_config(path: Path) -> Path:
               "probe": {**experiment["probe"], "compare_with": COMPARED}}
     path.write_text(yaml.safe_dump({"experiments": {COMPARED: experiment, "mnist-plane-narrow": narrow}}))
     return path
-LOCAL_RULES = ("publish_checkpoint", "training_metrics")  # a hard link; a TSV from a checkpoint: run by Snakemake itself
+LOCAL_RULES = ("publish_checkpoint", "training_metrics")  # a copy; a TSV from a checkpoint: run by Snakemake itself
 
 
 @pytest.fixture(scope="module")

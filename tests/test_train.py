@@ -13,7 +13,8 @@ from geomvol.errors import CheckpointError
 from geomvol.provenance import sha256_file
 from geomvol.config import SCHEDULE_KEYS, checkpoint_lineage, resolve_config
 from geomvol.errors import ConfigError
-from geomvol.train.checkpoint import checkpoint_record, load_checkpoint, save_checkpoint
+from geomvol.integrity import is_intact, recorded_sha256
+from geomvol.train.checkpoint import checkpoint_record, load_checkpoint, save_checkpoint, store_key
 
 from helpers import tiny_experiment, train_with_metrics, training_run
 
@@ -21,15 +22,21 @@ from helpers import tiny_experiment, train_with_metrics, training_run
 def test_fit_writes_the_schedule_and_keeps_its_store(trained):
     root = trained["root"]
     assert [p.name for p in trained["checkpoints"]] == ["epoch_0.pt", "epoch_10.pt", "epoch_30.pt"]
-    for path in trained["checkpoints"]:  # published as the very files of the store
-        assert os.path.samefile(path, root / "train-state" / path.name)
+    (store,) = (path.parent for path in (root / "train-state").glob("*/lineage.json"))  # the one keyed store
+    assert store.name == store_key(checkpoint_lineage(training_run(trained["experiment"])), sha256_file(trained["data"]))
+    for path in trained["checkpoints"]:  # published as copies of the store's files, not the same files
+        assert path.read_bytes() == (store / path.name).read_bytes()
+        assert not os.path.samefile(path, store / path.name)
+        assert recorded_sha256(store / path.name) == sha256_file(path)
     manifest = json.loads((root / "checkpoints" / "manifest.json").read_text())
     assert manifest["git_commit"] and manifest["geomvol_version"] == "0.1.0" and manifest["host"]
     assert torch.__version__.startswith(manifest["package_versions"]["torch"])  # 2.14.1 of 2.14.1+cu130
     assert manifest["dataset_sha256"] == sha256_file(trained["data"])
-    assert [(m["epoch"], m["sha256"]) for m in manifest["checkpoints"]] == [
+    assert manifest["epochs"] == [0, 10, 30] and manifest["seeds"]["0"]["store"] == str(store)
+    assert [(m["epoch"], m["sha256"]) for m in manifest["seeds"]["0"]["checkpoints"]] == [
         (int(p.stem.split("_")[1]), sha256_file(p)) for p in trained["checkpoints"]
     ]
+    assert is_intact(root / "checkpoints")
     rows = (root / "metrics.tsv").read_text().splitlines()
     assert rows[0] == "epoch\tloss\taccuracy" and len(rows) == 31
     last = load_checkpoint(trained["checkpoints"][-1])
@@ -58,10 +65,11 @@ def test_another_seed_trains_another_network(trained, tmp_path):
 
 def _train_command(spec, data, root):
     schedule = {key: spec["training"][key] for key in SCHEDULE_KEYS}
+    lineage = {key: value for key, value in checkpoint_lineage(spec).items() if key != "seed"}
     return [
-        sys.executable, "-m", "geomvol.cli", "train", "--lineage", json.dumps(checkpoint_lineage(spec)),
-        "--schedule", json.dumps(schedule), "--data", str(data),
-        "--output-dir", str(root / "checkpoints"), "--state-dir", str(root / "state"),
+        sys.executable, "-m", "geomvol.cli", "train", "--lineage", json.dumps({"seeds": [spec["seed"]], **lineage}),
+        "--schedule", json.dumps(schedule), "--data", str(data), "--manifest", str(data.with_name("manifest.json")),
+        "--output-dir", str(root / "checkpoints"), "--state-dirs", json.dumps({str(spec["seed"]): str(root / "state")}),
     ]
 
 
@@ -79,41 +87,75 @@ def test_killed_training_resumes_and_ends_bit_identical(tmp_path):
     killed = tmp_path / "killed"
     process = subprocess.Popen(_train_command(spec, data, killed), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while not (killed / "state" / "epoch_100.pt").exists():
+    while not list((killed / "state").glob("*/epoch_100.pt")):
         assert process.poll() is None and time.monotonic() < deadline, "training ended before it could be killed"
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
     assert not (killed / "checkpoints").exists(), "a killed run must not publish checkpoints"
-    saved = sorted(p.name for p in (killed / "state").glob("epoch_*.pt"))
+    saved = sorted(p.name for p in (killed / "state").glob("*/epoch_*.pt"))
     assert "epoch_600.pt" not in saved
 
     resumed = subprocess.run(_train_command(spec, data, killed), check=True, capture_output=True, text=True)
     resumed_from = max(int(name[len("epoch_"):-3]) for name in saved)
     assert f"resuming from epoch {resumed_from}" in resumed.stderr
-    names = sorted(os.listdir(reference / "checkpoints"))
-    assert names == sorted(os.listdir(killed / "checkpoints"))
+    names = sorted(os.listdir(reference / "checkpoints" / "s0"))
+    assert names == sorted(os.listdir(killed / "checkpoints" / "s0"))
     for name in names:
-        assert (killed / "checkpoints" / name).read_bytes() == (reference / "checkpoints" / name).read_bytes(), name
+        assert (killed / "checkpoints" / "s0" / name).read_bytes() == (reference / "checkpoints" / "s0" / name).read_bytes()
 
 
-def test_state_from_another_config_is_not_resumed(trained, tmp_path, capsys):
+def test_state_from_another_config_is_kept_apart_and_not_resumed(trained, tmp_path, capsys):
+    """A checkpoint an older geomvol kept loose in the store (another seed's lineage) moves into its own lineage's
+    keyed store, deleted by nobody, and this lineage trains from scratch beside it."""
     spec = training_run(trained["experiment"])
     state = tmp_path / "state"
     state.mkdir()
-    stale = load_checkpoint(trained["checkpoints"][1])
-    stale["train_spec"] = {**spec, "seed": 99}
-    save_checkpoint({k: v for k, v in stale.items() if k != "format"}, state / "epoch_10.pt")
+    other = load_checkpoint(trained["checkpoints"][1])
+    other["train_spec"] = checkpoint_lineage({**spec, "seed": 99})
+    save_checkpoint({k: v for k, v in other.items() if k != "format"}, state / "epoch_10.pt")
     paths = train_with_metrics(spec, trained["data"], tmp_path / "ck", state, tmp_path / "m.tsv")
-    assert f"removing {state / 'epoch_10.pt'}: written for another training config or data set" in capsys.readouterr().err
+    kept = state / store_key(other["train_spec"], other["dataset_sha256"]) / "epoch_10.pt"
+    assert f"moved {state / 'epoch_10.pt'} into the store of its lineage" in capsys.readouterr().err
+    assert checkpoint_record(kept)["train_spec"]["seed"] == 99 and is_intact(kept)
     assert [sha256_file(p) for p in paths] == [sha256_file(p) for p in trained["checkpoints"]]
+
+
+def test_a_damaged_checkpoint_in_the_store_is_set_aside_and_made_again(trained, tmp_path, capsys):
+    """One flipped byte in a kept checkpoint: the next train job moves it aside (naming it) and makes it again
+    from the nearest intact earlier one; the result is an uninterrupted run's file."""
+    spec = training_run(trained["experiment"])
+    state = tmp_path / "state"
+    train_one(spec, trained["data"], tmp_path / "ck", state)
+    (damaged,) = state.glob("*/epoch_30.pt")
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    capsys.readouterr()
+    paths = train_one(spec, trained["data"], tmp_path / "again", state)
+    err = capsys.readouterr().err
+    assert f"checkpoint {damaged} does not match the sha256 recorded when it was written; moved aside to" in err
+    assert "computing [30]" in err and "resuming from epoch 10" in err
+    assert [path.read_bytes() for path in paths] == [path.read_bytes() for path in trained["checkpoints"]]
+    assert len(list(damaged.parent.glob("epoch_30.pt.damaged-*Z"))) == 1  # kept for inspection
 
 
 def _store_files(state) -> dict:
     """Each checkpoint file of a store: (inode, modification time, bytes)."""
-    return {path.name: (path.stat().st_ino, path.stat().st_mtime_ns, path.read_bytes())
-            for path in sorted(state.glob("epoch_*.pt"))}
+    return {path.relative_to(state): (path.stat().st_ino, path.stat().st_mtime_ns, path.read_bytes())
+            for path in sorted(state.glob("*/epoch_*.pt"))}
+
+
+def train_one(run, data, output_dir, state_dir) -> list:
+    """The train stage on one seed: its checkpoints in ``output_dir``."""
+    (paths,) = train([run], data, data.with_name("manifest.json"), output_dir, [state_dir]).values()
+    return paths
+
+
+def train_group(runs, data, output_dir, state_dirs) -> dict:
+    """The train stage on a seed group: each seed's checkpoints in ``output_dir``."""
+    return train(runs, data, data.with_name("manifest.json"), output_dir, state_dirs)
 
 
 def test_training_longer_continues_from_the_last_checkpoint(trained, tmp_path, capsys):
@@ -121,16 +163,16 @@ def test_training_longer_continues_from_the_last_checkpoint(trained, tmp_path, c
     file an uninterrupted run to 50 writes."""
     spec = training_run(trained["experiment"])
     state = tmp_path / "state"
-    train(spec, trained["data"], tmp_path / "ck", state)
+    train_one(spec, trained["data"], tmp_path / "ck", state)
     before = _store_files(state)
     capsys.readouterr()
     longer = {**spec, "training": {**spec["training"], "epochs": 50, "save_epochs": [10, 30, 50]}}
-    paths = train(longer, trained["data"], tmp_path / "ck", state)
+    paths = train_one(longer, trained["data"], tmp_path / "ck", state)
     err = capsys.readouterr().err
     assert "computing [50]" in err and "resuming from epoch 30" in err
     after = _store_files(state)
     assert {name: after[name] for name in before} == before
-    fresh = train(longer, trained["data"], tmp_path / "fresh", tmp_path / "fresh-state")
+    fresh = train_one(longer, trained["data"], tmp_path / "fresh", tmp_path / "fresh-state")
     assert [path.read_bytes() for path in paths] == [path.read_bytes() for path in fresh]
 
 
@@ -139,20 +181,20 @@ def test_a_saved_epoch_between_two_is_made_from_the_earlier(trained, tmp_path, c
     uninterrupted run saving 20 writes, and 30 (made before 20 existed) is that run's 30 too."""
     spec = training_run(trained["experiment"])
     state = tmp_path / "state"
-    train(spec, trained["data"], tmp_path / "ck", state)
+    train_one(spec, trained["data"], tmp_path / "ck", state)
     before = _store_files(state)
     capsys.readouterr()
     more = {**spec, "training": {**spec["training"], "save_epochs": [10, 20, 30]}}
-    made = extend_training(more, trained["data"], state, 20, tmp_path / "epoch_20.pt")
+    (made,), = extend_training([more], trained["data"], trained["manifest"], 20, tmp_path / "epoch_20", [state]).values()
     err = capsys.readouterr().err
     assert "computing [20]" in err and "resuming from epoch 10" in err
     assert {name: _store_files(state)[name] for name in before} == before
-    fresh = train(more, trained["data"], tmp_path / "fresh", tmp_path / "fresh-state")
+    fresh = train_one(more, trained["data"], tmp_path / "fresh", tmp_path / "fresh-state")
     assert [path.name for path in fresh] == ["epoch_0.pt", "epoch_10.pt", "epoch_20.pt", "epoch_30.pt"]
     assert made.read_bytes() == fresh[2].read_bytes()
-    assert (state / "epoch_30.pt").read_bytes() == fresh[3].read_bytes()
+    assert next(state.glob("*/epoch_30.pt")).read_bytes() == fresh[3].read_bytes()
     with pytest.raises(CheckpointError, match=r"epoch 25 is not a saved epoch"):
-        extend_training(more, trained["data"], state, 25, tmp_path / "epoch_25.pt")
+        extend_training([more], trained["data"], trained["manifest"], 25, tmp_path / "epoch_25", [state])
 
 
 def test_a_checkpoint_record_read_without_torch_has_every_value_but_the_tensors(trained):
@@ -182,8 +224,8 @@ def test_truncated_or_foreign_checkpoint_is_named(trained, tmp_path):
 # --- seed groups: several seeds of the shallow net trained as one ensemble -------------------------------
 
 
-def _group_stores(tmp_path, name, seeds) -> dict:
-    return {seed: tmp_path / f"{name}-s{seed}" for seed in seeds}
+def _group_stores(tmp_path, name, seeds) -> list:
+    return [tmp_path / f"{name}-s{seed}" for seed in seeds]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -195,10 +237,10 @@ def test_a_seed_group_trains_each_seed_as_it_trains_alone(trained, tmp_path, opt
     experiment = tiny_experiment(optimizer=optimizer, dtype=dtype)
     seeds = [0, 1, 2]
     group = _group_stores(tmp_path, "group", seeds)
-    grouped = {seed: train(training_run(experiment, seed), trained["data"], tmp_path / f"ck-group-{seed}", group[seed],
-                           group) for seed in seeds}
+    grouped = train_group([training_run(experiment, seed) for seed in seeds], trained["data"], tmp_path / "ck-group",
+                          group)
     for seed in seeds:
-        alone = train(training_run(experiment, seed), trained["data"], tmp_path / f"ck-{seed}", tmp_path / f"s{seed}")
+        alone = train_one(training_run(experiment, seed), trained["data"], tmp_path / f"ck-{seed}", tmp_path / f"s{seed}")
         assert [path.name for path in alone] == [path.name for path in grouped[seed]] == ["epoch_0.pt", "epoch_10.pt",
                                                                                           "epoch_30.pt"]
         for mine, theirs in zip(alone, grouped[seed]):
@@ -242,18 +284,18 @@ def test_a_killed_group_resumes_bit_identical(trained, tmp_path, monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(loop, "train_one_epoch", dies_in_epoch_three)
+    runs = [training_run(experiment, seed) for seed in seeds]
     with pytest.raises(KeyboardInterrupt):
-        train(training_run(experiment, 0), trained["data"], tmp_path / "ck-0", group[0], group)
-    for seed in seeds:
-        assert sorted(p.name for p in group[seed].glob("epoch_*.pt")) == ["epoch_0.pt", "epoch_2.pt"]
+        train_group(runs, trained["data"], tmp_path / "ck", group)
+    for store in group:
+        assert sorted(p.name for p in store.glob("*/epoch_*.pt")) == ["epoch_0.pt", "epoch_2.pt"]
+    assert not (tmp_path / "ck").exists()  # nothing published by a killed job
     monkeypatch.setattr(loop, "train_one_epoch", original)
-    whole = _group_stores(tmp_path, "whole", seeds)
+    resumed = train_group(runs, trained["data"], tmp_path / "ck", group)
+    uninterrupted = train_group(runs, trained["data"], tmp_path / "whole", _group_stores(tmp_path, "whole", seeds))
     for seed in seeds:
-        resumed = train(training_run(experiment, seed), trained["data"], tmp_path / f"ck-{seed}", group[seed], group)
-        uninterrupted = train(training_run(experiment, seed), trained["data"], tmp_path / f"whole-{seed}", whole[seed],
-                              whole)
-        assert [path.name for path in resumed] == ["epoch_0.pt", "epoch_2.pt", "epoch_4.pt"]
-        for mine, theirs in zip(uninterrupted, resumed):
+        assert [path.name for path in resumed[seed]] == ["epoch_0.pt", "epoch_2.pt", "epoch_4.pt"]
+        for mine, theirs in zip(uninterrupted[seed], resumed[seed]):
             assert mine.read_bytes() == theirs.read_bytes(), (seed, mine.name)
 
 
@@ -264,10 +306,11 @@ def test_a_group_of_image_nets_augments_each_seed_with_its_own_draws(image_run, 
     batches: the README's "Many seeds")."""
     experiment = image_run["experiment"]
     seeds = [0, 1]
-    group = _group_stores(tmp_path, "group", seeds)
+    groups = train_group([training_run(experiment, seed) for seed in seeds], image_run["data"], tmp_path / "g",
+                         _group_stores(tmp_path, "group", seeds))
     for seed in seeds:
-        grouped = train(training_run(experiment, seed), image_run["data"], tmp_path / f"g{seed}", group[seed], group)
-        alone = train(training_run(experiment, seed), image_run["data"], tmp_path / f"a{seed}", tmp_path / f"s{seed}")
+        grouped = groups[seed]
+        alone = train_one(training_run(experiment, seed), image_run["data"], tmp_path / f"a{seed}", tmp_path / f"s{seed}")
         for mine, theirs in zip(alone, grouped):
             mine, theirs = load_checkpoint(mine), load_checkpoint(theirs)
             for name in ("augmentation", "batch_order", "torch"):

@@ -10,7 +10,8 @@ model and training settings without the schedule and run-time settings, so a
 checkpoint is the same file whichever schedule made it) and ``dataset_sha256``.
 
 A training run's checkpoint store (a state directory outside the pipeline's
-declared outputs, kept between runs) holds every saved epoch; :func:`fill_stores`
+declared outputs, kept between runs: ``train-state/<key>/``, one per lineage and data set, so that no config
+edit deletes another's checkpoints) holds every saved epoch, each with its integrity record; :func:`fill_stores`
 computes only the saved epochs a store lacks, each from the nearest earlier
 checkpoint there of the same lineage (the same seed, model, data and training
 settings but for the schedule): a killed run resumes from its last saved
@@ -23,15 +24,18 @@ uninterrupted run's.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import pickle
 import sys
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
-from geomvol.config import checkpoint_lineage, saved_epochs
+from geomvol.config import checkpoint_lineage, config_sha256, saved_epochs
 from geomvol.errors import CheckpointError
-from geomvol.io import exclusive_lock, save_torch
+from geomvol.integrity import file_record_path, is_intact, set_aside, write_file_record
+from geomvol.io import atomic_path, exclusive_lock, save_torch
 from geomvol.provenance import sha256_file
 
 FORMAT = "geomvol-checkpoint-1"
@@ -129,35 +133,81 @@ def checkpoint_record(path: str | Path) -> dict:
 # --- the checkpoint store of a training run ---------------------------------------------------------
 
 
-def _checkpoint_store(state_dir: Path, lineage: dict, dataset_sha256: str) -> dict[int, Path]:
-    """The checkpoints in ``state_dir`` that a run of ``lineage`` on this data set can use, by epoch; any
-    other checkpoint there (another config or data set, or unreadable) is removed, saying why."""
-    usable = {}
-    for path in sorted(state_dir.glob("epoch_*.pt")):
+def store_key(lineage: dict, dataset_sha256: str) -> str:
+    """The name of the store of a lineage on a data set: the first 16 hex digits of the sha256 of both."""
+    return config_sha256({"lineage": lineage, "dataset_sha256": dataset_sha256})[:16]
+
+
+def keyed_store(state_root: str | Path, lineage: dict, dataset_sha256: str) -> Path:
+    """The directory of ``state_root`` that keeps the checkpoints of ``lineage`` on this data set (made if
+    missing, with a ``lineage.json`` saying what it holds). Each lineage has its own: a config edit never
+    touches another's checkpoints, and switching a setting back finds the first run's again."""
+    directory = Path(state_root) / store_key(lineage, dataset_sha256)
+    description = directory / "lineage.json"
+    if not description.is_file():
+        with atomic_path(description) as tmp:
+            tmp.write_text(json.dumps({"lineage": lineage, "dataset_sha256": dataset_sha256}, indent=2,
+                                      sort_keys=True) + "\n")
+    return directory
+
+
+def _adopt_loose_checkpoints(state_root: Path) -> None:
+    """Move the checkpoints a store of an older geomvol kept directly in ``state_root`` into the keyed store of
+    their own lineage (an unreadable one aside), deleting none."""
+    for path in sorted(state_root.glob("epoch_*.pt")):
         try:
-            state = checkpoint_record(path)  # its epoch and lineage, without loading the tensors (or torch)
+            state = checkpoint_record(path)
         except CheckpointError as error:
-            print(f"removing {error}", file=sys.stderr)
-            path.unlink()
+            print(f"{error}; moved aside to {set_aside(path)}", file=sys.stderr)
             continue
-        if checkpoint_lineage(state["train_spec"]) != lineage or state["dataset_sha256"] != dataset_sha256:
-            print(f"removing {path}: written for another training config or data set", file=sys.stderr)
-            path.unlink()
+        directory = keyed_store(state_root, state["train_spec"], state["dataset_sha256"])
+        target = directory / path.name
+        if target.exists():
+            print(f"{path}: {target} exists; moved aside to {set_aside(path)}", file=sys.stderr)
             continue
-        usable[state["epoch"]] = path
+        os.replace(path, target)
+        write_file_record(target)
+        print(f"moved {path} into the store of its lineage, {directory}", file=sys.stderr)
+
+
+def _checkpoint_store(directory: Path, lineage: dict, dataset_sha256: str) -> dict[int, Path]:
+    """The intact checkpoints of the keyed store ``directory``, by epoch. A checkpoint whose bytes differ from
+    its record is moved aside (said on stderr) and will be made again; one without a record (its writer died
+    between the checkpoint and its record) is kept if it reads back as this lineage's, and recorded."""
+    usable = {}
+    for path in sorted(directory.glob("epoch_*.pt")):
+        if file_record_path(path).exists():
+            if not is_intact(path):
+                print(f"checkpoint {path} does not match the sha256 recorded when it was written; moved aside to "
+                      f"{set_aside(path)}; it is made again", file=sys.stderr)
+                continue
+        else:
+            try:
+                state = checkpoint_record(path)  # its lineage, without loading the tensors (or torch)
+            except CheckpointError as error:
+                print(f"{error}; moved aside to {set_aside(path)}; it is made again", file=sys.stderr)
+                continue
+            if checkpoint_lineage(state["train_spec"]) != lineage or state["dataset_sha256"] != dataset_sha256:
+                print(f"{path} was written for another training config or data set; moved aside to "
+                      f"{set_aside(path)}", file=sys.stderr)
+                continue
+            write_file_record(path)
+        usable[int(path.stem.removeprefix("epoch_"))] = path
     return usable
 
 
 def fill_stores(runs: list[dict], data_path: str | Path, state_dirs: list[str | Path],
                 targets: list[int]) -> list[dict[int, Path]]:
-    """Make each checkpoint store of ``state_dirs`` hold each epoch of ``targets``; return their checkpoints by
-    epoch. ``runs`` (one per store: seed, model and training sections, alike but for the seed) train together
+    """Make the checkpoint store of each run (the keyed store of its lineage and data set, :func:`keyed_store`,
+    under its ``state_dirs`` entry) hold each epoch of ``targets``; return their checkpoints by epoch. ``runs``
+    (one per store: seed, model and training sections, alike but for the seed) train together
     as one ensemble (:class:`geomvol.models.shallow.ShallowEnsemble`) when there are several.
 
     Only the targets missing from a store are computed, each from the nearest earlier checkpoint of the same
     lineage (:func:`geomvol.config.checkpoint_lineage`); every saved epoch passed on the way is kept too. The
     members that lack a target train together from the latest checkpoint they all have before it; each
-    saved epoch is written into each store that lacks it. Every store is locked (in one order, so that jobs
+    saved epoch is written into each store that lacks it, with its integrity record. A damaged checkpoint
+    is moved aside and made again; nothing is deleted. Every store is locked (in one order, so that jobs
     of one group never wait for each other in a circle): the job of any seed of a group that starts first
     trains the group, and the other seeds' jobs then find their stores full. Nothing here loads torch
     unless an epoch is missing.
@@ -172,13 +222,17 @@ def fill_stores(runs: list[dict], data_path: str | Path, state_dirs: list[str | 
 def _fill_stores(runs: list[dict], data_path: str | Path, state_dirs: list[Path], targets: list[int]) -> list[dict]:
     epochs = saved_epochs(runs[0]["training"])
     dataset_sha256 = sha256_file(data_path)
-    stores = [_checkpoint_store(state_dir, checkpoint_lineage(run), dataset_sha256)
-              for run, state_dir in zip(runs, state_dirs)]
+    directories = []
+    for run, state_dir in zip(runs, state_dirs):
+        _adopt_loose_checkpoints(state_dir)
+        directories.append(keyed_store(state_dir, checkpoint_lineage(run), dataset_sha256))
+    stores = [_checkpoint_store(directory, checkpoint_lineage(run), dataset_sha256)
+              for run, directory in zip(runs, directories)]
     missing = [sorted(epoch for epoch in set(targets) if epoch not in store) for store in stores]
-    for run, state_dir, store, lacking in zip(runs, state_dirs, stores, missing):
+    for run, directory, store, lacking in zip(runs, directories, stores, missing):
         if lacking:
             print(f"seed {run['seed']}, epochs {sorted(targets)}: {sorted(set(targets) - set(lacking))} kept in "
-                  f"{state_dir}, computing {lacking}", file=sys.stderr)
+                  f"{directory}, computing {lacking}", file=sys.stderr)
     members = [index for index, lacking in enumerate(missing) if lacking]
     if not members:
         return stores
@@ -190,10 +244,11 @@ def _fill_stores(runs: list[dict], data_path: str | Path, state_dirs: list[Path]
 
     def save() -> None:
         """Each member's checkpoint of the epoch in memory, into each store that lacks it."""
-        paths = {position: state_dirs[index] / checkpoint_name(training.epoch)
+        paths = {position: directories[index] / checkpoint_name(training.epoch)
                  for position, index in enumerate(members) if training.epoch not in stores[index]}
         training.save(paths)
         for position, path in paths.items():
+            write_file_record(path)
             stores[members[position]][training.epoch] = path
 
     todo = sorted(set().union(*(missing[index] for index in members)))

@@ -1,19 +1,20 @@
 import json
 import os
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 from geomvol.catalogue import EXPECTED_FILES, FIGURES, TORCHVISION_DATASETS
+from geomvol.integrity import dataset_problems, quick_check, stale_outputs
 from geomvol.config import (
     SCHEDULE_KEYS,
-    checkpoint_lineage,
     config_sha256,
+    group_lineage,
     saved_epochs,
     seed_group_label,
     seed_groups,
     probe_job_settings,
     result_config,
-    training_run,
     without_run_time,
 )
 
@@ -155,14 +156,43 @@ def get_measure_sections(wildcards):
     )
 
 
-# A training run's checkpoint store (outside its declared outputs, kept between runs).
+# A seed's checkpoint stores (outside the declared outputs, kept between runs; one keyed directory per lineage).
 STATE_DIR = "results/{experiment}/s{seed}/train-state"
 
 
-def get_lineage(wildcards):
-    """What a training run's checkpoints depend on besides the data set and their epochs."""
+def group_seeds(wildcards):
+    """The seeds of the group {seeds} (s<a>-s<b>-...), which must be a seed group of the experiment."""
+    seeds = [int(label[1:]) for label in wildcards.seeds.split("-")]
+    if seeds not in seed_groups(get_experiment(wildcards)):
+        raise ValueError(
+            f"{wildcards.seeds} is not a seed group of experiment {wildcards.experiment} "
+            f"(its groups: {[seed_group_label(group) for group in seed_groups(get_experiment(wildcards))]})"
+        )
+    return seeds
+
+
+def group_label_of(wildcards):
+    """The label s<a>-s<b>-... of the group the job's seed trains in."""
+    seed = int(wildcards.seed)
+    return seed_group_label(
+        next(group for group in seed_groups(get_experiment(wildcards)) if seed in group)
+    )
+
+
+def get_group_lineage(wildcards):
+    """What a seed group's checkpoints depend on besides the data set and their epochs: its params."""
     return section_json(
-        checkpoint_lineage(training_run(get_experiment(wildcards), int(wildcards.seed)))
+        group_lineage(get_experiment(wildcards), group_seeds(wildcards))
+    )
+
+
+def get_state_dirs(wildcards):
+    """Each seed's checkpoint store root, as JSON."""
+    return section_json(
+        {
+            str(seed): STATE_DIR.format(experiment=wildcards.experiment, seed=seed)
+            for seed in group_seeds(wildcards)
+        }
     )
 
 
@@ -177,26 +207,29 @@ def get_train_threads(wildcards):
 
 
 def checkpoint_source(wildcards, epoch):
-    """What holds a saved epoch: the training run's directory when the run made it (its manifest, read
-    as the DAG is built, lists it) or has yet to run; otherwise the epoch was added to the schedule
-    after the run, and extend_training makes it."""
-    run = rules.train.output.run.format(
-        experiment=wildcards.experiment, seed=wildcards.seed
-    )
+    """What holds a saved epoch of the seed's group: the group's training directory when its run made it (its
+    manifest, read as the DAG is built, lists it) or has yet to run; otherwise the epoch was added to the
+    schedule after the run, and extend_training makes it."""
+    seeds = group_label_of(wildcards)
+    run = rules.train.output.run.format(experiment=wildcards.experiment, seeds=seeds)
     manifest = Path(run) / "manifest.json"
     if manifest.is_file():
-        made = {
-            entry["epoch"] for entry in json.loads(manifest.read_text())["checkpoints"]
-        }
-        if epoch not in made:
-            return rules.extend_training.output.checkpoint.format(
-                experiment=wildcards.experiment, seed=wildcards.seed, epoch=epoch
+        try:
+            made = json.loads(manifest.read_text())["epochs"]
+        except (
+            ValueError,
+            KeyError,
+        ):  # damaged, or of an older layout: the run is made again
+            made = None
+        if made is not None and epoch not in made:
+            return rules.extend_training.output.run.format(
+                experiment=wildcards.experiment, seeds=seeds, epoch=epoch
             )
     return run
 
 
 def get_checkpoint_source(wildcards):
-    """The training run's directory, or extend_training's checkpoint, that holds this saved epoch."""
+    """The group's training directory, or extend_training's directory, that holds this saved epoch."""
     return checkpoint_source(wildcards, int(wildcards.epoch))
 
 
@@ -207,19 +240,6 @@ def get_last_checkpoint_source(wildcards):
 
 def last_saved_epoch(wildcards):
     return saved_epochs(get_experiment(wildcards)["training"])[-1]
-
-
-def checkpoint_file(wildcards, input):
-    """The checkpoint file in a rule's `source` input (a file, or one of a training directory's)."""
-    source = Path(input.source)
-    if source.suffix == ".pt":
-        return str(source)
-    epoch = (
-        int(wildcards.epoch)
-        if "epoch" in wildcards.keys()
-        else last_saved_epoch(wildcards)
-    )
-    return str(source / f"epoch_{epoch}.pt")
 
 
 def get_probe_settings(wildcards):
@@ -246,52 +266,9 @@ def get_group_checkpoints(wildcards):
     return expand(
         rules.publish_checkpoint.output.checkpoint,
         experiment=wildcards.experiment,
-        seed=[int(label[1:]) for label in wildcards.seeds.split("-")],
+        seed=group_seeds(wildcards),
         epoch=wildcards.epoch,
     )
-
-
-def seed_group_of(wildcards):
-    """The seeds of the group the job's seed trains in (in the config's order)."""
-    seed = int(wildcards.seed)
-    return next(
-        group for group in seed_groups(get_experiment(wildcards)) if seed in group
-    )
-
-
-def get_seed_group(wildcards):
-    """The seeds that train together with this one, each with its checkpoint store, as JSON: a run-time
-    setting (a resource), so that regrouping retrains nothing."""
-    group = seed_group_of(wildcards)
-    return section_json(
-        {
-            str(member): STATE_DIR.format(experiment=wildcards.experiment, seed=member)
-            for member in group
-        }
-    )
-
-
-def get_group_training(wildcards):
-    """For a seed that is not the first of its group, the first seed's training run, whose job trains the
-    group: this seed's job waits for it and then finds its store full. ancient: only the order matters.
-    """
-    group = seed_group_of(wildcards)
-    if group[0] == int(wildcards.seed):
-        return []
-    return ancient(
-        rules.train.output.run.format(experiment=wildcards.experiment, seed=group[0])
-    )
-
-
-def get_group_extension(wildcards):
-    """For a seed that is not the first of its group, what holds the first seed's copy of this epoch (its
-    extend_training checkpoint, or its training run), whose job trains the group: this seed's job waits
-    for it and then finds its store full. ancient: only the order matters."""
-    group = seed_group_of(wildcards)
-    if group[0] == int(wildcards.seed):
-        return []
-    first = SimpleNamespace(experiment=wildcards.experiment, seed=str(group[0]))
-    return ancient(checkpoint_source(first, int(wildcards.epoch)))
 
 
 def get_figure_style(wildcards):
@@ -306,8 +283,10 @@ def get_compared_store(wildcards):
     return f"results/{get_experiment(wildcards)['probe']['compare_with']}/volume.zarr"
 
 
-def get_final_output():
-    """Every experiment's figures, and each training run's metrics."""
+def get_final_output(wildcards):
+    """Every experiment's figures, and each training run's metrics; in the main process, first the stale
+    outputs are forced (force_stale_outputs)."""
+    force_stale_outputs()
     return [
         path
         for name, experiment in EXPERIMENTS.items()
@@ -320,3 +299,77 @@ def get_final_output():
             ),
         ]
     ]
+
+
+def output_edges():
+    """(output, its inputs, its check) for every output of the config, producers first (see
+    geomvol.integrity.stale_outputs)."""
+    for name, experiment in EXPERIMENTS.items():
+        data = rules.prepare_dataset.output.data.format(experiment=name)
+        manifest = rules.prepare_dataset.output.manifest.format(experiment=name)
+        yield data, [], lambda path, manifest=manifest: dataset_problems(path, manifest)
+        probes = []
+        for group in seed_groups(experiment):
+            label = seed_group_label(group)
+            training = rules.train.output.run.format(experiment=name, seeds=label)
+            yield training, [data, manifest], quick_check
+            for epoch in experiment["probe"]["epochs"]:
+                checkpoints = []
+                for seed in group:
+                    source = checkpoint_source(
+                        SimpleNamespace(experiment=name, seed=str(seed)), epoch
+                    )
+                    if source != training:
+                        yield source, [training, data, manifest], quick_check
+                    published = rules.publish_checkpoint.output.checkpoint.format(
+                        experiment=name, seed=seed, epoch=epoch
+                    )
+                    yield published, [source], quick_check
+                    checkpoints.append(published)
+                store = rules.probe.output.store.format(
+                    experiment=name, seeds=label, epoch=epoch
+                )
+                yield store, [*checkpoints, data, manifest], quick_check
+                probes.append(store)
+            for seed in group:
+                metrics = rules.training_metrics.output.metrics.format(
+                    experiment=name, seed=seed
+                )
+                last = SimpleNamespace(experiment=name, seed=str(seed))
+                yield metrics, [get_last_checkpoint_source(last)], None
+        volume = rules.combine_probes.output.store.format(experiment=name)
+        yield volume, [*probes, data, manifest], quick_check
+        measures = rules.measure.output.store.format(experiment=name)
+        yield measures, [volume], quick_check
+        compared = experiment["probe"]["compare_with"]
+        for figure in get_figures(name, experiment):
+            if Path(figure).stem == "measures":
+                inputs = [measures]
+            elif Path(figure).stem == "compare":
+                inputs = [volume, f"results/{compared}/volume.zarr"]
+            else:
+                inputs = [volume]
+            yield figure, inputs, None
+
+
+STALE_OUTPUTS_FORCED = []
+STALE_SHOWN = 20  # outputs named on stderr; the rest counted
+
+
+def force_stale_outputs():
+    """Make Snakemake re-make every stale output (geomvol.integrity.stale_outputs: damaged against its record,
+    or fed by a missing input), saying why on stderr. Called as the DAG is built (from the default target's input
+    function), once, in the main process: the outputs join the DAG's forced files, as --forcerun would
+    make them, so that a dry run shows them too."""
+    if STALE_OUTPUTS_FORCED or not workflow.is_main_process or workflow.dag is None:
+        return
+    stale = stale_outputs(output_edges())
+    for path, reason in list(stale.items())[:STALE_SHOWN]:
+        print(f"geomvol: {path} is made again: {reason}", file=sys.stderr)
+    if len(stale) > STALE_SHOWN:
+        print(
+            f"geomvol: and {len(stale) - STALE_SHOWN} more outputs are made again",
+            file=sys.stderr,
+        )
+    workflow.dag.forcefiles.update(stale)
+    STALE_OUTPUTS_FORCED.append(stale)

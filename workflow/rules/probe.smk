@@ -4,8 +4,10 @@ rule probe:
     input:
         checkpoints=get_group_checkpoints,
         data=rules.prepare_dataset.output.data,
+        manifest=rules.prepare_dataset.output.manifest,
     output:
         store="results/{experiment}/{seeds}/probes/epoch_{epoch}.zarr.zip",
+        record="results/{experiment}/{seeds}/probes/epoch_{epoch}.zarr.zip.integrity.json",
     log:
         "results/{experiment}/logs/probe_{seeds}_epoch_{epoch}.log",
     benchmark:
@@ -24,7 +26,7 @@ rule probe:
     shell:
         'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
         "probe --checkpoints {input.checkpoints:q}"
-        " --data {input.data:q} --probe {params.probe:q} --output {output.store:q}"
+        " --data {input.data:q} --manifest {input.manifest:q} --probe {params.probe:q} --output {output.store:q}"
         " --device {resources.torch_device} --memory-budget-bytes {resources.memory_budget_bytes}"
         " --gpus {resources.gpu} > {log:q} 2>&1"
 

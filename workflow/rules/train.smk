@@ -1,25 +1,23 @@
-# Every saved epoch is kept in the checkpoint store train-state/, outside the
-# declared outputs (Snakemake deletes the declared outputs of a failed job or
-# one it reruns), so that a killed job resumes from its last saved epoch. A
-# training run's params hold its lineage (seed, model, data, training settings
-# but the schedule): a schedule edit does not rerun it, and extend_training
-# makes the saved epochs it lacks. Training hard-links the saved epochs into
-# training/ (with a manifest of their sha256), and publish_checkpoint makes
-# each probed one its own declared output, checkpoints/epoch_<E>.pt (a hard
-# link): a checkpoint changed after it was probed is newer than its probe, so
-# the next run redoes that probe and everything after it. The first seed of a
-# seed group trains the group (into each seed's store); the others' jobs come
-# after it and publish what their stores then hold.
+# A seed group (seed_group_size seeds; a group of one is a seed) trains as one job: any edit of its lineage
+# (params) reruns every seed of the group, and what follows. Every saved epoch is kept in each seed's
+# checkpoint store, train-state/<key>/, one directory per lineage and data set (outside the declared outputs,
+# which Snakemake deletes when a job fails or reruns): a killed job resumes from its last saved epoch, and no
+# config edit deletes a checkpoint. The schedule is a run-time setting: a schedule edit does not rerun the
+# training, and extend_training makes the saved epochs it lacks. Training copies the saved epochs into the
+# group's training/ (manifest and integrity record with their sha256); publish_checkpoint makes each probed
+# one its own declared output, checkpoints/epoch_<E>.pt (a copy checked against that record, with its own
+# record): a checkpoint changed after it was probed is newer than its probe, so the next run redoes that
+# probe and everything after it.
 rule train:
     input:
         data=rules.prepare_dataset.output.data,
-        group=get_group_training,
+        manifest=rules.prepare_dataset.output.manifest,
     output:
-        run=directory("results/{experiment}/s{seed}/training"),
+        run=directory("results/{experiment}/{seeds}/training"),
     log:
-        "results/{experiment}/logs/train_s{seed}.log",
+        "results/{experiment}/logs/train_{seeds}.log",
     benchmark:
-        "results/{experiment}/benchmarks/train_s{seed}.tsv"
+        "results/{experiment}/benchmarks/train_{seeds}.tsv"
     conda:
         ENV
     threads: get_train_threads
@@ -30,31 +28,30 @@ rule train:
         cpus_per_gpu=gpu_or_cpu(get_train_gpus, 8, 0),
         torch_device=get_train_device,
         schedule=get_schedule,
-        seed_group=get_seed_group,
     params:
-        lineage=get_lineage,
-        state_dir=STATE_DIR,
+        lineage=get_group_lineage,
+        state_dirs=get_state_dirs,
     shell:
         'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
         "train --lineage {params.lineage:q} --schedule {resources.schedule:q} --data {input.data:q}"
-        " --output-dir {output.run:q} --state-dir {params.state_dir:q} --seed-group {resources.seed_group:q}"
+        " --manifest {input.manifest:q} --output-dir {output.run:q} --state-dirs {params.state_dirs:q}"
         " --device {resources.torch_device} --threads {threads} --gpus {resources.gpu} > {log:q} 2>&1"
 
 
-# A saved epoch added after the training run (training longer, one more saved epoch): made from the
-# nearest earlier checkpoint in the run's store, while every checkpoint the run made stays as it is. As
-# in train, the first seed of a seed group extends the group; the others' jobs come after it.
+# A saved epoch added after the group's training (training longer, one more saved epoch): made for every
+# seed of the group from the nearest earlier checkpoint in its store, while every checkpoint the run made
+# stays as it is.
 rule extend_training:
     input:
         data=rules.prepare_dataset.output.data,
+        manifest=rules.prepare_dataset.output.manifest,
         run=rules.train.output.run,
-        group=get_group_extension,
     output:
-        checkpoint="results/{experiment}/s{seed}/extended/epoch_{epoch}.pt",
+        run=directory("results/{experiment}/{seeds}/extended/epoch_{epoch}"),
     log:
-        "results/{experiment}/logs/extend_s{seed}_epoch_{epoch}.log",
+        "results/{experiment}/logs/extend_{seeds}_epoch_{epoch}.log",
     benchmark:
-        "results/{experiment}/benchmarks/extend_s{seed}_epoch_{epoch}.tsv"
+        "results/{experiment}/benchmarks/extend_{seeds}_epoch_{epoch}.tsv"
     conda:
         ENV
     threads: get_train_threads
@@ -65,15 +62,14 @@ rule extend_training:
         cpus_per_gpu=gpu_or_cpu(get_train_gpus, 8, 0),
         torch_device=get_train_device,
         schedule=get_schedule,
-        seed_group=get_seed_group,
     params:
-        lineage=get_lineage,
-        state_dir=STATE_DIR,
+        lineage=get_group_lineage,
+        state_dirs=get_state_dirs,
     shell:
         'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
         "extend --lineage {params.lineage:q} --schedule {resources.schedule:q} --data {input.data:q}"
-        " --epoch {wildcards.epoch} --output {output.checkpoint:q} --state-dir {params.state_dir:q}"
-        " --seed-group {resources.seed_group:q}"
+        " --manifest {input.manifest:q} --epoch {wildcards.epoch} --output-dir {output.run:q}"
+        " --state-dirs {params.state_dirs:q}"
         " --device {resources.torch_device} --threads {threads} --gpus {resources.gpu} > {log:q} 2>&1"
 
 
@@ -82,6 +78,7 @@ rule publish_checkpoint:
         source=get_checkpoint_source,
     output:
         checkpoint="results/{experiment}/s{seed}/checkpoints/epoch_{epoch}.pt",
+        record="results/{experiment}/s{seed}/checkpoints/epoch_{epoch}.pt.integrity.json",
     log:
         "results/{experiment}/logs/publish_s{seed}_epoch_{epoch}.log",
     benchmark:
@@ -89,10 +86,10 @@ rule publish_checkpoint:
     localrule: True
     conda:
         ENV
-    params:
-        source=checkpoint_file,
     shell:
-        "(ln -f {params.source:q} {output.checkpoint:q} || cp -p {params.source:q} {output.checkpoint:q}) > {log:q} 2>&1"
+        'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
+        "publish --source {input.source:q} --seed {wildcards.seed} --epoch {wildcards.epoch}"
+        " --output {output.checkpoint:q} > {log:q} 2>&1"
 
 
 rule training_metrics:
@@ -108,7 +105,8 @@ rule training_metrics:
     conda:
         ENV
     params:
-        checkpoint=checkpoint_file,
+        epoch=last_saved_epoch,
     shell:
         'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
-        "metrics --checkpoint {params.checkpoint:q} --output {output.metrics:q} > {log:q} 2>&1"
+        "metrics --source {input.source:q} --seed {wildcards.seed} --epoch {params.epoch}"
+        " --output {output.metrics:q} > {log:q} 2>&1"
