@@ -23,7 +23,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from geomvol.errors import GeomvolError
+from geomvol.errors import DataError, GeomvolError
 from geomvol.io import atomic_path
 from geomvol.provenance import sha256_file
 
@@ -60,12 +60,14 @@ def _tree_files(directory: Path) -> list[Path]:
                   if path.is_file() and path.name not in _NOT_CONTENT and not path.name.startswith(".nfs"))
 
 
-def write_tree_record(directory: str | Path) -> None:
-    """Record every file of ``directory`` (its path inside, size and sha256) in ``directory/integrity.json``.
-    Call it on the finished tree before it is renamed into place, so that the record comes with the tree."""
+def write_tree_record(directory: str | Path) -> dict:
+    """Record every file of ``directory`` (its path inside, size and sha256) in ``directory/integrity.json``, and
+    return the record's files. Call it on the finished tree before it is renamed into place, so that the record
+    comes with the tree."""
     directory = Path(directory)
     files = {path.relative_to(directory).as_posix(): _entry(path) for path in _tree_files(directory)}
     (directory / TREE_RECORD).write_text(json.dumps({"files": files}, indent=1, sort_keys=True) + "\n")
+    return files
 
 
 def _read_record(path: Path) -> dict | None:
@@ -138,7 +140,10 @@ def set_aside(path: str | Path) -> Path:
     return target
 
 
-def verify(path: str | Path, what: str = "input", remedy: str = "run snakemake again to re-make it") -> Path:
+REMAKE = "run snakemake again to re-make it"
+
+
+def verify(path: str | Path, what: str = "input") -> Path:
     """Check ``path`` against its record in full; on a mismatch move it aside (:func:`set_aside`) and raise
     :class:`IntegrityError` naming it, what is wrong and what to do. Returns ``path``."""
     path = Path(path)
@@ -146,12 +151,12 @@ def verify(path: str | Path, what: str = "input", remedy: str = "run snakemake a
     if not problems:
         return path
     if not path.exists():
-        raise IntegrityError(f"{what} {path} is missing; {remedy}")
+        raise IntegrityError(f"{what} {path} is missing; {REMAKE}")
     if NO_RECORD in problems[0]:  # nothing to compare with: not known to be damaged, so left in place
-        raise IntegrityError(f"{what} {problems[0]}; {remedy}")
+        raise IntegrityError(f"{what} {problems[0]}; {REMAKE}")
     moved = set_aside(path)
     shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-    raise IntegrityError(f"{what} {path} is damaged ({shown}); moved aside to {moved}; {remedy}")
+    raise IntegrityError(f"{what} {path} is damaged ({shown}); moved aside to {moved}; {REMAKE}")
 
 
 def dataset_problems(data: str | Path, manifest: str | Path) -> list[str]:
@@ -163,6 +168,22 @@ def dataset_problems(data: str | Path, manifest: str | Path) -> list[str]:
     if "bytes" in record and Path(data).stat().st_size != record["bytes"]:
         return [f"{data} has {Path(data).stat().st_size} bytes, its manifest {manifest} recorded {record['bytes']}"]
     return []
+
+
+def verify_dataset(data: str | Path, manifest: str | Path) -> str:
+    """The sha256 of the prepared data set ``data``, after checking it against the one its ``manifest``
+    recorded; a mismatch moves it aside (:func:`set_aside`) and raises, so that the next run prepares it again."""
+    data, record = Path(data), _read_record(Path(manifest))
+    if record is None or "sha256" not in record:
+        raise DataError(f"data set manifest {manifest} is missing or unreadable; run snakemake again to prepare the "
+                        f"data set anew (delete {manifest} first)")
+    if not data.is_file():
+        raise DataError(f"data set {data} is missing; run snakemake again to prepare it")
+    sha256 = sha256_file(data)
+    if sha256 != record["sha256"]:
+        raise IntegrityError(f"data set {data} does not match the sha256 its manifest {manifest} recorded; moved "
+                             f"aside to {set_aside(data)}; run snakemake again to prepare it anew")
+    return sha256
 
 
 def stale_outputs(edges) -> dict[str, str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from geomvol.config import checkpoint_lineage, config_sha256, result_config
 from geomvol.errors import GeomvolError
+from geomvol.integrity import file_record_path
 from geomvol.provenance import sha256_of
 
 
@@ -184,7 +185,6 @@ class Tracer:
         self.steps.append(step)
 
     def checkpoint(self, path: Path, depth: int = 0, recorded: str | None = None) -> None:
-        from geomvol.integrity import file_record_path
         from geomvol.train.checkpoint import checkpoint_record
 
         source = _read_json(file_record_path(path)).get("source")  # the group directory's copy it was published from

@@ -34,7 +34,9 @@ from pathlib import Path
 from geomvol.catalogue import EPOCH_CONVENTION, FIGURES, OTHER_FIGURES
 from geomvol.config import RUN_TIME_KEYS, canonical_json, config_sha256, saved_epochs
 from geomvol.errors import CheckpointError, DataError, GeomvolError
-from geomvol.integrity import IntegrityError, recorded_sha256, set_aside, verify, write_file_record, write_tree_record
+from geomvol.integrity import (
+    IntegrityError, recorded_sha256, set_aside, verify, verify_dataset, write_file_record, write_tree_record,
+)
 from geomvol.io import atomic_path
 from geomvol.provenance import record, sha256_file, sha256_of
 
@@ -82,23 +84,6 @@ def synthesize_dataset(name: str, root: str | Path, n_train: int, n_test: int, s
         return write_synthetic(name, tmp, n_train, n_test, seed)
 
 
-def verified_dataset(data: str | Path, manifest: str | Path) -> Path:
-    """``data`` after checking its sha256 against the one its ``manifest`` recorded; a mismatch moves it aside
-    (:func:`geomvol.integrity.set_aside`) and raises, so that the next run prepares it again."""
-    data, manifest = Path(data), Path(manifest)
-    try:
-        recorded = json.loads(manifest.read_text())["sha256"]
-    except (OSError, ValueError, KeyError) as error:
-        raise DataError(f"data set manifest {manifest} is unreadable ({error}); run snakemake again to prepare "
-                        f"the data set anew (delete {manifest} first)") from error
-    if not data.is_file():
-        raise DataError(f"data set {data} is missing; run snakemake again to prepare it")
-    if sha256_file(data) != recorded:
-        raise IntegrityError(f"data set {data} does not match the sha256 its manifest {manifest} recorded; moved "
-                             f"aside to {set_aside(data)}; run snakemake again to prepare it anew")
-    return data
-
-
 def train(runs: list[dict], data: str | Path, manifest: str | Path, output_dir: str | Path,
           state_dirs: list[str | Path]) -> dict[int, list[Path]]:
     """Train a seed group (``runs``: one per seed, alike but for the seed, each with its checkpoint store in
@@ -106,12 +91,12 @@ def train(runs: list[dict], data: str | Path, manifest: str | Path, output_dir: 
     (:func:`geomvol.train.checkpoint.fill_stores`), after checking the data set against its ``manifest``;
     copy every saved epoch of every seed into ``output_dir`` (:func:`publish_group`). Returns the copies by
     seed."""
-    verified_dataset(data, manifest)
+    dataset_sha256 = verify_dataset(data, manifest)
     from geomvol.train.checkpoint import fill_stores
 
     epochs = saved_epochs(runs[0]["training"])
     stores = fill_stores(runs, data, state_dirs, epochs)
-    return publish_group(runs, stores, epochs, data, output_dir)
+    return publish_group(runs, stores, epochs, dataset_sha256, output_dir)
 
 
 def extend_training(runs: list[dict], data: str | Path, manifest: str | Path, epoch: int, output_dir: str | Path,
@@ -122,14 +107,14 @@ def extend_training(runs: list[dict], data: str | Path, manifest: str | Path, ep
     if epoch not in saved_epochs(runs[0]["training"]):
         raise CheckpointError(f"epoch {epoch} is not a saved epoch of this training run "
                               f"({saved_epochs(runs[0]['training'])})")
-    verified_dataset(data, manifest)
+    dataset_sha256 = verify_dataset(data, manifest)
     from geomvol.train.checkpoint import fill_stores
 
     stores = fill_stores(runs, data, state_dirs, [epoch])
-    return publish_group(runs, stores, [epoch], data, output_dir)
+    return publish_group(runs, stores, [epoch], dataset_sha256, output_dir)
 
 
-def publish_group(runs: list[dict], stores: list[dict[int, Path]], epochs: list[int], data: str | Path,
+def publish_group(runs: list[dict], stores: list[dict[int, Path]], epochs: list[int], dataset_sha256: str,
                   output_dir: str | Path) -> dict[int, list[Path]]:
     """Copy each seed's checkpoints of ``epochs`` from its store into ``output_dir/s<seed>/`` (copies, so that
     damage to one file reaches no other), with ``manifest.json`` (the epochs, each seed's store and
@@ -148,12 +133,12 @@ def publish_group(runs: list[dict], stores: list[dict[int, Path]], epochs: list[
                 checkpoints.append({"epoch": epoch, "file": f"{member.name}/{checkpoint_name(epoch)}",
                                     "sha256": recorded_sha256(store[epoch])})
             seeds[str(run["seed"])] = {"store": str(store[epochs[0]].parent), "checkpoints": checkpoints}
-        manifest = {**record(), "dataset_sha256": sha256_file(data), "epochs": epochs, "seeds": seeds}
+        manifest = {**record(), "dataset_sha256": dataset_sha256, "epochs": epochs, "seeds": seeds}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        write_tree_record(tmp)
+        copies = write_tree_record(tmp)
         for entry in seeds.values():  # the copies are what the stores recorded
             for checkpoint in entry["checkpoints"]:
-                if sha256_file(tmp / checkpoint["file"]) != checkpoint["sha256"]:
+                if copies[checkpoint["file"]]["sha256"] != checkpoint["sha256"]:
                     raise IntegrityError(f"the copy of {entry['store']}/{Path(checkpoint['file']).name} differs from "
                                          f"the sha256 recorded in the store; check the disk, and run again")
     return {int(seed): [output_dir / item["file"] for item in entry["checkpoints"]] for seed, entry in seeds.items()}
@@ -224,7 +209,7 @@ def probe(checkpoints: list[str | Path], data: str | Path, manifest: str | Path,
     from geomvol.settings import ProbeSettings
     from geomvol.store import write_store
 
-    verified_dataset(data, manifest)
+    verify_dataset(data, manifest)
     for checkpoint in checkpoints:
         verify(checkpoint, "checkpoint")
     probe_config = canonical_json({key: value for key, value in probe_section.items()
@@ -248,7 +233,7 @@ def _earlier_probes(output: Path, checkpoints: list[str | Path], probe_config: s
     from geomvol.integrity import is_intact
     from geomvol.store import open_store
 
-    wanted = {sha256_file(checkpoint): str(checkpoint) for checkpoint in checkpoints}
+    wanted = {recorded_sha256(checkpoint): str(checkpoint) for checkpoint in checkpoints}  # verified by the caller
     seeds = set(output.parent.parent.name.split("-"))  # this group's s<seed> labels
     found = {}
     for other in sorted(output.parent.parent.parent.glob(f"*/{output.parent.name}/{output.name}")):
@@ -285,7 +270,7 @@ def combine_probes(
     from geomvol.data.prepare import load_dataset
     from geomvol.store import open_store, write_store
 
-    verified_dataset(data_path, manifest_path)
+    verify_dataset(data_path, manifest_path)
     parts = [open_store(p, verify="sha256") for p in probe_paths]
     # Variables that are not per checkpoint (anchor images, normalisation) are the same in every probe.
     static = [name for name, variable in parts[0].data_vars.items() if not {"seed", "epoch"} & set(variable.dims)]
@@ -301,7 +286,7 @@ def combine_probes(
     probe_sha256 = xr.full_like(ds["checkpoint_file"], "", dtype=object)
     for path, part in zip(probe_paths, parts):
         at = {"seed": part["seed"].values, "epoch": part["epoch"].values}  # every seed of a group's store
-        probe_files.loc[at], probe_sha256.loc[at] = str(path), sha256_of(path)
+        probe_files.loc[at], probe_sha256.loc[at] = str(path), recorded_sha256(path)  # verified on opening
     ds.coords["probe_store_file"] = probe_files.assign_attrs(long_name="path of the probe store of the checkpoint")
     ds.coords["probe_store_sha256"] = probe_sha256.assign_attrs(long_name="sha256 of that probe store (zip file)")
     ds = ds.assign({name: parts[0][name].load() for name in static})

@@ -207,10 +207,10 @@ def fill_stores(runs: list[dict], data_path: str | Path, state_dirs: list[str | 
     lineage (:func:`geomvol.config.checkpoint_lineage`); every saved epoch passed on the way is kept too. The
     members that lack a target train together from the latest checkpoint they all have before it; each
     saved epoch is written into each store that lacks it, with its integrity record. A damaged checkpoint
-    is moved aside and made again; nothing is deleted. Every store is locked (in one order, so that jobs
-    of one group never wait for each other in a circle): the job of any seed of a group that starts first
-    trains the group, and the other seeds' jobs then find their stores full. Nothing here loads torch
-    unless an epoch is missing.
+    is moved aside and made again; nothing is deleted. Every store is locked, in one order, so that two
+    jobs never train into one store at once nor wait for each other in a circle (a group's training job and an
+    extension of it, a regrouped seed's job and its old group's). Nothing here loads torch unless an epoch is
+    missing.
     """
     state_dirs = [Path(state_dir) for state_dir in state_dirs]
     with contextlib.ExitStack() as locks:
