@@ -229,9 +229,13 @@ def _earlier_probes(output: Path, checkpoints: list[str | Path], probe_config: s
     """Probes of these very checkpoint files (the same sha256) that another probe store of the same epoch of the
     experiment already holds (``results/<experiment>/<other seeds>/probes/<same name>``), made with the same
     probe settings by the same code: by checkpoint path, each its seed's slice. A seed group changed by
-    removing (or regrouping) seeds so re-probes none of the seeds it kept."""
+    removing (or regrouping) seeds so re-probes none of the seeds it kept. Code whose commit does not name it
+    (a source tree with uncommitted changes, or none) reuses nothing: the same label could be other code."""
     from geomvol.integrity import is_intact
     from geomvol.store import open_store
+
+    if provenance["git_commit"] == "unknown" or provenance["git_commit"].endswith("+dirty"):
+        return {}
 
     wanted = {recorded_sha256(checkpoint): str(checkpoint) for checkpoint in checkpoints}  # verified by the caller
     seeds = set(output.parent.parent.name.split("-"))  # this group's s<seed> labels
