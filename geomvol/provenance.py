@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import os
@@ -61,6 +62,17 @@ def git_commit() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+@functools.cache
+def code_sha256() -> str:
+    """sha256 of the geomvol package's own code as it runs: each source file's path (relative to the package) and
+    bytes, the Python modules and the config schema. Unlike the commit it names uncommitted code exactly."""
+    package = Path(geomvol.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for file in sorted([*package.rglob("*.py"), package / "config.schema.yaml"]):
+        digest.update(f"{file.relative_to(package).as_posix()}\0{sha256_file(file)}\n".encode())
+    return digest.hexdigest()
+
+
 def package_versions() -> dict[str, str]:
     """Versions of the packages that shape the numbers and the files."""
     versions = {"python": platform.python_version(), "geomvol": geomvol.__version__}
@@ -78,6 +90,7 @@ def host() -> str:
 
 def record() -> dict:
     """What made an output, as every stage records it (manifests, store attrs, figure metadata): geomvol's
-    version, the commit of its source tree, the versions of the packages that shape the numbers, the host."""
-    return {"geomvol_version": geomvol.__version__, "git_commit": git_commit(), "package_versions": package_versions(),
-            "host": host()}
+    version, the commit of its source tree and the sha256 of its code, the versions of the packages that shape the
+    numbers, the host."""
+    return {"geomvol_version": geomvol.__version__, "git_commit": git_commit(), "code_sha256": code_sha256(),
+            "package_versions": package_versions(), "host": host()}

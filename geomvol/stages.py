@@ -228,14 +228,11 @@ def probe(checkpoints: list[str | Path], data: str | Path, manifest: str | Path,
 def _earlier_probes(output: Path, checkpoints: list[str | Path], probe_config: str, provenance: dict) -> dict:
     """Probes of these very checkpoint files (the same sha256) that another probe store of the same epoch of the
     experiment already holds (``results/<experiment>/<other seeds>/probes/<same name>``), made with the same
-    probe settings by the same code: by checkpoint path, each its seed's slice. A seed group changed by
-    removing (or regrouping) seeds so re-probes none of the seeds it kept. Code whose commit does not name it
-    (a source tree with uncommitted changes, or none) reuses nothing: the same label could be other code."""
+    probe settings by the same code (geomvol's code by its sha256, which names uncommitted code too, and the
+    versions of the packages that shape the numbers): by checkpoint path, each its seed's slice. A seed group
+    changed by removing (or regrouping) seeds so re-probes none of the seeds it kept."""
     from geomvol.integrity import is_intact
     from geomvol.store import open_store
-
-    if provenance["git_commit"] == "unknown" or provenance["git_commit"].endswith("+dirty"):
-        return {}
 
     wanted = {recorded_sha256(checkpoint): str(checkpoint) for checkpoint in checkpoints}  # verified by the caller
     seeds = set(output.parent.parent.name.split("-"))  # this group's s<seed> labels
@@ -245,7 +242,7 @@ def _earlier_probes(output: Path, checkpoints: list[str | Path], probe_config: s
             continue  # another group's store that holds none of these seeds is not opened
         ds = open_store(other, verify="none")
         if ds.attrs.get("probe_config") != probe_config or any(
-                ds.attrs.get(key) != provenance[key] for key in ("geomvol_version", "git_commit")):
+                ds.attrs.get(key) != provenance[key] for key in ("geomvol_version", "code_sha256", "package_versions")):
             continue
         for index, sha in enumerate(ds["checkpoint_sha256"].values[:, 0].tolist()):
             if wanted.get(sha) is not None and wanted[sha] not in found:

@@ -1,10 +1,17 @@
 """Shared fixtures: the smoke config and its finished run, one trained run and one image run reused by several
-tests, a synthetic MNIST root, and a stand-in conda. Helpers live in :mod:`helpers`."""
+tests, a synthetic MNIST root, and a stand-in conda. Helpers live in :mod:`helpers`.
+
+Under pytest-xdist (``-n auto``, the README's whole-suite command) the tests are spread over the workers a group
+at a time (``--dist loadgroup --no-loadscope-reorder``, set in pyproject.toml), so a file's module-scoped runs
+are made once, the groups with the longest runs first; the smoke run is made once for all workers
+(:func:`made_once`)."""
 
 from __future__ import annotations
 
 import copy
+import fcntl
 import os
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +19,50 @@ from geomvol.config import load_config
 from geomvol.stages import prepare_dataset
 
 from helpers import SMOKE_CONFIG, image_experiment, snakemake, tiny_experiment, train_with_metrics, training_run
+
+
+# Under pytest-xdist, what each worker takes at a time: a file's tests, or every test that reads the smoke run.
+# Longest first, so that no worker is left with one of them at the end while the others idle: xdist hands each
+# worker two groups to start with, in this order (here: the faults and test_config to one, the smoke run's
+# readers and the SLURM test, which reads the smoke run after its own, to the other), then the rest as they free.
+LONGEST_FIRST = ("test_faults.py", "smoke-run", "test_config.py", "test_slurm.py", "test_reruns.py")
+
+
+def _xdist_group(item) -> str:
+    return "smoke-run" if "smoke_run" in item.fixturenames else item.path.name
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    order = {group: rank for rank, group in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: order.get(_xdist_group(item), len(order)))  # stable: files keep their order
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
+
+
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """A directory ``name`` filled by ``make(directory)`` once per test session: on its own, in a new temporary
+    directory; under pytest-xdist, by the first worker that asks, under a file lock, while the others wait for it
+    and then share it (or fail with its failure)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        directory = tmp_path_factory.mktemp(name)
+        make(directory)
+        return directory
+    shared = tmp_path_factory.getbasetemp().parent  # this session's, common to its workers
+    directory, made, failed = shared / name, shared / f"{name}.made", shared / f"{name}.failed"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.exists():
+            pytest.fail(f"{name}, made by another worker, failed: {failed.read_text()}")
+        if not made.exists():
+            directory.mkdir()
+            try:
+                make(directory)
+            except BaseException as error:
+                failed.write_text(str(error))
+                raise
+            made.touch()
+    return directory
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +130,9 @@ esac
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("smoke")
-    result = snakemake(workdir, SMOKE_CONFIG)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return workdir
+    """A working directory where the smoke config has run to the end (read it; copy it to change it)."""
+    def run(workdir):
+        result = snakemake(workdir, SMOKE_CONFIG)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    return made_once(tmp_path_factory, "smoke", run)

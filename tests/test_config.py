@@ -385,6 +385,7 @@ def test_a_built_wheel_carries_the_schema_and_the_digits_and_checks_the_default_
     inside it (workflow/schemas/config.schema.yaml links to the package's)."""
     import subprocess
     import sys
+    import sysconfig
     import zipfile
 
     from geomvol.config import DEFAULT_SCHEMA
@@ -397,11 +398,17 @@ def test_a_built_wheel_carries_the_schema_and_the_digits_and_checks_the_default_
     (wheel,) = tmp_path.glob("geomvol-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "geomvol/config.schema.yaml" in names and "geomvol/data/digits.csv.gz" in names
-    # installed (non-editable, into a venv that borrows this interpreter's dependencies), it checks the default
-    # config, data included, from another directory
+    # installed (non-editable) into a new venv whose path file adds the site-packages of the environment these
+    # tests run in (a venv, or the machine's own Python), for the dependencies (torch among them: the data checks
+    # draw the anchors with torch's generator), it checks the default config, data included, from another
+    # directory. Path files in a directory added this way are not read, so the checkout's editable geomvol is not
+    # seen: the wheel's is.
     venv = tmp_path / "venv"
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # only the venv's geomvol
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (venv_site,) = venv.glob("lib/python*/site-packages")
+    ours = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (venv_site / "dependencies.pth").write_text("".join(f"{path}\n" for path in ours))
     subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed", str(wheel)],
                    check=True, env=env)
     version = subprocess.run([venv / "bin" / "geomvol", "--version"], capture_output=True, text=True, cwd=tmp_path,

@@ -62,8 +62,9 @@ def test_curvature_figure_and_measures_of_a_probed_grid(trained, tmp_path):
                  "abs_curvature_entropy_correlation", "abs_curvature_boundary_distance_correlation"):
         assert measures[name].dims == ("seed", "epoch", "block"), name
     plot_measures(tmp_path / "measures.zarr", tmp_path / "measures.png", tmp_path / "measures.pdf")
-    with Image.open(tmp_path / "measures.png") as image:  # 10 measures, one row each; value and change columns
-        assert image.height > 3 * image.width
+    # 10 measures, two to a row, each a value panel and a change panel: 5 rows of 4 panels, which fit a page
+    with Image.open(tmp_path / "measures.png") as image:
+        assert 0.7 * image.width < image.height < 1.2 * image.width
 
     plot_curvature(store, tmp_path / "curvature.png", tmp_path / "curvature.pdf")
     with Image.open(tmp_path / "curvature.png") as image:
@@ -82,3 +83,29 @@ def test_curvature_colour_scale_is_centred_and_symmetric_log_across_decades():
     assert curvature_ticks(linear) is None
     many = curvature_ticks(curvature_norm(np.array([1.0, -1.0, 1.0, 3e9])))  # 10^1 .. 10^9: every other power
     assert many[-5:] == [1e1, 1e3, 1e5, 1e7, 1e9] and many[:5] == [-1e9, -1e7, -1e5, -1e3, -1e1]
+
+
+def test_overlapping_labels_are_found_and_named():
+    """Epochs 0, 200, 5000, 10000 on a log axis print their last two labels on top of each other (as the
+    measures figure once did); evenly spaced, labelled with their values, they read. Two titles on one spot
+    are found too, and ticks outside the axis' view (not drawn) are not."""
+    import matplotlib.pyplot as plt
+
+    from geomvol.figures.common import overlapping_labels
+
+    epochs = [0, 200, 5000, 10000]
+    fig, (crowded, spaced) = plt.subplots(1, 2, figsize=(6, 2), constrained_layout=True)
+    crowded.plot(epochs, [0, 1, 2, 3])
+    crowded.set_xscale("symlog", linthresh=200)
+    crowded.set_xticks(epochs, [str(epoch) for epoch in epochs])
+    spaced.plot(range(4), [0, 1, 2, 3])
+    spaced.set_xticks(range(4), [str(epoch) for epoch in epochs])
+    spaced.set_yticks([-10, 0, 3, 50])
+    spaced.set_ylim(0, 3)  # -10 and 50 lie outside the view: not drawn
+    assert overlapping_labels(fig) == ["x tick labels '5000' and '10000' overlap (panel 'without a title or labels')"]
+    crowded.set_title("epochs on a log axis")
+    assert overlapping_labels(fig) == ["x tick labels '5000' and '10000' overlap (panel 'epochs on a log axis')"]
+    spaced.text(0.5, 0.5, "one text", transform=spaced.transAxes)
+    spaced.text(0.5, 0.5, "another", transform=spaced.transAxes)
+    assert overlapping_labels(fig)[1:] == ["the texts 'one text' and 'another' overlap"]
+    plt.close(fig)

@@ -166,3 +166,22 @@ def test_combine_refuses_data_that_does_not_match_its_manifest(trained, tmp_path
                                              f"{trained['manifest']} recorded; moved aside to {other}.damaged-"):
         combine_probes([store], "tiny", result_config(trained["experiment"]), other, trained["manifest"], tmp_path / "volume.zarr")
     assert not (tmp_path / "volume.zarr").exists() and not other.exists()
+
+
+def test_a_probe_is_taken_from_another_groups_store_only_for_the_same_code(trained, tmp_path, capsys, monkeypatch):
+    """A seed's probe is reused from another group's store of the same epoch when the checkpoint, the probe
+    settings and the code (geomvol's sha256 and the package versions) are the same; other code probes again."""
+    import geomvol.stages
+    from geomvol.provenance import record
+
+    checkpoint, section = trained["checkpoints"][-1], trained["experiment"]["probe"]
+    name = checkpoint.name.replace(".pt", ".zarr.zip")
+    first = probe([checkpoint], trained["data"], trained["manifest"], section, tmp_path / "s0-s1" / "probes" / name)
+    again = probe([checkpoint], trained["data"], trained["manifest"], section, tmp_path / "s0" / "probes" / name)
+    assert f"is taken from {tmp_path / 's0-s1' / 'probes' / name}" in capsys.readouterr().err
+    assert again["log10_volume"].equals(first["log10_volume"]) and again.attrs["code_sha256"] == record()["code_sha256"]
+
+    other_code = {**record(), "code_sha256": "0" * 64}
+    monkeypatch.setattr(geomvol.stages, "record", lambda: other_code)
+    probe([checkpoint], trained["data"], trained["manifest"], section, tmp_path / "s0-s2" / "probes" / name)
+    assert "is taken from" not in capsys.readouterr().err

@@ -67,7 +67,7 @@ def cluster():
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def test_a_pipeline_runs_through_sbatch_and_equals_a_local_run(cluster, smoke_run, tmp_path):
+def test_a_pipeline_runs_through_sbatch_and_equals_a_local_run(cluster, tmp_path, request):
     workdir = tmp_path / "work"
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
@@ -100,6 +100,7 @@ def test_a_pipeline_runs_through_sbatch_and_equals_a_local_run(cluster, smoke_ru
     assert set().union(*by_rule.values()) == {record["JobId"] for record in completed}
     assert not {f"rule_{rule}" for rule in LOCAL_RULES} & set(by_rule)
 
+    smoke_run = request.getfixturevalue("smoke_run")  # asked for after the cluster's run, which it need not wait for
     on_slurm = xr.open_zarr(workdir / "results" / COMPARED / "volume.zarr").load()
     local = xr.open_zarr(smoke_run / "results" / COMPARED / "volume.zarr").load()
     assert set(on_slurm.data_vars) == set(local.data_vars)

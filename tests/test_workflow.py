@@ -57,6 +57,7 @@ def test_pipeline_produces_a_labelled_store_and_figures(smoke_run, smoke_config)
     for log_file in (smoke_run / "results").glob("*/logs/*.log"):
         log = log_file.read_text()
         assert "Warning" not in log, f"{log_file}: {log}"  # logs carry what a user should read, not library noise
+        assert "overlap" not in log, f"{log_file}: {log}"  # every figure's labels read (figures.common)
     for epoch in (0, 20, 40):  # every saved epoch stays in the run's checkpoint store, published as a copy
         (kept,) = (results / "s0" / "train-state").glob(f"*/epoch_{epoch}.pt")
         published = results / "s0" / "checkpoints" / f"epoch_{epoch}.pt"

@@ -1,11 +1,13 @@
-"""What every figure shares: saving as PNG and PDF with the lineage of its store in the files' metadata, the
-colour scales of a row of panels, entropy units, and what "epoch" means."""
+"""What every figure shares: saving as PNG and PDF with the lineage of its store in the files' metadata (and a
+check that no labels overlap), the colour scales of a row of panels, entropy units, and what "epoch"
+means."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import sys
 import textwrap
 from pathlib import Path
 
@@ -15,6 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
+
+plt.rcParams["axes.titlepad"] = 9  # points between a panel's title and its top tick labels
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 
 from geomvol.io import atomic_path  # noqa: E402
@@ -32,7 +36,8 @@ def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Pa
     drawn from and that store's sha256 (and the other store's, for a comparison), the config's sha256,
     the provenance (:func:`geomvol.provenance.record`) and the definitions its numbers follow
     (:func:`figure_definitions`); in the PNG as ``geomvol:*`` text chunks, in the PDF as JSON in Keywords
-    (and in words in Subject).
+    (and in words in Subject). Labels that overlap are named on stderr
+    (:func:`overlapping_labels`).
     """
     lineage = {
         "figure": Path(png).stem,
@@ -47,6 +52,8 @@ def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Pa
     description = f"geomvol figure from store {store_path} (sha256 {lineage['store_sha256']})"
     width = max(40, int(fig.get_figwidth() * 11))  # characters that fit across the figure at 10 points
     fig.suptitle("\n".join(textwrap.fill(line, width) for line in title.split("\n")), fontsize=10)
+    for problem in overlapping_labels(fig):
+        print(f"geomvol: figure {png}: {problem}", file=sys.stderr)
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png", dpi=150, metadata={
             "Title": title, "Description": description, "Source": str(store_path),
@@ -57,6 +64,48 @@ def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Pa
             "Title": title, "Subject": description, "Keywords": json.dumps(lineage, sort_keys=True),
         })
     plt.close(fig)
+
+
+def overlapping_labels(fig) -> list[str]:
+    """Text of ``fig`` that does not read, as last drawn: neighbouring tick labels of any axis (colour bars
+    included) whose boxes overlap, and any two other texts (titles, axis and colour-bar labels, annotations)
+    that overlap each other or a tick label; each as a sentence naming the two texts. Lays the figure out
+    (without rendering it) first."""
+    from matplotlib.text import Text
+
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+
+    def box(text):
+        return text.get_window_extent(renderer)
+
+    problems, ticks, every_tick_label = [], set(), set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            for tick in [*axis.get_major_ticks(), *axis.get_minor_ticks()]:
+                every_tick_label.update((tick.label1, tick.label2))
+        if not ax.get_visible() or not ax.axison:
+            continue
+        for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+            low, high = sorted(axis.get_view_interval())
+            slack = 1e-9 * max(abs(low), abs(high), 1.0)
+            labels = [label for tick, at in zip(axis.get_major_ticks(), axis.get_majorticklocs())
+                      if low - slack <= at <= high + slack  # the ticks drawn
+                      for label in (tick.label1, tick.label2) if label.get_visible() and label.get_text()]
+            ticks.update(labels)
+            for first, second in zip(labels, labels[1:]):
+                if box(first).overlaps(box(second)):
+                    where = ax.get_title() or ax.get_ylabel() or ax.get_xlabel() or "without a title or labels"
+                    problems.append(f"{name} tick labels {first.get_text()!r} and {second.get_text()!r} overlap "
+                                    f"(panel {where!r})")
+    texts = [text for text in fig.findobj(Text) if text.get_visible() and text.get_text().strip()
+             and text not in every_tick_label and (text.axes is None or text.axes.get_visible())]
+    boxes = [box(text) for text in texts]
+    for i, (text, text_box) in enumerate(zip(texts, boxes)):
+        for other, other_box in [*zip(texts[i + 1:], boxes[i + 1:]), *((tick, box(tick)) for tick in ticks)]:
+            if text_box.overlaps(other_box):
+                problems.append(f"the texts {text.get_text()!r} and {other.get_text()!r} overlap")
+    return problems
 
 
 DEFINITION_ATTRS = ("epoch_convention", "metric_definition", "block_pooling", "input_normalisation", "channel_mean",
@@ -125,7 +174,7 @@ def row_scales(panels: np.ndarray, colour_scale: str) -> tuple[np.ndarray, list[
 
 def scale_label(label: str, colour_scale: str) -> str:
     """A colour bar's label, saying when the panels are drawn relative to their medians."""
-    return f"{label} − panel median" if colour_scale == "shared_relative_to_median" else label
+    return f"{label}\n− panel median" if colour_scale == "shared_relative_to_median" else label
 
 
 def row_colourbars(fig, meshes: list, axes: list, colour_scale: str, label: str) -> None:
@@ -133,7 +182,7 @@ def row_colourbars(fig, meshes: list, axes: list, colour_scale: str, label: str)
     label = scale_label(label, colour_scale)
     if colour_scale == "per_panel":
         for number, (mesh, ax) in enumerate(zip(meshes, axes)):
-            bar = fig.colorbar(mesh, ax=ax, shrink=0.8, pad=0.02)
+            bar = fig.colorbar(mesh, ax=ax, shrink=0.8, pad=0.04)
             bar.ax.tick_params(labelsize=6)
             if number == len(axes) - 1:
                 bar.set_label(label)

@@ -137,6 +137,8 @@ def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
         bar.set_label("predicted class" + (" (linear probe)" if "linear_probe_test_accuracy" in ds else ""))
         for row in rows[:3]:
             row[0].set_ylabel(f"plane {plane} ({', '.join(names)})\nv")
+            for ax in row[1:]:  # v is named once a row: beside a colour bar it would touch the bar's labels
+                ax.set_ylabel("")
         row_colourbars(fig, meshes["entropy"], rows[1].tolist(), scale, rf"$\log_{{10}}$ entropy ({units})")
         row_colourbars(fig, meshes["volume"], rows[2].tolist(), scale, f"{VOLUME_LABEL} ({block})")
         row_colourbars(fig, meshes["ternary"], rows[3].tolist(), scale, f"{VOLUME_LABEL} ({block})")
@@ -247,7 +249,8 @@ def plot_spectra(store_path: str | Path, png: str | Path, pdf: str | Path, seed:
     blocks = ds["block"].values
     epochs = ds["epoch"].values
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(epochs)))
-    fig, axes = plt.subplots(len(blocks), len(columns), figsize=(PANEL * len(columns) + 1.0, PANEL * len(blocks)),
+    fig, axes = plt.subplots(len(blocks), len(columns),
+                             figsize=(PANEL * len(columns) + 1.0, PANEL * 1.2 * len(blocks) + 1.0),  # room for the title
                              squeeze=False, constrained_layout=True)
     for column, (kind, span, anchor) in enumerate(columns):
         anchor_dim = "anchor" if kind == "plane" else "line_anchor"
@@ -262,8 +265,9 @@ def plot_spectra(store_path: str | Path, png: str | Path, pdf: str | Path, seed:
                     ax.plot(ds["k"].values, np.log10(singular / np.sqrt(width)), color=colour, label=f"epoch {int(epoch)}")
             kept = int(ds[f"{kind}_top_k"].sel(block=block))
             ax.axvline(kept, color="grey", linestyle="--", linewidth=0.8, label=f"k = {kept} kept")
-            ax.set(title=f"{kind} {span}, anchor {anchor} ({name})", xlabel="rank k",
-                   ylabel=rf"$\log_{{10}}\,\sigma_k(J)/\sqrt{{n}}$ ({block})")
+            ax.set(title=f"{kind} {span}, anchor {anchor} ({name})", xlabel="rank k")
+            if column == 0:
+                ax.set_ylabel(f"{block}\n" + r"$\log_{10}\,\sigma_k(J)/\sqrt{n}$")
             ax.title.set_fontsize(8)
             _draw_anchor(ax, ds[f"{kind}_anchor_image"].values[span, anchor], (0.85, 0.8), zoom=0.6, axes_fraction=True)
     axes[0][-1].legend(fontsize=6)

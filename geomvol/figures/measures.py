@@ -1,15 +1,17 @@
 """Magnification measures against training epoch: when does the network start to magnify its boundary?
 
-One row per measure (those of the volume element, then, when the probe stored the curvature, those of |K|
-and of the sign of K); per probed field (the input grid, or each plane and line) two columns, the measure
-and its change from epoch 0 (what training changed; when epoch 0 was probed); in each panel one line per
-block: the mean over seeds with its bootstrap interval shaded, and each seed's value as faint dots; on the
-change columns, the number of seeds in which the measure rose from epoch 0 beside each epoch's mean. A dashed
-line marks no effect (0).
+One panel per measure (those of the volume element, then, when the probe stored the curvature, those of |K|
+and of the sign of K) and probed field (the input grid, or each plane and line), each beside its change from
+epoch 0 (what training changed; when epoch 0 was probed); with one field, two measures to a row, so that the
+figure fits a page. In each panel one line per block: the mean over seeds with its bootstrap interval shaded,
+and each seed's value as faint dots; on the change panels, the number of seeds in which the measure rose from
+epoch 0 at each epoch, a row per block at the panel's foot. A dashed line marks no effect (0). The probed epochs are evenly spaced along
+the axis, labelled with their values, so that epochs spanning decades (0, 200, 5000, 10000) all read.
 """
 
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 
@@ -18,7 +20,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import NullLocator  # noqa: E402
 
 from geomvol.settings import FigureStyle  # noqa: E402
 from geomvol.figures.common import EPOCH_NOTE, save_with_lineage  # noqa: E402
@@ -59,13 +60,20 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
     rows = [name for name in DEFINITIONS if any(f"{prefix}{name}" in ds for prefix, _, _ in fields)]
     changes = [""] + (["_change"] if any(f"{prefix}{rows[0]}_change" in ds for prefix, _, _ in fields) else [])
     columns = [(*field, change) for field in fields for change in changes]
-    fig, axes = plt.subplots(len(rows), len(columns), figsize=(max(PANEL[0] * len(columns) + 1, 6.0), PANEL[1] * len(rows)),
+    per_row = 2 if len(fields) == 1 else 1  # measures side by side in a row of panels
+    n_rows = math.ceil(len(rows) / per_row)
+    fig, axes = plt.subplots(n_rows, per_row * len(columns),
+                             figsize=(max(PANEL[0] * per_row * len(columns) + 1, 6.0), PANEL[1] * n_rows),
                              squeeze=False, constrained_layout=True)
+    for ax in axes.flat[len(rows) * len(columns):]:
+        ax.set_axis_off()
     epochs = ds["epoch"].values
-    positive = epochs[epochs > 0]
-    for row, name in enumerate(rows):
+    at_epoch = np.arange(len(epochs))  # evenly spaced, labelled with the epochs
+    every = math.ceil(len(epochs) / 8)
+    for index, name in enumerate(rows):
+        row, first = index // per_row, (index % per_row) * len(columns)
         for column, (prefix, span_dim, span, change) in enumerate(columns):
-            ax = axes[row, column]
+            ax = axes[row, first + column]
             variable = f"{prefix}{name}{change}"
             if variable not in ds:
                 ax.set_axis_off()
@@ -76,32 +84,31 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
                 at = {**select, "block": block}
                 mean = ds[f"{variable}_mean"].sel(at).values
                 low, high = ds[f"{variable}_interval"].sel(at).values
-                ax.plot(epochs, mean, "-o", color=colour, markersize=3, label=str(block))
-                ax.fill_between(epochs, low, high, color=colour, alpha=0.25, linewidth=0)
+                ax.plot(at_epoch, mean, "-o", color=colour, markersize=3, label=str(block))
+                ax.fill_between(at_epoch, low, high, color=colour, alpha=0.25, linewidth=0)
                 for s in ds["seed"].values:
-                    ax.plot(epochs, ds[variable].sel(at).sel(seed=s).values, ".", color=colour, alpha=0.35,
+                    ax.plot(at_epoch, ds[variable].sel(at).sel(seed=s).values, ".", color=colour, alpha=0.35,
                             markersize=4)
-                if change:  # how many seeds rose from epoch 0, at each later epoch
+                if change:  # how many seeds rose from epoch 0, at each later epoch: a row per block at the foot
                     fraction = ds[f"{prefix}{name}_rise_fraction"].sel(at).values
                     defined = ds[f"{variable}_n_seeds"].sel(at).values  # seeds whose change is defined
-                    for epoch, value, rose, count in zip(epochs, mean, fraction, defined):
+                    for x, epoch, value, rose, count in zip(at_epoch, epochs, mean, fraction, defined):
                         if epoch > 0 and np.isfinite(rose) and np.isfinite(value):
-                            ax.annotate(f"{round(rose * count)}/{count}", (epoch, value), fontsize=6,
-                                        color=colour, xytext=(3, 3 + 7 * i), textcoords="offset points")
+                            ax.text(x, 0.03 + 0.075 * i, f"{round(rose * count)}/{count}", fontsize=6, color=colour,
+                                    ha="center", va="bottom", transform=ax.get_xaxis_transform(),
+                                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5})
             ax.axhline(0.0, color="grey", linestyle="--", linewidth=0.8)
-            if positive.size and positive.max() / positive.min() > 10:  # epochs spanning decades
-                ax.set_xscale("symlog", linthresh=float(positive.min()))
-            if len(epochs) <= 6:
-                ax.set_xticks(epochs, [str(int(epoch)) for epoch in epochs])
-                ax.xaxis.set_minor_locator(NullLocator())
-            ax.margins(x=0.04)
+            ax.set_xticks(at_epoch[::every], [str(int(epoch)) for epoch in epochs[::every]])
+            ax.set_xlim(-0.4, len(epochs) - 0.6)
+            ax.margins(y=0.15)
             if ds[variable].sel(select).isnull().all():
                 why = ds[variable].attrs["undefined"][0].split(": ", 1)[-1]
                 ax.text(0.5, 0.5, "undefined:\n" + textwrap.fill(why, 36), transform=ax.transAxes, ha="center",
                         va="center", fontsize=7, bbox={"facecolor": "white", "edgecolor": "none"})
             where = "input grid" if span_dim is None else f"{span_dim} {span}"
             ax.set_title(f"{where}: change from epoch 0" if change else where, fontsize=9)
-            ax.set_xlabel("epoch")
+            ax.set_xlabel("epoch", fontsize=8)
+            ax.tick_params(labelsize=7)
             if column == 0:
                 ax.set_ylabel(SHORT_NAMES[name], fontsize=8)
     axes[0, -1].legend(title="block", fontsize=7, title_fontsize=7, loc="best")
