@@ -303,7 +303,7 @@ def test_a_group_of_image_nets_augments_each_seed_with_its_own_draws(image_run, 
     """The shallow net on MNIST-sized images (784 inputs, 8 units, float32), with crops and flips and a test
     split: each seed of a group draws its own crops, flips and batches, as alone; its weights agree with its
     own run's to float32 rounding (in batches of 10 torch multiplies tiny matrices another way than in
-    batches: the README's "Many seeds")."""
+    batches: docs/seed-groups.md)."""
     experiment = image_run["experiment"]
     seeds = [0, 1]
     groups = train_group([training_run(experiment, seed) for seed in seeds], image_run["data"], tmp_path / "g",
