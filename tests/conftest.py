@@ -32,12 +32,22 @@ def _xdist_group(item) -> str:
     return "smoke-run" if "smoke_run" in item.fixturenames else item.path.name
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_itemcollected(item):  # as each test is collected, before pytest-xdist reads the groups
+    item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     order = {group: rank for rank, group in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: order.get(_xdist_group(item), len(order)))  # stable: files keep their order
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """On pytest-xdist's controller, when a worker has collected: its test ids must carry their groups."""
+    if node.config.getoption("dist") == "loadgroup" and ids and "@" not in ids[0]:
+        raise pytest.UsageError("pytest-xdist's --dist loadgroup did not group the tests (their ids carry no "
+                                "'@group'): install the versions pyproject.toml's test extra names")
 
 
 def made_once(tmp_path_factory, name: str, make) -> Path:
