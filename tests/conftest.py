@@ -23,9 +23,10 @@ from helpers import SMOKE_CONFIG, image_experiment, snakemake, tiny_experiment, 
 
 # Under pytest-xdist, what each worker takes at a time: a file's tests, or every test that reads the smoke run.
 # Longest first, so that no worker is left with one of them at the end while the others idle: xdist hands each
-# worker two groups to start with, in this order (here: the faults and test_config to one, the smoke run's
-# readers and the SLURM test, which reads the smoke run after its own, to the other), then the rest as they free.
-LONGEST_FIRST = ("test_faults.py", "smoke-run", "test_config.py", "test_slurm.py", "test_reruns.py")
+# worker two groups to start with, in this order. Here the faults and then the SLURM test go to one worker (the
+# SLURM test, mostly waiting on its cluster, reads the smoke run after its own run, by when it is made), the smoke
+# run's readers and then test_config to the other; the rest as they free.
+LONGEST_FIRST = ("test_faults.py", "smoke-run", "test_slurm.py", "test_config.py", "test_reruns.py")
 
 
 def _xdist_group(item) -> str:
