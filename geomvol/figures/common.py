@@ -17,14 +17,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
-
-plt.rcParams["axes.titlepad"] = 9  # points between a panel's title and its top tick labels
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 
 from geomvol.io import atomic_path  # noqa: E402
 from geomvol.catalogue import EPOCH_CONVENTION  # noqa: E402
 from geomvol.provenance import record, sha256_tree  # noqa: E402
 from geomvol.settings import FigureStyle  # noqa: E402
+
+plt.rcParams["axes.titlepad"] = 9  # points between a panel's title and its top tick labels
 
 
 def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Path, pdf: str | Path, title: str,

@@ -5,8 +5,9 @@ and of the sign of K) and probed field (the input grid, or each plane and line),
 epoch 0 (what training changed; when epoch 0 was probed); with one field, two measures to a row, so that the
 figure fits a page. In each panel one line per block: the mean over seeds with its bootstrap interval shaded,
 and each seed's value as faint dots; on the change panels, the number of seeds in which the measure rose from
-epoch 0 at each epoch, a row per block at the panel's foot. A dashed line marks no effect (0). The probed epochs are evenly spaced along
-the axis, labelled with their values, so that epochs spanning decades (0, 200, 5000, 10000) all read.
+epoch 0 at each epoch, a row per block at the panel's foot. A dashed line marks no effect (0). The probed
+epochs are evenly spaced along the axis, labelled with their values, so that epochs spanning decades (0, 200,
+5000, 10000) all read.
 """
 
 from __future__ import annotations
