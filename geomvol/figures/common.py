@@ -75,11 +75,7 @@ def overlapping_labels(fig) -> list[str]:
 
     fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
-
-    def box(text):
-        return text.get_window_extent(renderer)
-
-    problems, ticks, every_tick_label = [], set(), set()
+    problems, drawn_ticks, every_tick_label = [], {}, set()  # drawn tick labels with their boxes, in order
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             for tick in [*axis.get_major_ticks(), *axis.get_minor_ticks()]:
@@ -89,20 +85,22 @@ def overlapping_labels(fig) -> list[str]:
         for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
             low, high = sorted(axis.get_view_interval())
             slack = 1e-9 * max(abs(low), abs(high), 1.0)
-            labels = [label for tick, at in zip(axis.get_major_ticks(), axis.get_majorticklocs())
+            labels = {label: label.get_window_extent(renderer)
+                      for tick, at in zip(axis.get_major_ticks(), axis.get_majorticklocs())
                       if low - slack <= at <= high + slack  # the ticks drawn
-                      for label in (tick.label1, tick.label2) if label.get_visible() and label.get_text()]
-            ticks.update(labels)
-            for first, second in zip(labels, labels[1:]):
-                if box(first).overlaps(box(second)):
+                      for label in (tick.label1, tick.label2) if label.get_visible() and label.get_text()}
+            drawn_ticks.update(labels)
+            for (first, first_box), (second, second_box) in zip(labels.items(), list(labels.items())[1:]):
+                if first_box.overlaps(second_box):
                     where = ax.get_title() or ax.get_ylabel() or ax.get_xlabel() or "without a title or labels"
                     problems.append(f"{name} tick labels {first.get_text()!r} and {second.get_text()!r} overlap "
                                     f"(panel {where!r})")
-    texts = [text for text in fig.findobj(Text) if text.get_visible() and text.get_text().strip()
-             and text not in every_tick_label and (text.axes is None or text.axes.get_visible())]
-    boxes = [box(text) for text in texts]
-    for i, (text, text_box) in enumerate(zip(texts, boxes)):
-        for other, other_box in [*zip(texts[i + 1:], boxes[i + 1:]), *((tick, box(tick)) for tick in ticks)]:
+    texts = {text: text.get_window_extent(renderer) for text in fig.findobj(Text)
+             if text.get_visible() and text.get_text().strip() and text not in every_tick_label
+             and (text.axes is None or text.axes.get_visible())}
+    others = [*texts.items(), *drawn_ticks.items()]
+    for i, (text, text_box) in enumerate(texts.items()):
+        for other, other_box in others[i + 1:]:  # the texts after it, then every drawn tick label
             if text_box.overlaps(other_box):
                 problems.append(f"the texts {text.get_text()!r} and {other.get_text()!r} overlap")
     return problems
