@@ -25,7 +25,6 @@ sustains very roughly 100 TFLOP/s on this mix of bf16 training and float32 probi
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import torch
@@ -33,7 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from geomvol.catalogue import CLASSES, IMAGE_DATASETS, INPUT_SHAPES, PIXEL_MAX, SPLIT_SIZES, block_windows, feature_width, same_feature_maps
 from geomvol.config import load_config
-from geomvol.data.digits import N_DIGITS
+from geomvol.data.digits import N_DIGITS, train_test_indices
 from geomvol.device import resolve_device
 from geomvol.geometry import log_volume, log_volume_and_singular_values
 from geomvol.models import build_model, feature_map
@@ -95,7 +94,7 @@ def training_cost(experiment: dict, n_images: int, device: torch.device) -> dict
     batch_size = min(training["batch_size"], n_images)
 
     def epoch():
-        return train_one_epoch(model, objective, optimizer, batches, batch_size, [generator])
+        return train_one_epoch(model, objective, optimizer, batches, batch_size, False, [generator])
 
     epoch()  # warm-up (cuDNN autotuning, allocator)
     seconds, flops = timed_and_counted(epoch, device)
@@ -158,8 +157,8 @@ def main() -> None:
             continue
         train = training_cost(experiment, args.train_images, device)
         probes = probe_cost(experiment, args.points, device)
-        splits = SPLIT_SIZES.get(dataset["name"]) or (N_DIGITS - math.ceil(dataset["test_fraction"] * N_DIGITS),
-                                                      math.ceil(dataset["test_fraction"] * N_DIGITS))
+        splits = SPLIT_SIZES.get(dataset["name"]) or tuple(len(part) for part in train_test_indices(
+            N_DIGITS, dataset["test_fraction"], dataset["seed"], dataset["split_rule"]))
         n_train, n_test = dataset["n_train"] or splits[0], dataset["n_test"] or splits[1]
         epochs = training["epochs"]
         # supervised runs evaluate the test split every epoch; self-supervised ones encode both splits for the

@@ -22,7 +22,8 @@ CLASSES = {
 CLASSES["digits"] = CLASSES["mnist"]
 PIXEL_MAX = {"mnist": 255, "cifar10": 255, "digits": 16}  # the largest pixel value; inputs start from pixels / pixel_max
 SPLIT_SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000)}  # (training, test) images of the real data sets
-SPLIT_NAMES = {"train": "training", "test": "test"}  # the prepared splits anchor images come from
+SPLIT_NAMES = {"train": "training", "test": "test", "all": "training and test"}  # where anchor images come from
+SPLIT_KEYS = {"train": ("x", "y", "index"), "test": ("x_test", "y_test", "index_test")}  # a prepared file's tensors
 # The files torchvision's MNIST and CIFAR10 read under a data root.
 EXPECTED_FILES = {
     "mnist": [

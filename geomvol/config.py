@@ -38,7 +38,7 @@ DATASET_KEYS = {
     "sinusoid": {"name", "seed", "n_points", "low", "high", "amplitude", "frequency", "phase"},
     "mnist": _TORCHVISION_KEYS,
     "cifar10": _TORCHVISION_KEYS,
-    "digits": {"name", "seed", "test_fraction", "n_train", "n_test", "normalize"},
+    "digits": {"name", "seed", "split_rule", "test_fraction", "n_train", "n_test", "normalize"},
 }
 MODEL_KEYS = {"shallow": {"name", "width", "activation", "weight_std", "scale_readout_bias"},
               "resnet34": {"name", "activation"}}
@@ -339,6 +339,10 @@ def _check_probe(where: tuple, experiment: dict) -> None:
             if given == "classes":
                 entry.setdefault("seed", 0)
                 entry.setdefault("sampler", "per_class_permutation")
+            if entry["split"] == "all" and dataset["name"] != "digits":
+                raise ConfigError(f"config key {_key(where + ('probe', kind, number, 'split'))}: 'all' joins the "
+                                  f"training and test images of one source (digits); {dataset['name']}'s splits are "
+                                  f"separate sets: use train or test")
     line = probe["line"]
     if line["high"] <= line["low"]:
         raise ConfigError(f"config key {_key(where + ('probe', 'line'))}: high ({line['high']}) must exceed low ({line['low']})")

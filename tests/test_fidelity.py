@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from geomvol.config import resolve_config
-from geomvol.data.prepare import load_dataset
+from geomvol.data.prepare import load_dataset, split_tensors
 from geomvol.stages import prepare_dataset
 from geomvol.data.digits import DIGITS_FILE, load_digits
 from geomvol.data.images import synthetic_arrays
@@ -66,11 +66,65 @@ def test_digits_are_scikit_learns_load_digits():
     assert images[0, 0, 1].tolist() == [0, 0, 13, 15, 10, 15, 5, 0]
 
 
+def study_train_test_split(n: int, seed: int, test_size: float = 0.25):
+    """The study's src/utils/train_test_split.py, as it reads: torch.manual_seed(seed), randperm(n), the last
+    int(n * test_size) indices for test (torch's global generator)."""
+    torch.manual_seed(seed)
+    num_tests = int(n * test_size)
+    indices = torch.randperm(n)
+    return indices[:-num_tests], indices[-num_tests:]
+
+
+def study_mnist_plane_anchors(images: torch.Tensor, labels: torch.Tensor, targets: list[int], seed: int):
+    """The anchors of the study's src/run_mnist_plane.py, as it reads: its split with the run's seed, then for
+    each target in order X[Y == c][[torch.randperm(count)[0]]] over the whole data set (global generator)."""
+    study_train_test_split(labels.shape[0], seed)
+    samples = []
+    for target in targets:
+        subset = images[labels == target]
+        samples.append(subset[int(torch.randperm(subset.shape[0])[0])][None])  # the study's subset[[randperm[0]]]
+    return torch.cat(samples)
+
+
+def digits_experiment(**dataset) -> dict:
+    return resolve_config({"experiments": {"d": {"dataset": {"name": "digits", **dataset},
+                                                 "probe": {"planes": [{"indices": [0, 1, 2]}]}}}})["experiments"]["d"]
+
+
+@pytest.mark.parametrize("seed", [6, 42])
+def test_digits_split_by_default_is_the_studys_own(tmp_path, seed):
+    """The study's split of the 1797 digits: 449 test images, the permutation's last, in its order."""
+    spec = digits_experiment(seed=seed)
+    assert spec["dataset"]["split_rule"] == "randperm_last"
+    record = prepare_dataset(spec["dataset"], tmp_path / "d.pt", tmp_path / "m.json")
+    data = load_dataset(tmp_path / "d.pt")
+    train, test = study_train_test_split(1797, seed)
+    assert data["index"].tolist() == train.tolist() and data["index_test"].tolist() == test.tolist()
+    assert record["n_points"] == 1348 and record["n_test"] == 449
+
+
+@pytest.mark.parametrize("seed", [6, 0, 1234])
+def test_randperm_after_split_on_all_digits_picks_the_studys_images(tmp_path, seed):
+    spec = digits_experiment(seed=seed)
+    prepare_dataset(spec["dataset"], tmp_path / "d.pt", tmp_path / "m.json")
+    data = load_dataset(tmp_path / "d.pt")
+    images, labels = load_digits()
+    for targets in ([7, 6, 1], [0, 8]):
+        expected = study_mnist_plane_anchors(images.reshape(1797, -1), labels, targets, seed)
+        entry = {"classes": targets, "seed": seed, "split": "all", "sampler": "randperm_after_split"}
+        x, y, index = split_tensors(data, "all")
+        assert index.tolist() == list(range(1797)) and torch.equal(x, images)  # load_digits' order
+        ours = resolve_anchors([AnchorChoice.from_entry(entry)], {"all": y}, [str(c) for c in range(10)], "k")[0]
+        assert torch.equal(x[ours].reshape(len(targets), -1), expected)
+        assert y[ours].tolist() == targets
+
+
 @pytest.mark.parametrize("seed", [0, 42])
-def test_digits_split_is_scikit_learns_train_test_split(tmp_path, seed):
+def test_digits_split_can_be_scikit_learns_train_test_split(tmp_path, seed):
     """train_test_split(X, y, test_size=0.25, random_state=seed): ShuffleSplit's permutation of
     RandomState(seed), the first ceil(0.25 n) = 450 for test, the other 1347 for training, in that order."""
-    spec = resolve_config({"experiments": {"d": {"dataset": {"name": "digits", "seed": seed},
+    spec = resolve_config({"experiments": {"d": {"dataset": {"name": "digits", "seed": seed,
+                                                             "split_rule": "shuffle_split"},
                                                  "probe": {"planes": [{"indices": [0, 1, 2]}]}}}})["experiments"]["d"]
     record = prepare_dataset(spec["dataset"], tmp_path / "d.pt", tmp_path / "m.json")
     data = load_dataset(tmp_path / "d.pt")
@@ -114,12 +168,12 @@ def test_the_studys_mnist_plane_runs_at_full_scale_on_real_digits(tmp_path):
     state = torch.load(checkpoints[-1], weights_only=False)
     assert state["model"]["hidden_layer.weight"].dtype == torch.float64  # trained in float64
     ds = probe_checkpoint(checkpoints[-1], data, ProbeSettings.from_section(resolved["probe"]))
-    prepared = load_dataset(data)
-    expected = study_random_samples_by_targets(prepared["y_test"], [7, 6, 1], seed=0)
-    assert ds["plane_anchor_index"].values.tolist() == [expected]
-    assert ds["plane_anchor_split"].values.tolist() == ["test"]
-    assert json.loads(ds["plane_anchor_choice"].values[0])["sampler"] == "rejection"
-    assert ds["plane_anchor_source_index"].values[0].tolist() == prepared["index_test"][expected].tolist()
+    images, labels = load_digits()
+    expected = study_mnist_plane_anchors(images.reshape(1797, -1), labels, [7, 6, 1], seed=6)
+    assert torch.equal(torch.from_numpy(ds["plane_anchor_image"].values[0]).reshape(3, -1), expected)
+    assert ds["plane_anchor_split"].values.tolist() == ["all"]
+    assert json.loads(ds["plane_anchor_choice"].values[0])["sampler"] == "randperm_after_split"
+    assert ds["plane_anchor_index"].values.tolist() == ds["plane_anchor_source_index"].values.tolist()
     assert ds["plane_top_k"].values.tolist() == [10]
     assert ds["plane_anchor_image"].attrs["valid_range"] == [0, 16]
     assert ds["channel_std"].values.tolist() == [0.0625]
@@ -128,6 +182,7 @@ def test_the_studys_mnist_plane_runs_at_full_scale_on_real_digits(tmp_path):
     spectra = ds["plane_anchor_singular_values"].values[0, 0, 0, 0]  # (anchor, k)
     assert spectra.shape == (3, 64) and np.all(np.diff(spectra, axis=1) <= 0)
     probed = load_probed_model(checkpoints[-1], ProbeSettings.from_section(resolved["probe"]))
-    anchors = model_inputs(prepared["x_test"][expected], prepared, torch.float64)
+    prepared = load_dataset(data)
+    anchors = model_inputs(expected.reshape(3, 1, 8, 8), prepared, torch.float64)
     direct = log_volume(probed.feature_map("hidden"), anchors, top_k=10) / math.log(10)
     np.testing.assert_allclose(np.log10(spectra[:, :10] / math.sqrt(200)).sum(axis=1), direct.numpy(), rtol=1e-10)

@@ -260,7 +260,7 @@ def test_the_first_step_of_a_group_is_each_seeds_own_first_step(trained):
     group.train_epoch()
     for index, run in enumerate(runs):
         alone = TrainingRun([run], trained["data"])
-        train_one_epoch(alone.model, alone.objective, alone.optimizer, alone.batches, 60, alone.generators)
+        train_one_epoch(alone.model, alone.objective, alone.optimizer, alone.batches, 60, False, alone.generators)
         member = group.model.member(index)
         for name, weight in alone.model.state_dict().items():
             torch.testing.assert_close(member.state_dict()[name], weight, rtol=0, atol=1e-15)
@@ -336,3 +336,23 @@ def test_seed_groups_follow_the_config(tmp_path):
                                           r"shallow net with the cross_entropy objective"):
         resolve_config({"experiments": {"e": {"seed_group_size": 2, "dataset": {"name": "cifar10", "synthetic": {
             "n_train": 10, "n_test": 10}}, "model": {"name": "resnet34"}, "probe": {"lines": [{"indices": [0, 1]}]}}}})
+
+
+@pytest.mark.parametrize("drop_last, batch_size", [(True, 25), (False, 25), (True, 60), (True, 100)])
+def test_an_epoch_takes_the_studys_number_of_steps(trained, drop_last, batch_size):
+    """The study's MNIST-plane loop (src/run_mnist_plane.py): bs = min(batchsize, N), loops = N // bs steps an
+    epoch, the rest of the order left out (6 steps for 1348 digits and batch 200); without drop_last, ceil(N / bs).
+    Counted by Adam's own step counter."""
+    from geomvol.train.loop import TrainingRun
+
+    experiment = tiny_experiment(batch_size=batch_size, drop_last=drop_last,
+                                 optimizer={"name": "adam", "lr": 0.01, "weight_decay": 1e-4})
+    run = TrainingRun([training_run(experiment)], trained["data"])
+    n = run.batches.x.shape[0]
+    assert n == 60
+    run.train_epoch()
+    bs = min(batch_size, n)
+    expected = n // bs if drop_last else -(-n // bs)
+    steps = {int(state["step"]) for state in run.optimizer.state.values()}
+    assert steps == {expected}
+    assert run.runs[0]["training"]["optimizer"]["weight_decay"] == 1e-4

@@ -8,9 +8,14 @@ of two samplers:
 - ``per_class_permutation``: for each distinct class a random permutation of its images, from one
   generator seeded with ``seed`` (classes in increasing order), the first taken; a class named
   twice gets two distinct images.
-- ``rejection``: the study's ``random_samples_by_targets``: ``torch.manual_seed(seed)``, then for
-  each class in the order given, ``torch.randint(len(split), (1,))`` until an image of that class
-  comes up. On a whole split it picks the very images the study's scripts picked.
+- ``rejection``: the study's ``random_samples_by_targets`` (``src/data/real_data.py``, used by its
+  CIFAR-10 and Barlow Twins scripts): ``torch.manual_seed(seed)``, then for each class in the order
+  given, ``torch.randint(len(split), (1,))`` until an image of that class comes up. On a whole split
+  it picks the very images the study's scripts picked.
+- ``randperm_after_split``: the draw of the study's ``src/run_mnist_plane.py`` and
+  ``src/run_mnist.py``: ``torch.manual_seed(seed)``, ``torch.randperm(N)`` (its train/test split of
+  the N images), then for each class in the order given ``X[Y == c][torch.randperm(count)[0]]``.
+  On the whole data set in its source order (digits: split ``all``) it picks the study's images.
 
 Errors name the config key.
 """
@@ -58,7 +63,21 @@ def rejection(labels: torch.Tensor, wanted: list[int], seed: int) -> list[int]:
     return picked
 
 
-SAMPLERS = {"per_class_permutation": per_class_permutation, "rejection": rejection}
+def randperm_after_split(labels: torch.Tensor, wanted: list[int], seed: int) -> list[int]:
+    """The study's MNIST-plane draw: a generator seeded with ``seed`` draws ``randperm(N)`` (the study's
+    train/test split, discarded here), then for each class in the order given the first of a ``randperm``
+    of the class's images, in the split's order (a class named twice may give one image twice)."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.randperm(labels.shape[0], generator=generator)
+    picked = []
+    for label in wanted:
+        members = torch.nonzero(labels == label).flatten()
+        picked.append(int(members[torch.randperm(members.numel(), generator=generator)[0]]))
+    return picked
+
+
+SAMPLERS = {"per_class_permutation": per_class_permutation, "rejection": rejection,
+            "randperm_after_split": randperm_after_split}
 
 
 def resolve_anchors(choices: tuple[AnchorChoice, ...], labels: dict[str, torch.Tensor], classes: list[str],

@@ -24,7 +24,8 @@ def check_config_data(config: dict) -> dict:
 def check_experiment_data(key: str, experiment: dict) -> None:
     """The data checks of one resolved image experiment, at config key ``key``."""
     from geomvol.data.anchors import check_anchor_images, resolve_anchors
-    from geomvol.data.images import check_root, missing_files, prepared_split
+    from geomvol.data.images import check_root, missing_files, prepared_splits
+    from geomvol.data.prepare import split_tensors
     from geomvol.settings import AnchorChoice
 
     dataset, probe = experiment["dataset"], experiment["probe"]
@@ -35,12 +36,13 @@ def check_experiment_data(key: str, experiment: dict) -> None:
             check_root(dataset["name"], dataset["root"])
         except DataError as error:
             raise ConfigError(f"config key {key}.dataset.root: {error}") from None
-    used = sorted({entry["split"] for kind in ("planes", "lines") for entry in probe[kind]})
-    splits = {split: prepared_split(dataset, split) for split in used}  # split -> (images, labels, classes)
-    classes = next(iter(splits.values()))[2]  # an image experiment has planes or lines: one split at least
+    used = {entry["split"] for kind in ("planes", "lines") for entry in probe[kind]}
+    data = prepared_splits(dataset, {"train", "test"} if "all" in used else used)
+    splits = {split: split_tensors(data, split) for split in used}  # split -> (images, labels, source indices)
     for kind in ("planes", "lines"):
         where = f"{key}.probe.{kind}"
         choices = tuple(AnchorChoice.from_entry(entry) for entry in probe[kind])
-        anchors = resolve_anchors(choices, {split: labels for split, (_, labels, _) in splits.items()}, classes, where)
+        anchors = resolve_anchors(choices, {split: labels for split, (_, labels, _) in splits.items()},
+                                  data["classes"], where)
         check_anchor_images(anchors, [splits[choice.split][0][indices] for choice, indices in zip(choices, anchors)],
                             where)

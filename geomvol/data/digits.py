@@ -8,10 +8,15 @@ the test set of the UCI ML "Optical Recognition of Handwritten Digits" data set
 (E. Alpaydin, C. Kaynak, 1998; CC BY 4.0): 32 x 32 bitmaps of 13 writers'
 digits, each 4 x 4 block counted into one pixel.
 
-The split is the one scikit-learn's ``train_test_split(x, y, test_size=f,
-random_state=seed)`` draws: ``numpy.random.RandomState(seed).permutation(1797)``,
-its first ceil(f * 1797) entries the test split and the rest the training
-split, each in that permutation's order.
+The training/test split follows one of two rules (``dataset.split_rule``), each split in its
+permutation's order:
+
+- ``randperm_last``: the study's own ``train_test_split(n, test_size=f, seed)``
+  (``src/utils/train_test_split.py``): ``torch.manual_seed(seed)``, ``torch.randperm(1797)``, the
+  test split its *last* int(f * 1797) entries (449 for f = 0.25) and the training split the rest;
+- ``shuffle_split``: scikit-learn's ``train_test_split(x, y, test_size=f, random_state=seed)``:
+  ``numpy.random.RandomState(seed).permutation(1797)``, the test split its *first* ceil(f * 1797)
+  entries (450).
 """
 
 from __future__ import annotations
@@ -44,16 +49,23 @@ def load_digits() -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.from_numpy(table[:, 64])
 
 
-def train_test_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(training, test) indices as scikit-learn's ``train_test_split(test_size=test_fraction,
-    random_state=seed)`` draws them (ShuffleSplit: test = the permutation's first ceil(f n))."""
-    n_test = math.ceil(test_fraction * n)
-    permutation = np.random.RandomState(seed).permutation(n)
-    return permutation[n_test:], permutation[:n_test]
+def train_test_indices(n: int, test_fraction: float, seed: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
+    """(training, test) indices of ``n`` items by a split ``rule`` (the module's docstring)."""
+    if rule == "randperm_last":
+        permutation = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+        n_test = int(n * test_fraction)
+        return permutation[:n - n_test], permutation[n - n_test:]
+    if rule == "shuffle_split":
+        n_test = math.ceil(test_fraction * n)
+        permutation = np.random.RandomState(seed).permutation(n)
+        return permutation[n_test:], permutation[:n_test]
+    raise ValueError(f"unknown split rule {rule!r}")
 
 
-def load_digits_split(train: bool, test_fraction: float, seed: int):
-    """Images, labels, indices in load_digits' order and class names of one split."""
+def load_digits_split(train: bool, dataset: dict):
+    """Images, labels, indices in load_digits' order and class names of one split of a resolved digits
+    ``dataset`` section (its ``split_rule``, ``test_fraction`` and ``seed``)."""
     images, labels = load_digits()
-    index = torch.from_numpy(train_test_indices(N_DIGITS, test_fraction, seed)[0 if train else 1])
+    split = train_test_indices(N_DIGITS, dataset["test_fraction"], dataset["seed"], dataset["split_rule"])
+    index = torch.from_numpy(split[0 if train else 1])
     return images[index], labels[index], index, CLASSES["digits"]

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geomvol.catalogue import CLASSES, EXPECTED_FILES, INPUT_SHAPES, PIXEL_MAX
+from geomvol.catalogue import CLASSES, EXPECTED_FILES, INPUT_SHAPES, PIXEL_MAX, SPLIT_KEYS
 from geomvol.errors import DataError
 from geomvol.io import exclusive_lock
 
@@ -134,7 +134,7 @@ def _whole_split(dataset: dict, train: bool, from_root: bool = True) -> tuple[to
     if name == "digits":
         from geomvol.data.digits import load_digits_split
 
-        return load_digits_split(train, dataset["test_fraction"], dataset["seed"])
+        return load_digits_split(train, dataset)
     if dataset["synthetic"] is not None and not from_root:
         sizes = (dataset["synthetic"]["n_train"], dataset["synthetic"]["n_test"])
         images, labels = synthetic_arrays(name, sizes, dataset["seed"])[0 if train else 1]
@@ -153,12 +153,15 @@ def _split_subset(dataset: dict, train: bool, from_root: bool = True):
     return x[index], y[index], source_index[index], classes
 
 
-def prepared_split(dataset: dict, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Images, labels and class names of the prepared ``split`` ("train" or "test") of a resolved image
-    ``dataset`` section, without writing anything (the config check's view of the data: a synthetic set
-    is made in memory)."""
-    x, y, _, classes = _split_subset(dataset, split == "train", from_root=False)
-    return x, y, classes
+def prepared_splits(dataset: dict, splits: set[str]) -> dict:
+    """The prepared tensors of the ``splits`` ("train", "test") of a resolved image ``dataset`` section,
+    keyed as :func:`make_images` keys them, and the class names, without writing anything (the config
+    check's view of the data: a synthetic set is made in memory)."""
+    data = {}
+    for split in splits:
+        x, y, index, data["classes"] = _split_subset(dataset, split == "train", from_root=False)
+        data.update(zip(SPLIT_KEYS[split], (x, y, index)))
+    return data
 
 
 def channel_normalisation(normalize, images: torch.Tensor, pixel_max: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from geomvol.catalogue import SPLIT_KEYS
 from geomvol.data.digits import DIGITS_FILE
 from geomvol.data.images import make_images, raw_file_checksums
 from geomvol.data.sinusoid import make_sinusoid
@@ -49,6 +50,16 @@ def load_dataset(path: str | Path) -> dict:
     if not isinstance(tensors, dict) or not {"x", "y"} <= tensors.keys():
         raise DataError(f"prepared data set {path} is not a geomvol data file (needs tensors 'x' and 'y')")
     return tensors
+
+
+def split_tensors(data: dict, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images, labels and source indices of a prepared image ``split``: train, test, or all (the two
+    together in source order, for a data set whose splits index one source: digits)."""
+    if split == "all":
+        x, y, index = (torch.cat(parts) for parts in zip(*(split_tensors(data, part) for part in SPLIT_KEYS)))
+        order = torch.argsort(index)
+        return x[order], y[order], index[order]
+    return tuple(data[key] for key in SPLIT_KEYS[split])
 
 
 def model_inputs(x: torch.Tensor, data: dict, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -10,7 +10,7 @@ so the anchors sit at :math:`(u, v) = (-1/2, 1/(2\sqrt3)), (1/2, 1/(2\sqrt3)), (
 and a line is :math:`x(t) = p_1 + t\,(p_2 - p_1)`. The subspace metric uses an
 orthonormal basis of the plane (or the unit direction of the line), so that
 it measures area (length) in input space, independent of the anchors' spacing.
-Anchor images come from the prepared training or test split (each entry's ``split``).
+Anchor images come from the prepared training or test split, or both (each entry's ``split``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 import xarray as xr
 
 from geomvol.config import canonical_json
-from geomvol.data.prepare import load_dataset, model_inputs
+from geomvol.data.prepare import load_dataset, model_inputs, split_tensors
 from geomvol.data.anchors import resolve_anchors
 from geomvol.settings import ProbeSettings
 from geomvol.probe.core import (
@@ -66,9 +66,6 @@ def orthonormal_basis(*directions: torch.Tensor) -> torch.Tensor:
     return torch.linalg.qr(torch.stack(directions, dim=1)).Q
 
 
-# The prepared data set's images, labels and source indices of each split.
-SPLIT_KEYS = {"train": ("x", "y", "index"), "test": ("x_test", "y_test", "index_test")}
-
 KINDS = {
     # kind: (config key, anchor dim, grid dims)
     "plane": ("planes", "anchor", ("v", "u")),
@@ -104,10 +101,11 @@ def _probe_kind(probed: ProbedModel, data: dict, settings: ProbeSettings, kind: 
     """Data variables and coordinates of every plane (or line) of ``settings``."""
     key, anchor_dim, grid_dims = KINDS[kind]
     choices = settings.anchors(kind)
-    labels = {split: data[keys[1]] for split, keys in SPLIT_KEYS.items() if keys[1] in data}
-    anchors = resolve_anchors(choices, labels, data["classes"], f"probe.{key}")
+    splits = {choice.split: split_tensors(data, choice.split) for choice in choices}  # split -> (x, y, index)
+    anchors = resolve_anchors(choices, {split: y for split, (_, y, _) in splits.items()}, data["classes"],
+                              f"probe.{key}")
     images, classes_of, sources = (
-        torch.stack([data[SPLIT_KEYS[choice.split][part]][indices] for choice, indices in zip(choices, anchors)])
+        torch.stack([splits[choice.split][part][indices] for choice, indices in zip(choices, anchors)])
         for part in range(3))  # (spans, anchors, ...) each
     input_shape = tuple(data["x"].shape[1:])
     d = math.prod(input_shape)
@@ -167,10 +165,10 @@ def _probe_kind(probed: ProbedModel, data: dict, settings: ProbeSettings, kind: 
             "long_name": "anchor image pixels (before normalisation)", "units": "1",
             "valid_range": [0, int(data["pixel_max"])]}),
         f"{kind}_anchor_split": (kind, np.array([choice.split for choice in choices], dtype=object), {
-            "long_name": f"prepared split the {kind}'s anchor images come from (train or test)"}),
+            "long_name": f"prepared split the {kind}'s anchor images come from (train, test or all)"}),
         f"{kind}_anchor_choice": (kind, np.array([canonical_json(choice.as_entry()) for choice in choices], dtype=object), {
             "long_name": f"the probe.{key} entry that chose the anchors (split; indices, or classes, seed and "
-                         f"sampler: per_class_permutation, or rejection, the study's random_samples_by_targets)"}),
+                         f"sampler: per_class_permutation, rejection or randperm_after_split)"}),
     }
     if with_curvature:
         variables[f"{kind}_curvature"] = (("seed", "epoch", "block", kind, *grid_dims), curvature,

@@ -91,11 +91,11 @@ class Batches:
         )
 
 
-def train_one_epoch(model, objective, optimizer, batches: Batches, batch_size: int,
+def train_one_epoch(model, objective, optimizer, batches: Batches, batch_size: int, drop_last: bool,
                     generators: list[torch.Generator]) -> tuple[list[float], list[float] | None]:
-    """One pass for each member, in a random order drawn from its generator; returns each member's mean loss
-    and (supervised) accuracy. A step takes every member's next batch; the objective's loss, summed over
-    members, gives each member its own gradient."""
+    """One pass for each member, in a random order drawn from its generator (``drop_last``: its full batches
+    only); returns each member's mean loss and (supervised) accuracy over the images it took. A step takes
+    every member's next batch; the objective's loss, summed over members, gives each member its own gradient."""
     model.train()
     objective.train()
     x, y = batches.x, batches.y
@@ -103,7 +103,9 @@ def train_one_epoch(model, objective, optimizer, batches: Batches, batch_size: i
     loss_sum = torch.zeros(members, device=x.device)
     correct = torch.zeros(members, dtype=torch.long, device=x.device)
     orders = torch.stack([torch.randperm(x.shape[0], generator=generator) for generator in generators]).to(x.device)
-    for start in range(0, x.shape[0], batch_size):
+    batch_size = min(batch_size, x.shape[0])  # one full batch at most, as the study's min(batchsize, N)
+    taken = x.shape[0] - x.shape[0] % batch_size if drop_last else x.shape[0]
+    for start in range(0, taken, batch_size):
         batch = orders[:, start:start + batch_size]  # (members, B): member m's batch in row m
         flat = batch.reshape(-1)
         with batches.autocast:
@@ -114,8 +116,8 @@ def train_one_epoch(model, objective, optimizer, batches: Batches, batch_size: i
         loss_sum += losses * batch.shape[1]
         if batch_correct is not None:
             correct += batch_correct
-    accuracy = [value / x.shape[0] for value in correct.tolist()] if objective.supervised else None
-    return [value / x.shape[0] for value in loss_sum.tolist()], accuracy
+    accuracy = [value / taken for value in correct.tolist()] if objective.supervised else None
+    return [value / taken for value in loss_sum.tolist()], accuracy
 
 
 @torch.no_grad()
@@ -245,7 +247,8 @@ class TrainingRun:
         """One more pass over the training set for every member (and the test split's loss and accuracy, when
         it has one); returns the numbers to show (of the first member)."""
         losses, accuracies = train_one_epoch(self.model, self.objective, self.optimizer, self.batches,
-                                             self.runs[0]["training"]["batch_size"], self.generators)
+                                             self.runs[0]["training"]["batch_size"],
+                                             self.runs[0]["training"]["drop_last"], self.generators)
         self.epoch += 1
         tests = evaluate(self.model, self.batches) if "test_loss" in self.histories[0] else None
         for index, history in enumerate(self.histories):
