@@ -41,7 +41,7 @@ DATASET_KEYS = {
     "digits": {"name", "seed", "split_rule", "test_fraction", "n_train", "n_test", "normalize"},
 }
 MODEL_KEYS = {"shallow": {"name", "width", "activation", "weight_std", "scale_readout_bias"},
-              "resnet34": {"name", "activation"}}
+              "resnet34": {"name", "activation", "init"}}
 
 
 # Settings that say how a job runs, not what it computes: the rules pass them as threads and resources, so
@@ -187,6 +187,16 @@ def _check_experiment(name: str, experiment: dict) -> None:
     _check_dataset(where, name, experiment)
     _check_probe(where, experiment)
     _check_seed_groups(where, experiment)
+    figures = experiment["figures"]
+    unprobed = [epoch for epoch in figures["spectra_epochs"] or [] if epoch not in probe["epochs"]]
+    if unprobed:
+        raise ConfigError(f"config key {_key(where + ('figures', 'spectra_epochs'))}: epoch(s) {unprobed} are not "
+                          f"probed; probe.epochs are {probe['epochs']}")
+    for key, plain in (("plane_region", "square"), ("contour_levels", None)):
+        if figures[key] != plain and not probe["planes"]:
+            raise ConfigError(f"config key {_key(where + ('figures', key))}: {figures[key]!r} shapes how planes are "
+                              f"drawn (the triangle of their three anchor images), and this experiment probes no "
+                              f"probe.planes")
 
 
 def groupable(experiment: dict) -> bool:

@@ -52,6 +52,7 @@ class LinearProbeSettings:
 
     standardize: bool
     weight_decay: float
+    max_iter: int
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,13 @@ class MeasuresSettings:
 @dataclass(frozen=True)
 class FigureStyle:
     """The ``figures`` section: one colour scale per panel (the study's) or shared ones; entropy in hartleys
-    (base 10, the study's) or nats. The defaults are the schema's."""
+    (base 10, the study's) or nats, drawn as its log10 or itself (the study's); planes drawn whole or cropped to
+    the anchors' triangle (the study's ``--ternary``), the volume element as a mesh or filled contours. The
+    defaults are the schema's."""
 
     colour_scale: str = "per_panel"  # per_panel | shared | shared_relative_to_median
     entropy_units: str = "hartley"  # hartley | nat
+    entropy_scale: str = "log10"  # log10 | linear
+    plane_region: str = "square"  # square | triangle
+    contour_levels: int | None = None  # None: a mesh
+    spectra_epochs: list[int] | None = None  # None: every probed epoch

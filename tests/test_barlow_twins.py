@@ -209,3 +209,32 @@ def test_planes_of_a_barlow_twins_checkpoint_are_labelled_by_its_linear_probe(ba
     centroid = anchors.mean(dim=0, keepdim=True)  # the plane's (u, v) = (0, 0): the middle grid point
     expected = linear.logits(features(centroid)).argmax(dim=1).item()
     assert ds["plane_predicted_class"].values[0, 0, 0, 1, 1] == expected
+
+
+def test_the_linear_probe_stops_at_max_iter():
+    """L-BFGS counts its iterations in its state: a fit capped at 3 stops there, one capped at 500 goes on to
+    convergence; max_iter below 1 is refused by the config schema, naming the key."""
+    from geomvol.config import resolve_config
+    from geomvol.errors import ConfigError
+    from geomvol.probe import linear
+
+    generator = torch.Generator().manual_seed(2)
+    labels = torch.arange(60) % 3
+    features = torch.randn(60, 5, generator=generator, dtype=torch.float64) + labels[:, None]
+    iterations = []
+    original = torch.optim.LBFGS.step
+
+    def counted(self, closure):
+        result = original(self, closure)
+        iterations.append(self.state[self._params[0]]["n_iter"])
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.optim.LBFGS, "step", counted)
+        linear.fit_linear_probe(features, labels, 3, weight_decay=1 / 60, standardize=False, max_iter=3)
+        linear.fit_linear_probe(features, labels, 3, weight_decay=1 / 60, standardize=False, max_iter=500)
+    assert iterations[0] == 3 and 3 < iterations[1] < 500
+    with pytest.raises(ConfigError, match=r"experiments\.b\.probe\.linear_probe\.max_iter"):
+        resolve_config({"experiments": {"b": {"dataset": {"name": "digits"},
+                                              "probe": {"planes": [{"indices": [0, 1, 2]}],
+                                                        "linear_probe": {"max_iter": 0}}}}})

@@ -282,7 +282,7 @@ def test_image_defaults_and_synthetic_root():
                                      "download": False, "n_train": None, "n_test": None,
                                      "normalize": {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]},
                                      "root": "results/c/data/synthetic"}
-    assert experiment["model"] == {"name": "resnet34", "activation": "gelu"}
+    assert experiment["model"] == {"name": "resnet34", "activation": "gelu", "init": "torchvision"}
     assert experiment["probe"]["feature_maps"] == ["pooled"]
     assert experiment["probe"]["block_pooling"] == {"block1": [16, 8], "block2": [8, 8], "block3": [8, 4],
                                                     "block4": [4, 4]}
@@ -361,6 +361,9 @@ def test_objective_keys_must_fit():
         ({"name": "cifar10", "synthetic": {"n_train": 20, "n_test": 10}}, {"name": "resnet34"},
          {"planes": [{"classes": [7, 6, 1], "split": "all"}]}, "probe.planes.0.split", "cifar10's splits are separate"),
         ({"name": "digits", "split_rule": "kfold"}, {}, {}, "dataset.split_rule", "is not one of"),
+        ({"name": "digits"}, {"init": "pytorch_default"}, {}, "model.init", "does not apply to model 'shallow'"),
+        ({"name": "cifar10", "synthetic": {"n_train": 20, "n_test": 10}}, {"name": "resnet34", "init": "kaiming"}, {},
+         "model.init", "is not one of"),
         ({"name": "digits"}, {}, {"planes": [{"classes": [7, 6, 1], "sampler": "randperm"}]}, "probe.planes.0.sampler",
          "is not one of"),
         ({"name": "sinusoid", "split_rule": "shuffle_split"}, {}, {"planes": []}, "dataset.split_rule",
@@ -503,3 +506,21 @@ def test_check_config_and_a_dry_run_refuse_the_same_configs(tmp_path):
             reason = BAD_CONFIG_TEXTS[name][1]
             said = dry_run.stdout + dry_run.stderr  # Snakemake prints a Snakefile error on stdout
             assert reason in check.stderr and f"geomvol: {check.stderr.split('error: ', 1)[1].strip()}" in said
+
+
+def test_a_triangle_or_contour_figure_needs_planes():
+    for figures, key in (({"plane_region": "triangle"}, "plane_region"), ({"contour_levels": 12}, "contour_levels")):
+        config = {"experiments": {"s": {"figures": figures}}}
+        with pytest.raises(ConfigError, match=rf"experiments\.s\.figures\.{key}: .* probes no probe\.planes"):
+            resolve_config(config)
+    with pytest.raises(ConfigError, match=r"experiments\.d\.figures\.contour_levels"):
+        resolve_config({"experiments": {"d": {"dataset": {"name": "digits"}, "figures": {"contour_levels": 1},
+                                              "probe": {"planes": [{"indices": [0, 1, 2]}]}}}})
+
+
+def test_spectra_epochs_must_be_probed():
+    config = {"experiments": {"d": {"dataset": {"name": "digits"}, "training": {"epochs": 4, "save_epochs": [0, 2, 4]},
+                                    "probe": {"planes": [{"indices": [0, 1, 2]}], "epochs": [0, 4]},
+                                    "figures": {"spectra_epochs": [0, 2]}}}}
+    with pytest.raises(ConfigError, match=r"experiments\.d\.figures\.spectra_epochs: epoch\(s\) \[2\] are not probed"):
+        resolve_config(config)

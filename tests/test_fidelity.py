@@ -186,3 +186,29 @@ def test_the_studys_mnist_plane_runs_at_full_scale_on_real_digits(tmp_path):
     anchors = model_inputs(expected.reshape(3, 1, 8, 8), prepared, torch.float64)
     direct = log_volume(probed.feature_map("hidden"), anchors, top_k=10) / math.log(10)
     np.testing.assert_allclose(np.log10(spectra[:, :10] / math.sqrt(200)).sum(axis=1), direct.numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("resolution", [60, 80, 7])
+def test_the_triangle_region_is_the_studys_ternary_crop(resolution):
+    """src/vis/digit_boundary.py with --ternary keeps (L, M) with M < 1/(2 sqrt 3), M > sqrt 3 L - 1/sqrt 3 and
+    M > -sqrt 3 L - 1/sqrt 3 (L along u, M along v); the figure's mask on a store's grid and anchors is that."""
+    import xarray as xr
+
+    from geomvol.figures.images import anchor_triangle, in_region
+    from geomvol.probe.planes import ANCHOR_UV
+
+    axis = np.linspace(-1.0, 1.0, resolution)
+    ds = xr.Dataset(coords={"u": axis, "v": axis, "anchor_u": ("anchor", [a[0] for a in ANCHOR_UV]),
+                            "anchor_v": ("anchor", [a[1] for a in ANCHOR_UV])})
+    L, M = np.meshgrid(axis, axis, indexing="xy")  # (v, u) arrays, as the stores' planes
+    study = (M < 1 / (2 * 3**0.5)) & (M > 3**0.5 * L - 1 / 3**0.5) & (M > -(3**0.5) * L - 1 / 3**0.5)
+    # the study's bounds are strict; a grid point on an edge (to rounding) may fall either way
+    on_edge = (np.abs(M - 1 / (2 * 3**0.5)) < 1e-12) | (np.abs(M - 3**0.5 * L + 1 / 3**0.5) < 1e-12) | (
+        np.abs(M + 3**0.5 * L + 1 / 3**0.5) < 1e-12)
+    mask = anchor_triangle(ds)
+    assert mask.shape == (resolution, resolution)
+    assert np.array_equal(mask[~on_edge], study[~on_edge])
+    values = np.arange(resolution * resolution, dtype=float).reshape(1, resolution, resolution)
+    drawn = in_region(ds, values, "triangle")
+    assert np.array_equal(np.isnan(drawn[0]), ~mask) and np.array_equal(drawn[0][mask], values[0][mask])
+    assert np.array_equal(in_region(ds, values, "square"), values)

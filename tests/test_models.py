@@ -1,3 +1,6 @@
+import math
+
+import pytest
 import torch
 from torch import nn
 
@@ -116,3 +119,35 @@ def test_shallow_net_flattens_images():
                                                             + model.hidden_layer.bias))
     assert model(x).shape == (3, 10)
     assert abs(model.hidden_layer.weight.std().item() - 0.1) < 0.01 and abs(model.readout.weight.std().item() - 1) < 0.5
+
+
+@pytest.mark.parametrize("init", ["torchvision", "pytorch_default"])
+def test_resnet_initialisation_has_the_statistics_of_its_rule(init):
+    """Written from the rules, not from geomvol's code: PyTorch's default convolution init (the study's kuangliu
+    ResNet) is U(-b, b), b = 1 / sqrt(fan_in), so |w| <= b and std b / sqrt(3); torchvision's is N(0, 2 / fan_out).
+    Batch norms start at weight 1, bias 0 in both; the readout is PyTorch's default Linear, U(+-1 / sqrt(512))."""
+    torch.manual_seed(0)
+    model = build_model(model_spec({"name": "resnet34", "init": init}, [3, 32, 32], 10))
+    for conv in (model.net.layer3[1].conv1, model.net.layer4[2].conv2):  # 256 and 512 channels, 3 x 3
+        weight = conv.weight.detach()
+        out_channels, in_channels, height, width = weight.shape
+        fan_in, fan_out = in_channels * height * width, out_channels * height * width
+        if init == "pytorch_default":
+            bound = 1 / math.sqrt(fan_in)
+            assert float(weight.abs().max()) <= bound
+            assert float(weight.std()) == pytest.approx(bound / math.sqrt(3), rel=0.01)
+        else:
+            assert float(weight.std()) == pytest.approx(math.sqrt(2 / fan_out), rel=0.01)
+            assert float(weight.abs().max()) > 4 * math.sqrt(2 / fan_out)  # a normal's tails, beyond any uniform's
+    batch_norm = model.net.layer4[2].bn2
+    assert torch.equal(batch_norm.weight, torch.ones(512)) and torch.equal(batch_norm.bias, torch.zeros(512))
+    assert float(model.net.fc.weight.abs().max()) <= 1 / math.sqrt(512)
+
+
+def test_a_resnet_checkpoint_without_init_builds_torchvisions():
+    """Checkpoints written before `model.init` existed rebuild with torchvision's initialisation."""
+    from geomvol.models.resnet import ResNetConfig
+
+    assert ResNetConfig().init == "torchvision"
+    with pytest.raises(ValueError, match="init must be torchvision or pytorch_default"):
+        build_model(model_spec({"name": "resnet34", "init": "xavier"}, [3, 32, 32], 10))

@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from geomvol.catalogue import SAME_FEATURE_MAPS, SPLIT_NAMES  # noqa: E402
 from geomvol.errors import GeomvolError  # noqa: E402
@@ -65,11 +66,46 @@ def _draw_plane_anchors(ax, ds: xr.Dataset, plane: int) -> None:
         _draw_anchor(ax, ds["plane_anchor_image"].values[plane, anchor], xy, zoom=0.7)
 
 
-def plane_panel(ax, ds, values, plane, title, **style):
+def anchor_triangle(ds: xr.Dataset) -> np.ndarray:
+    """(v, u) mask of the grid points strictly inside the triangle of the plane's three anchors (at
+    ``anchor_u``, ``anchor_v``): the region the study's ``--ternary`` figures keep."""
+    u, v = np.meshgrid(ds["u"].values, ds["v"].values)
+    corners = np.stack([ds["anchor_u"].values, ds["anchor_v"].values], axis=1)  # (3, 2)
+    inside = np.ones(u.shape, dtype=bool)
+    for i in range(3):  # each edge: the point on the same side as the opposite corner
+        a, b, c = corners[i], corners[(i + 1) % 3], corners[(i + 2) % 3]
+        side = (b[0] - a[0]) * (v - a[1]) - (b[1] - a[1]) * (u - a[0])
+        inside &= side * ((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])) > 0
+    return inside
+
+
+def in_region(ds: xr.Dataset, panels: np.ndarray, region: str) -> np.ndarray:
+    """Panels (..., v, u) as floats, NaN outside the drawn ``region`` (``figures.plane_region``: square, the
+    whole grid; triangle, the anchors' triangle), so that colour scales come from the values drawn."""
+    panels = np.asarray(panels, dtype=float)
+    return panels if region == "square" else np.where(anchor_triangle(ds), panels, np.nan)
+
+
+def plane_panel(ax, ds, values, plane, title, region: str = "square", levels: int | None = None, **style):
+    """One panel of a plane: a mesh of ``values`` (v, u), or about ``levels`` filled contours between the
+    panel's vmin and vmax (at round values); the whole grid, or (region triangle) the anchors' triangle outlined."""
     u, v = ds["u"].values, ds["v"].values
-    mesh = ax.pcolormesh(u, v, values, shading="auto", rasterized=True, **style)
+    if levels is None:
+        mesh = ax.pcolormesh(u, v, values, shading="auto", rasterized=True, **style)
+    else:
+        low, high = style.pop("vmin"), style.pop("vmax")
+        # levels + 1 round boundaries spanning [low, high], as contourf(levels=N) picks them from the data
+        boundaries = MaxNLocator(levels + 1).tick_values(low, high)
+        mesh = ax.contourf(u, v, np.ma.masked_invalid(values), levels=boundaries, extend="both", **style)
+        mesh.set_rasterized(True)
     _draw_plane_anchors(ax, ds, plane)
     ax.set(title=title, xlabel="u", ylabel="v", aspect="equal", xlim=(u.min(), u.max()), ylim=(v.min(), v.max()))
+    if region == "triangle":
+        corners = np.stack([ds["anchor_u"].values, ds["anchor_v"].values], axis=1)
+        ax.plot(*np.vstack([corners, corners[:1]]).T, color="black", linewidth=0.8)
+        margin = 0.1
+        ax.set(xlim=(corners[:, 0].min() - margin, corners[:, 0].max() + margin),
+               ylim=(corners[:, 1].min() - margin, corners[:, 1].max() + margin))
     return mesh
 
 
@@ -101,7 +137,7 @@ def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
                 style: FigureStyle = FigureStyle()) -> None:
     """Predicted class, log10 entropy, log10 volume element and the anchor classes' ternary plot on every
     plane across epochs; colour scales as ``style`` (the ``figures`` config section) says."""
-    scale = style.colour_scale
+    scale, region, levels = style.colour_scale, style.plane_region, style.contour_levels
     ds = open_store(store_path)
     seed = first_seed(ds, seed)
     block = str(ds["block"].values[0])
@@ -114,22 +150,27 @@ def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
     for plane in planes:
         rows = axes[4 * plane: 4 * plane + 4]
         at = {"seed": seed, "plane": plane}
-        predicted = ds["plane_predicted_class"].sel(at).values
+        predicted = in_region(ds, ds["plane_predicted_class"].sel(at).values, region)
         entropy, units = entropy_in(ds["plane_entropy"].sel(at).values, style.entropy_units)
-        log_entropy, entropy_limits = row_scales(np.log10(np.maximum(entropy, 1e-12)), scale)
-        volume, volume_limits = row_scales(ds["plane_log10_volume"].sel({**at, "block": block}).values, scale)
+        if style.entropy_scale == "log10":
+            entropy, entropy_label = np.log10(np.maximum(entropy, 1e-12)), rf"$\log_{{10}}$ entropy ({units})"
+        else:
+            entropy_label = f"entropy ({units})"
+        entropy, entropy_limits = row_scales(in_region(ds, entropy, region), scale)
+        volume, volume_limits = row_scales(
+            in_region(ds, ds["plane_log10_volume"].sel({**at, "block": block}).values, region), scale)
         names = _anchor_names(ds, "plane", plane)
         probabilities = ds["plane_anchor_probability"].sel(at).values
         meshes = {"entropy": [], "volume": [], "ternary": []}
         for column, epoch in enumerate(epochs):
             title = f"epoch {int(epoch)}"
-            mesh_class = plane_panel(rows[0][column], ds, predicted[column], plane, title, cmap=cmap, norm=norm)
+            mesh_class = plane_panel(rows[0][column], ds, predicted[column], plane, title, region, cmap=cmap, norm=norm)
             low, high = entropy_limits[column]
-            meshes["entropy"].append(plane_panel(rows[1][column], ds, log_entropy[column], plane, title,
+            meshes["entropy"].append(plane_panel(rows[1][column], ds, entropy[column], plane, title, region,
                                                   cmap="magma", vmin=low, vmax=high))
             low, high = volume_limits[column]
-            meshes["volume"].append(plane_panel(rows[2][column], ds, volume[column], plane, title, cmap="viridis",
-                                                 vmin=low, vmax=high))
+            meshes["volume"].append(plane_panel(rows[2][column], ds, volume[column], plane, title, region, levels,
+                                                 cmap="viridis", vmin=low, vmax=high))
             meshes["ternary"].append(_ternary_panel(rows[3][column], probabilities[column], volume[column], names, title,
                                                     cmap="viridis", vmin=low, vmax=high))
         bar = fig.colorbar(mesh_class, ax=rows[0].tolist(), ticks=range(n_classes))
@@ -139,7 +180,7 @@ def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
             row[0].set_ylabel(f"plane {plane} ({', '.join(names)})\nv")
             for ax in row[1:]:  # v is named once a row: beside a colour bar it would touch the bar's labels
                 ax.set_ylabel("")
-        row_colourbars(fig, meshes["entropy"], rows[1].tolist(), scale, rf"$\log_{{10}}$ entropy ({units})")
+        row_colourbars(fig, meshes["entropy"], rows[1].tolist(), scale, entropy_label)
         row_colourbars(fig, meshes["volume"], rows[2].tolist(), scale, f"{VOLUME_LABEL} ({block})")
         row_colourbars(fig, meshes["ternary"], rows[3].tolist(), scale, f"{VOLUME_LABEL} ({block})")
     title = f"{ds.attrs['experiment']} (seed {seed}): planes through {_anchor_origin(ds, 'plane')}\n{EPOCH_NOTE}"
@@ -212,7 +253,7 @@ def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: i
 def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
                 style: FigureStyle = FigureStyle()) -> None:
     """log10 volume element on the first plane, one row per feature map (block), one column per epoch."""
-    scale = style.colour_scale
+    scale, region = style.colour_scale, style.plane_region
     ds = open_store(store_path)
     seed = first_seed(ds, seed)
     epochs = ds["epoch"].values
@@ -220,12 +261,13 @@ def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
     fig, axes = plt.subplots(len(blocks), len(epochs), figsize=(PANEL * len(epochs) + 1.5, PANEL * len(blocks)),
                              squeeze=False, constrained_layout=True)
     for row, block in enumerate(blocks):
-        volume, limits = row_scales(ds["plane_log10_volume"].sel(seed=seed, plane=0, block=block).values, scale)
+        volume, limits = row_scales(
+            in_region(ds, ds["plane_log10_volume"].sel(seed=seed, plane=0, block=block).values, region), scale)
         meshes = []
         for column, epoch in enumerate(epochs):
             low, high = limits[column]
             meshes.append(plane_panel(axes[row][column], ds, volume[column], 0, f"{block}, epoch {int(epoch)}",
-                                       cmap="viridis", vmin=low, vmax=high))
+                                       region, style.contour_levels, cmap="viridis", vmin=low, vmax=high))
         width = int(ds["feature_width"].sel(block=block))
         row_colourbars(fig, meshes, axes[row].tolist(), scale, f"{VOLUME_LABEL} ({block}, n = {width})")
     title = (f"{ds.attrs['experiment']} (seed {seed}): volume element per block\n"
@@ -236,7 +278,8 @@ def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
 def plot_spectra(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
                  style: FigureStyle = FigureStyle()) -> None:
     """The singular-value spectrum of each feature map at each anchor image: log10 of the singular values of
-    J / sqrt(n) (the square roots of the eigenvalues of g) against their rank, one curve per probed epoch, and
+    J / sqrt(n) (the square roots of the eigenvalues of g) against their rank, one curve per probed epoch (or
+    per epoch of ``style.spectra_epochs``), and
     the number k the volume element keeps (dashed); one column per anchor image (of every plane and line), one
     row per feature map."""
     ds = open_store(store_path)
@@ -247,7 +290,7 @@ def plot_spectra(store_path: str | Path, png: str | Path, pdf: str | Path, seed:
     if not columns:
         raise GeomvolError(f"store {store_path} has no spectra (probe.spectra was false)")
     blocks = ds["block"].values
-    epochs = ds["epoch"].values
+    epochs = ds["epoch"].values if style.spectra_epochs is None else style.spectra_epochs
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(epochs)))
     fig, axes = plt.subplots(len(blocks), len(columns),
                              figsize=(PANEL * len(columns) + 1.0, PANEL * 1.2 * len(blocks) + 1.0),  # room for the title
@@ -289,7 +332,7 @@ def plot_compare(store_path: str | Path, other_path: str | Path, png: str | Path
                  seed: int | None = None, style: FigureStyle = FigureStyle()) -> None:
     """Two experiments on the same first plane (e.g. supervised and Barlow Twins) at the epochs both probed:
     for each, a row of predicted classes and a row of log10 volume elements (its first feature map)."""
-    scale = style.colour_scale
+    scale, region = style.colour_scale, style.plane_region
     stores = [open_store(store_path), open_store(other_path)]
     anchors = [ds["plane_anchor_index"].values[0].tolist() for ds in stores]
     if anchors[0] != anchors[1]:
@@ -305,15 +348,17 @@ def plot_compare(store_path: str | Path, other_path: str | Path, png: str | Path
         cmap, norm = class_colours(n_classes)
         block = blocks[number]
         at = {"seed": seed, "plane": 0, "epoch": epochs}
-        predicted = ds["plane_predicted_class"].sel(at).values
-        volume, limits = row_scales(ds["plane_log10_volume"].sel({**at, "block": block}).values, scale)
+        predicted = in_region(ds, ds["plane_predicted_class"].sel(at).values, region)
+        volume, limits = row_scales(in_region(ds, ds["plane_log10_volume"].sel({**at, "block": block}).values, region),
+                                    scale)
         rows = axes[2 * number: 2 * number + 2]
         meshes = []
         for column, epoch in enumerate(epochs):
             title = f"{ds.attrs['experiment']}, epoch {epoch}"
-            mesh_class = plane_panel(rows[0][column], ds, predicted[column], 0, title, cmap=cmap, norm=norm)
+            mesh_class = plane_panel(rows[0][column], ds, predicted[column], 0, title, region, cmap=cmap, norm=norm)
             low, high = limits[column]
-            meshes.append(plane_panel(rows[1][column], ds, volume[column], 0, title, cmap="viridis", vmin=low, vmax=high))
+            meshes.append(plane_panel(rows[1][column], ds, volume[column], 0, title, region, style.contour_levels,
+                                      cmap="viridis", vmin=low, vmax=high))
         bar = fig.colorbar(mesh_class, ax=rows[0].tolist(), ticks=range(n_classes))
         bar.ax.set_yticklabels(ds.attrs["classes"], fontsize=6)
         bar.set_label("predicted class" + (" (linear probe)" if "linear_probe_test_accuracy" in ds else ""))

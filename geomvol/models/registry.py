@@ -27,9 +27,9 @@ def build_model(architecture: dict) -> nn.Module:
     if architecture["name"] == "resnet34":
         from geomvol.models.resnet import CifarResNet34, ResNetConfig  # torchvision: imported only for it
 
-        return CifarResNet34(
-            ResNetConfig(in_channels=architecture["input_shape"][0], n_classes=architecture["n_classes"], activation=architecture["activation"])
-        )
+        given = {key: architecture[key] for key in ("activation", "init") if key in architecture}
+        return CifarResNet34(ResNetConfig(in_channels=architecture["input_shape"][0], n_classes=architecture["n_classes"],
+                                          **given))
     raise ValueError(f"unknown model {architecture['name']!r}")
 
 

@@ -2,7 +2,12 @@
 
 torchvision's ResNet34 with the CIFAR stem (a 3x3 stride-1 convolution and no
 max-pool) and, with ``activation='gelu'`` (the default), every ReLU replaced
-by GELU; ``'relu'`` keeps torchvision's ReLUs. Feature maps, by name:
+by GELU; ``'relu'`` keeps torchvision's ReLUs. ``init`` says how its weights start:
+``'torchvision'`` keeps torchvision's (convolutions ``kaiming_normal_(mode='fan_out')``, the stem's
+PyTorch's default, as it is replaced); ``'pytorch_default'`` gives every convolution PyTorch's own
+default, ``kaiming_uniform_(a=sqrt(5))``, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as the study's
+kuangliu ResNet (``src/model/ResNet.py``) has it. Batch norms (weight 1, bias 0) and the linear
+readout (PyTorch's default) are the same in both. Feature maps, by name:
 
     pooled          (B, 3, 32, 32) -> (B, 512)   the backbone's output: block4 averaged over its 4 x 4 map
     block1..block4  (B, 3, 32, 32) -> (B, n)     each residual stage's output (C x H x W), average-pooled
@@ -27,6 +32,7 @@ class ResNetConfig:
     in_channels: int = 3
     n_classes: int = 10
     activation: str = "gelu"
+    init: str = "torchvision"
 
 
 def _replace_relu(module: nn.Module) -> None:
@@ -48,6 +54,12 @@ class CifarResNet34(nn.Module):
             _replace_relu(net)
         elif config.activation != "relu":
             raise ValueError(f"resnet34 activation must be gelu or relu, not {config.activation!r}")
+        if config.init == "pytorch_default":
+            for module in net.modules():
+                if isinstance(module, nn.Conv2d):
+                    module.reset_parameters()
+        elif config.init != "torchvision":
+            raise ValueError(f"resnet34 init must be torchvision or pytorch_default, not {config.init!r}")
         self.net = net
 
     def _blocks(self, x: torch.Tensor, last: int) -> list[torch.Tensor]:

@@ -193,7 +193,7 @@ def attach_linear_probe(probed: ProbedModel, data: dict, settings: LinearProbeSe
 
     train = encode(data["x"])
     linear = fit_linear_probe(train, data["y"], len(data["classes"]), weight_decay=settings.weight_decay,
-                              standardize=settings.standardize)
+                              standardize=settings.standardize, max_iter=settings.max_iter)
     probed.classifier = lambda x: linear.logits(features(x))
     return {"train": linear.accuracy(train, data["y"]), "test": linear.accuracy(encode(data["x_test"]), data["y_test"])}
 

@@ -9,7 +9,8 @@ plane); then
 .. math::  \text{logits} = W \hat f + b, \qquad
            \min_{W, b} \; \frac{1}{N} \sum_n \text{CE}(W \hat f_n + b, y_n) + \frac{\alpha}{2} \lVert W \rVert^2 ,
 
-solved full-batch by L-BFGS in float64 (deterministic for given features). The bias is
+solved full-batch by L-BFGS in float64 (deterministic for given features), at most ``max_iter``
+iterations (scikit-learn's default, which the study's ``LogisticRegression()`` keeps, is 100). The bias is
 not penalised; scikit-learn's ``LogisticRegression(C)`` minimises the same objective
 with :math:`\alpha = 1 / (C N)` for N training features.
 """
@@ -50,7 +51,8 @@ def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, n_classes: in
     standardised = (x - mean) / std
     weight = torch.zeros(n_classes, x.shape[1], dtype=x.dtype, device=x.device, requires_grad=True)
     bias = torch.zeros(n_classes, dtype=x.dtype, device=x.device, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9,
+    # max_iter counts iterations, as scikit-learn's does, whatever its line searches evaluate (25 at most each)
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, max_eval=25 * max_iter, tolerance_grad=1e-9,
                                   tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
