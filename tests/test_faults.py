@@ -117,7 +117,7 @@ LINEAGE_EDITS = {
     "model.activation": "tanh", "model.width": 33, "model.weight_std": 0.5, "model.scale_readout_bias": False,
     "training.batch_size": 20, "training.optimizer.lr": 0.2, "training.optimizer.momentum": 0.5,
     "training.optimizer.weight_decay": 0.01, "training.optimizer.name": "adam", "training.dtype": "float64",
-    "training.mixed_precision": False, "dataset.n_points": 90, "dataset.seed": 3,
+    "training.mixed_precision": False, "training.drop_last": True, "dataset.n_points": 90, "dataset.seed": 3,
 }
 
 
@@ -155,13 +155,13 @@ def test_an_edit_of_the_groups_training_plans_every_seed_and_what_follows(finish
 
 @pytest.fixture(scope="module")
 def edited(tmp_path_factory):
-    """One experiment per key of LINEAGE_EDITS, each the two-seed group, trained to its checkpoints; then each
-    edited by its key and run once more: two Snakemake runs for all the edits."""
+    """One experiment per key of LINEAGE_EDITS, each the two-seed group, trained (the group's training job's own
+    checkpoints: what its publish jobs copy, test_an_edit_of_the_groups_training_plans_every_seed_and_what_follows
+    shows they follow); then each edited by its key and run once more: two Snakemake runs for all the edits."""
     workdir = tmp_path_factory.mktemp("edits") / "work"
     names = {key: f"edit-{index}" for index, key in enumerate(LINEAGE_EDITS)}
     base = group_config()["experiments"][EXPERIMENT]
-    targets = [f"results/{name}/s{seed}/checkpoints/epoch_{epoch}.pt"
-               for name in names.values() for seed in SEEDS for epoch in EPOCHS]
+    targets = [f"results/{name}/{GROUP}/training" for name in names.values()]
     before = {"experiments": {name: base for name in names.values()}}
     result = run(workdir, before, *targets)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -176,17 +176,17 @@ def edited(tmp_path_factory):
 
 @pytest.mark.parametrize("key", list(LINEAGE_EDITS))
 def test_after_one_run_every_seed_carries_the_edit(edited, key):
-    """After each edit and one run, every seed's published checkpoints carry the new lineage and the data set they
-    were trained on; the first setting's checkpoints are all still kept."""
+    """After each edit and one run, every seed's checkpoints carry the new lineage and the data set they were trained
+    on; the first setting's checkpoints are all still kept."""
     workdir, names, config, kept, _ = edited
     name = names[key]
     experiment = resolve_config(config)["experiments"][name]
-    results = workdir / "results" / name
-    data = checkpoint_record(results / "s0" / "checkpoints" / "epoch_0.pt")["dataset_sha256"]
+    training = workdir / "results" / name / GROUP / "training"
+    data = checkpoint_record(training / "s0" / "epoch_0.pt")["dataset_sha256"]
     for seed in SEEDS:
         expected = checkpoint_lineage({"seed": seed, "model": experiment["model"], "training": experiment["training"]})
         for epoch in EPOCHS:
-            record = checkpoint_record(results / f"s{seed}" / "checkpoints" / f"epoch_{epoch}.pt")
+            record = checkpoint_record(training / f"s{seed}" / f"epoch_{epoch}.pt")
             assert record["train_spec"] == expected and record["epoch"] == epoch and record["dataset_sha256"] == data
     now = kept_checkpoints(workdir, name)
     assert {path: data for path, data in kept.items() if path.parts[1] == name}.items() <= now.items()

@@ -150,13 +150,18 @@ def test_paper_config_dry_runs_the_whole_study(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     assert jobs["train"] == "6" and jobs["prepare_dataset"] == "6"
-    # volume + curvature; lines + spectra; planes + spectra + curvature; planes + blocks + spectra + curvature;
-    # planes + spectra + curvature; lines + spectra
-    assert jobs["figure"] == str(2 + 2 + 3 + 4 + 3 + 2) and jobs["figure_compare"] == "1"
+    # volume + curvature; lines + spectra; planes + spectra + curvature; planes + lines (Figure 4's blocks on the
+    # horse-to-frog line) + blocks + spectra + curvature; planes + spectra + curvature; lines + spectra. The Barlow
+    # Twins plane is its own command's (seed 401), not the supervised net's: nothing to compare.
+    assert jobs["figure"] == str(2 + 2 + 3 + 5 + 3 + 2) and "figure_compare" not in jobs
     # probed epochs: the untrained net and the study's checkpoints (its epoch E is E + 1 here) of the sinusoid,
-    # MNIST line, digits plane, CIFAR-10, Barlow Twins planes and lines
-    assert jobs["probe"] == str(4 + 8 + 12 + 5 + 6 + 6)
-    assert "results/cifar10/s0/checkpoints/epoch_501.pt" in result.stdout
+    # MNIST line, digits plane (and its spectra's epoch 51), CIFAR-10, Barlow Twins planes and lines
+    assert jobs["probe"] == str(4 + 8 + 13 + 5 + 6 + 6)
+    # each command's own seed (commands/*.sh)
+    for experiment, seed in (("sinusoid", 401), ("mnist-line", 5), ("digits-plane", 6), ("cifar10", 501),
+                             ("barlow-twins", 401), ("barlow-twins-lines", 501)):
+        assert f"results/{experiment}/s{seed}/checkpoints/epoch_1.pt" in result.stdout, experiment
+    assert "results/cifar10/s501/checkpoints/epoch_501.pt" in result.stdout
     assert jobs["publish_checkpoint"] == jobs["probe"]  # each probed checkpoint, its own declared output
     assert jobs["measure"] == jobs["figure_measures"] == "6"
 
