@@ -157,8 +157,12 @@ def main() -> None:
             continue
         train = training_cost(experiment, args.train_images, device)
         probes = probe_cost(experiment, args.points, device)
-        splits = SPLIT_SIZES.get(dataset["name"]) or tuple(len(part) for part in train_test_indices(
-            N_DIGITS, dataset["test_fraction"], dataset["seed"], dataset["split_rule"]))
+        if dataset["split_rule"] == "torchvision":
+            splits = SPLIT_SIZES[dataset["name"]]
+        else:  # a split of one source: the digits, or torchvision's training file
+            source = N_DIGITS if dataset["name"] == "digits" else SPLIT_SIZES[dataset["name"]][0]
+            splits = tuple(len(part) for part in train_test_indices(source, dataset["test_fraction"], dataset["seed"],
+                                                                      dataset["split_rule"]))
         n_train, n_test = dataset["n_train"] or splits[0], dataset["n_test"] or splits[1]
         epochs = training["epochs"]
         # supervised runs evaluate the test split every epoch; self-supervised ones encode both splits for the

@@ -33,7 +33,8 @@ from geomvol.errors import ConfigError
 DEFAULT_SCHEMA = Path(__file__).resolve().with_name("config.schema.yaml")
 
 
-_TORCHVISION_KEYS = {"name", "seed", "root", "download", "n_train", "n_test", "normalize", "synthetic"}
+_TORCHVISION_KEYS = {"name", "seed", "root", "download", "split_rule", "test_fraction", "n_train", "n_test",
+                     "normalize", "synthetic"}
 DATASET_KEYS = {
     "sinusoid": {"name", "seed", "n_points", "low", "high", "amplitude", "frequency", "phase"},
     "mnist": _TORCHVISION_KEYS,
@@ -243,6 +244,12 @@ def _check_dataset(where: tuple, name: str, experiment: dict) -> None:
             )
     else:
         _check_normalize(where + ("dataset", "normalize"), dataset)
+        if dataset["split_rule"] == "torchvision" and dataset["name"] not in TORCHVISION_DATASETS:
+            raise ConfigError(f"config key {_key(where + ('dataset', 'split_rule'))}: {dataset['name']} has no "
+                              f"torchvision files; split it by randperm_last or shuffle_split")
+        if dataset["split_rule"] == "torchvision" and "test_fraction" in dataset:
+            raise ConfigError(f"config key {_key(where + ('dataset', 'test_fraction'))}: applies to split_rule "
+                              f"randperm_last or shuffle_split (torchvision's files are split already)")
     if dataset["name"] in TORCHVISION_DATASETS:
         _check_root(where, name, dataset)
     objective = experiment["training"]["objective"]
@@ -349,10 +356,11 @@ def _check_probe(where: tuple, experiment: dict) -> None:
             if given == "classes":
                 entry.setdefault("seed", 0)
                 entry.setdefault("sampler", "per_class_permutation")
-            if entry["split"] == "all" and dataset["name"] != "digits":
+            if entry["split"] == "all" and dataset.get("split_rule", "torchvision") == "torchvision":
                 raise ConfigError(f"config key {_key(where + ('probe', kind, number, 'split'))}: 'all' joins the "
-                                  f"training and test images of one source (digits); {dataset['name']}'s splits are "
-                                  f"separate sets: use train or test")
+                                  f"training and test images of one source (the digits, or a split_rule "
+                                  f"randperm_last or shuffle_split of torchvision's training file); "
+                                  f"{dataset['name']}'s torchvision splits are separate files: use train or test")
     line = probe["line"]
     if line["high"] <= line["low"]:
         raise ConfigError(f"config key {_key(where + ('probe', 'line'))}: high ({line['high']}) must exceed low ({line['low']})")

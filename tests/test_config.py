@@ -279,7 +279,7 @@ def test_image_defaults_and_synthetic_root():
                                     "probe": {"planes": [{"classes": ["horse", "frog", "automobile"]}]}}}}
     experiment = resolve_config(config)["experiments"]["c"]
     assert experiment["dataset"] == {"name": "cifar10", "seed": 0, "synthetic": {"n_train": 20, "n_test": 10},
-                                     "download": False, "n_train": None, "n_test": None,
+                                     "download": False, "split_rule": "torchvision", "n_train": None, "n_test": None,
                                      "normalize": {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]},
                                      "root": "results/c/data/synthetic"}
     assert experiment["model"] == {"name": "resnet34", "activation": "gelu", "init": "torchvision"}
@@ -359,8 +359,11 @@ def test_objective_keys_must_fit():
         ({"name": "digits"}, {}, {"planes": [{"classes": [7, 6, 1], "split": "validation"}]}, "probe.planes.0.split",
          "is not one of ['train', 'test', 'all']"),
         ({"name": "cifar10", "synthetic": {"n_train": 20, "n_test": 10}}, {"name": "resnet34"},
-         {"planes": [{"classes": [7, 6, 1], "split": "all"}]}, "probe.planes.0.split", "cifar10's splits are separate"),
+         {"planes": [{"classes": [7, 6, 1], "split": "all"}]}, "probe.planes.0.split", "cifar10's torchvision splits are separate files"),
         ({"name": "digits", "split_rule": "kfold"}, {}, {}, "dataset.split_rule", "is not one of"),
+        ({"name": "digits", "split_rule": "torchvision"}, {}, {}, "dataset.split_rule", "digits has no torchvision files"),
+        ({"name": "mnist", "synthetic": {"n_train": 20, "n_test": 10}, "test_fraction": 0.2}, {}, {},
+         "dataset.test_fraction", "applies to split_rule randperm_last or shuffle_split"),
         ({"name": "digits"}, {"init": "pytorch_default"}, {}, "model.init", "does not apply to model 'shallow'"),
         ({"name": "cifar10", "synthetic": {"n_train": 20, "n_test": 10}}, {"name": "resnet34", "init": "kaiming"}, {},
          "model.init", "is not one of"),

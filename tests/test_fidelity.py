@@ -212,3 +212,26 @@ def test_the_triangle_region_is_the_studys_ternary_crop(resolution):
     drawn = in_region(ds, values, "triangle")
     assert np.array_equal(np.isnan(drawn[0]), ~mask) and np.array_equal(drawn[0][mask], values[0][mask])
     assert np.array_equal(in_region(ds, values, "square"), values)
+
+
+def test_mnist_split_by_the_studys_rule_splits_torchvisions_training_file(tmp_path, mnist_root):
+    """The study's MNIST line (run_mnist.py) splits its 60000 training images by its own train_test_split and
+    draws the line's 7 and 6 over all of them: split_rule randperm_last, split all, sampler randperm_after_split."""
+    from geomvol.data.images import load_split
+
+    entry = {"classes": [7, 6], "seed": 5, "split": "all", "sampler": "randperm_after_split"}
+    spec = resolve_config({"experiments": {"m": {
+        "dataset": {"name": "mnist", "root": str(mnist_root), "split_rule": "randperm_last", "seed": 5},
+        "probe": {"lines": [entry]}}}})["experiments"]["m"]
+    record = prepare_dataset(spec["dataset"], tmp_path / "d.pt", tmp_path / "m.json")
+    data = load_dataset(tmp_path / "d.pt")
+    images, labels, _ = load_split("mnist", mnist_root, train=True)  # the training file, whole
+    train, test = study_train_test_split(labels.shape[0], 5)
+    assert data["index"].tolist() == train.tolist() and data["index_test"].tolist() == test.tolist()
+    assert torch.equal(data["x_test"], images[test]) and record["n_test"] == int(0.25 * labels.shape[0])
+    assert "training file" in data["index_source"]
+    x, y, index = split_tensors(data, "all")
+    assert index.tolist() == list(range(labels.shape[0])) and torch.equal(x, images)
+    ours = resolve_anchors([AnchorChoice.from_entry(entry)], {"all": y}, [str(c) for c in range(10)], "k")[0]
+    expected = study_mnist_plane_anchors(images.reshape(labels.shape[0], -1), labels, [7, 6], seed=5)
+    assert torch.equal(x[ours].reshape(2, -1), expected)

@@ -109,11 +109,17 @@ def test_image_experiments_produce_their_stores_and_figures(smoke_run, smoke_con
     assert definitions["channel_mean"] == pytest.approx([0.4914, 0.4822, 0.4465])
     assert definitions["plane_anchors"] == [{"classes": ["horse", "frog", "automobile"], "seed": 0, "split": "train",
                                              "sampler": "per_class_permutation"}]
-    assert definitions["style"] == {"colour_scale": "per_panel", "entropy_units": "hartley"}
+    assert definitions["style"] == {"colour_scale": "per_panel", "entropy_units": "hartley", "entropy_scale": "log10",
+                                   "plane_region": "square", "contour_levels": None, "spectra_epochs": None}
     assert definitions["epoch_convention"].startswith("epoch E is the network after E passes")
     with Image.open(results / "digits-plane-smoke" / "figures" / "planes.png") as image:
         definitions = json.loads(image.text["geomvol:definitions"])
-    assert definitions["style"] == {"colour_scale": "shared_relative_to_median", "entropy_units": "nat"}
+    assert definitions["style"] == {"colour_scale": "shared_relative_to_median", "entropy_units": "nat",
+                                   "entropy_scale": "log10", "plane_region": "square", "contour_levels": None,
+                                   "spectra_epochs": [0, 3]}
+    with Image.open(results / "mnist-plane-smoke" / "figures" / "planes.png") as image:  # the study's --ternary
+        style = json.loads(image.text["geomvol:definitions"])["style"]
+    assert (style["plane_region"], style["contour_levels"], style["entropy_scale"]) == ("triangle", 12, "linear")
     assert definitions["plane_anchors"][0]["sampler"] == "rejection"
     assert json.loads(definitions["input_normalisation"]) == {"mean": [0.0], "std": [0.0625]}
 

@@ -9,14 +9,16 @@ the test set of the UCI ML "Optical Recognition of Handwritten Digits" data set
 digits, each 4 x 4 block counted into one pixel.
 
 The training/test split follows one of two rules (``dataset.split_rule``), each split in its
-permutation's order:
+permutation's order (the same rules split torchvision's MNIST or CIFAR-10 training file, as the study's
+MNIST-line script splits its 60000 MNIST images):
 
 - ``randperm_last``: the study's own ``train_test_split(n, test_size=f, seed)``
-  (``src/utils/train_test_split.py``): ``torch.manual_seed(seed)``, ``torch.randperm(1797)``, the
-  test split its *last* int(f * 1797) entries (449 for f = 0.25) and the training split the rest;
+  (``src/utils/train_test_split.py``): ``torch.manual_seed(seed)``, ``torch.randperm(n)``, the
+  test split its *last* int(f n) entries (449 of the 1797 digits for f = 0.25) and the training
+  split the rest;
 - ``shuffle_split``: scikit-learn's ``train_test_split(x, y, test_size=f, random_state=seed)``:
-  ``numpy.random.RandomState(seed).permutation(1797)``, the test split its *first* ceil(f * 1797)
-  entries (450).
+  ``numpy.random.RandomState(seed).permutation(n)``, the test split its *first* ceil(f n)
+  entries (450 digits).
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from geomvol.catalogue import CLASSES
 
 DIGITS_FILE = Path(__file__).with_name("digits.csv.gz")
 DIGITS_SHA256 = "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"
@@ -60,12 +60,3 @@ def train_test_indices(n: int, test_fraction: float, seed: int, rule: str) -> tu
         permutation = np.random.RandomState(seed).permutation(n)
         return permutation[n_test:], permutation[:n_test]
     raise ValueError(f"unknown split rule {rule!r}")
-
-
-def load_digits_split(train: bool, dataset: dict):
-    """Images, labels, indices in load_digits' order and class names of one split of a resolved digits
-    ``dataset`` section (its ``split_rule``, ``test_fraction`` and ``seed``)."""
-    images, labels = load_digits()
-    split = train_test_indices(N_DIGITS, dataset["test_fraction"], dataset["seed"], dataset["split_rule"])
-    index = torch.from_numpy(split[0 if train else 1])
-    return images[index], labels[index], index, CLASSES["digits"]

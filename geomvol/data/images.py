@@ -126,21 +126,45 @@ def raw_file_checksums(name: str, root: str | Path) -> dict[str, str]:
     return {f: sha256_file(Path(root) / f) for f in EXPECTED_FILES[name]}
 
 
-def _whole_split(dataset: dict, train: bool, from_root: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
-    """Images (N, C, H, W) uint8, labels, each image's index in its source (torchvision's split, or
-    load_digits' order) and class names of one whole split of a resolved image ``dataset`` section.
-    Without ``from_root`` a synthetic set is generated in memory instead of read from its root."""
+def _source_file(dataset: dict, train: bool, from_root: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """Images (N, C, H, W) uint8, labels, each image's index in the file and class names of torchvision's whole
+    training or test file of a resolved ``dataset`` section; without ``from_root`` a synthetic set is generated
+    in memory instead of read from its root."""
     name = dataset["name"]
-    if name == "digits":
-        from geomvol.data.digits import load_digits_split
-
-        return load_digits_split(train, dataset)
     if dataset["synthetic"] is not None and not from_root:
         sizes = (dataset["synthetic"]["n_train"], dataset["synthetic"]["n_test"])
         images, labels = synthetic_arrays(name, sizes, dataset["seed"])[0 if train else 1]
         return torch.from_numpy(images), torch.from_numpy(labels), torch.arange(len(labels)), CLASSES[name]
     x, y, classes = load_split(name, dataset["root"], train=train, download=dataset["download"])
     return x, y, torch.arange(len(y)), classes
+
+
+def _whole_split(dataset: dict, train: bool, from_root: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """Images (N, C, H, W) uint8, labels, each image's index in its source and class names of one whole split
+    of a resolved image ``dataset`` section, by its ``split_rule``: torchvision's own training and test files;
+    or (randperm_last, shuffle_split: :func:`geomvol.data.digits.train_test_indices`) a split of one source,
+    load_digits' 1797 images or torchvision's training file, as the study splits its data."""
+    from geomvol.data.digits import load_digits, train_test_indices
+
+    rule = dataset["split_rule"]
+    if rule == "torchvision":
+        return _source_file(dataset, train, from_root)
+    if dataset["name"] == "digits":
+        images, labels = load_digits()
+        x, y, index, classes = images, labels, torch.arange(len(labels)), CLASSES["digits"]
+    else:
+        x, y, index, classes = _source_file(dataset, True, from_root)
+    part = torch.from_numpy(train_test_indices(len(y), dataset["test_fraction"], dataset["seed"], rule)[0 if train else 1])
+    return x[part], y[part], index[part], classes
+
+
+def index_source(dataset: dict) -> str:
+    """What a prepared image's source index counts: load_digits' rows, or a torchvision file's images."""
+    if dataset["name"] == "digits":
+        return "load_digits' order"
+    if dataset["split_rule"] == "torchvision":
+        return f"torchvision's {dataset['name']} split"
+    return f"torchvision's {dataset['name']} training file (both splits drawn from it)"
 
 
 def _split_subset(dataset: dict, train: bool, from_root: bool = True):
@@ -187,7 +211,7 @@ def make_images(dataset: dict) -> dict:
         "x": x, "y": y, "index": index,
         "x_test": x_test, "y_test": y_test, "index_test": index_test,
         "classes": classes, "pixel_max": pixel_max, "mean": mean, "std": std,
-        "index_source": "load_digits' order" if dataset["name"] == "digits" else f"torchvision's {dataset['name']} split",
+        "index_source": index_source(dataset),
     }
 
 
