@@ -356,7 +356,7 @@ def _check_probe(where: tuple, experiment: dict) -> None:
             if given == "classes":
                 entry.setdefault("seed", 0)
                 entry.setdefault("sampler", "per_class_permutation")
-            if entry["split"] == "all" and dataset.get("split_rule", "torchvision") == "torchvision":
+            if entry["split"] == "all" and dataset["split_rule"] == "torchvision":
                 raise ConfigError(f"config key {_key(where + ('probe', kind, number, 'split'))}: 'all' joins the "
                                   f"training and test images of one source (the digits, or a split_rule "
                                   f"randperm_last or shuffle_split of torchvision's training file); "

@@ -123,9 +123,7 @@ def test_randperm_after_split_on_all_digits_picks_the_studys_images(tmp_path, se
 def test_digits_split_can_be_scikit_learns_train_test_split(tmp_path, seed):
     """train_test_split(X, y, test_size=0.25, random_state=seed): ShuffleSplit's permutation of
     RandomState(seed), the first ceil(0.25 n) = 450 for test, the other 1347 for training, in that order."""
-    spec = resolve_config({"experiments": {"d": {"dataset": {"name": "digits", "seed": seed,
-                                                             "split_rule": "shuffle_split"},
-                                                 "probe": {"planes": [{"indices": [0, 1, 2]}]}}}})["experiments"]["d"]
+    spec = digits_experiment(seed=seed, split_rule="shuffle_split")
     record = prepare_dataset(spec["dataset"], tmp_path / "d.pt", tmp_path / "m.json")
     data = load_dataset(tmp_path / "d.pt")
     permutation = np.random.RandomState(seed).permutation(1797)

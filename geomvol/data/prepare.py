@@ -54,7 +54,8 @@ def load_dataset(path: str | Path) -> dict:
 
 def split_tensors(data: dict, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Images, labels and source indices of a prepared image ``split``: train, test, or all (the two
-    together in source order, for a data set whose splits index one source: digits)."""
+    together in source order, for a data set whose splits index one source: the digits, or a split of
+    torchvision's training file)."""
     if split == "all":
         x, y, index = (torch.cat(parts) for parts in zip(*(split_tensors(data, part) for part in SPLIT_KEYS)))
         order = torch.argsort(index)

@@ -60,17 +60,21 @@ def _draw_anchor(ax, pixels: np.ndarray, xy: tuple[float, float], zoom: float, a
     ax.add_artist(box)
 
 
+def anchor_corners(ds: xr.Dataset) -> np.ndarray:
+    """(3, 2): the (u, v) of each anchor image on its plane."""
+    return np.stack([ds["anchor_u"].values, ds["anchor_v"].values], axis=1)
+
+
 def _draw_plane_anchors(ax, ds: xr.Dataset, plane: int) -> None:
-    for anchor in ds["anchor"].values:
-        xy = (float(ds["anchor_u"][anchor]), float(ds["anchor_v"][anchor]))
-        _draw_anchor(ax, ds["plane_anchor_image"].values[plane, anchor], xy, zoom=0.7)
+    for anchor, xy in zip(ds["anchor"].values, anchor_corners(ds)):
+        _draw_anchor(ax, ds["plane_anchor_image"].values[plane, anchor], tuple(xy), zoom=0.7)
 
 
 def anchor_triangle(ds: xr.Dataset) -> np.ndarray:
     """(v, u) mask of the grid points strictly inside the triangle of the plane's three anchors (at
     ``anchor_u``, ``anchor_v``): the region the study's ``--ternary`` figures keep."""
     u, v = np.meshgrid(ds["u"].values, ds["v"].values)
-    corners = np.stack([ds["anchor_u"].values, ds["anchor_v"].values], axis=1)  # (3, 2)
+    corners = anchor_corners(ds)
     inside = np.ones(u.shape, dtype=bool)
     for i in range(3):  # each edge: the point on the same side as the opposite corner
         a, b, c = corners[i], corners[(i + 1) % 3], corners[(i + 2) % 3]
@@ -101,7 +105,7 @@ def plane_panel(ax, ds, values, plane, title, region: str = "square", levels: in
     _draw_plane_anchors(ax, ds, plane)
     ax.set(title=title, xlabel="u", ylabel="v", aspect="equal", xlim=(u.min(), u.max()), ylim=(v.min(), v.max()))
     if region == "triangle":
-        corners = np.stack([ds["anchor_u"].values, ds["anchor_v"].values], axis=1)
+        corners = anchor_corners(ds)
         ax.plot(*np.vstack([corners, corners[:1]]).T, color="black", linewidth=0.8)
         margin = 0.1
         ax.set(xlim=(corners[:, 0].min() - margin, corners[:, 0].max() + margin),
