@@ -20,6 +20,11 @@ CLASSES = {
     "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
 }
 CLASSES["digits"] = CLASSES["mnist"]
+def class_count(dataset_name: str) -> int:
+    """How many classes a data set's labels have (the sinusoid: its two sides)."""
+    return len(CLASSES[dataset_name]) if dataset_name in CLASSES else 2
+
+
 PIXEL_MAX = {"mnist": 255, "cifar10": 255, "digits": 16}  # the largest pixel value; inputs start from pixels / pixel_max
 SPLIT_SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000)}  # (training, test) images of the real data sets
 SPLIT_NAMES = {"train": "training", "test": "test", "all": "training and test"}  # where anchor images come from

@@ -94,6 +94,13 @@ def cmd_publish(args) -> None:
     print(f"wrote {args.output}")
 
 
+def cmd_import(args) -> None:
+    from geomvol.stages import import_checkpoint
+
+    import_checkpoint(args.source, args.spec, args.data, args.manifest, args.output)
+    print(f"wrote {args.output} from {args.source}")
+
+
 def cmd_metrics(args) -> None:
     from geomvol.stages import training_metrics
 
@@ -223,6 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--epoch", type=int, required=True)
         p.add_argument("--output", type=Path, required=True)
         p.set_defaults(func=function)
+
+    p = sub.add_parser("import-checkpoint", help="a checkpoint trained elsewhere, fitted to the model and written "
+                                                 "as a geomvol checkpoint for the probe")
+    p.add_argument("--source", type=Path, required=True, help="the file: a state dict, or a whole module")
+    p.add_argument("--spec", type=_json, required=True,
+                   help="seed, model section, epoch and file (geomvol.config.import_spec), as JSON")
+    p.add_argument("--data", type=Path, required=True, help="the prepared data set (the model's input shape, classes)")
+    p.add_argument("--manifest", type=Path, required=True, help="the data set's manifest (its recorded sha256)")
+    p.add_argument("--output", type=Path, required=True)
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("probe", help="volume element, class and entropy of the checkpoints of one epoch on a grid, planes or lines")
     p.add_argument("--checkpoints", type=Path, nargs="+", required=True,

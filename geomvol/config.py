@@ -28,6 +28,7 @@ from geomvol.catalogue import (
     resnet_block_shape,
 )
 from geomvol.errors import ConfigError
+from geomvol.provenance import factory_source, sha256_file
 
 # Shipped inside the package (a non-editable install has no workflow/ beside it); workflow/schemas/ links to it.
 DEFAULT_SCHEMA = Path(__file__).resolve().with_name("config.schema.yaml")
@@ -42,7 +43,13 @@ DATASET_KEYS = {
     "digits": {"name", "seed", "split_rule", "test_fraction", "n_train", "n_test", "normalize"},
 }
 MODEL_KEYS = {"shallow": {"name", "width", "activation", "weight_std", "scale_readout_bias"},
-              "resnet34": {"name", "activation", "init"}}
+              "resnet34": {"name", "activation", "init"},
+              "torchvision": {"name", "builder", "kwargs", "leaf_modules"},
+              "timm": {"name", "builder", "kwargs", "leaf_modules"},
+              "python": {"name", "factory", "kwargs", "leaf_modules"}}
+# Models whose feature maps are the nodes of their torch.fx graph, checked against the model itself (with torch,
+# by geomvol.data.check); the study's models name theirs (FEATURE_MAPS).
+GRAPH_MODELS = ("torchvision", "timm", "python")
 
 
 # Settings that say how a job runs, not what it computes: the rules pass them as threads and resources, so
@@ -61,14 +68,39 @@ def without_run_time(section_name: str, section: dict) -> dict:
 
 
 def result_config(experiment: dict) -> dict:
-    """What an experiment's volume store depends on: its seeds and its data set, model, training and probe
-    sections, without run-time settings and without the keys only the figures and measures read
-    (``probe.compare_with``; the ``measures`` and ``figures`` sections). Stores record it and its sha256."""
+    """What an experiment's volume store depends on: its seeds and its data set, model, training (or, for
+    checkpoints trained elsewhere, ``checkpoints``) and probe sections, without run-time settings and without the
+    keys only the figures and measures read (``probe.compare_with``; the ``measures`` and ``figures``
+    sections). Stores record it and its sha256."""
     config = {"seeds": experiment["seeds"]}
     for name in ("dataset", "model", "training", "probe"):
         config[name] = without_run_time(name, experiment[name])
     config["probe"].pop("compare_with")
+    if imported(experiment):  # probed, not trained
+        config.pop("training")
+        config["checkpoints"] = experiment["checkpoints"]
     return config
+
+
+# What a checkpoint trained elsewhere records as its training (its file and that file's sha256 are recorded beside).
+IMPORTED_TRAINING = {"origin": "trained elsewhere: the experiment's checkpoints"}
+
+
+def imported(experiment: dict) -> bool:
+    """Whether an experiment probes checkpoints trained elsewhere (``checkpoints``) instead of training."""
+    return "checkpoints" in experiment
+
+
+def imported_lineage(experiment: dict, seed: int) -> dict:
+    """What a checkpoint trained elsewhere records as its lineage (its ``train_spec``): the seed label and the
+    model; which file it came from, and that file's sha256, it records beside (``imported_from``)."""
+    return {"seed": seed, "model": experiment["model"], "training": dict(IMPORTED_TRAINING)}
+
+
+def import_spec(experiment: dict, seed: int, epoch: int) -> dict:
+    """What importing one checkpoint trained elsewhere computes (the import job's params): the seed label, the
+    model, the epoch and the file."""
+    return {"seed": seed, "model": experiment["model"], "epoch": epoch, "file": experiment["checkpoints"][str(epoch)]}
 
 
 def training_run(experiment: dict, seed: int) -> dict:
@@ -161,7 +193,9 @@ def _check_experiment(name: str, experiment: dict) -> None:
     where = ("experiments", name)
     training = experiment["training"]
     schedule = training["save_epochs"]
-    if isinstance(schedule, list):
+    if imported(experiment):
+        _check_imported(where, experiment)
+    elif isinstance(schedule, list):
         key = _key(where + ("training", "save_epochs"))
         if any(b <= a for a, b in zip(schedule, schedule[1:])):
             raise ConfigError(f"config key {key}: epochs must be strictly increasing, got {schedule}")
@@ -170,7 +204,7 @@ def _check_experiment(name: str, experiment: dict) -> None:
                 f"config key {key}: epoch {schedule[-1]} is after the last training epoch "
                 f"(training.epochs = {training['epochs']})"
             )
-    saved = saved_epochs(training)
+    saved = sorted(map(int, experiment["checkpoints"])) if imported(experiment) else saved_epochs(training)
     probe = experiment["probe"]
     if probe["epochs"] is None:
         probe["epochs"] = saved
@@ -183,7 +217,7 @@ def _check_experiment(name: str, experiment: dict) -> None:
         if never:
             raise ConfigError(
                 f"config key {key}: epoch(s) {never} are never saved; saved epochs are {saved} "
-                f"(set training.save_epochs)"
+                + ("(the epochs of checkpoints)" if imported(experiment) else "(set training.save_epochs)")
             )
     _check_dataset(where, name, experiment)
     _check_probe(where, experiment)
@@ -200,9 +234,16 @@ def _check_experiment(name: str, experiment: dict) -> None:
                               f"probe.planes")
 
 
+def _check_imported(where: tuple, experiment: dict) -> None:
+    """An experiment of checkpoints trained elsewhere has one seed (a label) and is not trained."""
+    if len(experiment["seeds"]) != 1:
+        raise ConfigError(f"config key {_key(where + ('seeds',))}: checkpoints trained elsewhere are one series; "
+                          f"give one seed (a label), not {experiment['seeds']}")
+
+
 def groupable(experiment: dict) -> bool:
     """Whether an experiment's seeds can train as one ensemble: the shallow net with the cross-entropy objective."""
-    return experiment["model"]["name"] == "shallow" and experiment["training"]["objective"]["name"] == "cross_entropy"
+    return not imported(experiment) and experiment["model"]["name"] == "shallow" and experiment["training"]["objective"]["name"] == "cross_entropy"
 
 
 def _check_seed_groups(where: tuple, experiment: dict) -> None:
@@ -252,6 +293,11 @@ def _check_dataset(where: tuple, name: str, experiment: dict) -> None:
                               f"randperm_last or shuffle_split (torchvision's files are split already)")
     if dataset["name"] in TORCHVISION_DATASETS:
         _check_root(where, name, dataset)
+    if model["name"] == "python":
+        try:
+            model["factory_sha256"] = sha256_file(factory_source(model["factory"]))
+        except ConfigError as error:
+            raise ConfigError(f"config key {_key(where + ('model', 'factory'))}: {error}") from None
     objective = experiment["training"]["objective"]
     if objective["name"] == "cross_entropy" and len(objective) > 1:
         extra = sorted(set(objective) - {"name"})[0]
@@ -263,7 +309,7 @@ def _check_dataset(where: tuple, name: str, experiment: dict) -> None:
         if augmentation["crop_padding"] or augmentation["horizontal_flip"]:
             raise ConfigError(f"config key {_key(where + ('training', 'augmentation'))}: barlow_twins draws its own "
                               f"two views of each image; training.augmentation applies to cross_entropy only")
-        if objective["features"] not in FEATURE_MAPS[model["name"]]:
+        if model["name"] not in GRAPH_MODELS and objective["features"] not in FEATURE_MAPS[model["name"]]:
             raise ConfigError(f"config key {_key(where + ('training', 'objective', 'features'))}: model "
                               f"{model['name']!r} has no feature map {objective['features']!r}; it has "
                               f"{list(FEATURE_MAPS[model['name']])}")
@@ -301,6 +347,11 @@ def _check_block_pooling(where: tuple, experiment: dict) -> None:
     window divides its block's map."""
     model, probe = experiment["model"], experiment["probe"]
     key = where + ("probe", "block_pooling")
+    if model["name"] in GRAPH_MODELS:
+        if probe["block_pooling"] is not None:
+            raise ConfigError(f"config key {_key(key)}: a {model['name']} model's feature maps are pooled each by "
+                              f"its own entry of probe.feature_maps ({{node: layer2, pool: [4, 4]}})")
+        return
     if model["name"] != "resnet34":
         if probe["block_pooling"] is not None:
             raise ConfigError(f"config key {_key(key)}: applies to resnet34 only (model {model['name']!r} has no blocks)")
@@ -321,15 +372,25 @@ def _check_block_pooling(where: tuple, experiment: dict) -> None:
 def _check_probe(where: tuple, experiment: dict) -> None:
     dataset, model, probe = experiment["dataset"], experiment["model"], experiment["probe"]
     _check_block_pooling(where, experiment)
-    names = FEATURE_MAPS[model["name"]]
-    if probe["feature_maps"] is None:
-        probe["feature_maps"] = [names[0]]
-    for i, feature_map in enumerate(probe["feature_maps"]):
-        if feature_map not in names:
-            raise ConfigError(
-                f"config key {_key(where + ('probe', 'feature_maps', i))}: model {model['name']!r} "
-                f"has no feature map {feature_map!r}; it has {list(names)}"
-            )
+    if model["name"] in GRAPH_MODELS:
+        _resolve_graph_feature_maps(where, experiment)
+    else:
+        names = FEATURE_MAPS[model["name"]]
+        if probe["feature_maps"] is None:
+            probe["feature_maps"] = [names[0]]
+        for i, feature_map in enumerate(probe["feature_maps"]):
+            if not isinstance(feature_map, str):
+                raise ConfigError(f"config key {_key(where + ('probe', 'feature_maps', i))}: {{node, pool}} entries "
+                                  f"name graph nodes of torchvision and python models; {model['name']} names its "
+                                  f"feature maps {list(names)}")
+            if feature_map in probe["feature_maps"][:i]:
+                raise ConfigError(f"config key {_key(where + ('probe', 'feature_maps', i))}: {feature_map!r} is "
+                                  f"named twice")
+            if feature_map not in names:
+                raise ConfigError(
+                    f"config key {_key(where + ('probe', 'feature_maps', i))}: model {model['name']!r} "
+                    f"has no feature map {feature_map!r}; it has {list(names)}"
+                )
     grid = probe["grid"]
     if grid["high"] <= grid["low"]:
         raise ConfigError(
@@ -369,7 +430,7 @@ def _check_probe(where: tuple, experiment: dict) -> None:
         raise ConfigError(
             f"config key {_key(where + ('probe', 'top_k'))}: top_k applies to metric 'full' only"
         )
-    if probe["top_k"] is not None:
+    if probe["top_k"] is not None and model["name"] not in GRAPH_MODELS:  # a graph model's widths: with torch
         input_shape = INPUT_SHAPES[dataset["name"]]
 
         def width(feature_map):
@@ -381,6 +442,34 @@ def _check_probe(where: tuple, experiment: dict) -> None:
                 f"config key {_key(where + ('probe', 'top_k'))}: {probe['top_k']} exceeds min(n, d) = {limit} "
                 f"(d = {d} inputs, n = {width(feature_map)} features of {feature_map!r})"
             )
+
+
+def _resolve_graph_feature_maps(where: tuple, experiment: dict) -> None:
+    """A torchvision or python model names its feature maps by graph nodes, each a name or {node, pool}:
+    resolved to the list of node names and ``probe.block_pooling`` node -> pool (none, global_mean or a
+    window). Whether the model has the nodes is checked with torch (:mod:`geomvol.data.check`)."""
+    model, probe = experiment["model"], experiment["probe"]
+    key = where + ("probe", "feature_maps")
+    if probe["feature_maps"] is None:
+        raise ConfigError(f"config key {_key(key)}: a {model['name']} model's feature maps are nodes of its graph "
+                          f"(layer3, avgpool, encoder.layers.encoder_layer_1, ...); name the ones to probe")
+    try:
+        probe["feature_maps"], probe["block_pooling"] = graph_feature_maps(probe["feature_maps"])
+    except ConfigError as error:
+        raise ConfigError(f"config key {_key(key)}.{error}") from None
+
+
+def graph_feature_maps(entries: list) -> tuple[list[str], dict]:
+    """Feature maps named as graph nodes, each a name or {node, pool}: the node names, and node -> pool (a
+    name alone: none). A node named twice raises :class:`ConfigError` '<index>: ...'."""
+    names, pools = [], {}
+    for i, entry in enumerate(entries):
+        node, pool = (entry, "none") if isinstance(entry, str) else (entry["node"], entry.get("pool", "none"))
+        if node in pools:
+            raise ConfigError(f"{i}: node {node!r} is named twice")
+        names.append(node)
+        pools[node] = pool
+    return names, pools
 
 
 def resolve_config(config: dict, schema: dict | str | Path = DEFAULT_SCHEMA) -> dict:
@@ -397,6 +486,7 @@ def resolve_config(config: dict, schema: dict | str | Path = DEFAULT_SCHEMA) -> 
     resolved = copy.deepcopy(dict(config))
     validator = _validator_with_defaults(schema)
     _check_numbers(resolved, ())
+    _checkpoints_by_epoch(resolved)
     errors = sorted(validator.iter_errors(resolved), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         error = errors[0]
@@ -438,6 +528,22 @@ def _check_comparisons(experiments: dict) -> None:
             raise ConfigError(f"{key}: {name!r} and {other_name!r} are probed at no common epoch")
 
 
+def _checkpoints_by_epoch(config: dict) -> None:
+    """``checkpoints`` (epoch -> file) keyed by the epoch's digits, as JSON keys it (YAML reads ``0:`` as an
+    integer); an experiment with checkpoints trained elsewhere has no training section."""
+    experiments = config.get("experiments")
+    if not isinstance(experiments, dict):
+        return
+    for name, experiment in experiments.items():
+        if not isinstance(experiment, dict) or not isinstance(experiment.get("checkpoints"), dict):
+            continue
+        if "training" in experiment:
+            raise ConfigError(f"config key experiments.{name}.training: this experiment probes checkpoints trained "
+                              f"elsewhere (checkpoints); it trains nothing")
+        experiment["checkpoints"] = {str(epoch) if isinstance(epoch, int) and not isinstance(epoch, bool) else epoch:
+                                     path for epoch, path in experiment["checkpoints"].items()}
+
+
 INTEGER_LIMIT = 2**63  # torch's int64: seeds, sizes and byte counts beyond it overflow inside jobs
 
 
@@ -460,9 +566,12 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    """A mapping, refusing a key written twice in it; a key given here overrides one merged in (``<<: *anchor``),
+    as YAML's merge keys mean."""
+    written = [(key_node, value) for key_node, value in node.value if key_node.tag != "tag:yaml.org,2002:merge"]
     loader.flatten_mapping(node)
     lines = {}
-    for key_node, _ in node.value:
+    for key_node, _ in written:
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         try:

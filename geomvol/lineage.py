@@ -2,8 +2,9 @@
 
 Every output records the sha256 of what it was made from: a figure (PNG text chunks, PDF metadata) its
 store; the measures store the volume store; the volume store each probe store, the prepared data set and
-the config; a probe store its checkpoint; the training manifest and each checkpoint the data set; the data
-set's manifest the data set and every raw file. :func:`trace` follows those records from ``path`` and
+the config; a probe store its checkpoint; the training manifest and each checkpoint the data set (and a
+python model's checkpoint the source file of its factory); the data set's manifest the data set and every
+raw file. :func:`trace` follows those records from ``path`` and
 compares each recorded sha256 with the file on disk now, and each checkpoint's lineage (and each probe
 store's probe section) with the config the volume store records: a file whose settings disagree with the
 store made from it is DISAGREES, as a changed one is CHANGED. Tracing imports no torch.
@@ -16,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from geomvol.config import checkpoint_lineage, config_sha256, result_config
+from geomvol.config import checkpoint_lineage, config_sha256, imported_lineage, result_config
 from geomvol.errors import GeomvolError
 from geomvol.integrity import file_record_path
 from geomvol.provenance import sha256_of
@@ -181,12 +182,20 @@ class Tracer:
             step.path = Path(f"experiment {attrs['experiment']!r} of {self.configfile}")
             step.on_disk = None if current is None else config_sha256(result_config(current))
         step.details["params"] = "resolved experiment config: " + ", ".join(
-            f"{key} {json.dumps(recorded[key], sort_keys=True)}" for key in ("seeds", "dataset", "model"))
+            f"{key} {json.dumps(recorded[key], sort_keys=True)}" for key in ("seeds", "dataset", "model", "checkpoints")
+            if key in recorded)
         self.steps.append(step)
 
     def checkpoint(self, path: Path, depth: int = 0, recorded: str | None = None) -> None:
         from geomvol.train.checkpoint import checkpoint_record
 
+        try:
+            state = checkpoint_record(path)  # read without torch
+        except GeomvolError:
+            state = None
+        if state is not None and "imported_from" in state:
+            self.imported_checkpoint(path, state, depth, recorded)
+            return
         source = _read_json(file_record_path(path)).get("source")  # the group directory's copy it was published from
         group = self.here(source).parent.parent if source else path.parent.parent / "training"
         manifest = _read_json(group / "manifest.json")
@@ -199,14 +208,44 @@ class Tracer:
                           if group / item["file"] == self.here(source)), {})
             self.add("training record", self.here(source), "extend_training" if group.parent.name == "extended" else
                      "train", depth + 1, entry.get("sha256"))
-        state = checkpoint_record(path)  # read without torch
+        state = state or checkpoint_record(path)
         lineage = state["train_spec"]
         step.details["params"] = (f"seed {lineage['seed']}, epoch {state['epoch']}, model {lineage['model']['name']}, "
                                   f"objective {lineage['training']['objective']['name']}")
         if self.expected is not None:
             step.disagreement = self.disagreement_with_store(lineage, state["dataset_sha256"])
+        model = lineage["model"]
+        if "factory_sha256" in model:  # a python model: the file its factory comes from
+            self.model_source(model, depth + 1)
         data = path.parent.parent.parent / "data" / "dataset.pt"
         self.dataset(data, depth + 1, state["dataset_sha256"])
+
+    def imported_checkpoint(self, path: Path, state: dict, depth: int, recorded: str | None) -> None:
+        """A checkpoint trained elsewhere, as the import wrote it: the file it came from, the model's source, and
+        the data set it was fitted to."""
+        lineage, origin = state["train_spec"], state["imported_from"]
+        step = self.add("checkpoint", path, "import_checkpoint (trained elsewhere)", depth, recorded,
+                        params=f"seed {lineage['seed']}, epoch {state['epoch']}, model {lineage['model']['name']}")
+        if step is None:
+            return
+        if self.expected is not None:
+            step.disagreement = self.disagreement_with_store(lineage, state["dataset_sha256"])
+        self.add("outside checkpoint", self.here(origin["file"]), "trained elsewhere", depth + 1, origin["sha256"])
+        if "factory_sha256" in lineage["model"]:
+            self.model_source(lineage["model"], depth + 1)
+        self.dataset(path.parent.parent.parent / "data" / "dataset.pt", depth + 1, state["dataset_sha256"])
+
+    def model_source(self, model: dict, depth: int) -> None:
+        """The source file of a python model's factory, against the sha256 its checkpoints record."""
+        from geomvol.provenance import factory_parts, factory_source
+
+        where, _ = factory_parts(model["factory"])
+        try:
+            path = self.here(where) if where.endswith(".py") else factory_source(model["factory"])
+        except GeomvolError:  # a module no longer installed
+            path = Path(where)
+        self.add("model source", path, "the model's factory", depth, model["factory_sha256"],
+                 params=f"factory {model['factory']}, kwargs {json.dumps(model.get('kwargs', {}), sort_keys=True)}")
 
     def disagreement_with_store(self, lineage: dict, dataset_sha256: str) -> str | None:
         """How a checkpoint's lineage differs from what the volume store being traced was made with (its
@@ -216,7 +255,11 @@ class Tracer:
             return f"seed {lineage['seed']} is not among the seeds {config['seeds']} that {store} records"
         if self.expected["dataset_sha256"] is not None and dataset_sha256 != self.expected["dataset_sha256"]:
             return f"it was trained on another data set (sha256 {dataset_sha256}) than {store} records"
-        expected = checkpoint_lineage({"seed": lineage["seed"], "model": config["model"], "training": config["training"]})
+        if "checkpoints" in config:  # trained elsewhere
+            expected = imported_lineage(config, lineage["seed"])
+        else:
+            expected = checkpoint_lineage({"seed": lineage["seed"], "model": config["model"],
+                                           "training": config["training"]})
         return _differences(lineage, expected, "training lineage", store)
 
     def dataset(self, path: Path, depth: int = 0, recorded: str | None = None) -> None:

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import geomvol
+from geomvol.errors import ConfigError
 
 _CHUNK = 1 << 20
 
@@ -46,6 +47,40 @@ def sha256_of(path: str | Path) -> str | None:
     return None
 
 
+def factory_parts(factory: str) -> tuple[str, str]:
+    """A model factory ``"package.module:build"`` or ``"path/to/file.py:build"`` as (module or file, name)."""
+    where, _, name = factory.rpartition(":")
+    if not where or not name.isidentifier():
+        raise ConfigError(f"model factory {factory!r}: write it as 'package.module:function' or "
+                          f"'path/to/file.py:function'")
+    return where, name
+
+
+def factory_source(factory: str) -> Path:
+    """The source file of a model factory, found without running anything: the file named (a path is relative to
+    the working directory, as every path of the config), or the file of the module named (``package.module``:
+    ``package/module.py`` or ``package/module/__init__.py``, found on ``sys.path`` without importing the package).
+    :class:`ConfigError` if there is none."""
+    from importlib.machinery import PathFinder
+
+    where, _ = factory_parts(factory)
+    if where.endswith(".py"):
+        path = Path(where)
+        if not path.is_file():
+            raise ConfigError(f"model factory {factory!r}: no file {where} (relative to {Path.cwd()})")
+        return path
+    spec, locations = None, None
+    for part in where.split("."):
+        spec = PathFinder.find_spec(part, locations) if part.isidentifier() else None
+        if spec is None:
+            raise ConfigError(f"model factory {factory!r}: no module {where} on the Python path (install it, or "
+                              f"give a file: 'path/to/file.py:function')")
+        locations = spec.submodule_search_locations
+    if not spec.origin or not Path(spec.origin).is_file():
+        raise ConfigError(f"model factory {factory!r}: module {where} has no source file")
+    return Path(spec.origin)
+
+
 def git_commit() -> str:
     """The commit of the geomvol source tree ('+dirty' if it has changes), or 'unknown'."""
     source = Path(geomvol.__file__).resolve().parent.parent
@@ -76,7 +111,7 @@ def code_sha256() -> str:
 def package_versions() -> dict[str, str]:
     """Versions of the packages that shape the numbers and the files."""
     versions = {"python": platform.python_version(), "geomvol": geomvol.__version__}
-    for name in ("torch", "numpy", "xarray", "zarr", "snakemake", "matplotlib"):
+    for name in ("torch", "torchvision", "timm", "numpy", "xarray", "zarr", "snakemake", "matplotlib"):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -85,7 +85,8 @@ class ProbeSettings:
     metric: str  # full | subspace
     top_k: int | None
     dtype: str
-    block_pooling: Any  # None (no blocks), "global_mean", or block name -> (height, width) window
+    block_pooling: Any  # None (no blocks), "global_mean", or block name -> (height, width) window (a graph node's:
+    # its pool, "none", "global_mean" or a window: geomvol.models.nodes)
     spectra: bool
     curvature: bool  # the Gaussian curvature of the induced metric on the grid and on planes
     grid: GridSettings
@@ -105,8 +106,8 @@ class ProbeSettings:
             metric=probe["metric"],
             top_k=probe["top_k"],
             dtype=probe["dtype"],
-            block_pooling=({block: tuple(window) for block, window in pooling.items()} if isinstance(pooling, dict)
-                           else pooling),
+            block_pooling=({block: tuple(window) if isinstance(window, list) else window
+                            for block, window in pooling.items()} if isinstance(pooling, dict) else pooling),
             spectra=probe["spectra"],
             curvature=probe["curvature"],
             grid=GridSettings(**probe["grid"]),

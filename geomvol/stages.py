@@ -10,6 +10,7 @@ the work, and writes its outputs atomically, with the provenance of :func:`geomv
     train               a seed group's runs, data    -> every saved epoch of each seed (+ manifest), via the stores
     extend_training     a seed group's runs, data    -> one saved epoch of each seed added after the run
     publish_checkpoint  a group's directory          -> one seed's checkpoint of one epoch (a checked copy)
+    import_checkpoint   a checkpoint trained elsewhere -> the same, fitted to the model and recorded
     training_metrics    a group's directory          -> one seed's per-epoch loss and accuracy (TSV)
     probe               checkpoints of one epoch     -> probe store of a seed or a seed group
     combine_probes      probe stores, data set       -> the experiment's volume store
@@ -179,6 +180,33 @@ def publish_checkpoint(source: str | Path, seed: int, epoch: int, output: str | 
     with atomic_path(output) as tmp:
         shutil.copy2(checkpoint, tmp)
     write_file_record(output, source=str(checkpoint))
+    return Path(output)
+
+
+def import_checkpoint(source: str | Path, spec: dict, data: str | Path, manifest: str | Path,
+                      output: str | Path) -> Path:
+    """A checkpoint trained elsewhere (``source``: a state dict or a whole module, read by
+    :func:`geomvol.train.checkpoint.read_outside_state`, which refuses one that does not fit the model) as a
+    geomvol checkpoint at ``output``, as probe jobs read them: the model's state and spec (``spec``:
+    :func:`geomvol.config.import_spec`, the model section built for the prepared data set), the epoch, its
+    lineage (:func:`geomvol.config.imported_lineage`) and, beside it, the file it came from with its sha256;
+    with its integrity record (naming the file)."""
+    from geomvol.config import imported_lineage
+    from geomvol.data.prepare import architecture_of, load_dataset
+    from geomvol.models import build_model
+    from geomvol.train.checkpoint import read_outside_state, save_checkpoint
+
+    verify_dataset(data, manifest)
+    architecture = architecture_of(spec["model"], load_dataset(data))
+    state = read_outside_state(source, build_model(architecture))
+    with atomic_path(output) as tmp:
+        save_checkpoint({
+            "model": state, "model_spec": architecture, "optimizer": {}, "objective": {}, "rng": {},
+            "epoch": spec["epoch"], "history": {"epoch": [], "loss": []},
+            "train_spec": imported_lineage(spec, spec["seed"]), "dataset_sha256": sha256_file(data),
+            "imported_from": {"file": str(source), "sha256": sha256_file(source)},
+        }, tmp)
+    write_file_record(output, source=str(source))
     return Path(output)
 
 

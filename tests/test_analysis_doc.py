@@ -1,4 +1,4 @@
-"""docs/analysis.md's Python code, run as written on the smoke run's results."""
+"""The documentation's Python code, run as written: docs/analysis.md on the smoke run's results, docs/notebook.md."""
 
 import pytest
 import os
@@ -26,3 +26,20 @@ def test_analysis_doc_runs_on_the_smoke_results(smoke_run, capsys):
     assert "the study's scripts train first and then save" in printed.lower()
     assert "block pooling: {'block1': [16, 8]" in printed
     assert abs(namespace["by_hand"] - namespace["shown"]) < 1e-9  # a defined number, the same both ways
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_notebook_doc_runs_as_written(tmp_path, capsys, monkeypatch):
+    """docs/notebook.md: a torchvision ResNet18 probed on a plane in memory, drawn with geomvol's plane panel."""
+    text = (ROOT / "docs" / "notebook.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert len(blocks) == 3
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "docs/notebook.md", "exec"), namespace)
+    printed = capsys.readouterr().out
+    assert "{'seed': 1, 'epoch': 1, 'block': 2, 'plane': 1, 'v': 9, 'u': 9, 'anchor': 3} [128, 512]" in printed
+    ds = namespace["ds"]
+    assert ds["plane_log10_volume"].attrs["units"] == "1" and bool(ds["plane_curvature"].notnull().all())
+    assert (tmp_path / "plane.png").read_bytes().startswith(b"\x89PNG")

@@ -451,6 +451,9 @@ BAD_CONFIG_TEXTS = {
     "a seed of 2^63": ("experiments:\n  a:\n    seeds: [9223372036854775808]\n", "is beyond 64-bit integers"),
     "a key given twice": ("experiments:\n  a:\n    training:\n      optimizer: {lr: 0.1, lr: 0.2}\n",
                           "line 4: key 'lr' is given twice in one mapping (first on line 4); keep one"),
+    "a key given twice beside a merge": ("base: &base {lr: 0.1}\nexperiments:\n  a:\n    training:\n      optimizer:\n"
+                                         "        <<: *base\n        lr: 0.2\n        lr: 0.3\n",
+                                         "line 8: key 'lr' is given twice in one mapping (first on line 7)"),
     "an experiment given twice": ("experiments:\n  a: {seeds: [0]}\n  a: {seeds: [1]}\n",
                                   "line 3: key 'a' is given twice in one mapping (first on line 2)"),
     "an integer experiment name": ("experiments:\n  1: {seeds: [0]}\n",
@@ -473,6 +476,17 @@ def test_a_bad_config_file_is_refused_naming_the_key_or_line(name, tmp_path):
     assert reason in str(info.value)
     if "line" in reason:
         assert str(info.value).startswith(f"config file {path}, line")
+
+
+def test_a_key_beside_a_yaml_merge_overrides_the_merged_one(tmp_path):
+    """YAML merge keys (`<<: *training`, as workflow/configs/zoo.yaml shares one training section): a key written
+    in the mapping overrides the merged one, as YAML means, and is not a key given twice."""
+    path = tmp_path / "config.yaml"
+    path.write_text("experiments:\n  a:\n    training: &training {epochs: 4, batch_size: 5}\n"
+                    "  b:\n    training:\n      <<: *training\n      epochs: 6\n")
+    experiments = load_config(path)["experiments"]
+    assert (experiments["a"]["training"]["epochs"], experiments["b"]["training"]["epochs"]) == (4, 6)
+    assert experiments["b"]["training"]["batch_size"] == 5
 
 
 def test_integers_pass_and_a_large_budget_is_an_integer(tmp_path):
@@ -527,3 +541,113 @@ def test_spectra_epochs_must_be_probed():
                                     "figures": {"spectra_epochs": [0, 2]}}}}
     with pytest.raises(ConfigError, match=r"experiments\.d\.figures\.spectra_epochs: epoch\(s\) \[2\] are not probed"):
         resolve_config(config)
+
+
+# --- torchvision and python models ----------------------------------------------------------------------
+
+
+def graph_experiment(model: dict, feature_maps, **probe) -> dict:
+    """An experiment of a torchvision or python model on a synthetic CIFAR-10, probed on one plane."""
+    return {"experiments": {"zoo": {
+        "dataset": {"name": "cifar10", "synthetic": {"n_train": 20, "n_test": 10}}, "model": model,
+        "probe": {"feature_maps": feature_maps, "planes": [{"classes": [0, 1, 2]}], **probe}}}}
+
+
+RESNET18 = {"name": "torchvision", "builder": "resnet18"}
+
+
+@pytest.mark.parametrize(("model", "feature_maps", "probe", "key", "message"), [
+    ({"name": "torchvision", "builder": "resnet81"}, ["layer1"], {}, "model.builder",
+     "torchvision has no classification builder 'resnet81'; the closest: resnet18"),
+    (RESNET18, ["layer5"], {}, "probe.feature_maps.0",
+     "ResNet has no node or module 'layer5'; the closest it has: layer4, layer3, layer2, layer1"),
+    (RESNET18, ["layer1", "layer4.1.conv9"], {}, "probe.feature_maps.1", "the closest it has: layer4.1.conv2, layer4.1.conv1"),
+    (RESNET18, [{"node": "layer2", "pool": [3, 3]}], {}, "probe.feature_maps.0",
+     "node 'layer2': the pooling window [3, 3] does not divide the 4 x 4 map"),
+    (RESNET18, ["layer4"], {"block_pooling": "global_mean"}, "probe.block_pooling",
+     "pooled each by its own entry of probe.feature_maps"),
+    (RESNET18, None, {}, "probe.feature_maps", "name the ones to probe"),
+    (RESNET18, ["layer4", {"node": "layer4"}], {}, "probe.feature_maps.1", "node 'layer4' is named twice"),
+    (RESNET18, [{"node": "layer4", "pool": "global_mean"}], {"metric": "full", "top_k": 513}, "probe.top_k",
+     "513 exceeds min(n, d) = 512"),
+    ({**RESNET18, "kwargs": {"num_classes": 7}}, ["layer4"], {}, "model",
+     "gives outputs [1, 7] for one input; the pipeline reads one logit per class of cifar10, [1, 10]"),
+    ({**RESNET18, "kwargs": {"colour": 7}}, ["layer4"], {}, "model",
+     "resnet18 does not build with kwargs {'colour': 7}: TypeError"),
+    ({"name": "python", "factory": "models/absent.py:build"}, ["fc"], {}, "model.factory",
+     "no file models/absent.py"),
+    ({"name": "python", "factory": "torchvision.models:no_such_builder"}, ["fc"], {}, "model",
+     "torchvision.models has no function 'no_such_builder'"),
+    ({"name": "python", "factory": "torchvision.no_such_module:build"}, ["fc"], {}, "model.factory",
+     "no module torchvision.no_such_module on the Python path"),
+    ({"name": "python", "factory": "torchvision.models:resnet18"}, ["fc"], {}, "model",
+     "gives outputs [1, 1000] for one input"),
+    ({"name": "torchvision", "builder": "mobilenet_v3_small"}, [{"node": "features.3", "pool": "global_mean"}],
+     {"curvature": True}, "probe.curvature",
+     "have no second forward-mode derivative, which the curvature takes (NotImplementedError: Trying to use forward "
+     "AD with aten::hardsigmoid_backward"),
+    ({"name": "shallow"}, [{"node": "hidden"}], {}, "probe.feature_maps.0",
+     "entries name graph nodes of torchvision and python models"),
+    ({"name": "torchvision"}, ["layer4"], {}, "model", "'builder' is a required property"),
+])
+def test_graph_models_are_refused_before_any_job(model, feature_maps, probe, key, message):
+    with pytest.raises(ConfigError) as info:
+        checked(graph_experiment(model, feature_maps, **probe))
+    assert str(info.value).startswith(f"config key experiments.zoo.{key}: "), str(info.value)
+    assert message in str(info.value), str(info.value)
+
+
+def test_a_graph_models_feature_maps_resolve_to_nodes_and_pools():
+    experiment = checked(graph_experiment(RESNET18, ["layer1", {"node": "layer2", "pool": [2, 2]},
+                                                     {"node": "avgpool", "pool": "global_mean"}]))["experiments"]["zoo"]
+    assert experiment["probe"]["feature_maps"] == ["layer1", "layer2", "avgpool"]
+    assert experiment["probe"]["block_pooling"] == {"layer1": "none", "layer2": [2, 2], "avgpool": "global_mean"}
+    assert experiment["model"] == {"name": "torchvision", "builder": "resnet18", "kwargs": {}, "leaf_modules": []}
+    assert experiment["seed_group_size"] == 1
+
+
+def test_a_python_models_source_is_part_of_its_lineage(tmp_path, monkeypatch):
+    """The factory file's sha256 enters the model section: an edit of the file changes the lineage of every
+    checkpoint (and so reruns the training), a move of the same bytes elsewhere does not."""
+    from geomvol.config import group_lineage
+    from geomvol.provenance import sha256_file
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    source = tmp_path / "models" / "net.py"
+    source.write_text("from torch import nn\n\ndef build(width=8):\n"
+                      "    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, width), nn.GELU(), nn.Linear(width, 10))\n")
+    model = {"name": "python", "factory": "models/net.py:build", "kwargs": {"width": 8}}
+
+    def lineage():
+        experiment = checked(graph_experiment(model, ["2"]))["experiments"]["zoo"]
+        return experiment["model"]["factory_sha256"], config_sha256(group_lineage(experiment, [0]))
+
+    sha, before = lineage()
+    assert sha == sha256_file(source)
+    source.write_text(source.read_text().replace("nn.GELU()", "nn.Tanh()"))
+    assert lineage()[1] != before
+
+
+@pytest.mark.parametrize(("change", "key", "message"), [
+    ({"training": {"epochs": 3}}, "training", "this experiment probes checkpoints trained elsewhere (checkpoints); "
+                                              "it trains nothing"),
+    ({"seeds": [0, 1]}, "seeds", "checkpoints trained elsewhere are one series; give one seed (a label)"),
+    ({"checkpoints": {"last": "a.pt"}}, "checkpoints", "'last' does not match any of the regexes"),
+    ({"probe": {"epochs": [2], "feature_maps": ["layer4"], "planes": [{"classes": [0, 1, 2]}]}}, "probe.epochs",
+     "epoch(s) [2] are never saved; saved epochs are [0, 5] (the epochs of checkpoints)"),
+    ({"checkpoints": {0: "absent.pt"}}, "checkpoints.0", "checkpoint absent.pt does not exist"),
+])
+def test_checkpoints_trained_elsewhere_are_checked_before_any_job(tmp_path, monkeypatch, change, key, message):
+    monkeypatch.chdir(tmp_path)
+    for epoch in (0, 5):
+        torch.save(build_model(model_spec(RESNET18, [3, 32, 32], 10)).state_dict(), tmp_path / f"e{epoch}.pt")
+    config = graph_experiment(RESNET18, ["layer4"])
+    config["experiments"]["zoo"]["checkpoints"] = {0: "e0.pt", 5: "e5.pt"}
+    experiment = checked(copy.deepcopy(config))["experiments"]["zoo"]
+    assert experiment["probe"]["epochs"] == [0, 5] and experiment["checkpoints"] == {"0": "e0.pt", "5": "e5.pt"}
+    config["experiments"]["zoo"].update(change)
+    with pytest.raises(ConfigError) as info:
+        checked(config)
+    assert str(info.value).startswith(f"config key experiments.zoo.{key}: ") and message in str(info.value), \
+        str(info.value)

@@ -246,3 +246,58 @@ def test_plane_curvature_is_the_closed_form_of_the_net_restricted_to_the_plane(i
     stored = ds["plane_curvature"].values[0, 0, 0, 0]
     np.testing.assert_allclose(stored, closed.reshape(7, 7).numpy(), rtol=1e-8)
     assert np.abs(stored).max() > 1e-3
+
+
+# --- the notebook API: a model in memory, measured by the pipeline's own code ---------------------------------
+
+
+def test_the_notebook_api_gives_the_pipelines_numbers(image_run):
+    """geomvol.probe_plane and probe_line on a checkpoint's network, through the anchor images the pipeline drew
+    (as the model reads them), give the probe store's variables bit for bit, with the same dims and attrs."""
+    import geomvol
+
+    probe = {**image_run["experiment"]["probe"], "metric": "subspace", "curvature": True,
+             "planes": [{"classes": [7, 6, 1], "seed": 0, "split": "train", "sampler": "per_class_permutation"}],
+             "plane": {"resolution": 5, "extent": 1.0}}
+    settings = ProbeSettings.from_section(probe)
+    checkpoint = image_run["checkpoints"][-1]
+    stored = probe_checkpoint(checkpoint, image_run["data"], settings)
+    data = load_dataset(image_run["data"])
+    network = load_probed_model(checkpoint, settings).model.float().train()  # as a notebook holds it
+    classes = data["classes"]
+    for kind, probe_span, options in (("plane", geomvol.probe_plane, {"resolution": 5, "curvature": True}),
+                                      ("line", geomvol.probe_line, {"points": 10})):
+        images = data["x"][stored[f"{kind}_anchor_index"].values[0]]
+        ds = probe_span(network, model_inputs(images, data, torch.float64), ["hidden"], classes=classes,
+                        labels=stored[f"{kind}_anchor_class"].values[0], epoch=int(stored["epoch"][0]), **options)
+        measured = [name for name in stored.data_vars if name.startswith(kind) and name in ds.data_vars]
+        assert {f"{kind}_log10_volume", f"{kind}_predicted_class", f"{kind}_entropy", f"{kind}_probability_margin",
+                f"{kind}_anchor_probability", f"{kind}_anchor_class"} <= set(measured)
+        assert (f"{kind}_curvature" in measured) == (kind == "plane")
+        for name in measured:
+            assert ds[name].dims == stored[name].dims and ds[name].attrs == stored[name].attrs, name
+            np.testing.assert_array_equal(ds[name].values, stored[name].values, err_msg=name)
+        assert ds["feature_width"].values.tolist() == stored["feature_width"].values.tolist() == [8]
+    assert next(network.parameters()).dtype == torch.float32 and network.training  # the model given, as it was
+
+
+def test_the_notebook_grid_gives_the_pipelines_numbers(trained):
+    import geomvol
+
+    settings = ProbeSettings.from_section(trained["experiment"]["probe"])
+    checkpoint = trained["checkpoints"][-1]
+    stored = probe_checkpoint(checkpoint, trained["data"], settings)
+    network = load_probed_model(checkpoint, settings).model
+    grid = settings.grid
+    ds = geomvol.probe_grid(network, ["hidden"], low=grid.low, high=grid.high, resolution=grid.resolution,
+                            metric=settings.metric, epoch=int(stored["epoch"][0]))
+    for name in ("log10_volume", "predicted_class", "entropy", "probability_margin"):
+        assert ds[name].dims == stored[name].dims and ds[name].attrs == stored[name].attrs, name
+        np.testing.assert_array_equal(ds[name].values, stored[name].values, err_msg=name)
+
+
+def test_the_notebook_api_refuses_the_wrong_number_of_anchors():
+    import geomvol
+
+    with pytest.raises(ValueError, match=r"a plane goes through 3 anchors: give a tensor \(3, \*input\)"):
+        geomvol.probe_plane(torch.nn.Linear(4, 2), torch.zeros(2, 4), ["weight"])

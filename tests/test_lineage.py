@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from geomvol.lineage import figure_lineage, trace
 from geomvol.provenance import sha256_tree
@@ -119,3 +120,103 @@ def test_tampering_is_caught_by_trace_and_by_the_next_snakemake_run(run_copy):
     combined = {wildcards for rule, wildcards in jobs if rule == "combine_probes"}
     assert combined == {f"experiment={name}" for name in ("sinusoid-smoke", "mnist-line-smoke", "mnist-plane-smoke",
                                                            "barlow-twins-smoke")}
+
+
+def test_a_python_models_source_file_is_traced_and_an_edit_of_it_reruns_the_model(tmp_path):
+    """examples/models.py's small CNN, named by its file beside the config: every checkpoint records the
+    file's sha256, trace shows it, and an edit of the file makes the next run retrain and reprobe."""
+    from helpers import ROOT
+
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    experiment = {
+        "dataset": {"name": "cifar10", "synthetic": {"n_train": 40, "n_test": 20}},
+        "model": {"name": "python", "factory": "examples/models.py:small_cnn", "kwargs": {"width": 4}},
+        "training": {"epochs": 1, "batch_size": 20, "optimizer": {"name": "adam", "lr": 0.01}, "threads": 2},
+        "probe": {"device": "cpu", "feature_maps": [{"node": "features.1", "pool": [8, 8]}, "features.5"],
+                  "metric": "subspace", "dtype": "float32", "spectra": False,
+                  "planes": [{"classes": ["horse", "frog", "automobile"], "seed": 0}], "plane": {"resolution": 4}},
+    }
+    config = tmp_path / "zoo.yaml"
+    config.write_text(yaml.safe_dump({"experiments": {"small-cnn": experiment}}))
+    result = snakemake(tmp_path, config, "results/small-cnn/volume.zarr")
+    assert result.returncode == 0, result.stdout + result.stderr
+    import xarray as xr
+
+    with xr.open_zarr(tmp_path / "results/small-cnn/volume.zarr") as ds:
+        assert list(ds["block"].values) == ["features.1", "features.5"]
+        assert list(ds["feature_width"].values) == [4 * 4 * 4, 8]  # 4 x 32 x 32 pooled over 8 x 8; the pooled 2 * 4
+        assert bool(ds["plane_log10_volume"].notnull().all())
+    traced = geomvol_trace(tmp_path, "results/small-cnn/volume.zarr")
+    assert traced.returncode == 0, traced.stderr
+    assert "model source: examples/models.py  [ok]" in traced.stdout
+    assert "factory examples/models.py:small_cnn, kwargs {\"width\": 4}" in traced.stdout
+
+    source = tmp_path / "examples" / "models.py"
+    source.write_text(source.read_text().replace("nn.GELU()", "nn.Tanh()", 1))
+    traced = geomvol_trace(tmp_path, "results/small-cnn/volume.zarr")
+    assert traced.returncode == 1 and "model source: examples/models.py  [CHANGED]" in traced.stdout
+    dry_run = snakemake(tmp_path, config, "--dry-run", "results/small-cnn/volume.zarr")
+    assert dry_run.returncode == 0, dry_run.stderr
+    planned = set(re.findall(r"^(?:local)?rule (\w+):", dry_run.stdout, re.MULTILINE))
+    assert {"train", "probe", "combine_probes"} <= planned and "prepare_dataset" not in planned
+
+
+def test_checkpoints_trained_elsewhere_are_imported_probed_and_traced(tmp_path):
+    """An experiment of checkpoints trained elsewhere (state dicts of a module of one's own, at epochs 0 and 3):
+    imported and probed, each traced to its file; a changed file is imported and probed again, alone; a file
+    that does not fit the model is refused before any job, naming the key and the keys."""
+    (tmp_path / "net.py").write_text("from torch import nn\n\ndef build(width=16):\n"
+                                     "    return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.Tanh(), "
+                                     "nn.Linear(width, 10))\n")
+    (tmp_path / "elsewhere").mkdir()
+
+    def save(epoch: int, width: int = 16) -> None:
+        torch.manual_seed(epoch)
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, width), torch.nn.Tanh(),
+                                  torch.nn.Linear(width, 10))
+        torch.save(net.state_dict(), tmp_path / "elsewhere" / f"epoch_{epoch}.pt")
+
+    save(0)
+    save(3)
+    experiment = {
+        "dataset": {"name": "digits", "n_train": 100, "n_test": 50},
+        "model": {"name": "python", "factory": "net.py:build"},
+        "checkpoints": {0: "elsewhere/epoch_0.pt", 3: "elsewhere/epoch_3.pt"},
+        "probe": {"device": "cpu", "feature_maps": ["2"], "metric": "subspace", "spectra": False,
+                  "planes": [{"classes": [7, 6, 1], "seed": 0}], "plane": {"resolution": 5}},
+    }
+    config = tmp_path / "elsewhere.yaml"
+    config.write_text(yaml.safe_dump({"experiments": {"elsewhere": experiment}}))
+    target = "results/elsewhere/volume.zarr"
+    result = snakemake(tmp_path, config, target)
+    assert result.returncode == 0, result.stdout + result.stderr
+    import xarray as xr
+
+    from geomvol.provenance import sha256_file
+
+    with xr.open_zarr(tmp_path / target) as ds:
+        assert ds["epoch"].values.tolist() == [0, 3] and ds["feature_width"].values.tolist() == [16]
+        assert bool(ds["plane_log10_volume"].notnull().all())
+    traced = geomvol_trace(tmp_path, "results/elsewhere/s0/checkpoints/epoch_3.pt")
+    assert traced.returncode == 0, traced.stderr
+    assert "made by import_checkpoint (trained elsewhere)" in traced.stdout
+    assert "outside checkpoint: elsewhere/epoch_3.pt  [ok]" in traced.stdout
+    assert f"sha256 {sha256_file(tmp_path / 'elsewhere' / 'epoch_3.pt')} (as recorded downstream)" in traced.stdout
+    assert "model source: net.py  [ok]" in traced.stdout
+
+    save(30)  # epoch 3's file replaced by other weights
+    (tmp_path / "elsewhere" / "epoch_30.pt").replace(tmp_path / "elsewhere" / "epoch_3.pt")
+    assert "outside checkpoint: elsewhere/epoch_3.pt  [CHANGED]" in geomvol_trace(tmp_path, target).stdout
+    dry_run = snakemake(tmp_path, config, "--dry-run", target)
+    assert dry_run.returncode == 0, dry_run.stderr
+    jobs = set(re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    wildcards: (.*)$", dry_run.stdout, re.MULTILINE))
+    assert {(rule, wildcards) for rule, wildcards in jobs if rule in ("import_checkpoint", "probe")} == {
+        ("import_checkpoint", "experiment=elsewhere, seed=0, epoch=3"),
+        ("probe", "experiment=elsewhere, seeds=s0, epoch=3")}
+
+    save(3, width=8)  # another model's weights
+    refused = snakemake(tmp_path, config, "--dry-run", target)
+    assert refused.returncode != 0
+    assert ("config key experiments.elsewhere.checkpoints.3: checkpoint elsewhere/epoch_3.pt does not fit the model "
+            "Sequential: 3 mis-shaped: 1.weight [8, 64] (the model's [16, 64]), 1.bias [8] (the model's [16]), "
+            "3.weight [10, 8] (the model's [10, 16])") in refused.stdout + refused.stderr

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from geomvol.catalogue import STUDY_BLOCK_WINDOWS, block_windows, feature_width, resnet_block_shape, same_feature_maps
+from geomvol.errors import ConfigError
 from geomvol.geometry import log_volume
 from geomvol.models import build_model, feature_map
 from geomvol.models.registry import model_spec
@@ -151,3 +152,197 @@ def test_a_resnet_checkpoint_without_init_builds_torchvisions():
     assert ResNetConfig().init == "torchvision"
     with pytest.raises(ValueError, match="init must be torchvision or pytorch_default"):
         build_model(model_spec({"name": "resnet34", "init": "xavier"}, [3, 32, 32], 10))
+
+
+# --- any PyTorch model: torchvision builders, python factories, feature maps named by graph nodes ----------
+
+
+def test_a_graph_node_is_the_layer_output_it_names():
+    """resnet18's node `layer2` is what its stem and first two stages compute; `avgpool` pooled and flattened is
+    the readout's input; several nodes from one pass are the single ones side by side."""
+    from geomvol.models.registry import feature_maps_together
+
+    torch.manual_seed(0)
+    net = build_model(model_spec({"name": "torchvision", "builder": "resnet18"}, [3, 32, 32], 10)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        stem = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+        layer2 = net.layer2(net.layer1(stem))
+        pooled = net.avgpool(net.layer4(net.layer3(layer2))).flatten(1)
+        torch.testing.assert_close(feature_map(net, "layer2")(x), layer2.flatten(1))
+        windows = {"layer2": [2, 2], "avgpool": "global_mean"}
+        torch.testing.assert_close(feature_map(net, "layer2", windows)(x),
+                                   nn.functional.avg_pool2d(layer2, 2).flatten(1))
+        torch.testing.assert_close(feature_map(net, "avgpool", windows)(x), pooled)
+        together = feature_maps_together(net, ["layer2", "avgpool"], windows)(x)
+        torch.testing.assert_close(together, torch.cat([nn.functional.avg_pool2d(layer2, 2).flatten(1), pooled], 1))
+        assert torch.equal(net.fc(pooled), net(x))  # the logits: the model's own output
+
+
+def test_pools_of_maps_and_token_sequences():
+    from geomvol.models.nodes import pool_features
+
+    maps = torch.arange(2 * 3 * 4 * 4, dtype=torch.float64).reshape(2, 3, 4, 4)
+    assert torch.equal(pool_features(maps, "none"), maps.reshape(2, 48))
+    assert torch.equal(pool_features(maps, "global_mean"), maps.mean(dim=(2, 3)))
+    windowed = pool_features(maps, (2, 4))  # (2, 3, 2, 1): the mean of each half of each map
+    assert windowed.shape == (2, 6)
+    assert windowed[0, 0] == maps[0, 0, :2].mean() and windowed[0, 1] == maps[0, 0, 2:].mean()
+    tokens = torch.randn(2, 5, 7)
+    assert torch.equal(pool_features(tokens, "global_mean"), tokens.mean(dim=1))
+    with pytest.raises(ConfigError, match=r"needs a \(B, C, H, W\) map"):
+        pool_features(tokens, (1, 1))
+    with pytest.raises(ConfigError, match="does not divide the 4 x 4 map"):
+        pool_features(maps, (3, 3))
+
+
+def test_volume_element_of_a_python_models_node_is_the_analytic_one(tmp_path):
+    """A factory's linear layer x -> W x: on a plane with orthonormal basis V the volume element is
+    sqrt(det((W V)^T (W V) / n)) everywhere; the pipeline's engine measures it through the graph node."""
+    factory = tmp_path / "linear_model.py"
+    factory.write_text("from torch import nn\n\n"
+                       "def build(d=6, n=4, classes=3):\n"
+                       "    return nn.Sequential(nn.Flatten(), nn.Linear(d, n), nn.Tanh(), nn.Linear(n, classes))\n")
+    spec = model_spec({"name": "python", "factory": f"{factory}:build", "kwargs": {}}, [6], 3)
+    torch.manual_seed(0)
+    net = build_model(spec).double().eval()
+    basis = torch.linalg.qr(torch.randn(6, 2, dtype=torch.float64)).Q
+    points = torch.randn(5, 6, dtype=torch.float64)
+    measured = log_volume(feature_map(net, "1"), points, basis=basis)
+    w_v = net[1].weight.detach() @ basis
+    expected = 0.5 * torch.logdet(w_v.T @ w_v / 4)
+    torch.testing.assert_close(measured, expected.expand(5))
+
+
+def test_attention_feature_maps_have_forward_mode_derivatives():
+    """torchvision's ViT: multi-head attention's fused fast path and flash kernel have no forward-mode
+    derivative; through the node feature map a JVP equals the finite difference, and the fast-path switch is
+    left as it was."""
+    from torch.func import jvp
+    from torchvision.models import VisionTransformer
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16,
+                            num_classes=3).double().eval().requires_grad_(False)
+    features = feature_map(vit, "encoder.ln", {"encoder.ln": "global_mean"})
+    x, direction = torch.randn(2, 3, 16, 16, dtype=torch.float64), torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    before = torch.backends.mha.get_fastpath_enabled()
+    tangent = jvp(features, (x,), (direction,))[1]
+    step = 1e-6
+    difference = (features(x + step * direction) - features(x - step * direction)) / (2 * step)
+    torch.testing.assert_close(tangent, difference, rtol=1e-6, atol=1e-8)
+    assert torch.backends.mha.get_fastpath_enabled() == before
+
+
+def test_feature_width_of_a_graph_model_is_its_flattened_pooled_output():
+    from geomvol.models.registry import feature_width as model_feature_width
+
+    spec = model_spec({"name": "torchvision", "builder": "resnet18"}, [3, 32, 32], 10)
+    net = build_model(spec)
+    net.train()
+    running = net.bn1.running_mean.clone()
+    assert model_feature_width(net, spec, "layer2", {"layer2": "none"}) == 128 * 4 * 4
+    assert model_feature_width(net, spec, "layer2", {"layer2": [2, 2]}) == 128 * 2 * 2
+    assert model_feature_width(net, spec, "layer4", {"layer4": "global_mean"}) == 512
+    assert net.training and torch.equal(net.bn1.running_mean, running)  # measured in eval mode, nothing changed
+
+
+def test_a_python_model_whose_file_changed_is_refused(tmp_path):
+    from geomvol.errors import CheckpointError
+    from geomvol.provenance import sha256_file
+
+    factory = tmp_path / "net.py"
+    factory.write_text("from torch import nn\n\ndef build():\n    return nn.Linear(2, 2)\n")
+    spec = model_spec({"name": "python", "factory": f"{factory}:build", "kwargs": {},
+                       "factory_sha256": sha256_file(factory)}, [2], 2)
+    assert isinstance(build_model(spec), nn.Linear)
+    factory.write_text("from torch import nn\n\ndef build():\n    return nn.Linear(2, 2, bias=False)\n")
+    with pytest.raises(CheckpointError, match=rf"{factory}.*has changed since this model was specified"):
+        build_model(spec)
+
+
+def test_a_model_torch_fx_cannot_trace_is_refused_with_what_to_do():
+    from geomvol.models.nodes import check_nodes
+
+    class Branching(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(2, 2)
+
+        def forward(self, x):
+            if x.sum() > 0:  # control flow on a value: torch.fx cannot trace it
+                return self.linear(x)
+            return -self.linear(x)
+
+    with pytest.raises(ConfigError, match=r"torch.fx cannot trace Branching .*model.leaf_modules.*feature_maps"):
+        check_nodes(Branching(), ["linear"], "experiments.x.probe.feature_maps")
+
+    class Wrapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = Branching()
+
+        def forward(self, x):
+            return self.inner(x)
+
+    check_nodes(Wrapped(), ["inner"], "experiments.x.probe.feature_maps", leaf_modules=["Branching"])
+
+
+def test_a_checkpoint_trained_elsewhere_is_read_in_each_common_form(tmp_path):
+    """A state dict, Lightning's {'state_dict': ...} with nn.DataParallel's 'module.' prefix, geomvol's own
+    checkpoint and a whole module (torch.save(model)) all give the model's state; anything else is refused
+    naming the file and what does not fit."""
+    from geomvol.errors import CheckpointError
+    from geomvol.train.checkpoint import read_outside_state, save_checkpoint
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    state = net.state_dict()
+    forms = {
+        "state_dict.pt": state,
+        "lightning.ckpt": {"state_dict": {f"module.{key}": value for key, value in state.items()}, "epoch": 3},
+        "whole.pt": net,
+    }
+    for name, content in forms.items():
+        torch.save(content, tmp_path / name)
+    save_checkpoint({"model": state}, tmp_path / "geomvol.pt")
+    fresh = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    for name in (*forms, "geomvol.pt"):
+        read = read_outside_state(tmp_path / name, fresh)
+        assert list(read) == list(state) and all(torch.equal(read[key], state[key]) for key in state), name
+
+    torch.save({**state, "extra.weight": torch.zeros(1)}, tmp_path / "extra.pt")
+    with pytest.raises(CheckpointError, match=r"extra.pt does not fit the model Sequential: 1 unexpected: extra.weight$"):
+        read_outside_state(tmp_path / "extra.pt", fresh)
+    wider = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2), nn.Linear(2, 2))
+    with pytest.raises(CheckpointError, match=r"2 missing: 3.weight, 3.bias; 3 mis-shaped: 0.weight \[4, 3\] \(the "
+                                              r"model's \[5, 3\]\), 0.bias \[4\] \(the model's \[5\]\), 2.weight"):
+        read_outside_state(tmp_path / "state_dict.pt", wider)
+    torch.save({"epoch": 3, "optimizer": "adam"}, tmp_path / "no_state.pt")
+    with pytest.raises(CheckpointError, match="no_state.pt holds no state dict"):
+        read_outside_state(tmp_path / "no_state.pt", fresh)
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="garbage.pt is unreadable"):
+        read_outside_state(tmp_path / "garbage.pt", fresh)
+    with pytest.raises(CheckpointError, match="absent.pt does not exist"):
+        read_outside_state(tmp_path / "absent.pt", fresh)
+
+
+def test_a_timm_model_by_name_and_its_nodes():
+    """model: {name: timm, builder: resnet18}: timm.create_model with the data set's classes; its node `layer4`
+    is what timm's own forward_features computes."""
+    timm = pytest.importorskip("timm", reason="timm is an optional extra: pip install 'geomvol[timm]'")
+    torch.manual_seed(0)
+    net = build_model(model_spec({"name": "timm", "builder": "resnet18", "kwargs": {}}, [3, 32, 32], 10)).eval()
+    assert isinstance(net, timm.models.ResNet) and net.num_classes == 10
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(feature_map(net, "layer4")(x), net.forward_features(x).flatten(1))
+
+
+def test_timm_missing_is_said_with_the_install_command(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "timm", None)  # as on a machine without the extra
+    with pytest.raises(ConfigError, match=r"model name timm needs timm: pip install 'geomvol\[timm\]'"):
+        build_model(model_spec({"name": "timm", "builder": "resnet18"}, [3, 32, 32], 10))

@@ -3,10 +3,12 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -122,6 +124,40 @@ def test_image_experiments_produce_their_stores_and_figures(smoke_run, smoke_con
     assert (style["plane_region"], style["contour_levels"], style["entropy_scale"]) == ("triangle", 12, "linear")
     assert definitions["plane_anchors"][0]["sampler"] == "rejection"
     assert json.loads(definitions["input_normalisation"]) == {"mean": [0.0], "std": [0.0625]}
+
+
+def test_torchvision_and_python_models_are_probed_on_one_plane(smoke_run):
+    """resnet18-smoke (a torchvision builder) and vit-smoke (torchvision's VisionTransformer from a python
+    factory): feature maps named by graph nodes, each pooled to its width, measured on the same plane through
+    the same images as every model of the data set, and drawn side by side."""
+    results = smoke_run / "results"
+    resnet = xr.open_zarr(results / "resnet18-smoke" / "volume.zarr")
+    vit = xr.open_zarr(results / "vit-smoke" / "volume.zarr")
+    assert resnet["block"].values.tolist() == ["layer2", "layer4"]
+    assert resnet["feature_width"].values.tolist() == [128, 512]  # the global means of 128 x 4 x 4 and 512 x 1 x 1
+    assert vit["block"].values.tolist() == ["encoder.layers.encoder_layer_0", "encoder.ln"]
+    assert vit["feature_width"].values.tolist() == [32, 17 * 32]  # the tokens' mean; 16 patches + class token
+    for ds in (resnet, vit):
+        assert dict(ds["plane_log10_volume"].sizes) == {"seed": 1, "epoch": 2, "block": 2, "plane": 1, "v": 5, "u": 5}
+        assert np.isfinite(ds["plane_log10_volume"].values).all() and np.isfinite(ds["plane_curvature"].values).all()
+        np.testing.assert_array_equal(ds["plane_anchor_source_index"].values, resnet["plane_anchor_source_index"].values)
+    model = json.loads(vit.attrs["experiment_config"])["model"]
+    assert model["factory"] == "torchvision.models.vision_transformer:VisionTransformer"
+    import torchvision
+
+    assert model["factory_sha256"] == sha256_file(Path(torchvision.__file__).parent / "models" / "vision_transformer.py")
+    assert json.loads(resnet.attrs["experiment_config"])["model"] == {"name": "torchvision", "builder": "resnet18",
+                                                                      "kwargs": {}, "leaf_modules": []}
+    with Image.open(results / "vit-smoke" / "figures" / "compare.png") as image:
+        assert image.text["geomvol:other_store"] == "results/resnet18-smoke/volume.zarr"
+
+
+def test_zoo_config_dry_runs_three_architectures_and_a_module_of_ones_own(tmp_path):
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")  # its factories' paths are relative to the run
+    result = snakemake(tmp_path, ROOT / "workflow" / "configs" / "zoo.yaml", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
+    assert jobs["train"] == "4" and jobs["probe"] == str(4 * 4) and jobs["figure_compare"] == "3"
 
 
 def test_barlow_twins_runs_beside_the_supervised_net(smoke_run):
@@ -262,7 +298,8 @@ def test_killed_training_job_resumes_in_the_pipeline(tmp_path):
 def test_every_experiment_gets_its_magnification_measures(smoke_run, smoke_config):
     results = smoke_run / "results"
     fields = {"sinusoid-smoke": [""], "mnist-line-smoke": ["line_"], "mnist-plane-smoke": ["plane_"],
-              "digits-plane-smoke": ["plane_"], "cifar10-smoke": ["plane_"], "barlow-twins-smoke": ["plane_", "line_"]}
+              "digits-plane-smoke": ["plane_"], "cifar10-smoke": ["plane_"], "barlow-twins-smoke": ["plane_", "line_"],
+              "resnet18-smoke": ["plane_"], "vit-smoke": ["plane_"]}
     assert set(fields) == set(smoke_config["experiments"])
     for name, prefixes in fields.items():
         measures = xr.open_zarr(results / name / "measures.zarr")
@@ -290,9 +327,9 @@ def test_report_holds_every_figure_with_its_caption(smoke_run):
     assert result.returncode == 0, result.stdout + result.stderr
     html = report.read_text()
     figures = sorted((smoke_run / "results").glob("*/figures/*.png"))
-    # 1 sinusoid, 2 + 2 MNIST, 2 digits, 2 CIFAR-10, 3 Barlow Twins; curvature of the grid and of the four
-    # experiments with planes; measures of each
-    assert len(figures) == 12 + 5 + 6
+    # 1 sinusoid, 2 + 2 MNIST, 2 digits, 2 CIFAR-10, 3 Barlow Twins, 2 ResNet18 (planes, blocks), 3 ViT (and its
+    # comparison); curvature of the grid and of the six experiments with planes; measures of each
+    assert len(figures) == 12 + 5 + 7 + 8
     for figure in figures:
         assert figure.name in html and figure.parent.parent.name in html, figure
     for words in ("ternary plot", "images along the line", "one row per feature map", "at the epochs both probed",

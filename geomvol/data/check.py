@@ -1,5 +1,7 @@
-"""The config checks that read the data: a data root has the files torchvision reads, and every plane
-and line names distinct, non-collinear images that its prepared split has.
+"""The config checks that need torch: a data root has the files torchvision reads, every plane
+and line names distinct, non-collinear images that its prepared split has, and a torchvision or
+python model builds, takes the data's inputs, gives one logit per class and has the graph nodes
+named as its feature maps.
 
 They run once, before any job (the Snakefile's main process, ``geomvol check-config``), after the
 torch-free checks of :func:`geomvol.config.resolve_config`; torch is imported only for a config with
@@ -8,7 +10,11 @@ image experiments. Errors are :class:`ConfigError` naming the config key.
 
 from __future__ import annotations
 
-from geomvol.catalogue import IMAGE_DATASETS, TORCHVISION_DATASETS
+import math
+import warnings
+
+from geomvol.catalogue import IMAGE_DATASETS, INPUT_SHAPES, TORCHVISION_DATASETS, class_count
+from geomvol.config import GRAPH_MODELS, imported
 from geomvol.errors import ConfigError, DataError
 
 
@@ -16,9 +22,132 @@ def check_config_data(config: dict) -> dict:
     """Check the data of every image experiment of a resolved config (``resolve_config``'s output); return it.
     A root that torchvision will download (``download: true``, files missing) is left to the prepare job."""
     for name, experiment in config["experiments"].items():
+        if experiment["model"]["name"] in GRAPH_MODELS:
+            check_experiment_model(f"experiments.{name}", experiment)
         if experiment["dataset"]["name"] in IMAGE_DATASETS:
             check_experiment_data(f"experiments.{name}", experiment)
+        if imported(experiment):
+            check_experiment_checkpoints(f"experiments.{name}", experiment)
     return config
+
+
+def _check_derivatives(key: str, network, probe: dict, input_shape, what: str) -> None:
+    """The feature maps have the derivatives the probe takes, at one point: first-order forward mode (the volume
+    element), and second-order (the curvature, with ``probe.curvature``). An operation torch cannot
+    differentiate so (MobileNetV3's hardsigmoid has no second forward-mode derivative) is refused here, not
+    after training."""
+    import torch
+    from torch.func import jvp
+
+    from geomvol.geometry.curvature import derivatives
+    from geomvol.models.registry import feature_maps_together, feature_map
+
+    names = probe["feature_maps"]
+    features = feature_maps_together(network, names, probe["block_pooling"]) or \
+        feature_map(network, names[0], probe["block_pooling"])
+    network.requires_grad_(False)
+    generator = torch.Generator().manual_seed(0)
+    x, e1, e2 = (torch.randn(1, *input_shape, generator=generator) for _ in range(3))
+    try:
+        with warnings.catch_warnings():  # torch's first forward-mode use says torch.jit.script is deprecated
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+            jvp(features, (x,), (e1,))
+    except (NotImplementedError, RuntimeError) as error:
+        raise ConfigError(f"config key {key}.probe.feature_maps: {what}'s feature maps {names} have no forward-mode "
+                          f"derivative, which the volume element takes: {type(error).__name__}: {error}") from None
+    if probe["curvature"]:
+        try:
+            derivatives(features, x, e1, e2)
+        except (NotImplementedError, RuntimeError) as error:
+            raise ConfigError(f"config key {key}.probe.curvature: {what}'s feature maps {names} have no second "
+                              f"forward-mode derivative, which the curvature takes ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0]}); set probe.curvature false, or probe nodes before "
+                              f"that operation") from None
+
+
+def check_experiment_checkpoints(key: str, experiment: dict) -> None:
+    """Each checkpoint trained elsewhere of a resolved experiment exists and fits the model (its keys and
+    shapes: :func:`geomvol.train.checkpoint.read_outside_state`), at config key ``key``."""
+    from geomvol.errors import CheckpointError
+    from geomvol.models.registry import build_model, model_spec
+    from geomvol.train.checkpoint import read_outside_state
+
+    dataset = experiment["dataset"]
+    network = build_model(model_spec(experiment["model"], list(INPUT_SHAPES[dataset["name"]]),
+                                     class_count(dataset["name"])))
+    for epoch, path in experiment["checkpoints"].items():
+        try:
+            read_outside_state(path, network)
+        except CheckpointError as error:
+            raise ConfigError(f"config key {key}.checkpoints.{epoch}: {error}") from None
+
+
+def check_experiment_model(key: str, experiment: dict) -> None:
+    """A torchvision or python model of a resolved experiment, at config key ``key``: its builder exists, it
+    builds, takes one input of the data set's shape, gives one logit per class, and has every graph node
+    named in ``probe.feature_maps`` (and ``training.objective.features``); ``probe.top_k`` fits."""
+    import torch
+
+    from geomvol.models.nodes import check_nodes
+    from geomvol.models.registry import build_model, feature_width, model_spec, timm_module
+
+    model, dataset, probe = experiment["model"], experiment["dataset"], experiment["probe"]
+    if model["name"] in ("torchvision", "timm"):
+        import difflib
+
+        if model["name"] == "torchvision":
+            import torchvision
+
+            builders, listed = torchvision.models.list_models(module=torchvision.models), "torchvision.models.list_models()"
+        else:
+            try:
+                builders, listed = timm_module().list_models(), "timm.list_models()"
+            except ConfigError as error:
+                raise ConfigError(f"config key {key}.model.name: {error}") from None
+        if model["builder"] not in builders:
+            close = difflib.get_close_matches(model["builder"], builders, n=5, cutoff=0.5)
+            raise ConfigError(f"config key {key}.model.builder: {model['name']} has no classification builder "
+                              f"{model['builder']!r}" + (f"; the closest: {', '.join(close)}" if close else "")
+                              + f" ({listed} lists them)")
+    input_shape, n_classes = INPUT_SHAPES[dataset["name"]], class_count(dataset["name"])
+    spec = model_spec(model, list(input_shape), n_classes)
+    what = model.get("builder") or model["factory"]
+    try:
+        network = build_model(spec).eval()
+    except ConfigError as error:
+        raise ConfigError(f"config key {key}.model: {error}") from None
+    except Exception as error:  # whatever the builder raises on its kwargs
+        raise ConfigError(f"config key {key}.model: {what} does not build with kwargs {model['kwargs']}: "
+                          f"{type(error).__name__}: {error}") from None
+    try:
+        with torch.no_grad():
+            logits = network(torch.zeros(1, *input_shape))
+    except Exception as error:
+        raise ConfigError(f"config key {key}.model: {what} does not take {dataset['name']}'s inputs of shape "
+                          f"{list(input_shape)}: {type(error).__name__}: {error}") from None
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (1, n_classes):
+        shape = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ConfigError(f"config key {key}.model: {what} gives outputs {shape} for one input; the pipeline "
+                          f"reads one logit per class of {dataset['name']}, [1, {n_classes}] (set num_classes in "
+                          f"model.kwargs)")
+    leaf_modules = model["leaf_modules"]
+    check_nodes(network, probe["feature_maps"], f"{key}.probe.feature_maps", leaf_modules)
+    objective = experiment["training"]["objective"]
+    if "features" in objective:
+        check_nodes(network, [objective["features"]], f"{key}.training.objective.features", leaf_modules)
+    widths = {}
+    for index, name in enumerate(probe["feature_maps"]):
+        try:
+            widths[name] = feature_width(network, spec, name, probe["block_pooling"])
+        except ConfigError as error:
+            raise ConfigError(f"config key {key}.probe.feature_maps.{index}: node {name!r}: {error}") from None
+    _check_derivatives(key, network, probe, input_shape, what)
+    if probe["top_k"] is not None:
+        d = math.prod(input_shape)
+        limit, name = min((min(width, d), name) for name, width in widths.items())
+        if probe["top_k"] > limit:
+            raise ConfigError(f"config key {key}.probe.top_k: {probe['top_k']} exceeds min(n, d) = {limit} "
+                              f"(d = {d} inputs, n = {widths[name]} features of {name!r})")
 
 
 def check_experiment_data(key: str, experiment: dict) -> None:

@@ -52,6 +52,15 @@ def load_dataset(path: str | Path) -> dict:
     return tensors
 
 
+def architecture_of(model: dict, data: dict) -> dict:
+    """A model section's full spec (``geomvol.models.registry.model_spec``) for a prepared data set: its input
+    shape and class count (the sinusoid's: its labels')."""
+    from geomvol.models.registry import model_spec
+
+    n_classes = len(data["classes"]) if "classes" in data else int(data["y"].max()) + 1
+    return model_spec(model, input_shape=list(data["x"].shape[1:]), n_classes=n_classes)
+
+
 def split_tensors(data: dict, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Images, labels and source indices of a prepared image ``split``: train, test, or all (the two
     together in source order, for a data set whose splits index one source: the digits, or a split of

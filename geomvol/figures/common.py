@@ -124,6 +124,24 @@ def figure_definitions(ds: xr.Dataset, style: FigureStyle | None = None) -> dict
     return definitions
 
 
+BLOCK_LABEL_CHARACTERS = 16
+
+
+def block_label(name) -> str:
+    """A feature map's name as a figure writes it: whole when short; a long graph-node path by as many of its last
+    parts as fit (``…encoder_layer_0`` for ``encoder.layers.encoder_layer_0``), so that titles and colour-bar
+    labels stay within their panels. The store keeps the whole name."""
+    name = str(name)
+    if len(name) <= BLOCK_LABEL_CHARACTERS:
+        return name
+    *parents, kept = name.split(".")
+    for part in reversed(parents):
+        if len(part) + len(kept) + 2 > BLOCK_LABEL_CHARACTERS:
+            break
+        kept = f"{part}.{kept}"
+    return f"…{kept}"
+
+
 def finite_range(values: np.ndarray) -> tuple[float, float]:
     """(min, max) of the finite values, for one colour scale shared by several panels."""
     finite = values[np.isfinite(values)]

@@ -25,7 +25,7 @@ from matplotlib.colors import Normalize, SymLogNorm  # noqa: E402
 
 from geomvol.errors import GeomvolError  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
-    EPOCH_NOTE, class_colours, draw_decision_boundary, first_seed, save_with_lineage,
+    EPOCH_NOTE, block_label, class_colours, draw_decision_boundary, first_seed, save_with_lineage,
 )
 from geomvol.figures.images import PANEL, plane_panel  # noqa: E402
 from geomvol.settings import FigureStyle  # noqa: E402
@@ -113,7 +113,7 @@ def plot_curvature(store_path: str | Path, png: str | Path, pdf: str | Path, see
             meshes = []
             for column, epoch in enumerate(epochs):
                 panel_norm = shared if shared is not None else curvature_norm(curvature[column])
-                meshes.append(_panel(rows[row][column], ds, field, curvature[column], f"{block}, epoch {int(epoch)}",
+                meshes.append(_panel(rows[row][column], ds, field, curvature[column], f"{block_label(block)}, epoch {int(epoch)}",
                                      cmap=CURVATURE_CMAP, norm=panel_norm))
                 draw_decision_boundary(rows[row][column], ds[field["x"]].values, ds[field["y"]].values,
                                        predicted[column], "black", 0.8)
@@ -121,7 +121,7 @@ def plot_curvature(store_path: str | Path, png: str | Path, pdf: str | Path, see
                     colourbar = fig.colorbar(meshes[-1], ax=rows[row][column], shrink=0.8, pad=0.02,
                                              ticks=curvature_ticks(panel_norm))
                     colourbar.ax.tick_params(labelsize=6)
-            label = f"Gaussian curvature K ({block})"
+            label = f"Gaussian curvature K\n({block_label(block)})"
             if style.colour_scale == "per_panel":
                 colourbar.set_label(label)
             else:

@@ -37,7 +37,8 @@ from geomvol.catalogue import SAME_FEATURE_MAPS, SPLIT_NAMES  # noqa: E402
 from geomvol.errors import GeomvolError  # noqa: E402
 from geomvol.settings import FigureStyle  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
-    EPOCH_NOTE, VOLUME_LABEL, class_colours, entropy_in, first_seed, row_colourbars, row_scales, save_with_lineage,
+    EPOCH_NOTE, VOLUME_LABEL, block_label, class_colours, entropy_in, first_seed, row_colourbars, row_scales,
+    save_with_lineage,
     scale_label,
 )
 from geomvol.store import open_store  # noqa: E402
@@ -66,6 +67,10 @@ def anchor_corners(ds: xr.Dataset) -> np.ndarray:
 
 
 def _draw_plane_anchors(ax, ds: xr.Dataset, plane: int) -> None:
+    """The anchor images at their corners; a dataset without them (the notebook API's) gets a marker each."""
+    if "plane_anchor_image" not in ds:
+        ax.scatter(*anchor_corners(ds).T, s=30, marker="o", facecolor="white", edgecolor="black", zorder=3)
+        return
     for anchor, xy in zip(ds["anchor"].values, anchor_corners(ds)):
         _draw_anchor(ax, ds["plane_anchor_image"].values[plane, anchor], tuple(xy), zoom=0.7)
 
@@ -92,7 +97,8 @@ def in_region(ds: xr.Dataset, panels: np.ndarray, region: str) -> np.ndarray:
 
 def plane_panel(ax, ds, values, plane, title, region: str = "square", levels: int | None = None, **style):
     """One panel of a plane: a mesh of ``values`` (v, u), or about ``levels`` filled contours between the
-    panel's vmin and vmax (at round values); the whole grid, or (region triangle) the anchors' triangle outlined."""
+    panel's vmin and vmax (at round values); the whole grid, or (region triangle) the anchors' triangle outlined.
+    ``ds``: a volume store, or a dataset of the notebook API (``geomvol.probe_plane``)."""
     u, v = ds["u"].values, ds["v"].values
     if levels is None:
         mesh = ax.pcolormesh(u, v, values, shading="auto", rasterized=True, **style)
@@ -185,8 +191,8 @@ def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
             for ax in row[1:]:  # v is named once a row: beside a colour bar it would touch the bar's labels
                 ax.set_ylabel("")
         row_colourbars(fig, meshes["entropy"], rows[1].tolist(), scale, entropy_label)
-        row_colourbars(fig, meshes["volume"], rows[2].tolist(), scale, f"{VOLUME_LABEL} ({block})")
-        row_colourbars(fig, meshes["ternary"], rows[3].tolist(), scale, f"{VOLUME_LABEL} ({block})")
+        row_colourbars(fig, meshes["volume"], rows[2].tolist(), scale, f"{VOLUME_LABEL}\n({block_label(block)})")
+        row_colourbars(fig, meshes["ternary"], rows[3].tolist(), scale, f"{VOLUME_LABEL}\n({block_label(block)})")
     title = f"{ds.attrs['experiment']} (seed {seed}): planes through {_anchor_origin(ds, 'plane')}\n{EPOCH_NOTE}"
     save_with_lineage(fig, store_path, ds, png, pdf, title, style=style)
 
@@ -243,7 +249,7 @@ def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: i
             ax.pcolormesh(t, [low - margin, high + margin], np.tile(predicted[column], (2, 1)), shading="nearest",
                           cmap=cmap, norm=norm, alpha=0.35)
             for number, block in enumerate(blocks):
-                ax.plot(t, curves[column, number], marker=".", label=str(block))
+                ax.plot(t, curves[column, number], marker=".", label=block_label(block))
             ax.set(title=f"epoch {int(epoch)}", xlabel="t", ylim=(low - margin, high + margin))
         ylabel = scale_label(VOLUME_LABEL, scale)
         axes[line][0].set_ylabel(rf"line {line} ({', '.join(_anchor_names(ds, 'line', line))})" + "\n" + ylabel)
@@ -270,10 +276,10 @@ def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
         meshes = []
         for column, epoch in enumerate(epochs):
             low, high = limits[column]
-            meshes.append(plane_panel(axes[row][column], ds, volume[column], 0, f"{block}, epoch {int(epoch)}",
+            meshes.append(plane_panel(axes[row][column], ds, volume[column], 0, f"{block_label(block)}, epoch {int(epoch)}",
                                        region, style.contour_levels, cmap="viridis", vmin=low, vmax=high))
         width = int(ds["feature_width"].sel(block=block))
-        row_colourbars(fig, meshes, axes[row].tolist(), scale, f"{VOLUME_LABEL} ({block}, n = {width})")
+        row_colourbars(fig, meshes, axes[row].tolist(), scale, f"{VOLUME_LABEL}\n({block_label(block)}, n = {width})")
     title = (f"{ds.attrs['experiment']} (seed {seed}): volume element per block\n"
              f"on plane 0 ({', '.join(_anchor_names(ds, 'plane', 0))}); {EPOCH_NOTE}")
     save_with_lineage(fig, store_path, ds, png, pdf, title, style=style)
@@ -314,7 +320,7 @@ def plot_spectra(store_path: str | Path, png: str | Path, pdf: str | Path, seed:
             ax.axvline(kept, color="grey", linestyle="--", linewidth=0.8, label=f"k = {kept} kept")
             ax.set(title=f"{kind} {span}, anchor {anchor} ({name})", xlabel="rank k")
             if column == 0:
-                ax.set_ylabel(f"{block}\n" + r"$\log_{10}\,\sigma_k(J)/\sqrt{n}$")
+                ax.set_ylabel(f"{block_label(block)}\n" + r"$\log_{10}\,\sigma_k(J)/\sqrt{n}$")
             ax.title.set_fontsize(8)
             _draw_anchor(ax, ds[f"{kind}_anchor_image"].values[span, anchor], (0.85, 0.8), zoom=0.6, axes_fraction=True)
     axes[0][-1].legend(fontsize=6)
@@ -366,7 +372,7 @@ def plot_compare(store_path: str | Path, other_path: str | Path, png: str | Path
         bar = fig.colorbar(mesh_class, ax=rows[0].tolist(), ticks=range(n_classes))
         bar.ax.set_yticklabels(ds.attrs["classes"], fontsize=6)
         bar.set_label("predicted class" + (" (linear probe)" if "linear_probe_test_accuracy" in ds else ""))
-        row_colourbars(fig, meshes, rows[1].tolist(), scale, f"{VOLUME_LABEL} ({block})")
+        row_colourbars(fig, meshes, rows[1].tolist(), scale, f"{VOLUME_LABEL}\n({block_label(block)})")
     title = (f"{stores[0].attrs['experiment']} and {stores[1].attrs['experiment']} (seed {seed}) on plane 0 "
              f"({', '.join(_anchor_names(stores[0], 'plane', 0))})\n{EPOCH_NOTE}")
     save_with_lineage(fig, store_path, stores[0], png, pdf, title, other_store=other_path, style=style)

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from geomvol.settings import FigureStyle  # noqa: E402
-from geomvol.figures.common import EPOCH_NOTE, save_with_lineage  # noqa: E402
+from geomvol.figures.common import EPOCH_NOTE, block_label, save_with_lineage  # noqa: E402
 from geomvol.measures import DEFINITIONS  # noqa: E402
 from geomvol.store import open_store  # noqa: E402
 
@@ -85,7 +85,7 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
                 at = {**select, "block": block}
                 mean = ds[f"{variable}_mean"].sel(at).values
                 low, high = ds[f"{variable}_interval"].sel(at).values
-                ax.plot(at_epoch, mean, "-o", color=colour, markersize=3, label=str(block))
+                ax.plot(at_epoch, mean, "-o", color=colour, markersize=3, label=block_label(block))
                 ax.fill_between(at_epoch, low, high, color=colour, alpha=0.25, linewidth=0)
                 for s in ds["seed"].values:
                     ax.plot(at_epoch, ds[variable].sel(at).sel(seed=s).values, ".", color=colour, alpha=0.35,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from copy import deepcopy
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -18,15 +19,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from geomvol.catalogue import block_windows, feature_width, same_feature_maps
+from geomvol.catalogue import block_windows, same_feature_maps
 from geomvol.data.prepare import model_inputs
 from geomvol.device import device_label, resolve_device
 from geomvol.geometry import log_volume, log_volume_and_singular_values, log_volume_of_parts
 from geomvol.geometry.curvature import gaussian_curvature, gaussian_curvature_of_parts
 from geomvol.models import build_model, feature_map
+from geomvol.models.registry import feature_maps_together, feature_width
 from geomvol.probe.linear import fit_linear_probe
 from geomvol.provenance import sha256_file
-from geomvol.settings import LinearProbeSettings, ProbeSettings
+from geomvol.config import graph_feature_maps
+from geomvol.settings import GridSettings, LineSettings, LinearProbeSettings, PlaneSettings, ProbeSettings
 from geomvol.train.checkpoint import load_checkpoint
 
 LN10 = math.log(10)
@@ -37,13 +40,14 @@ OUTPUT_BATCH = 256
 class ProbedModel:
     """A checkpoint's network in eval mode, frozen, on the probe's device and dtype."""
 
-    path: Path
+    path: Path | None  # None: a model in memory (probed_module)
     state: dict
     model: nn.Module
     device: torch.device
     dtype: torch.dtype
     block_pooling: str | dict | None = None  # ProbeSettings.block_pooling
     classifier: Callable[[torch.Tensor], torch.Tensor] | None = None  # logits; None: the network's own
+    widths: dict = field(default_factory=dict)  # feature map -> n, as found
 
     @property
     def objective(self) -> dict:
@@ -58,8 +62,9 @@ class ProbedModel:
         return self.state["epoch"]
 
     def width(self, name: str) -> int:
-        architecture = self.state["model_spec"]
-        return feature_width(architecture, name, architecture["input_shape"], self.block_pooling)
+        if name not in self.widths:
+            self.widths[name] = feature_width(self.model, self.state["model_spec"], name, block_windows(self.block_pooling))
+        return self.widths[name]
 
     def feature_map(self, name: str):
         """The feature map ``name``, its blocks pooled as the probe says."""
@@ -67,11 +72,8 @@ class ProbedModel:
 
     def feature_maps_together(self, names: list[str]):
         """The named feature maps side by side, (B, *input) -> (B, n_1 + ... + n_P), from one pass through a
-        model that computes several in one (its ``blocks_together``); None for a model that does not, or for
-        a single map."""
-        if len(names) < 2 or not hasattr(self.model, "blocks_together"):
-            return None
-        return self.model.blocks_together(names, block_windows(self.block_pooling))
+        model that computes several in one; None for a model that does not, or for a single map."""
+        return feature_maps_together(self.model, names, block_windows(self.block_pooling))
 
     @property
     def aliases(self) -> dict:
@@ -91,6 +93,37 @@ def load_probed_model(checkpoint_path: str | Path, settings: ProbeSettings) -> P
     model.load_state_dict(state["model"])
     model.eval().requires_grad_(False)
     return ProbedModel(checkpoint_path, state, model, device, dtype, settings.block_pooling)
+
+
+def probed_module(model: nn.Module, input_shape, settings: ProbeSettings, seed: int = 0, epoch: int = 0) -> ProbedModel:
+    """A model in memory (a notebook's: any ``nn.Module`` whose forward gives logits) ready for probing as
+    ``settings`` say: a frozen copy in eval mode on the probe's device and dtype (the model given is left as it
+    is). ``seed`` and ``epoch`` only label the results. Its feature maps are its own (``feature_maps``) or its
+    graph's nodes; their widths are measured on it."""
+    device = resolve_device(settings.device)
+    dtype = getattr(torch, settings.dtype)
+    copy = deepcopy(model).to(device=device, dtype=dtype).eval().requires_grad_(False)
+    state = {"model_spec": {"name": "module", "input_shape": list(input_shape)}, "epoch": epoch,
+             "train_spec": {"seed": seed, "training": {}}}
+    return ProbedModel(None, state, copy, device, dtype, settings.block_pooling)
+
+
+def notebook_settings(feature_maps: list, *, metric: str = "subspace", top_k: int | None = None,
+                      dtype: str = "float64", device: str = "cpu", curvature: bool = False, spectra: bool = False,
+                      memory_budget_bytes: int = 1 << 30, grid: GridSettings | None = None,
+                      plane: PlaneSettings | None = None, line: LineSettings | None = None) -> ProbeSettings:
+    """The probe settings of the notebook API (``geomvol.probe_plane``, ``probe_line``, ``probe_grid``):
+    ``feature_maps`` named as in a config (names, or ``{"node": ..., "pool": ...}`` for graph nodes; a name
+    alone takes the model's own default: a graph node flattened, a study ResNet block averaged whole)."""
+    names, pools = graph_feature_maps(feature_maps)
+    given = {entry["node"] for entry in feature_maps if isinstance(entry, dict) and "pool" in entry}
+    return ProbeSettings(
+        feature_maps=tuple(names), metric=metric, top_k=top_k, dtype=dtype,
+        block_pooling={node: tuple(pool) if isinstance(pool, list) else pool for node, pool in pools.items()
+                       if node in given} or None,
+        spectra=spectra, curvature=curvature, grid=grid or GridSettings(-1.5, 1.5, 80),
+        plane=plane or PlaneSettings(1.0, 40), line=line or LineSettings(0.0, 1.0, 10, True), planes=(), lines=(),
+        linear_probe=LinearProbeSettings(True, 1e-4, 500), device=device, memory_budget_bytes=memory_budget_bytes)
 
 
 def _each_feature_map(probed: ProbedModel, settings: ProbeSettings, compute, what: str) -> dict:
@@ -210,12 +243,18 @@ def probability_margin(probabilities: torch.Tensor) -> torch.Tensor:
 
 
 def checkpoint_coords(probed: ProbedModel) -> dict:
-    """Per-checkpoint coordinates along (seed, epoch): which file was probed, and where."""
+    """Per-checkpoint coordinates along (seed, epoch): which file was probed, and where (a model in memory:
+    seed and epoch alone)."""
     dims = ("seed", "epoch")
-    return {
+    labels = {
         "seed": ("seed", [probed.seed], {"long_name": "training seed", "units": "1"}),
         "epoch": ("epoch", [probed.epoch], {"long_name": "training epochs completed (0: the untrained network)",
                                             "units": "1"}),
+    }
+    if probed.path is None:
+        return labels
+    return {
+        **labels,
         "checkpoint_sha256": (dims, np.array([[sha256_file(probed.path)]], dtype=object),
                               {"long_name": "sha256 of the probed checkpoint file"}),
         "checkpoint_file": (dims, np.array([[str(probed.path)]], dtype=object),

@@ -1,4 +1,4 @@
-"""Probe a checkpoint on a square grid over a 2-D input space (the sinusoid)."""
+"""Probe a checkpoint (or a model in memory) on a square grid over a 2-D input space (the sinusoid)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import torch
 import xarray as xr
 
 from geomvol.errors import ConfigError
-from geomvol.settings import ProbeSettings
+from geomvol.settings import GridSettings, ProbeSettings
 from geomvol.probe.core import (
-    ENTROPY_ATTRS, MARGIN_ATTRS, block_coords, checkpoint_coords, class_attrs, curvature_attrs, curvatures,
-    load_probed_model, log10_volumes, network_outputs, predictive_entropy, probability_margin, top_k_coord,
-    volume_attrs,
+    ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, block_coords, checkpoint_coords, class_attrs, curvature_attrs,
+    curvatures, load_probed_model, log10_volumes, network_outputs, notebook_settings, predictive_entropy,
+    probability_margin, probed_module, top_k_coord, volume_attrs,
 )
 
 
@@ -25,24 +25,44 @@ def input_grid(low: float, high: float, resolution: int, dtype=torch.float64) ->
     return axis, torch.stack([x1.reshape(-1), x2.reshape(-1)], dim=1)
 
 
-def probe_grid(checkpoint_path: str | Path, settings: ProbeSettings) -> xr.Dataset:
-    """Volume element per feature map, predicted class, entropy and probability margin of one checkpoint on
-    the grid of ``settings``.
+def grid_of_checkpoint(checkpoint_path: str | Path, settings: ProbeSettings) -> xr.Dataset:
+    """:func:`measure_grid` of one checkpoint (the pipeline's probe of 2-D data)."""
+    probed = load_probed_model(checkpoint_path, settings)
+    input_shape = probed.state["model_spec"]["input_shape"]
+    if input_shape != [2]:
+        raise ConfigError(f"grid probing needs 2-D inputs; checkpoint {probed.path} takes inputs of shape {input_shape}")
+    print(f"probing {probed.path} (epoch {probed.epoch}), device {probed.device}", file=sys.stderr)
+    return measure_grid(probed, settings)
+
+
+def probe_grid(model, feature_maps: list, *, low: float = -1.5, high: float = 1.5, resolution: int = 80,
+               classes: list[str] | None = None, metric: str = "full", top_k: int | None = None,
+               curvature: bool = False, dtype: str = "float64", device: str = "cpu",
+               memory_budget_bytes: int = 1 << 30, seed: int = 0, epoch: int = 0) -> xr.Dataset:
+    """The notebook API on a 2-D input space: :func:`measure_grid` of ``model`` (any ``nn.Module`` taking
+    (B, 2) inputs and giving logits) on ``resolution`` x ``resolution`` points from ``low`` to ``high``;
+    ``feature_maps``, ``classes``, ``seed`` and ``epoch`` as :func:`geomvol.probe.planes.probe_plane` takes
+    them. The same variables as the pipeline's grid stores; the model given is left as it is."""
+    settings = notebook_settings(feature_maps, metric=metric, top_k=top_k, dtype=dtype, device=device,
+                                 curvature=curvature, memory_budget_bytes=memory_budget_bytes,
+                                 grid=GridSettings(low, high, resolution))
+    return measure_grid(probed_module(model, [2], settings, seed, epoch), settings, classes)
+
+
+def measure_grid(probed: ProbedModel, settings: ProbeSettings, classes: list[str] | None = None) -> xr.Dataset:
+    """Volume element per feature map, predicted class, entropy and probability margin of a model on the grid of
+    ``settings``.
 
     Returns a Dataset with
     ``log10_volume`` on dims (seed, epoch, block, x2, x1) and the outputs on
     (seed, epoch, x2, x1); seed and epoch of length one; with ``settings.curvature``, the Gaussian
     curvature ``curvature`` on (seed, epoch, block, x2, x1).
     """
-    probed = load_probed_model(checkpoint_path, settings)
-    input_shape = probed.state["model_spec"]["input_shape"]
-    if input_shape != [2]:
-        raise ConfigError(f"grid probing needs 2-D inputs; checkpoint {probed.path} takes inputs of shape {input_shape}")
     grid = settings.grid
     resolution = grid.resolution
     axis, points = input_grid(grid.low, grid.high, resolution, dtype=probed.dtype)
     points = points.to(probed.device)
-    print(f"probing {probed.path} (epoch {probed.epoch}) on {points.shape[0]} points, device {probed.device}", file=sys.stderr)
+    print(f"{points.shape[0]} grid points", file=sys.stderr)
     basis = torch.eye(2, dtype=probed.dtype, device=probed.device)
     volumes = log10_volumes(probed, points, settings, basis)
     probabilities = network_outputs(probed, points)
@@ -62,7 +82,7 @@ def probe_grid(checkpoint_path: str | Path, settings: ProbeSettings) -> xr.Datas
         {
             "log10_volume": (("seed", "epoch", "block", "x2", "x1"), volume, volume_attrs(settings, 2, "the input plane")),
             "predicted_class": (dims, on_grid(probabilities.argmax(dim=1)).astype(np.int16),
-                                class_attrs(probabilities.shape[1])),
+                                class_attrs(probabilities.shape[1], classes)),
             "entropy": (dims, on_grid(predictive_entropy(probabilities)), ENTROPY_ATTRS),
             "probability_margin": (dims, on_grid(probability_margin(probabilities)), MARGIN_ATTRS),
             **variables,

@@ -27,11 +27,11 @@ import xarray as xr
 from geomvol.config import canonical_json
 from geomvol.data.prepare import load_dataset, model_inputs, split_tensors
 from geomvol.data.anchors import resolve_anchors
-from geomvol.settings import ProbeSettings
+from geomvol.settings import LineSettings, PlaneSettings, ProbeSettings
 from geomvol.probe.core import (
     ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, attach_linear_probe, block_coords, checkpoint_coords, class_attrs,
-    curvature_attrs, curvatures, load_probed_model, log10_volumes, network_outputs, predictive_entropy,
-    probability_margin, singular_values, top_k_coord, volume_attrs,
+    curvature_attrs, curvatures, load_probed_model, log10_volumes, network_outputs, notebook_settings,
+    predictive_entropy, probability_margin, probed_module, singular_values, top_k_coord, volume_attrs,
 )
 
 SQRT3 = math.sqrt(3.0)
@@ -98,7 +98,8 @@ def _points_and_basis(kind: str, anchors: torch.Tensor, axes: dict) -> tuple[tor
 
 
 def _probe_kind(probed: ProbedModel, data: dict, settings: ProbeSettings, kind: str) -> tuple[dict, dict]:
-    """Data variables and coordinates of every plane (or line) of ``settings``."""
+    """Data variables and coordinates of every plane (or line) of ``settings``, through anchor images drawn
+    from the prepared data set: what :func:`measure_spans` measures, and where the anchors come from."""
     key, anchor_dim, grid_dims = KINDS[kind]
     choices = settings.anchors(kind)
     splits = {choice.split: split_tensors(data, choice.split) for choice in choices}  # split -> (x, y, index)
@@ -107,13 +108,42 @@ def _probe_kind(probed: ProbedModel, data: dict, settings: ProbeSettings, kind: 
     images, classes_of, sources = (
         torch.stack([splits[choice.split][part][indices] for choice, indices in zip(choices, anchors)])
         for part in range(3))  # (spans, anchors, ...) each
-    input_shape = tuple(data["x"].shape[1:])
+    inputs = torch.stack([model_inputs(span_images, data, probed.dtype) for span_images in images])
+    for span, indices in enumerate(anchors):
+        print(f"{kind} {span}: anchors {indices}", file=sys.stderr)
+    variables, coords = measure_spans(probed, kind, inputs, classes_of, settings, data["classes"])
+    spans = (kind, anchor_dim)
+    variables.update({
+        f"{kind}_anchor_index": (spans, torch.tensor(anchors).numpy(), {
+            "long_name": f"index of the anchor image in its prepared split ({kind}_anchor_split)", "units": "1"}),
+        f"{kind}_anchor_source_index": (spans, sources.numpy(), {
+            "long_name": f"index of the anchor image in {data['index_source']}", "units": "1"}),
+        f"{kind}_anchor_image": ((*spans, "channel", "height", "width"), images.numpy(), {
+            "long_name": "anchor image pixels (before normalisation)", "units": "1",
+            "valid_range": [0, int(data["pixel_max"])]}),
+        f"{kind}_anchor_split": (kind, np.array([choice.split for choice in choices], dtype=object), {
+            "long_name": f"prepared split the {kind}'s anchor images come from (train, test or all)"}),
+        f"{kind}_anchor_choice": (kind, np.array([canonical_json(choice.as_entry()) for choice in choices], dtype=object), {
+            "long_name": f"the probe.{key} entry that chose the anchors (split; indices, or classes, seed and "
+                         f"sampler: per_class_permutation, rejection or randperm_after_split)"}),
+    })
+    return variables, coords
+
+
+def measure_spans(probed: ProbedModel, kind: str, anchor_inputs: torch.Tensor, anchor_classes: torch.Tensor,
+                  settings: ProbeSettings, classes: list[str] | None = None) -> tuple[dict, dict]:
+    """Everything measured on planes (``kind`` plane, three anchors each) or lines (line, two) through
+    ``anchor_inputs`` (spans, anchors, *input), as the model reads them: the volume element of every feature map
+    (and the curvature on planes, the spectra at the anchors, as ``settings`` say), the predicted class,
+    entropy, margin and the probability of each anchor's class (``anchor_classes`` (spans, anchors));
+    ``classes`` names the classes. Data variables and coordinates, on (seed, epoch, ...) of length one."""
+    key, anchor_dim, grid_dims = KINDS[kind]
+    n_spans, n_anchors = anchor_inputs.shape[:2]
+    input_shape = tuple(anchor_inputs.shape[2:])
     d = math.prod(input_shape)
     axes = _axes(kind, settings, probed.dtype)
     grid_shape = tuple(axes[dim].numel() for dim in grid_dims)
     names = settings.feature_maps
-    n_spans, n_anchors = len(anchors), len(anchors[0])
-    n_classes = len(data["classes"])
     k_max = max(min(probed.width(name), d) for name in names)
 
     volume = np.full((1, 1, len(names), n_spans, *grid_shape), np.nan)
@@ -124,51 +154,40 @@ def _probe_kind(probed: ProbedModel, data: dict, settings: ProbeSettings, kind: 
     spectra = np.full((1, 1, len(names), n_spans, n_anchors, k_max), np.nan)
     with_curvature = settings.curvature and kind == "plane"
     curvature = np.full((1, 1, len(names), n_spans, *grid_shape), np.nan)
-    for span, indices in enumerate(anchors):
-        anchor_inputs = model_inputs(images[span], data, probed.dtype).to(probed.device)
-        points, basis = _points_and_basis(kind, anchor_inputs.reshape(n_anchors, d), axes)
+    n_classes = None
+    for span in range(n_spans):
+        span_inputs = anchor_inputs[span].to(device=probed.device, dtype=probed.dtype)
+        points, basis = _points_and_basis(kind, span_inputs.reshape(n_anchors, d), axes)
         points = points.reshape(-1, *input_shape)
-        print(f"{kind} {span}: anchors {indices}, {points.shape[0]} points", file=sys.stderr)
+        print(f"{kind} {span}: {points.shape[0]} points", file=sys.stderr)
         for b, values in enumerate(log10_volumes(probed, points, settings, basis).values()):
             volume[0, 0, b, span] = values.cpu().numpy().reshape(grid_shape)
         if with_curvature:
             for b, values in enumerate(curvatures(probed, points, settings, basis).values()):
                 curvature[0, 0, b, span] = values.cpu().numpy().reshape(grid_shape)
         probabilities = network_outputs(probed, points)
+        n_classes = probabilities.shape[1]
         predicted[0, 0, span] = probabilities.argmax(dim=1).cpu().numpy().reshape(grid_shape)
         entropy[0, 0, span] = predictive_entropy(probabilities).cpu().numpy().reshape(grid_shape)
         margin[0, 0, span] = probability_margin(probabilities).cpu().numpy().reshape(grid_shape)
-        anchor_classes = classes_of[span].to(probed.device)
-        anchor_probability[0, 0, span] = probabilities[:, anchor_classes].T.cpu().numpy().reshape(n_anchors, *grid_shape)
+        span_classes = anchor_classes[span].to(probed.device)
+        anchor_probability[0, 0, span] = probabilities[:, span_classes].T.cpu().numpy().reshape(n_anchors, *grid_shape)
         if settings.spectra:
-            for b, values in enumerate(singular_values(probed, anchor_inputs, settings).values()):
+            for b, values in enumerate(singular_values(probed, span_inputs, settings).values()):
                 spectra[0, 0, b, span, :, : values.shape[1]] = values.cpu().numpy()
 
     m = 2 if kind == "plane" else 1
     spans = (kind, anchor_dim)
-    index = torch.tensor(anchors)
     variables = {
         f"{kind}_log10_volume": (("seed", "epoch", "block", kind, *grid_dims), volume,
                                  volume_attrs(settings, d, f"the probed {kind}", f"{kind}_top_k")),
-        f"{kind}_predicted_class": (("seed", "epoch", kind, *grid_dims), predicted, class_attrs(n_classes, data["classes"])),
+        f"{kind}_predicted_class": (("seed", "epoch", kind, *grid_dims), predicted, class_attrs(n_classes, classes)),
         f"{kind}_entropy": (("seed", "epoch", kind, *grid_dims), entropy, ENTROPY_ATTRS),
         f"{kind}_probability_margin": (("seed", "epoch", kind, *grid_dims), margin, MARGIN_ATTRS),
         f"{kind}_anchor_probability": (("seed", "epoch", kind, anchor_dim, *grid_dims), anchor_probability, {
             "long_name": "probability the network gives to each anchor image's class", "units": "1"}),
-        f"{kind}_anchor_index": (spans, index.numpy(), {
-            "long_name": f"index of the anchor image in its prepared split ({kind}_anchor_split)", "units": "1"}),
-        f"{kind}_anchor_source_index": (spans, sources.numpy(), {
-            "long_name": f"index of the anchor image in {data['index_source']}", "units": "1"}),
-        f"{kind}_anchor_class": (spans, classes_of.numpy().astype(np.int16), {
-            **class_attrs(n_classes, data["classes"]), "long_name": "class label of the anchor image"}),
-        f"{kind}_anchor_image": ((*spans, "channel", "height", "width"), images.numpy(), {
-            "long_name": "anchor image pixels (before normalisation)", "units": "1",
-            "valid_range": [0, int(data["pixel_max"])]}),
-        f"{kind}_anchor_split": (kind, np.array([choice.split for choice in choices], dtype=object), {
-            "long_name": f"prepared split the {kind}'s anchor images come from (train, test or all)"}),
-        f"{kind}_anchor_choice": (kind, np.array([canonical_json(choice.as_entry()) for choice in choices], dtype=object), {
-            "long_name": f"the probe.{key} entry that chose the anchors (split; indices, or classes, seed and "
-                         f"sampler: per_class_permutation, rejection or randperm_after_split)"}),
+        f"{kind}_anchor_class": (spans, anchor_classes.cpu().numpy().astype(np.int16), {
+            **class_attrs(n_classes, classes), "long_name": "class label of the anchor image"}),
     }
     if with_curvature:
         variables[f"{kind}_curvature"] = (("seed", "epoch", "block", kind, *grid_dims), curvature,
@@ -193,6 +212,55 @@ def _probe_kind(probed: ProbedModel, data: dict, settings: ProbeSettings, kind: 
     return variables, coords
 
 
+def _probe_in_memory(kind: str, model, anchors, settings: ProbeSettings, labels, classes, seed: int,
+                     epoch: int) -> xr.Dataset:
+    """The notebook API's planes or lines through ``anchors``: one span (anchors, *input), or a list of them."""
+    count = 3 if kind == "plane" else 2
+    spans = torch.stack([torch.as_tensor(span) for span in anchors]) if isinstance(anchors, (list, tuple)) \
+        else torch.as_tensor(anchors)[None]
+    if spans.dim() < 3 or spans.shape[1] != count:
+        raise ValueError(f"a {kind} goes through {count} anchors: give a tensor ({count}, *input) or a list of them, "
+                         f"not one of shape {list(spans.shape)}")
+    probed = probed_module(model, spans.shape[2:], settings, seed, epoch)
+    points = spans.flatten(0, 1).to(device=probed.device, dtype=probed.dtype)
+    if labels is None:  # the class the model gives each anchor
+        labels = network_outputs(probed, points).argmax(dim=1).reshape(spans.shape[:2])
+    labels = torch.as_tensor(labels, dtype=torch.int64).reshape(spans.shape[:2])
+    variables, coords = measure_spans(probed, kind, spans, labels, settings, classes)
+    return xr.Dataset(variables, coords={**coords, **checkpoint_coords(probed), **block_coords(probed, settings)})
+
+
+def probe_plane(model, anchors, feature_maps: list, *, resolution: int = 40, extent: float = 1.0, labels=None,
+                classes: list[str] | None = None, metric: str = "subspace", top_k: int | None = None,
+                curvature: bool = False, spectra: bool = False, dtype: str = "float64", device: str = "cpu",
+                memory_budget_bytes: int = 1 << 30, seed: int = 0, epoch: int = 0) -> xr.Dataset:
+    """The volume element of each feature map of ``model`` (any ``nn.Module`` whose forward gives logits) on the
+    plane through three ``anchors`` (3, *input), as the model reads them (normalised; a list of such for
+    several planes), in the study's frame (this module's docstring): ``resolution`` points per axis, u and v
+    from -``extent`` to ``extent``; with its predicted class, entropy and margin, each anchor's class
+    probability (``labels``: the anchors' classes; by default those the model gives them), the Gaussian
+    curvature (``curvature``) and the spectra at the anchors (``spectra``). ``feature_maps`` as in a config:
+    names, or ``{"node": ..., "pool": ...}`` for graph nodes; ``classes`` names the classes; ``seed`` and
+    ``epoch`` label the result. The same variables, dims, units and attrs as the pipeline's stores (those of
+    the data set and checkpoint aside); the model given is left as it is."""
+    settings = notebook_settings(feature_maps, metric=metric, top_k=top_k, dtype=dtype, device=device,
+                                 curvature=curvature, spectra=spectra, memory_budget_bytes=memory_budget_bytes,
+                                 plane=PlaneSettings(extent, resolution))
+    return _probe_in_memory("plane", model, anchors, settings, labels, classes, seed, epoch)
+
+
+def probe_line(model, anchors, feature_maps: list, *, points: int = 10, low: float = 0.0, high: float = 1.0,
+               endpoint: bool = True, labels=None, classes: list[str] | None = None, metric: str = "subspace",
+               top_k: int | None = None, spectra: bool = False, dtype: str = "float64", device: str = "cpu",
+               memory_budget_bytes: int = 1 << 30, seed: int = 0, epoch: int = 0) -> xr.Dataset:
+    """As :func:`probe_plane`, on the line p1 + t (p2 - p1) through two ``anchors`` (2, *input): ``points``
+    values of t from ``low`` to ``high`` (``endpoint`` false: high left out, the study's t = i / N)."""
+    settings = notebook_settings(feature_maps, metric=metric, top_k=top_k, dtype=dtype, device=device,
+                                 spectra=spectra, memory_budget_bytes=memory_budget_bytes,
+                                 line=LineSettings(low, high, points, endpoint))
+    return _probe_in_memory("line", model, anchors, settings, labels, classes, seed, epoch)
+
+
 AXIS_ATTRS = {
     "u": {"long_name": "plane coordinate u along e_u = p2 - p1", "units": "1"},
     "v": {"long_name": "plane coordinate v along e_v = 2 sqrt(3) ((p1 + p2)/2 - centroid)", "units": "1"},
@@ -201,7 +269,7 @@ AXIS_ATTRS = {
 }
 
 
-def probe_images(checkpoint_path: str | Path, data_path: str | Path, settings: ProbeSettings) -> xr.Dataset:
+def images_of_checkpoint(checkpoint_path: str | Path, data_path: str | Path, settings: ProbeSettings) -> xr.Dataset:
     """Volume element per feature map, predictions, entropy and anchor-class probabilities of one checkpoint
     on every plane and line of ``settings``; spectra at the anchors."""
     probed = load_probed_model(checkpoint_path, settings)

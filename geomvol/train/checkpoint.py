@@ -93,6 +93,55 @@ def load_checkpoint(path: str | Path) -> dict:
     return state
 
 
+def read_outside_state(path: str | Path, model) -> dict:
+    """The state dict, fitted to ``model``, of a checkpoint trained elsewhere: a state dict, a dict holding one
+    under ``state_dict`` or ``model`` (Lightning's, geomvol's own), or a whole module (torch.save(model)), whose
+    pickle ``weights_only`` cannot read, so it is loaded with ``weights_only=False``: load only files you trust.
+    Keys saved from ``nn.DataParallel`` (``module.`` prefixed) are taken without the prefix. A file whose keys or
+    shapes do not fit the model raises :class:`CheckpointError` naming the missing, unexpected and mis-shaped
+    keys; an unreadable one, naming the file."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # a whole module: its classes are not weights
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:
+            raise CheckpointError(f"checkpoint {path} is unreadable: {type(error).__name__}: {error}") from error
+        print(f"{path}: loaded with weights_only=False (a whole module)", file=sys.stderr)
+    except Exception as error:  # truncated zip, foreign formats
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt?): {error}") from error
+    if isinstance(loaded, torch.nn.Module):
+        loaded = loaded.state_dict()
+    elif isinstance(loaded, dict) and loaded.get("format") == FORMAT:
+        loaded = loaded["model"]
+    elif isinstance(loaded, dict):
+        inner = next((loaded[key] for key in ("state_dict", "model") if isinstance(loaded.get(key), dict)), None)
+        loaded = inner if inner is not None else loaded
+    if not isinstance(loaded, dict) or not all(isinstance(value, torch.Tensor) for value in loaded.values()):
+        raise CheckpointError(f"checkpoint {path} holds no state dict (tensors by parameter name): a "
+                              f"{type(loaded).__name__}")
+    if loaded and all(key.startswith("module.") for key in loaded):
+        loaded = {key[len("module."):]: value for key, value in loaded.items()}
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in loaded]
+    unexpected = [key for key in loaded if key not in expected]
+    misshaped = [f"{key} {list(loaded[key].shape)} (the model's {list(value.shape)})"
+                 for key, value in expected.items() if key in loaded and loaded[key].shape != value.shape]
+    if missing or unexpected or misshaped:
+        def listed(what: str, keys: list[str]) -> str:
+            return f"{len(keys)} {what}: {', '.join(keys[:5])}{', ...' if len(keys) > 5 else ''}" if keys else ""
+
+        found = "; ".join(part for part in (listed("missing", missing), listed("unexpected", unexpected),
+                                             listed("mis-shaped", misshaped)) if part)
+        raise CheckpointError(f"checkpoint {path} does not fit the model {type(model).__name__}: {found}")
+    return {key: loaded[key] for key in expected}
+
+
 class _RecordUnpickler(pickle.Unpickler):
     """Unpickles a torch checkpoint without torch: every tensor (and any other torch object) becomes None;
     plain Python values (epochs, specs, histories, checksums) come out as saved."""

@@ -25,12 +25,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from geomvol.catalogue import feature_width
 from geomvol.config import checkpoint_lineage
-from geomvol.data.prepare import load_dataset, model_inputs, normalise
+from geomvol.data.prepare import architecture_of, load_dataset, model_inputs, normalise
 from geomvol.device import resolve_device
 from geomvol.models import build_model
-from geomvol.models.registry import model_spec
+from geomvol.models.registry import feature_width
 from geomvol.models.shallow import ShallowEnsemble
 from geomvol.provenance import sha256_file
 from geomvol.train.checkpoint import load_checkpoint, save_checkpoint
@@ -157,10 +156,9 @@ class TrainingRun:
         dtype = getattr(torch, training["dtype"])
         self.dataset_sha256 = sha256_file(data_path)
         data = load_dataset(data_path)
-        n_classes = len(data["classes"]) if "classes" in data else int(data["y"].max()) + 1
         self.batches = Batches(data, device, dtype, training["augmentation"], training["mixed_precision"], seeds)
         self.lineages = [checkpoint_lineage(run) for run in runs]  # what a checkpoint records, whatever the schedule
-        self.architecture = model_spec(runs[0]["model"], input_shape=list(data["x"].shape[1:]), n_classes=n_classes)
+        self.architecture = architecture_of(runs[0]["model"], data)
         members, self.member_rng = [], []
         for seed in seeds:  # each member's initial weights as its run on its own draws them
             torch.manual_seed(seed)
@@ -169,7 +167,7 @@ class TrainingRun:
             self.member_rng.append(torch.get_rng_state())
         self.model = members[0] if len(members) == 1 else ShallowEnsemble(members)
         objective = training["objective"]
-        backbone_width = (feature_width(self.architecture, objective["features"], self.architecture["input_shape"])
+        backbone_width = (feature_width(members[0], self.architecture, objective["features"])
                           if "features" in objective else 0)
         self.objective = build_objective(objective, backbone_width).to(device=device, dtype=dtype)
         self.optimizer = build_optimizer([*self.model.parameters(), *self.objective.parameters()], training["optimizer"])

@@ -10,6 +10,8 @@ from geomvol.config import (
     SCHEDULE_KEYS,
     config_sha256,
     group_lineage,
+    import_spec,
+    imported,
     saved_epochs,
     seed_group_label,
     seed_groups,
@@ -39,6 +41,18 @@ wildcard_constraints:
     seeds=r"s\d+(-s\d+)*",
     epoch=r"\d+",
     figure="|".join(FIGURES),
+
+
+def names_pattern(names):
+    """A wildcard constraint matching exactly these experiment names (none: nothing)."""
+    return "|".join(names) or "(?!)"
+
+
+# Experiments that train their checkpoints, and those that probe checkpoints trained elsewhere (`checkpoints`):
+# a probed checkpoint, results/<experiment>/s<seed>/checkpoints/epoch_<E>.pt, is published from a training run
+# for the first, imported from its file for the second.
+TRAINED = [name for name, experiment in EXPERIMENTS.items() if not imported(experiment)]
+IMPORTED = [name for name, experiment in EXPERIMENTS.items() if imported(experiment)]
 
 
 def section_json(value):
@@ -242,6 +256,19 @@ def last_saved_epoch(wildcards):
     return saved_epochs(get_experiment(wildcards)["training"])[-1]
 
 
+def get_outside_checkpoint(wildcards):
+    """The file of a checkpoint trained elsewhere, for this epoch (its changes re-import and re-probe it)."""
+    return get_experiment(wildcards)["checkpoints"][wildcards.epoch]
+
+
+def get_import_spec(wildcards):
+    return section_json(
+        import_spec(
+            get_experiment(wildcards), int(wildcards.seed), int(wildcards.epoch)
+        )
+    )
+
+
 def get_probe_settings(wildcards):
     return section_json(probe_job_settings(get_experiment(wildcards)))
 
@@ -284,8 +311,8 @@ def get_compared_store(wildcards):
 
 
 def get_final_output(wildcards):
-    """Every experiment's figures, and each training run's metrics; in the main process, first the stale
-    outputs are forced (force_stale_outputs)."""
+    """Every experiment's figures, and each training run's metrics (none for checkpoints trained elsewhere); in
+    the main process, first the stale outputs are forced (force_stale_outputs)."""
     force_stale_outputs()
     return [
         path
@@ -295,7 +322,7 @@ def get_final_output(wildcards):
             *expand(
                 "results/{experiment}/s{seed}/train_metrics.tsv",
                 experiment=name,
-                seed=experiment["seeds"],
+                seed=[] if imported(experiment) else experiment["seeds"],
             ),
         ]
     ]
@@ -311,6 +338,19 @@ def output_edges():
         probes = []
         for group in seed_groups(experiment):
             label = seed_group_label(group)
+            if imported(experiment):
+                for epoch in experiment["probe"]["epochs"]:
+                    published = rules.import_checkpoint.output.checkpoint.format(
+                        experiment=name, seed=group[0], epoch=epoch
+                    )
+                    outside = experiment["checkpoints"][str(epoch)]
+                    yield published, [outside, data, manifest], quick_check
+                    store = rules.probe.output.store.format(
+                        experiment=name, seeds=label, epoch=epoch
+                    )
+                    yield store, [published, data, manifest], quick_check
+                    probes.append(store)
+                continue
             training = rules.train.output.run.format(experiment=name, seeds=label)
             yield training, [data, manifest], quick_check
             for epoch in experiment["probe"]["epochs"]:

@@ -83,6 +83,8 @@ rule publish_checkpoint:
         "results/{experiment}/logs/publish_s{seed}_epoch_{epoch}.log",
     benchmark:
         "results/{experiment}/benchmarks/publish_s{seed}_epoch_{epoch}.tsv"
+    wildcard_constraints:
+        experiment=names_pattern(TRAINED),
     localrule: True
     conda:
         ENV
@@ -90,6 +92,36 @@ rule publish_checkpoint:
         'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
         "publish --source {input.source:q} --seed {wildcards.seed} --epoch {wildcards.epoch}"
         " --output {output.checkpoint:q} > {log:q} 2>&1"
+
+
+# A checkpoint trained elsewhere (the experiment's `checkpoints`: epoch -> file), fitted to the model (a file
+# whose keys or shapes do not fit is refused, before any job by the config check) and written as the checkpoint
+# the probe reads, recording the file and its sha256: a changed file is imported and probed again.
+rule import_checkpoint:
+    input:
+        source=get_outside_checkpoint,
+        data=rules.prepare_dataset.output.data,
+        manifest=rules.prepare_dataset.output.manifest,
+    output:
+        checkpoint="results/{experiment}/s{seed}/checkpoints/epoch_{epoch}.pt",
+        record="results/{experiment}/s{seed}/checkpoints/epoch_{epoch}.pt.integrity.json",
+    log:
+        "results/{experiment}/logs/import_s{seed}_epoch_{epoch}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/import_s{seed}_epoch_{epoch}.tsv"
+    wildcard_constraints:
+        experiment=names_pattern(IMPORTED),
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime="30m",
+    params:
+        spec=get_import_spec,
+    shell:
+        'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
+        "import-checkpoint --source {input.source:q} --spec {params.spec:q} --data {input.data:q}"
+        " --manifest {input.manifest:q} --output {output.checkpoint:q} > {log:q} 2>&1"
 
 
 rule training_metrics:
