@@ -9,40 +9,74 @@ from __future__ import annotations
 
 # --- data sets ------------------------------------------------------------------------------------
 
-# The shape of one model input of each data set: a point of the plane, or an image (C, H, W).
-INPUT_SHAPES = {"sinusoid": (2,), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "digits": (1, 8, 8)}
-TORCHVISION_DATASETS = ("mnist", "cifar10")  # read from a data root through torchvision's classes
+# torchvision's image classification data sets that geomvol reads by class name (``dataset: {name: torchvision,
+# class: ...}``), with the study's two under their own names (mnist, cifar10): each class's on-disk format, which
+# geomvol reads through the class and writes small stand-ins in, and the shape of one image in that format.
+TORCHVISION_FORMATS = {
+    "MNIST": ("idx", (1, 28, 28)), "FashionMNIST": ("idx", (1, 28, 28)), "KMNIST": ("idx", (1, 28, 28)),
+    "CIFAR10": ("cifar", (3, 32, 32)), "CIFAR100": ("cifar", (3, 32, 32)),
+}
+STUDY_DATASET_CLASSES = {"mnist": "MNIST", "cifar10": "CIFAR10"}  # the study's data sets, as torchvision's classes
+TORCHVISION_DATASETS = (*STUDY_DATASET_CLASSES, "torchvision")  # read from a data root through torchvision's classes
 IMAGE_DATASETS = (*TORCHVISION_DATASETS, "digits")  # digits: scikit-learn's load_digits, shipped with geomvol
-# Class names of the image data sets, as torchvision names them (digits: MNIST's).
+# The shape of one model input of the data sets whose shape does not depend on their class: a point of the plane,
+# or an image (C, H, W).
+INPUT_SHAPES = {"sinusoid": (2,), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "digits": (1, 8, 8)}
+# Class names of the study's image data sets, as torchvision names them (digits: MNIST's); torchvision's other
+# classes name theirs when read.
 CLASSES = {
     "mnist": ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four",
               "5 - five", "6 - six", "7 - seven", "8 - eight", "9 - nine"],
     "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
 }
 CLASSES["digits"] = CLASSES["mnist"]
-def class_count(dataset_name: str) -> int:
-    """How many classes a data set's labels have (the sinusoid: its two sides)."""
-    return len(CLASSES[dataset_name]) if dataset_name in CLASSES else 2
-
-
-PIXEL_MAX = {"mnist": 255, "cifar10": 255, "digits": 16}  # the largest pixel value; inputs start from pixels / pixel_max
+CLASS_COUNTS = {"CIFAR100": 100}  # torchvision classes with other than 10 classes
+PIXEL_MAX = {"mnist": 255, "cifar10": 255, "torchvision": 255, "digits": 16}  # inputs start from pixels / pixel_max
 SPLIT_SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000)}  # (training, test) images of the real data sets
 SPLIT_NAMES = {"train": "training", "test": "test", "all": "training and test"}  # where anchor images come from
 SPLIT_KEYS = {"train": ("x", "y", "index"), "test": ("x_test", "y_test", "index_test")}  # a prepared file's tensors
-# The files torchvision's MNIST and CIFAR10 read under a data root.
-EXPECTED_FILES = {
-    "mnist": [
-        "MNIST/raw/train-images-idx3-ubyte",
-        "MNIST/raw/train-labels-idx1-ubyte",
-        "MNIST/raw/t10k-images-idx3-ubyte",
-        "MNIST/raw/t10k-labels-idx1-ubyte",
-    ],
-    "cifar10": [
-        *(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)),
-        "cifar-10-batches-py/test_batch",
-        "cifar-10-batches-py/batches.meta",
-    ],
+# The files each torchvision class reads under a data root: the IDX files of MNIST's format ({cls}: the class's
+# name), CIFAR's pickled batches.
+IDX_FILES = [f"{{cls}}/raw/{split}-{part}-idx{rank}-ubyte" for split in ("train", "t10k")
+             for part, rank in (("images", 3), ("labels", 1))]
+CIFAR_FILES = {
+    "CIFAR10": [*(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)), "cifar-10-batches-py/test_batch",
+                "cifar-10-batches-py/batches.meta"],
+    "CIFAR100": ["cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"],
 }
+
+
+def torchvision_class(dataset: dict) -> str | None:
+    """The torchvision class a resolved image ``dataset`` section is read through (None: not torchvision's)."""
+    if dataset["name"] == "torchvision":
+        return dataset["class"]
+    return STUDY_DATASET_CLASSES.get(dataset["name"])
+
+
+def dataset_label(dataset: dict) -> str:
+    """A data set's name in messages: the torchvision class for ``name: torchvision``."""
+    return dataset["class"] if dataset["name"] == "torchvision" else dataset["name"]
+
+
+def input_shape(dataset: dict) -> tuple[int, ...]:
+    """The shape of one model input of a (resolved) ``dataset`` section."""
+    cls = torchvision_class(dataset)
+    return TORCHVISION_FORMATS[cls][1] if cls else INPUT_SHAPES[dataset["name"]]
+
+
+def class_count(dataset: dict) -> int:
+    """How many classes a (resolved) ``dataset`` section's labels have (the sinusoid: its two sides)."""
+    if dataset["name"] == "torchvision":
+        return CLASS_COUNTS.get(dataset["class"], 10)
+    return len(CLASSES[dataset["name"]]) if dataset["name"] in CLASSES else 2
+
+
+def expected_files(cls: str) -> list[str]:
+    """The files torchvision's class ``cls`` reads under a data root."""
+    if TORCHVISION_FORMATS[cls][0] == "cifar":
+        return list(CIFAR_FILES[cls])
+    return [file.format(cls=cls) for file in IDX_FILES]
+
 
 # --- models and their feature maps ------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from geomvol import __version__
-from geomvol.catalogue import FIGURES, OTHER_FIGURES
+from geomvol.catalogue import FIGURES, OTHER_FIGURES, TORCHVISION_FORMATS
 from geomvol.errors import GeomvolError
 
 
@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("synthesize", help="write a small synthetic MNIST or CIFAR-10 in torchvision's on-disk layout")
-    p.add_argument("--dataset", choices=["mnist", "cifar10"], required=True)
+    p.add_argument("--dataset", choices=list(TORCHVISION_FORMATS), required=True,
+                   help="the torchvision class whose on-disk layout to write")
     p.add_argument("--root", type=Path, required=True, help="directory to create (torchvision's root)")
     p.add_argument("--n-train", type=int, required=True)
     p.add_argument("--n-test", type=int, required=True)

@@ -24,8 +24,8 @@ import jsonschema
 import yaml
 
 from geomvol.catalogue import (
-    FEATURE_MAPS, IMAGE_DATASETS, INPUT_SHAPES, STUDY_BLOCK_WINDOWS, TORCHVISION_DATASETS, block_windows, feature_width,
-    resnet_block_shape,
+    FEATURE_MAPS, IMAGE_DATASETS, STUDY_BLOCK_WINDOWS, TORCHVISION_DATASETS, block_windows, dataset_label, feature_width,
+    input_shape, resnet_block_shape,
 )
 from geomvol.errors import ConfigError
 from geomvol.provenance import factory_source, sha256_file
@@ -40,6 +40,7 @@ DATASET_KEYS = {
     "sinusoid": {"name", "seed", "n_points", "low", "high", "amplitude", "frequency", "phase"},
     "mnist": _TORCHVISION_KEYS,
     "cifar10": _TORCHVISION_KEYS,
+    "torchvision": _TORCHVISION_KEYS | {"class"},
     "digits": {"name", "seed", "split_rule", "test_fraction", "n_train", "n_test", "normalize"},
 }
 MODEL_KEYS = {"shallow": {"name", "width", "activation", "weight_std", "scale_readout_bias"},
@@ -286,7 +287,7 @@ def _check_dataset(where: tuple, name: str, experiment: dict) -> None:
     else:
         _check_normalize(where + ("dataset", "normalize"), dataset)
         if dataset["split_rule"] == "torchvision" and dataset["name"] not in TORCHVISION_DATASETS:
-            raise ConfigError(f"config key {_key(where + ('dataset', 'split_rule'))}: {dataset['name']} has no "
+            raise ConfigError(f"config key {_key(where + ('dataset', 'split_rule'))}: {dataset_label(dataset)} has no "
                               f"torchvision files; split it by randperm_last or shuffle_split")
         if dataset["split_rule"] == "torchvision" and "test_fraction" in dataset:
             raise ConfigError(f"config key {_key(where + ('dataset', 'test_fraction'))}: applies to split_rule "
@@ -326,7 +327,7 @@ def _check_root(where: tuple, name: str, dataset: dict) -> None:
                               f"{synthetic_root(name)}; give either root or synthetic")
         dataset["root"] = synthetic_root(name)
     elif "root" not in dataset:
-        raise ConfigError(f"config key {_key(where + ('dataset', 'root'))}: {dataset['name']} needs a data root "
+        raise ConfigError(f"config key {_key(where + ('dataset', 'root'))}: {dataset_label(dataset)} needs a data root "
                           f"(a directory in torchvision's layout), or `synthetic` for a generated stand-in")
 
 
@@ -335,11 +336,11 @@ def _check_normalize(where: tuple, dataset: dict) -> None:
     normalize = dataset["normalize"]
     if not isinstance(normalize, dict):
         return
-    channels = INPUT_SHAPES[dataset["name"]][0]
+    channels = input_shape(dataset)[0]
     for name in ("mean", "std"):
         if len(normalize[name]) != channels:
             raise ConfigError(f"config key {_key(where + (name,))}: {len(normalize[name])} values for the "
-                              f"{channels} channel(s) of {dataset['name']}")
+                              f"{channels} channel(s) of {dataset_label(dataset)}")
 
 
 def _check_block_pooling(where: tuple, experiment: dict) -> None:
@@ -361,12 +362,12 @@ def _check_block_pooling(where: tuple, experiment: dict) -> None:
     windows = block_windows(probe["block_pooling"])
     if windows is None:
         return
-    input_shape = INPUT_SHAPES[experiment["dataset"]["name"]]
+    shape = input_shape(experiment["dataset"])
     for block, window in windows.items():
-        _, height, width = resnet_block_shape(block, input_shape)
+        _, height, width = resnet_block_shape(block, shape)
         if height % window[0] or width % window[1]:
             raise ConfigError(f"config key {_key(key + (block,))}: the window {window} does not divide {block}'s "
-                              f"{height} x {width} map (inputs {list(input_shape)})")
+                              f"{height} x {width} map (inputs {list(shape)})")
 
 
 def _check_probe(where: tuple, experiment: dict) -> None:
@@ -421,20 +422,18 @@ def _check_probe(where: tuple, experiment: dict) -> None:
                 raise ConfigError(f"config key {_key(where + ('probe', kind, number, 'split'))}: 'all' joins the "
                                   f"training and test images of one source (the digits, or a split_rule "
                                   f"randperm_last or shuffle_split of torchvision's training file); "
-                                  f"{dataset['name']}'s torchvision splits are separate files: use train or test")
+                                  f"{dataset_label(dataset)}'s torchvision splits are separate files: use train or test")
     line = probe["line"]
     if line["high"] <= line["low"]:
         raise ConfigError(f"config key {_key(where + ('probe', 'line'))}: high ({line['high']}) must exceed low ({line['low']})")
-    d = math.prod(INPUT_SHAPES[dataset["name"]])
+    d = math.prod(input_shape(dataset))
     if probe["metric"] == "subspace" and probe["top_k"] is not None:
         raise ConfigError(
             f"config key {_key(where + ('probe', 'top_k'))}: top_k applies to metric 'full' only"
         )
     if probe["top_k"] is not None and model["name"] not in GRAPH_MODELS:  # a graph model's widths: with torch
-        input_shape = INPUT_SHAPES[dataset["name"]]
-
         def width(feature_map):
-            return feature_width(model, feature_map, input_shape, probe["block_pooling"])
+            return feature_width(model, feature_map, input_shape(dataset), probe["block_pooling"])
 
         limit, feature_map = min((min(width(f), d), f) for f in probe["feature_maps"])
         if probe["top_k"] > limit:

@@ -76,13 +76,13 @@ def prepare_dataset(dataset: dict, output: str | Path, manifest: str | Path) -> 
     return entry
 
 
-def synthesize_dataset(name: str, root: str | Path, n_train: int, n_test: int, seed: int) -> list[str]:
-    """A synthetic MNIST or CIFAR-10 in torchvision's on-disk layout at ``root`` (written whole, atomically);
-    returns the files written under it."""
+def synthesize_dataset(cls: str, root: str | Path, n_train: int, n_test: int, seed: int) -> list[str]:
+    """A synthetic data set in the on-disk layout torchvision's class ``cls`` reads (MNIST, CIFAR10, ...) at
+    ``root`` (written whole, atomically); returns the files written under it."""
     from geomvol.data.images import write_synthetic
 
     with atomic_path(root) as tmp:
-        return write_synthetic(name, tmp, n_train, n_test, seed)
+        return write_synthetic(cls, tmp, n_train, n_test, seed)
 
 
 def train(runs: list[dict], data: str | Path, manifest: str | Path, output_dir: str | Path,

@@ -104,7 +104,7 @@ def mnist_root(tmp_path_factory):
     from geomvol.data.images import write_synthetic
 
     root = tmp_path_factory.mktemp("mnist")
-    write_synthetic("mnist", root, 60, 20, seed=0)
+    write_synthetic("MNIST", root, 60, 20, seed=0)
     return root
 
 

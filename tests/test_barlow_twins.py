@@ -115,7 +115,7 @@ def _barlow_experiment(root, model=None, **training):
 @pytest.fixture(scope="module")
 def barlow_run(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("barlow")
-    write_synthetic("cifar10", root / "raw", 20, 10, seed=0)
+    write_synthetic("CIFAR10", root / "raw", 20, 10, seed=0)
     experiment = _barlow_experiment(root / "raw")
     data = root / "dataset.pt"
     prepare_dataset(experiment["dataset"], data, root / "manifest.json")

@@ -124,7 +124,7 @@ def test_the_catalogue_matches_what_the_loaders_make(mnist_root, tmp_path):
     """Input shapes, classes and pixel ranges in the catalogue are those of the prepared data sets."""
     from geomvol.data.prepare import make_dataset
 
-    write_synthetic("cifar10", tmp_path, 20, 10, seed=0)
+    write_synthetic("CIFAR10", tmp_path, 20, 10, seed=0)
     sections = {"sinusoid": {}, "digits": {"n_train": 20, "n_test": 10},
                 "mnist": {"root": str(mnist_root), "n_train": 20, "n_test": 10},
                 "cifar10": {"root": str(tmp_path), "n_train": 20, "n_test": 10}}
@@ -220,7 +220,7 @@ def test_a_class_with_too_few_images_for_the_anchors(mnist_root):
 def test_equal_or_collinear_anchor_images_are_refused(tmp_path):
     from geomvol.data.images import _write_idx
 
-    write_synthetic("mnist", tmp_path, 20, 10, seed=0)
+    write_synthetic("MNIST", tmp_path, 20, 10, seed=0)
     raw = tmp_path / "MNIST" / "raw"
     images = np.zeros((20, 28, 28), dtype=np.uint8)
     images[0, 0, 0], images[1, 0, 0], images[2, 0, 0] = 10, 20, 30  # 0, 1, 2 on one line

@@ -87,7 +87,7 @@ def test_resnet_trains_on_cuda_with_bf16_and_channels_last(tmp_path, objective):
     from geomvol.config import resolve_config
     from geomvol.data.images import write_synthetic
 
-    write_synthetic("cifar10", tmp_path / "raw", 64, 32, seed=0)
+    write_synthetic("CIFAR10", tmp_path / "raw", 64, 32, seed=0)
     config = {"experiments": {"c": {
         "dataset": {"name": "cifar10", "root": str(tmp_path / "raw")},
         "model": {"name": "resnet34"},

@@ -36,7 +36,7 @@ def study_random_samples_by_targets(labels: torch.Tensor, targets: list[int], se
 
 @pytest.mark.parametrize("seed", [0, 1, 7, 1234])
 def test_rejection_sampler_picks_the_studys_images(seed):
-    labels = torch.from_numpy(synthetic_arrays("cifar10", (200, 60), seed=3)[1][1])  # a generated test split
+    labels = torch.from_numpy(synthetic_arrays("CIFAR10", (200, 60), seed=3)[1][1])  # a generated test split
     for targets in ([7, 6, 1], [1, 5], [9, 9, 0]):
         entry = {"classes": targets, "seed": seed, "split": "test", "sampler": "rejection"}
         ours = resolve_anchors([AnchorChoice.from_entry(entry)], {"test": labels}, [str(c) for c in range(10)], "probe.planes")[0]
@@ -223,7 +223,7 @@ def test_mnist_split_by_the_studys_rule_splits_torchvisions_training_file(tmp_pa
         "probe": {"lines": [entry]}}}})["experiments"]["m"]
     record = prepare_dataset(spec["dataset"], tmp_path / "d.pt", tmp_path / "m.json")
     data = load_dataset(tmp_path / "d.pt")
-    images, labels, _ = load_split("mnist", mnist_root, train=True)  # the training file, whole
+    images, labels, _ = load_split("MNIST", mnist_root, train=True)  # the training file, whole
     train, test = study_train_test_split(labels.shape[0], 5)
     assert data["index"].tolist() == train.tolist() and data["index_test"].tolist() == test.tolist()
     assert torch.equal(data["x_test"], images[test]) and record["n_test"] == int(0.25 * labels.shape[0])

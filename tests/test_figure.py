@@ -109,3 +109,16 @@ def test_overlapping_labels_are_found_and_named():
     spaced.text(0.5, 0.5, "another", transform=spaced.transAxes)
     assert overlapping_labels(fig)[1:] == ["the texts 'one text' and 'another' overlap"]
     plt.close(fig)
+
+
+def test_class_colours_stay_distinct_for_many_classes():
+    """CIFAR-100's 100 classes get 100 distinct colours, class c mapped to the c-th (tab10 holds only 10)."""
+    import matplotlib.pyplot as plt
+
+    from geomvol.figures.common import class_colours
+
+    for n in (10, 20, 100):
+        cmap, norm = class_colours(n)
+        colours = [tuple(cmap(norm(c))) for c in range(n)]
+        assert len(set(colours)) == n, n
+    assert tuple(class_colours(10)[0](class_colours(10)[1](3))) == tuple(plt.get_cmap("tab10").colors[3]) + (1.0,)

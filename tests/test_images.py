@@ -4,6 +4,7 @@ import hashlib
 import json
 import math
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 from torchvision.datasets import CIFAR10, MNIST
 
 from geomvol.config import resolve_config
+from geomvol.data.check import check_config_data
 from geomvol.data.prepare import load_dataset, model_inputs
 from geomvol.stages import prepare_dataset
 from geomvol.data.images import (
@@ -31,19 +33,19 @@ from helpers import killed_and_resumed, train_with_metrics, training_run
 
 
 def test_generated_mnist_reads_back_through_torchvision(mnist_root):
-    images, labels = synthetic_arrays("mnist", (60, 20), seed=0)[0]
+    images, labels = synthetic_arrays("MNIST", (60, 20), seed=0)[0]
     dataset = MNIST(mnist_root, train=True)  # torchvision's own class, no download
     assert torch.equal(dataset.data, torch.from_numpy(images[:, 0]))
     assert dataset.targets.tolist() == labels.tolist()
-    x, y, classes = load_split("mnist", mnist_root, train=True)
+    x, y, classes = load_split("MNIST", mnist_root, train=True)
     assert x.shape == (60, 1, 28, 28) and x.dtype == torch.uint8 and classes[7] == "7 - seven"
-    assert load_split("mnist", mnist_root, train=False)[0].shape == (20, 1, 28, 28)
+    assert load_split("MNIST", mnist_root, train=False)[0].shape == (20, 1, 28, 28)
 
 
 def test_generated_cifar10_passes_torchvisions_md5_check_against_its_own_digests(tmp_path):
-    write_synthetic("cifar10", tmp_path, 30, 10, seed=1)
-    images, labels = synthetic_arrays("cifar10", (30, 10), seed=1)[0]
-    x, y, classes = load_split("cifar10", tmp_path, train=True)
+    write_synthetic("CIFAR10", tmp_path, 30, 10, seed=1)
+    images, labels = synthetic_arrays("CIFAR10", (30, 10), seed=1)[0]
+    x, y, classes = load_split("CIFAR10", tmp_path, train=True)
     assert torch.equal(x, torch.from_numpy(images)) and y.tolist() == labels.tolist()
     assert classes[7] == "horse"
     folder = tmp_path / "cifar-10-batches-py"
@@ -56,11 +58,11 @@ def test_generated_cifar10_passes_torchvisions_md5_check_against_its_own_digests
     batch = pickle.loads((folder / "data_batch_2").read_bytes())
     batch["labels"][0] = (batch["labels"][0] + 1) % 10
     (folder / "data_batch_2").write_bytes(pickle.dumps(batch, protocol=2))
-    with pytest.raises(DataError, match=f"cifar10 data root {tmp_path} could not be read by torchvision"):
-        load_split("cifar10", tmp_path, train=True)
+    with pytest.raises(DataError, match=f"CIFAR10 data root {tmp_path} could not be read by torchvision"):
+        load_split("CIFAR10", tmp_path, train=True)
 
 
-@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+@pytest.mark.parametrize("name", ["MNIST", "CIFAR10", "FashionMNIST", "CIFAR100"])
 def test_download_true_finds_a_complete_root_and_fetches_nothing(tmp_path, name, monkeypatch):
     from torchvision.datasets import cifar, mnist
 
@@ -77,7 +79,7 @@ def test_download_true_finds_a_complete_root_and_fetches_nothing(tmp_path, name,
 
 def test_missing_root_names_the_directory_and_the_files(tmp_path):
     with pytest.raises(DataError) as info:
-        load_split("mnist", tmp_path / "nowhere", train=True)
+        load_split("MNIST", tmp_path / "nowhere", train=True)
     message = str(info.value)
     assert str(tmp_path / "nowhere") in message and "MNIST/raw/train-images-idx3-ubyte" in message
     assert "download: true" in message
@@ -102,7 +104,7 @@ def test_prepared_images_record_their_raw_files(image_run, mnist_root):
     raw = manifest["raw_files"]["sha256"]
     assert raw["MNIST/raw/t10k-images-idx3-ubyte"] == hashlib.sha256(
         (mnist_root / "MNIST" / "raw" / "t10k-images-idx3-ubyte").read_bytes()).hexdigest()
-    assert torch.equal(data["x"], load_split("mnist", mnist_root, True)[0][data["index"]])
+    assert torch.equal(data["x"], load_split("MNIST", mnist_root, True)[0][data["index"]])
 
 
 def test_normalised_inputs():
@@ -144,7 +146,7 @@ def test_killed_image_training_with_augmentation_resumes_bit_identical(image_run
 @pytest.mark.slow
 def test_killed_resnet_training_resumes_bit_identical(tmp_path, monkeypatch):
     """BatchNorm statistics, SGD momentum and the augmentation's generator all come back from the checkpoint."""
-    write_synthetic("cifar10", tmp_path / "raw", 20, 10, seed=0)
+    write_synthetic("CIFAR10", tmp_path / "raw", 20, 10, seed=0)
     config = {"experiments": {"c": {
         "dataset": {"name": "cifar10", "root": str(tmp_path / "raw")},
         "model": {"name": "resnet34"},
@@ -301,3 +303,51 @@ def test_the_notebook_api_refuses_the_wrong_number_of_anchors():
 
     with pytest.raises(ValueError, match=r"a plane goes through 3 anchors: give a tensor \(3, \*input\)"):
         geomvol.probe_plane(torch.nn.Linear(4, 2), torch.zeros(2, 4), ["weight"])
+
+
+@pytest.mark.parametrize(("cls", "shape", "names"), [
+    ("FashionMNIST", (1, 28, 28), ["T-shirt/top", "Trouser"]),
+    ("KMNIST", (1, 28, 28), ["o", "ki"]),
+    ("CIFAR100", (3, 32, 32), ["class_00", "class_01"]),
+])
+def test_torchvision_classes_by_name_read_their_own_format(tmp_path, cls, shape, names):
+    """A stand-in written in the on-disk layout of FashionMNIST, KMNIST or CIFAR-100 reads back, through that very
+    torchvision class, as the images and labels written; the class names come from the data (the class itself,
+    or CIFAR-100's meta file); a root without the files is named with what torchvision needs there."""
+    import torchvision.datasets
+
+    from geomvol.catalogue import CLASS_COUNTS, expected_files
+
+    files = write_synthetic(cls, tmp_path, 120, 40, seed=2)
+    assert files == expected_files(cls) and all((tmp_path / file).is_file() for file in files)
+    for train, (images, labels) in zip((True, False), synthetic_arrays(cls, (120, 40), seed=2)):
+        x, y, classes = load_split(cls, tmp_path, train=train)
+        assert x.shape[1:] == shape and x.dtype == torch.uint8
+        assert torch.equal(x, torch.from_numpy(images)) and y.tolist() == labels.tolist()
+        assert classes[:2] == names and len(classes) == CLASS_COUNTS.get(cls, 10)
+    if cls != "CIFAR100":  # MNIST's format: torchvision's own class reads the files as they are
+        assert torchvision.datasets.__dict__[cls](tmp_path, train=True).data.shape == (120, 28, 28)
+    with pytest.raises(DataError, match=rf"{cls} data root {tmp_path / 'nowhere'} is missing {len(files)} of the "
+                                        rf"{len(files)} files torchvision reads there: {re.escape(files[0])}"):
+        load_split(cls, tmp_path / "nowhere", train=True)
+
+
+def test_a_torchvision_class_is_prepared_like_the_studys_data_sets(tmp_path):
+    """dataset: {name: torchvision, class: FashionMNIST}: prepared from a root in its layout, with the data's own
+    class names, every raw file's sha256 in the manifest, and a class-balanced subset."""
+    from geomvol.catalogue import expected_files
+    from geomvol.provenance import sha256_file
+
+    write_synthetic("FashionMNIST", tmp_path / "root", 100, 40, seed=0)
+    config = {"experiments": {"fashion": {
+        "dataset": {"name": "torchvision", "class": "FashionMNIST", "root": str(tmp_path / "root"), "n_train": 50},
+        "probe": {"lines": [{"classes": ["Sandal", "Bag"]}]}}}}
+    experiment = check_config_data(resolve_config(config))["experiments"]["fashion"]
+    assert experiment["dataset"]["normalize"] == "none" and experiment["dataset"]["split_rule"] == "torchvision"
+    manifest = prepare_dataset(experiment["dataset"], tmp_path / "data.pt", tmp_path / "manifest.json")
+    assert manifest["input_shape"] == [1, 28, 28] and manifest["class_counts"] == [5] * 10
+    assert manifest["raw_files"]["sha256"] == {file: sha256_file(tmp_path / "root" / file)
+                                               for file in expected_files("FashionMNIST")}
+    data = load_dataset(tmp_path / "data.pt")
+    assert data["classes"][5] == "Sandal" and data["pixel_max"] == 255
+    assert data["index_source"] == "torchvision's FashionMNIST split"

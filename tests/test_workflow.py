@@ -17,7 +17,7 @@ import xarray as xr
 import yaml
 from PIL import Image
 
-from geomvol.catalogue import EXPECTED_FILES
+from geomvol.catalogue import expected_files
 from geomvol.config import config_sha256, load_config, result_config
 from geomvol.stages import prepare_dataset
 from geomvol.provenance import sha256_file, sha256_tree
@@ -91,7 +91,7 @@ def test_image_experiments_produce_their_stores_and_figures(smoke_run, smoke_con
     assert line["line_anchor_class"].values.tolist() == [[7, 6]]
     manifest = json.loads((results / "mnist-line-smoke" / "data" / "manifest.json").read_text())
     raw = manifest["raw_files"]["sha256"]
-    assert sorted(raw) == sorted(EXPECTED_FILES["mnist"])
+    assert sorted(raw) == sorted(expected_files("MNIST"))
     assert raw["MNIST/raw/train-labels-idx1-ubyte"] == sha256_file(
         results / "mnist-line-smoke" / "data" / "synthetic" / "MNIST" / "raw" / "train-labels-idx1-ubyte")
     metrics = (results / "cifar10-smoke" / "s0" / "train_metrics.tsv").read_text().splitlines()
@@ -128,11 +128,15 @@ def test_image_experiments_produce_their_stores_and_figures(smoke_run, smoke_con
 
 def test_torchvision_and_python_models_are_probed_on_one_plane(smoke_run):
     """resnet18-smoke (a torchvision builder) and vit-smoke (torchvision's VisionTransformer from a python
-    factory): feature maps named by graph nodes, each pooled to its width, measured on the same plane through
-    the same images as every model of the data set, and drawn side by side."""
+    factory) on a CIFAR-100 stand-in read by torchvision's CIFAR100 class: feature maps named by graph nodes, each
+    pooled to its width, measured on the same plane through the same images, and drawn side by side."""
     results = smoke_run / "results"
     resnet = xr.open_zarr(results / "resnet18-smoke" / "volume.zarr")
     vit = xr.open_zarr(results / "vit-smoke" / "volume.zarr")
+    assert len(resnet.attrs["classes"]) == 100 and resnet.attrs["classes"][7] == "class_07"  # from the meta file
+    assert [resnet.attrs["classes"][c] for c in resnet["plane_anchor_class"].values[0]] == ["class_03", "class_07",
+                                                                                            "class_11"]
+    assert int(resnet["plane_predicted_class"].max()) < 100
     assert resnet["block"].values.tolist() == ["layer2", "layer4"]
     assert resnet["feature_width"].values.tolist() == [128, 512]  # the global means of 128 x 4 x 4 and 512 x 1 x 1
     assert vit["block"].values.tolist() == ["encoder.layers.encoder_layer_0", "encoder.ln"]

@@ -13,7 +13,9 @@ from __future__ import annotations
 import math
 import warnings
 
-from geomvol.catalogue import IMAGE_DATASETS, INPUT_SHAPES, TORCHVISION_DATASETS, class_count
+from geomvol.catalogue import (
+    IMAGE_DATASETS, TORCHVISION_DATASETS, class_count, dataset_label, input_shape, torchvision_class,
+)
 from geomvol.config import GRAPH_MODELS, imported
 from geomvol.errors import ConfigError, DataError
 
@@ -31,7 +33,7 @@ def check_config_data(config: dict) -> dict:
     return config
 
 
-def _check_derivatives(key: str, network, probe: dict, input_shape, what: str) -> None:
+def _check_derivatives(key: str, network, probe: dict, shape, what: str) -> None:
     """The feature maps have the derivatives the probe takes, at one point: first-order forward mode (the volume
     element), and second-order (the curvature, with ``probe.curvature``). An operation torch cannot
     differentiate so (MobileNetV3's hardsigmoid has no second forward-mode derivative) is refused here, not
@@ -47,7 +49,7 @@ def _check_derivatives(key: str, network, probe: dict, input_shape, what: str) -
         feature_map(network, names[0], probe["block_pooling"])
     network.requires_grad_(False)
     generator = torch.Generator().manual_seed(0)
-    x, e1, e2 = (torch.randn(1, *input_shape, generator=generator) for _ in range(3))
+    x, e1, e2 = (torch.randn(1, *shape, generator=generator) for _ in range(3))
     try:
         with warnings.catch_warnings():  # torch's first forward-mode use says torch.jit.script is deprecated
             warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
@@ -73,8 +75,7 @@ def check_experiment_checkpoints(key: str, experiment: dict) -> None:
     from geomvol.train.checkpoint import read_outside_state
 
     dataset = experiment["dataset"]
-    network = build_model(model_spec(experiment["model"], list(INPUT_SHAPES[dataset["name"]]),
-                                     class_count(dataset["name"])))
+    network = build_model(model_spec(experiment["model"], list(input_shape(dataset)), class_count(dataset)))
     for epoch, path in experiment["checkpoints"].items():
         try:
             read_outside_state(path, network)
@@ -109,8 +110,8 @@ def check_experiment_model(key: str, experiment: dict) -> None:
             raise ConfigError(f"config key {key}.model.builder: {model['name']} has no classification builder "
                               f"{model['builder']!r}" + (f"; the closest: {', '.join(close)}" if close else "")
                               + f" ({listed} lists them)")
-    input_shape, n_classes = INPUT_SHAPES[dataset["name"]], class_count(dataset["name"])
-    spec = model_spec(model, list(input_shape), n_classes)
+    shape, n_classes = input_shape(dataset), class_count(dataset)
+    spec = model_spec(model, list(shape), n_classes)
     what = model.get("builder") or model["factory"]
     try:
         network = build_model(spec).eval()
@@ -121,14 +122,14 @@ def check_experiment_model(key: str, experiment: dict) -> None:
                           f"{type(error).__name__}: {error}") from None
     try:
         with torch.no_grad():
-            logits = network(torch.zeros(1, *input_shape))
+            logits = network(torch.zeros(1, *shape))
     except Exception as error:
-        raise ConfigError(f"config key {key}.model: {what} does not take {dataset['name']}'s inputs of shape "
-                          f"{list(input_shape)}: {type(error).__name__}: {error}") from None
+        raise ConfigError(f"config key {key}.model: {what} does not take {dataset_label(dataset)}'s inputs of shape "
+                          f"{list(shape)}: {type(error).__name__}: {error}") from None
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (1, n_classes):
         shape = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ConfigError(f"config key {key}.model: {what} gives outputs {shape} for one input; the pipeline "
-                          f"reads one logit per class of {dataset['name']}, [1, {n_classes}] (set num_classes in "
+                          f"reads one logit per class of {dataset_label(dataset)}, [1, {n_classes}] (set num_classes in "
                           f"model.kwargs)")
     leaf_modules = model["leaf_modules"]
     check_nodes(network, probe["feature_maps"], f"{key}.probe.feature_maps", leaf_modules)
@@ -141,9 +142,9 @@ def check_experiment_model(key: str, experiment: dict) -> None:
             widths[name] = feature_width(network, spec, name, probe["block_pooling"])
         except ConfigError as error:
             raise ConfigError(f"config key {key}.probe.feature_maps.{index}: node {name!r}: {error}") from None
-    _check_derivatives(key, network, probe, input_shape, what)
+    _check_derivatives(key, network, probe, shape, what)
     if probe["top_k"] is not None:
-        d = math.prod(input_shape)
+        d = math.prod(shape)
         limit, name = min((min(width, d), name) for name, width in widths.items())
         if probe["top_k"] > limit:
             raise ConfigError(f"config key {key}.probe.top_k: {probe['top_k']} exceeds min(n, d) = {limit} "
@@ -159,10 +160,10 @@ def check_experiment_data(key: str, experiment: dict) -> None:
 
     dataset, probe = experiment["dataset"], experiment["probe"]
     if dataset["name"] in TORCHVISION_DATASETS and dataset["synthetic"] is None:
-        if dataset["download"] and missing_files(dataset["name"], dataset["root"]):
+        if dataset["download"] and missing_files(torchvision_class(dataset), dataset["root"]):
             return
         try:
-            check_root(dataset["name"], dataset["root"])
+            check_root(torchvision_class(dataset), dataset["root"])
         except DataError as error:
             raise ConfigError(f"config key {key}.dataset.root: {error}") from None
     used = {entry["split"] for kind in ("planes", "lines") for entry in probe[kind]}

@@ -1,15 +1,17 @@
-"""Image data sets: MNIST and CIFAR-10 through torchvision's own dataset classes, tiny stand-ins in their
-on-disk formats, and scikit-learn's digits (:mod:`geomvol.data.digits`), all prepared alike.
+"""Image data sets: torchvision's (the study's MNIST and CIFAR-10, and FashionMNIST, KMNIST and CIFAR-100 by
+class name) through torchvision's own dataset classes, tiny stand-ins in their on-disk formats, and
+scikit-learn's digits (:mod:`geomvol.data.digits`), all prepared alike.
 
-A data root is a directory in torchvision's layout (``EXPECTED_FILES``); it is
-read with ``torchvision.datasets.MNIST`` / ``CIFAR10``, which fetch it first
-when ``download`` is set and the machine is online. Optional class-balanced
-subsets (``n_train``, ``n_test``) are drawn with ``dataset.seed``; the model
-reads (pixels / pixel_max - mean) / std per channel (``dataset.normalize``).
+A data root is a directory in torchvision's layout (``geomvol.catalogue.expected_files``); it is
+read with the data set's ``torchvision.datasets`` class, which fetches it first
+when ``download`` is set and the machine is online; the class names come from
+the data. Optional class-balanced subsets (``n_train``, ``n_test``) are drawn
+with ``dataset.seed``; the model reads (pixels / pixel_max - mean) / std per
+channel (``dataset.normalize``).
 
 :func:`write_synthetic` writes a small data set of class prototypes plus noise
-in exactly those formats (MNIST IDX files; CIFAR-10 pickled batches), so that
-the same loading code runs offline. torchvision checks every CIFAR-10 file
+in exactly those formats (MNIST's IDX files; CIFAR's pickled batches), so that
+the same loading code runs offline. torchvision checks every CIFAR file
 against the official archive's md5; a synthetic root carries its own digests
 in ``geomvol-synthetic.json`` beside the batches, and the loader has
 torchvision check the files against those instead.
@@ -27,44 +29,47 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geomvol.catalogue import CLASSES, EXPECTED_FILES, INPUT_SHAPES, PIXEL_MAX, SPLIT_KEYS
+from geomvol.catalogue import (
+    CLASS_COUNTS, CLASSES, CIFAR_FILES, PIXEL_MAX, SPLIT_KEYS, TORCHVISION_FORMATS, dataset_label, expected_files,
+    torchvision_class,
+)
 from geomvol.errors import DataError
 from geomvol.io import exclusive_lock
 
 SYNTHETIC_MANIFEST = "geomvol-synthetic.json"
 
 
-def missing_files(name: str, root: str | Path) -> list[str]:
-    """The files of torchvision's layout that ``root`` lacks."""
-    return [f for f in EXPECTED_FILES[name] if not (Path(root) / f).is_file()]
+def missing_files(cls: str, root: str | Path) -> list[str]:
+    """The files of torchvision's layout for class ``cls`` (MNIST, CIFAR10, FashionMNIST, ...) that ``root`` lacks."""
+    return [f for f in expected_files(cls) if not (Path(root) / f).is_file()]
 
 
-def check_root(name: str, root: str | Path) -> None:
+def check_root(cls: str, root: str | Path) -> None:
     """Raise :class:`DataError` naming the directory and the files expected there if any is missing."""
-    missing = missing_files(name, root)
+    missing = missing_files(cls, root)
     if missing:
         raise DataError(
-            f"{name} data root {root} is missing {len(missing)} of the {len(EXPECTED_FILES[name])} files torchvision "
+            f"{cls} data root {root} is missing {len(missing)} of the {len(expected_files(cls))} files torchvision "
             f"reads there: {', '.join(missing)}. Set dataset.download: true on a machine that is online, or put the "
             f"data set there in torchvision's layout"
         )
 
 
-def _cifar10_class(root: Path):
-    """torchvision's CIFAR10, checking a synthetic root's files against the digests written with them."""
-    from torchvision.datasets import CIFAR10
+def _dataset_class(cls: str, root: Path):
+    """torchvision's class ``cls``; for CIFAR's format, one that checks a synthetic root's files against the
+    digests written with them (torchvision checks each file against the official archive's md5)."""
+    import torchvision.datasets
 
-    manifest = root / "cifar-10-batches-py" / SYNTHETIC_MANIFEST
-    if not manifest.exists():
-        return CIFAR10
+    official = getattr(torchvision.datasets, cls)
+    manifest = root / getattr(official, "base_folder", "") / SYNTHETIC_MANIFEST
+    if TORCHVISION_FORMATS[cls][0] != "cifar" or not manifest.exists():
+        return official
     md5 = json.loads(manifest.read_text())["md5"]
-
-    class SyntheticCIFAR10(CIFAR10):
-        train_list = [[name, md5[name]] for name, _ in CIFAR10.train_list]
-        test_list = [[name, md5[name]] for name, _ in CIFAR10.test_list]
-        meta = {**CIFAR10.meta, "md5": md5[CIFAR10.meta["filename"]]}
-
-    return SyntheticCIFAR10
+    return type(f"Synthetic{cls}", (official,), {
+        "train_list": [[name, md5[name]] for name, _ in official.train_list],
+        "test_list": [[name, md5[name]] for name, _ in official.test_list],
+        "meta": {**official.meta, "md5": md5[official.meta["filename"]]},
+    })
 
 
 @contextlib.contextmanager
@@ -78,24 +83,22 @@ def _download_lock(root: Path, download: bool):
         yield
 
 
-def load_split(name: str, root: str | Path, train: bool, download: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Images (N, C, H, W) uint8, labels (N,) int64 and class names of one split, through torchvision."""
-    from torchvision.datasets import MNIST
-
+def load_split(cls: str, root: str | Path, train: bool, download: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Images (N, C, H, W) uint8, labels (N,) int64 and class names of one split, read by torchvision's class
+    ``cls`` (its classes' names as the data set gives them)."""
     root = Path(root)
     if not download:
-        check_root(name, root)
+        check_root(cls, root)
     try:
         with _download_lock(root, download):
-            if name == "mnist":
-                dataset = MNIST(root, train=train, download=download)
-                images = dataset.data[:, None]
-            else:
-                dataset = _cifar10_class(root)(root, train=train, download=download)
-                images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
+            dataset = _dataset_class(cls, root)(root, train=train, download=download)
     except RuntimeError as error:  # torchvision: "Dataset not found or corrupted."
-        raise DataError(f"{name} data root {root} could not be read by torchvision ({error}); "
-                        f"expected files: {', '.join(EXPECTED_FILES[name])}") from error
+        raise DataError(f"{cls} data root {root} could not be read by torchvision ({error}); "
+                        f"expected files: {', '.join(expected_files(cls))}") from error
+    if TORCHVISION_FORMATS[cls][0] == "idx":
+        images = dataset.data[:, None]
+    else:  # CIFAR's (N, H, W, C) arrays
+        images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
     labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
     return images, labels, list(dataset.classes)
 
@@ -119,23 +122,23 @@ def class_balanced_subset(labels: torch.Tensor, n: int | None, n_classes: int, s
     return torch.cat(chosen).sort().values
 
 
-def raw_file_checksums(name: str, root: str | Path) -> dict[str, str]:
-    """sha256 of every file of the layout that the loader read, keyed by its path under the root."""
+def raw_file_checksums(cls: str, root: str | Path) -> dict[str, str]:
+    """sha256 of every file of the layout that torchvision's class ``cls`` read, keyed by its path under the root."""
     from geomvol.provenance import sha256_file
 
-    return {f: sha256_file(Path(root) / f) for f in EXPECTED_FILES[name]}
+    return {f: sha256_file(Path(root) / f) for f in expected_files(cls)}
 
 
 def _source_file(dataset: dict, train: bool, from_root: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """Images (N, C, H, W) uint8, labels, each image's index in the file and class names of torchvision's whole
     training or test file of a resolved ``dataset`` section; without ``from_root`` a synthetic set is generated
     in memory instead of read from its root."""
-    name = dataset["name"]
+    cls = torchvision_class(dataset)
     if dataset["synthetic"] is not None and not from_root:
         sizes = (dataset["synthetic"]["n_train"], dataset["synthetic"]["n_test"])
-        images, labels = synthetic_arrays(name, sizes, dataset["seed"])[0 if train else 1]
-        return torch.from_numpy(images), torch.from_numpy(labels), torch.arange(len(labels)), CLASSES[name]
-    x, y, classes = load_split(name, dataset["root"], train=train, download=dataset["download"])
+        images, labels = synthetic_arrays(cls, sizes, dataset["seed"])[0 if train else 1]
+        return torch.from_numpy(images), torch.from_numpy(labels), torch.arange(len(labels)), synthetic_classes(cls)
+    x, y, classes = load_split(cls, dataset["root"], train=train, download=dataset["download"])
     return x, y, torch.arange(len(y)), classes
 
 
@@ -163,8 +166,8 @@ def index_source(dataset: dict) -> str:
     if dataset["name"] == "digits":
         return "load_digits' order"
     if dataset["split_rule"] == "torchvision":
-        return f"torchvision's {dataset['name']} split"
-    return f"torchvision's {dataset['name']} training file (both splits drawn from it)"
+        return f"torchvision's {torchvision_class(dataset)} split"
+    return f"torchvision's {torchvision_class(dataset)} training file (both splits drawn from it)"
 
 
 def _split_subset(dataset: dict, train: bool, from_root: bool = True):
@@ -173,7 +176,7 @@ def _split_subset(dataset: dict, train: bool, from_root: bool = True):
     split = "training" if train else "test"
     where = dataset.get("root") or "load_digits"
     index = class_balanced_subset(y, dataset["n_train" if train else "n_test"], len(classes), dataset["seed"],
-                                  f"{dataset['name']} {split} set in {where}")
+                                  f"{dataset_label(dataset)} {split} set in {where}")
     return x[index], y[index], source_index[index], classes
 
 
@@ -218,20 +221,34 @@ def make_images(dataset: dict) -> dict:
 # --- synthetic stand-ins in torchvision's formats -------------------------------------------------
 
 
-def synthetic_arrays(name: str, sizes: tuple[int, ...], seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Images (N, C, H, W) uint8 and labels for each size: ten smooth random class prototypes (blocks of
-    4 x 4 pixels) shared by all splits, plus pixel noise; classes in turn, shuffled."""
+def synthetic_arrays(cls: str, sizes: tuple[int, ...], seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Images (N, C, H, W) uint8, in the shape of torchvision's class ``cls``, and labels for each size: one
+    smooth random prototype per class (blocks of 4 x 4 pixels) shared by all splits, plus pixel noise; classes in
+    turn, shuffled."""
     rng = np.random.default_rng(seed)
-    shape = INPUT_SHAPES[name]
-    coarse = rng.uniform(0, 255, size=(10, shape[0], shape[1] // 4, shape[2] // 4))
-    prototypes = coarse.repeat(4, axis=2).repeat(4, axis=3)  # (10, C, H, W)
+    shape = TORCHVISION_FORMATS[cls][1]
+    n_classes = CLASS_COUNTS.get(cls, 10)
+    coarse = rng.uniform(0, 255, size=(n_classes, shape[0], shape[1] // 4, shape[2] // 4))
+    prototypes = coarse.repeat(4, axis=2).repeat(4, axis=3)  # (classes, C, H, W)
     splits = []
     for n in sizes:
-        labels = np.arange(n) % 10
+        labels = np.arange(n) % n_classes
         rng.shuffle(labels)
         images = np.clip(prototypes[labels] + rng.normal(0, 40, size=(n, *shape)), 0, 255).astype(np.uint8)
         splits.append((images, labels.astype(np.int64)))
     return splits
+
+
+def synthetic_classes(cls: str) -> list[str]:
+    """The class names a synthetic stand-in of ``cls`` reads back with: MNIST's format names them in torchvision's
+    class itself; CIFAR-10's are the real ones, CIFAR-100's ``class_00``..``class_99`` (written in its meta file)."""
+    if TORCHVISION_FORMATS[cls][0] == "idx":
+        import torchvision.datasets
+
+        return list(getattr(torchvision.datasets, cls).classes)
+    if cls == "CIFAR10":
+        return list(CLASSES["cifar10"])
+    return [f"class_{label:02d}" for label in range(CLASS_COUNTS.get(cls, 10))]
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -243,34 +260,43 @@ def _write_pickle(path: Path, value: dict) -> None:
     path.write_bytes(pickle.dumps(value, protocol=2))
 
 
-def write_synthetic(name: str, root: str | Path, n_train: int, n_test: int, seed: int) -> list[str]:
-    """Write a synthetic data set in torchvision's on-disk layout under ``root``; return the files written."""
+def _cifar_batch(name: str, images: np.ndarray, labels: np.ndarray, label_key: str) -> dict:
+    """One pickled batch of CIFAR's format: rows of 3072 bytes (the red, green, then blue plane) and labels."""
+    return {"batch_label": f"synthetic {name}", label_key: labels.tolist(), "data": images.reshape(len(images), -1),
+            "filenames": [f"synthetic_{i}.png" for i in range(len(images))]}
+
+
+def write_synthetic(cls: str, root: str | Path, n_train: int, n_test: int, seed: int) -> list[str]:
+    """Write a synthetic data set in the on-disk layout torchvision's class ``cls`` reads under ``root``; return
+    the files written."""
     root = Path(root)
-    train, test = synthetic_arrays(name, (n_train, n_test), seed)
-    if name == "mnist":
-        raw = root / "MNIST" / "raw"
-        raw.mkdir(parents=True, exist_ok=True)
+    train, test = synthetic_arrays(cls, (n_train, n_test), seed)
+    if TORCHVISION_FORMATS[cls][0] == "idx":
+        folder = root / cls / "raw"
+        folder.mkdir(parents=True, exist_ok=True)
         for prefix, (images, labels) in (("train", train), ("t10k", test)):
-            _write_idx(raw / f"{prefix}-images-idx3-ubyte", images[:, 0])
-            _write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
-        folder = raw
-    else:
-        folder = root / "cifar-10-batches-py"
+            _write_idx(folder / f"{prefix}-images-idx3-ubyte", images[:, 0])
+            _write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels)
+    elif cls == "CIFAR10":
+        folder = root / Path(CIFAR_FILES[cls][0]).parent
         folder.mkdir(parents=True, exist_ok=True)
         batches = [np.array_split(np.arange(n_train), 5)[i] for i in range(5)]
         parts = [(f"data_batch_{i + 1}", train[0][rows], train[1][rows]) for i, rows in enumerate(batches)]
         parts.append(("test_batch", *test))
         for file, images, labels in parts:
-            _write_pickle(folder / file, {
-                "batch_label": f"synthetic {file}",
-                "labels": labels.tolist(),
-                "data": images.reshape(len(images), -1),
-                "filenames": [f"synthetic_{i}.png" for i in range(len(images))],
-            })
-        _write_pickle(folder / "batches.meta", {"label_names": CLASSES[name], "num_cases_per_batch": len(batches[0]),
-                                                "num_vis": 3072})
-    written = EXPECTED_FILES[name]
+            _write_pickle(folder / file, _cifar_batch(file, images, labels, "labels"))
+        _write_pickle(folder / "batches.meta", {"label_names": synthetic_classes(cls),
+                                                "num_cases_per_batch": len(batches[0]), "num_vis": 3072})
+    else:  # CIFAR-100: one training and one test file, fine and coarse labels
+        folder = root / Path(CIFAR_FILES[cls][0]).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        for file, (images, labels) in (("train", train), ("test", test)):
+            batch = _cifar_batch(file, images, labels, "fine_labels")
+            _write_pickle(folder / file, {**batch, "coarse_labels": (labels // 5).tolist()})
+        _write_pickle(folder / "meta", {"fine_label_names": synthetic_classes(cls),
+                                        "coarse_label_names": [f"superclass_{i:02d}" for i in range(20)]})
+    written = expected_files(cls)
     md5 = {Path(f).name: hashlib.md5((root / f).read_bytes()).hexdigest() for f in written}
-    spec = {"name": name, "n_train": n_train, "n_test": n_test, "seed": seed}
+    spec = {"class": cls, "n_train": n_train, "n_test": n_test, "seed": seed}
     (folder / SYNTHETIC_MANIFEST).write_text(json.dumps({"synthetic": spec, "md5": md5}, indent=2) + "\n")
     return written

@@ -148,10 +148,34 @@ def finite_range(values: np.ndarray) -> tuple[float, float]:
     return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
 
 
+CLASS_TICKS = 20  # a class colour bar names every class up to this many; beyond, those drawn
+
+
 def class_colours(n_classes: int) -> tuple[ListedColormap, BoundaryNorm]:
-    """One colour per class (tab10) and the norm that maps class c to its colour."""
-    cmap = ListedColormap(plt.get_cmap("tab10").colors[:n_classes])
-    return cmap, BoundaryNorm(np.arange(n_classes + 1) - 0.5, n_classes)
+    """One colour per class (tab10 up to 10 classes, tab20 up to 20, beyond that evenly spaced hues of turbo) and
+    the norm that maps class c to its colour."""
+    if n_classes <= 20:
+        colours = plt.get_cmap("tab10" if n_classes <= 10 else "tab20").colors[:n_classes]
+    else:
+        colours = plt.get_cmap("turbo")(np.linspace(0, 1, n_classes))
+    return ListedColormap(colours), BoundaryNorm(np.arange(n_classes + 1) - 0.5, n_classes)
+
+
+def class_colourbar(fig, mesh, axes: list, classes: list[str], drawn: np.ndarray, label: str):
+    """The colour bar of the predicted classes beside ``axes``: every class named when there are at most
+    ``CLASS_TICKS``, else only classes ``drawn`` (the class ids in the panels, -1 or NaN for none), as many as
+    stay apart (the others by their colour alone)."""
+    shown = list(range(len(classes)))
+    if len(classes) > CLASS_TICKS:  # drawn classes, each at least a tenth of the bar from the last named
+        values = np.asarray(drawn, dtype=float)
+        gap, shown = len(classes) / 10, []
+        for c in sorted({int(c) for c in values[np.isfinite(values)] if c >= 0}):
+            if not shown or c - shown[-1] >= gap:
+                shown.append(c)
+    bar = fig.colorbar(mesh, ax=axes, ticks=shown)
+    bar.ax.set_yticklabels([classes[c] for c in shown], fontsize=6)
+    bar.set_label(label)
+    return bar
 
 
 def draw_decision_boundary(ax, x: np.ndarray, y: np.ndarray, classes: np.ndarray, colour: str,

@@ -25,7 +25,7 @@ from matplotlib.colors import Normalize, SymLogNorm  # noqa: E402
 
 from geomvol.errors import GeomvolError  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
-    EPOCH_NOTE, block_label, class_colours, draw_decision_boundary, first_seed, save_with_lineage,
+    EPOCH_NOTE, block_label, class_colourbar, class_colours, draw_decision_boundary, first_seed, save_with_lineage,
 )
 from geomvol.figures.images import PANEL, plane_panel  # noqa: E402
 from geomvol.settings import FigureStyle  # noqa: E402
@@ -104,9 +104,7 @@ def plot_curvature(store_path: str | Path, png: str | Path, pdf: str | Path, see
         for column, epoch in enumerate(epochs):
             mesh = _panel(rows[0][column], ds, field, predicted[column], f"{field['title']}, epoch {int(epoch)}",
                           cmap=cmap, norm=norm)
-        bar = fig.colorbar(mesh, ax=rows[0].tolist(), ticks=range(n_classes))
-        bar.ax.set_yticklabels(ds.attrs["classes"], fontsize=6)
-        bar.set_label("predicted class")
+        class_colourbar(fig, mesh, rows[0].tolist(), ds.attrs["classes"], predicted, "predicted class")
         for row, block in enumerate(blocks, start=1):
             curvature = field["curvature"].sel(seed=seed, block=block).values  # (epoch, y, x)
             shared = curvature_norm(curvature) if style.colour_scale != "per_panel" else None

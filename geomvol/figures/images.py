@@ -37,7 +37,8 @@ from geomvol.catalogue import SAME_FEATURE_MAPS, SPLIT_NAMES  # noqa: E402
 from geomvol.errors import GeomvolError  # noqa: E402
 from geomvol.settings import FigureStyle  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
-    EPOCH_NOTE, VOLUME_LABEL, block_label, class_colours, entropy_in, first_seed, row_colourbars, row_scales,
+    EPOCH_NOTE, VOLUME_LABEL, block_label, class_colourbar, class_colours, entropy_in, first_seed, row_colourbars,
+    row_scales,
     save_with_lineage,
     scale_label,
 )
@@ -183,11 +184,10 @@ def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
                                                  cmap="viridis", vmin=low, vmax=high))
             meshes["ternary"].append(_ternary_panel(rows[3][column], probabilities[column], volume[column], names, title,
                                                     cmap="viridis", vmin=low, vmax=high))
-        bar = fig.colorbar(mesh_class, ax=rows[0].tolist(), ticks=range(n_classes))
-        bar.ax.set_yticklabels(ds.attrs["classes"], fontsize=6)
-        bar.set_label("predicted class" + (" (linear probe)" if "linear_probe_test_accuracy" in ds else ""))
+        class_colourbar(fig, mesh_class, rows[0].tolist(), ds.attrs["classes"], predicted,
+                        "predicted class" + (" (linear probe)" if "linear_probe_test_accuracy" in ds else ""))
         for row in rows[:3]:
-            row[0].set_ylabel(f"plane {plane} ({', '.join(names)})\nv")
+            row[0].set_ylabel(f"plane {plane}\n{', '.join(names)}\nv")
             for ax in row[1:]:  # v is named once a row: beside a colour bar it would touch the bar's labels
                 ax.set_ylabel("")
         row_colourbars(fig, meshes["entropy"], rows[1].tolist(), scale, entropy_label)
@@ -369,9 +369,8 @@ def plot_compare(store_path: str | Path, other_path: str | Path, png: str | Path
             low, high = limits[column]
             meshes.append(plane_panel(rows[1][column], ds, volume[column], 0, title, region, style.contour_levels,
                                       cmap="viridis", vmin=low, vmax=high))
-        bar = fig.colorbar(mesh_class, ax=rows[0].tolist(), ticks=range(n_classes))
-        bar.ax.set_yticklabels(ds.attrs["classes"], fontsize=6)
-        bar.set_label("predicted class" + (" (linear probe)" if "linear_probe_test_accuracy" in ds else ""))
+        class_colourbar(fig, mesh_class, rows[0].tolist(), ds.attrs["classes"], predicted,
+                        "predicted class" + (" (linear probe)" if "linear_probe_test_accuracy" in ds else ""))
         row_colourbars(fig, meshes, rows[1].tolist(), scale, f"{VOLUME_LABEL}\n({block_label(block)})")
     title = (f"{stores[0].attrs['experiment']} and {stores[1].attrs['experiment']} (seed {seed}) on plane 0 "
              f"({', '.join(_anchor_names(stores[0], 'plane', 0))})\n{EPOCH_NOTE}")

@@ -4,7 +4,12 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from geomvol.catalogue import EXPECTED_FILES, FIGURES, TORCHVISION_DATASETS
+from geomvol.catalogue import (
+    FIGURES,
+    TORCHVISION_DATASETS,
+    expected_files,
+    torchvision_class,
+)
 from geomvol.integrity import dataset_problems, quick_check, stale_outputs
 from geomvol.config import (
     SCHEDULE_KEYS,
@@ -114,7 +119,8 @@ def get_raw_data(wildcards):
     if dataset["synthetic"] is not None:
         return rules.synthesize_dataset.output.root
     return [
-        str(Path(dataset["root"]) / name) for name in EXPECTED_FILES[dataset["name"]]
+        str(Path(dataset["root"]) / name)
+        for name in expected_files(torchvision_class(dataset))
     ]
 
 

@@ -13,7 +13,9 @@ rule synthesize_dataset:
         mem_mb=1000,
         runtime="10m",
     params:
-        dataset=lambda wildcards: get_experiment(wildcards)["dataset"]["name"],
+        dataset=lambda wildcards: torchvision_class(
+            get_experiment(wildcards)["dataset"]
+        ),
         n_train=lambda wildcards: get_experiment(wildcards)["dataset"]["synthetic"][
             "n_train"
         ],
