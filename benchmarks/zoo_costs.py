@@ -15,25 +15,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import torch
+from curvature_cost import seconds  # the same timer (benchmarks/ is on the path when this runs as a script)
 
-from geomvol.catalogue import CLASSES, INPUT_SHAPES
+from geomvol.catalogue import class_count, input_shape
 from geomvol.config import load_config
 from geomvol.models import build_model
 from geomvol.models.registry import model_spec
 from geomvol.probe.core import curvatures, log10_volumes, network_outputs, notebook_settings, probed_module
 from geomvol.probe.planes import plane_frame, plane_points, orthonormal_basis
 from geomvol.settings import PlaneSettings
-
-
-def seconds(function, repeats: int = 2) -> float:
-    function()  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        function()
-    return (time.perf_counter() - start) / repeats
 
 
 def main() -> None:
@@ -48,9 +40,9 @@ def main() -> None:
     print(f"{'model':<12} {'params':>9} {'forward s/pt':>13} {'volume s/pt':>12} {'ratio':>7} "
           f"{'curvature s/pt':>15} {'ratio':>7}  feature maps")
     for name, experiment in experiments.items():
-        shape = INPUT_SHAPES[experiment["dataset"]["name"]]
+        shape = input_shape(experiment["dataset"])
         torch.manual_seed(0)
-        model = build_model(model_spec(experiment["model"], list(shape), len(CLASSES[experiment["dataset"]["name"]])))
+        model = build_model(model_spec(experiment["model"], list(shape), class_count(experiment["dataset"])))
         probe = experiment["probe"]
         entries = [{"node": node, "pool": probe["block_pooling"][node]} for node in probe["feature_maps"]]
         settings = notebook_settings(entries, metric="subspace", dtype=args.dtype, device=args.device,
