@@ -100,14 +100,14 @@ def test_blur_reaches_further_for_a_larger_sigma():
         assert blurred.sum().item() == pytest.approx(1.0, abs=1e-12)  # a normalised kernel keeps the mass
 
 
-def _barlow_experiment(root, model=None, **training):
+def _barlow_experiment(root, model=None, features="hidden", **training):
     config = {"experiments": {"bt": {
         "dataset": {"name": "cifar10", "root": str(root)},
         "model": model or {"name": "shallow", "width": 16, "weight_std": 0.02},
         "training": {"epochs": 3, "batch_size": 10, "save_epochs": {"every": 2},
                      "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4},
-                     "objective": {"name": "barlow_twins", "projector": [32, 8], "features": "hidden"}, **training},
-        "probe": {"planes": [{"indices": [0, 1, 2]}]},
+                     "objective": {"name": "barlow_twins", "projector": [32, 8], "features": features}, **training},
+        "probe": {"planes": [{"indices": [0, 1, 2]}], **({"feature_maps": [features]} if model else {})},
     }}}
     return resolve_config(config)["experiments"]["bt"]
 
@@ -238,3 +238,17 @@ def test_the_linear_probe_stops_at_max_iter():
         resolve_config({"experiments": {"b": {"dataset": {"name": "digits"},
                                               "probe": {"planes": [{"indices": [0, 1, 2]}],
                                                         "linear_probe": {"max_iter": 0}}}}})
+
+
+def test_barlow_twins_trains_a_graph_models_node(barlow_run, tmp_path):
+    """Barlow Twins on a torchvision model's node (resnet18's avgpool, 512 values): the projector reads the node's
+    width, the backbone's batch norms train on batch statistics (their running means move), and the loss is
+    finite and the checkpoint probes that node."""
+    experiment = _barlow_experiment(barlow_run["root"] / "raw", model={"name": "torchvision", "builder": "resnet18"},
+                                    features="avgpool", epochs=1, save_epochs=[0, 1])
+    checkpoints = train_with_metrics(training_run(experiment), barlow_run["data"], tmp_path / "ck", tmp_path / "state",
+                                     tmp_path / "m.tsv")
+    first, last = (load_checkpoint(path) for path in checkpoints)
+    assert last["objective"]["projector.0.weight"].shape == (32, 512)
+    assert not torch.equal(first["model"]["bn1.running_mean"], last["model"]["bn1.running_mean"])
+    assert math.isfinite(last["history"]["loss"][-1])

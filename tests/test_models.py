@@ -346,3 +346,23 @@ def test_timm_missing_is_said_with_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # as on a machine without the extra
     with pytest.raises(ConfigError, match=r"model name timm needs timm: pip install 'geomvol\[timm\]'"):
         build_model(model_spec({"name": "timm", "builder": "resnet18"}, [3, 32, 32], 10))
+
+
+def test_a_graph_nodes_feature_map_follows_the_models_mode():
+    """One node feature map, made while the model is in eval mode, computes with batch statistics (and updates
+    the running ones) once the model is put in training mode, as Barlow Twins training reads it, and with the
+    running statistics again in eval mode."""
+    torch.manual_seed(0)
+    net = build_model(model_spec({"name": "torchvision", "builder": "resnet18"}, [3, 32, 32], 10)).eval()
+    features = feature_map(net, "bn1")
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(features(x), net.bn1(net.conv1(x)).flatten(1))  # running statistics
+        net.train()
+        convolved = net.conv1(x)
+        batch = (convolved - convolved.mean((0, 2, 3), keepdim=True)) / torch.sqrt(
+            convolved.var((0, 2, 3), unbiased=False, keepdim=True) + net.bn1.eps)
+        torch.testing.assert_close(features(x), batch.flatten(1), atol=1e-5, rtol=1e-4)  # the batch's
+        assert int(net.bn1.num_batches_tracked) == 1
+        net.eval()
+        torch.testing.assert_close(features(x), net.bn1(net.conv1(x)).flatten(1))

@@ -113,17 +113,19 @@ def differentiable_attention():
 
 class NodeFeatures:
     """The outputs of some nodes of a model's graph, each pooled and flattened, side by side:
-    (B, *input) -> (B, n_1 + ... + n_P), from one pass, attention computed as :func:`differentiable_attention`
-    says."""
+    (B, *input) -> (B, n_1 + ... + n_P), from one pass (of the graph of the model's mode when called: train or
+    eval), attention computed as :func:`differentiable_attention` says."""
 
     def __init__(self, model: nn.Module, nodes: list[str], pools: list, leaf_modules=None):
         from torchvision.models.feature_extraction import create_feature_extractor
 
-        self.nodes, self.pools = list(nodes), list(pools)
+        self.model, self.nodes, self.pools = model, list(nodes), list(pools)
         self.extractor = create_feature_extractor(model, return_nodes=self.nodes,
                                                   tracer_kwargs=_tracer_kwargs(model, leaf_modules))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.extractor.training != self.model.training:  # the model's mode: its train or eval graph
+            self.extractor.train(self.model.training)
         with differentiable_attention():
             outputs = self.extractor(x)
         return torch.cat([pool_features(outputs[node], pool) for node, pool in zip(self.nodes, self.pools)], dim=1)

@@ -79,13 +79,16 @@ class BarlowTwins(nn.Module):
         self.projector = projector(in_features, widths)
         self.lambd = lambd
         self.features = features
+        self.backbone = None  # the model's `features` map, found on the first step (a plain attribute, not a module)
         from geomvol.train.augment import barlow_twins_views  # torchvision: imported for images only
 
         self.views = barlow_twins_views(blur_kernel)
 
     def forward(self, model, batches, x, y) -> tuple[torch.Tensor, torch.Tensor, None]:
         view1, view2 = batches.views(x, self.views)
-        backbone = feature_map(model, self.features)
+        if self.backbone is None:  # once: a graph model's feature map traces the model
+            self.backbone = feature_map(model, self.features)
+        backbone = self.backbone
         z1, z2 = self.projector(backbone(view1)), self.projector(backbone(view2))
         with torch.autocast(z1.device.type, enabled=False):  # the cross-correlation in float32 under bf16 autocast
             dtype = torch.promote_types(z1.dtype, torch.float32)  # bf16 up to float32; float64 stays
