@@ -14,7 +14,7 @@ from __future__ import annotations
 # geomvol reads through the class and writes small stand-ins in, and the shape of one image in that format.
 TORCHVISION_FORMATS = {
     "MNIST": ("idx", (1, 28, 28)), "FashionMNIST": ("idx", (1, 28, 28)), "KMNIST": ("idx", (1, 28, 28)),
-    "CIFAR10": ("cifar", (3, 32, 32)), "CIFAR100": ("cifar", (3, 32, 32)),
+    "CIFAR10": ("cifar", (3, 32, 32)), "CIFAR100": ("cifar", (3, 32, 32)), "STL10": ("stl10", (3, 96, 96)),
 }
 STUDY_DATASET_CLASSES = {"mnist": "MNIST", "cifar10": "CIFAR10"}  # the study's data sets, as torchvision's classes
 TORCHVISION_DATASETS = (*STUDY_DATASET_CLASSES, "torchvision")  # read from a data root through torchvision's classes
@@ -36,7 +36,7 @@ SPLIT_SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000)}  # (training,
 SPLIT_NAMES = {"train": "training", "test": "test", "all": "training and test"}  # where anchor images come from
 SPLIT_KEYS = {"train": ("x", "y", "index"), "test": ("x_test", "y_test", "index_test")}  # a prepared file's tensors
 # The files each torchvision class reads under a data root: the IDX files of MNIST's format ({cls}: the class's
-# name), CIFAR's pickled batches.
+# name), CIFAR's pickled batches, STL-10's binary arrays (its unlabeled images too: torchvision checks every file).
 IDX_FILES = [f"{{cls}}/raw/{split}-{part}-idx{rank}-ubyte" for split in ("train", "t10k")
              for part, rank in (("images", 3), ("labels", 1))]
 CIFAR_FILES = {
@@ -44,6 +44,10 @@ CIFAR_FILES = {
                 "cifar-10-batches-py/batches.meta"],
     "CIFAR100": ["cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"],
 }
+
+
+STL10_FILES = [f"stl10_binary/{file}" for file in ("train_X.bin", "train_y.bin", "unlabeled_X.bin", "test_X.bin",
+                                                   "test_y.bin", "class_names.txt")]
 
 
 def torchvision_class(dataset: dict) -> str | None:
@@ -73,8 +77,11 @@ def class_count(dataset: dict) -> int:
 
 def expected_files(cls: str) -> list[str]:
     """The files torchvision's class ``cls`` reads under a data root."""
-    if TORCHVISION_FORMATS[cls][0] == "cifar":
+    layout = TORCHVISION_FORMATS[cls][0]
+    if layout == "cifar":
         return list(CIFAR_FILES[cls])
+    if layout == "stl10":
+        return list(STL10_FILES)
     return [file.format(cls=cls) for file in IDX_FILES]
 
 

@@ -62,16 +62,16 @@ def test_generated_cifar10_passes_torchvisions_md5_check_against_its_own_digests
         load_split("CIFAR10", tmp_path, train=True)
 
 
-@pytest.mark.parametrize("name", ["MNIST", "CIFAR10", "FashionMNIST", "CIFAR100"])
+@pytest.mark.parametrize("name", ["MNIST", "CIFAR10", "FashionMNIST", "CIFAR100", "STL10"])
 def test_download_true_finds_a_complete_root_and_fetches_nothing(tmp_path, name, monkeypatch):
-    from torchvision.datasets import cifar, mnist
+    from torchvision.datasets import cifar, mnist, stl10
 
     write_synthetic(name, tmp_path, 20, 10, seed=0)
 
     def no_network(*args, **kwargs):
         raise AssertionError("tried to download")
 
-    for module in (mnist, cifar):
+    for module in (mnist, cifar, stl10):
         monkeypatch.setattr(module, "download_and_extract_archive", no_network)
     x, y, _ = load_split(name, tmp_path, train=True, download=True)
     assert x.shape[0] == 20 and (tmp_path / ".geomvol-download.lock").exists()
@@ -309,11 +309,13 @@ def test_the_notebook_api_refuses_the_wrong_number_of_anchors():
     ("FashionMNIST", (1, 28, 28), ["T-shirt/top", "Trouser"]),
     ("KMNIST", (1, 28, 28), ["o", "ki"]),
     ("CIFAR100", (3, 32, 32), ["class_00", "class_01"]),
+    ("STL10", (3, 96, 96), ["airplane", "bird"]),  # read with split="train" / "test", not train=True / False
 ])
 def test_torchvision_classes_by_name_read_their_own_format(tmp_path, cls, shape, names):
-    """A stand-in written in the on-disk layout of FashionMNIST, KMNIST or CIFAR-100 reads back, through that very
-    torchvision class, as the images and labels written; the class names come from the data (the class itself,
-    or CIFAR-100's meta file); a root without the files is named with what torchvision needs there."""
+    """A stand-in written in the on-disk layout of FashionMNIST, KMNIST, CIFAR-100 or STL-10 reads back, through
+    that very torchvision class, as the images and labels written; the class names come from the data (the class
+    itself, CIFAR-100's meta file, STL-10's class_names.txt); a root without the files is named with what
+    torchvision needs there."""
     import torchvision.datasets
 
     from geomvol.catalogue import CLASS_COUNTS, expected_files
@@ -325,7 +327,7 @@ def test_torchvision_classes_by_name_read_their_own_format(tmp_path, cls, shape,
         assert x.shape[1:] == shape and x.dtype == torch.uint8
         assert torch.equal(x, torch.from_numpy(images)) and y.tolist() == labels.tolist()
         assert classes[:2] == names and len(classes) == CLASS_COUNTS.get(cls, 10)
-    if cls != "CIFAR100":  # MNIST's format: torchvision's own class reads the files as they are
+    if cls in ("FashionMNIST", "KMNIST"):  # MNIST's format: torchvision's own class reads the files as they are
         assert torchvision.datasets.__dict__[cls](tmp_path, train=True).data.shape == (120, 28, 28)
     with pytest.raises(DataError, match=rf"{cls} data root {tmp_path / 'nowhere'} is missing {len(files)} of the "
                                         rf"{len(files)} files torchvision reads there: {re.escape(files[0])}"):

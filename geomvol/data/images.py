@@ -1,5 +1,5 @@
-"""Image data sets: torchvision's (the study's MNIST and CIFAR-10, and FashionMNIST, KMNIST and CIFAR-100 by
-class name) through torchvision's own dataset classes, tiny stand-ins in their on-disk formats, and
+"""Image data sets: torchvision's (the study's MNIST and CIFAR-10, and FashionMNIST, KMNIST, CIFAR-100 and STL-10
+by class name) through torchvision's own dataset classes, tiny stand-ins in their on-disk formats, and
 scikit-learn's digits (:mod:`geomvol.data.digits`), all prepared alike.
 
 A data root is a directory in torchvision's layout (``geomvol.catalogue.expected_files``); it is
@@ -10,8 +10,8 @@ with ``dataset.seed``; the model reads (pixels / pixel_max - mean) / std per
 channel (``dataset.normalize``).
 
 :func:`write_synthetic` writes a small data set of class prototypes plus noise
-in exactly those formats (MNIST's IDX files; CIFAR's pickled batches), so that
-the same loading code runs offline. torchvision checks every CIFAR file
+in exactly those formats (MNIST's IDX files; CIFAR's pickled batches; STL-10's
+binary arrays), so that the same loading code runs offline. torchvision checks every CIFAR and STL-10 file
 against the official archive's md5; a synthetic root carries its own digests
 in ``geomvol-synthetic.json`` beside the batches, and the loader has
 torchvision check the files against those instead.
@@ -30,13 +30,15 @@ import numpy as np
 import torch
 
 from geomvol.catalogue import (
-    CLASS_COUNTS, CLASSES, CIFAR_FILES, PIXEL_MAX, SPLIT_KEYS, TORCHVISION_FORMATS, dataset_label, expected_files,
-    torchvision_class,
+    CLASS_COUNTS, CLASSES, CIFAR_FILES, PIXEL_MAX, SPLIT_KEYS, STL10_FILES, TORCHVISION_FORMATS, dataset_label,
+    expected_files, torchvision_class,
 )
 from geomvol.errors import DataError
 from geomvol.io import exclusive_lock
 
 SYNTHETIC_MANIFEST = "geomvol-synthetic.json"
+# STL-10's class names (its class_names.txt), which a synthetic stand-in writes as the real data set has them
+STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
 
 
 def missing_files(cls: str, root: str | Path) -> list[str]:
@@ -56,20 +58,20 @@ def check_root(cls: str, root: str | Path) -> None:
 
 
 def _dataset_class(cls: str, root: Path):
-    """torchvision's class ``cls``; for CIFAR's format, one that checks a synthetic root's files against the
-    digests written with them (torchvision checks each file against the official archive's md5)."""
+    """torchvision's class ``cls``; for CIFAR's and STL-10's formats, one that checks a synthetic root's files
+    against the digests written with them (torchvision checks each file against the official archive's md5)."""
     import torchvision.datasets
 
     official = getattr(torchvision.datasets, cls)
     manifest = root / getattr(official, "base_folder", "") / SYNTHETIC_MANIFEST
-    if TORCHVISION_FORMATS[cls][0] != "cifar" or not manifest.exists():
+    if TORCHVISION_FORMATS[cls][0] == "idx" or not manifest.exists():
         return official
     md5 = json.loads(manifest.read_text())["md5"]
-    return type(f"Synthetic{cls}", (official,), {
-        "train_list": [[name, md5[name]] for name, _ in official.train_list],
-        "test_list": [[name, md5[name]] for name, _ in official.test_list],
-        "meta": {**official.meta, "md5": md5[official.meta["filename"]]},
-    })
+    checked = {"train_list": [[name, md5[name]] for name, _ in official.train_list],
+               "test_list": [[name, md5[name]] for name, _ in official.test_list]}
+    if hasattr(official, "meta"):  # CIFAR's class names file
+        checked["meta"] = {**official.meta, "md5": md5[official.meta["filename"]]}
+    return type(f"Synthetic{cls}", (official,), checked)
 
 
 @contextlib.contextmanager
@@ -89,17 +91,21 @@ def load_split(cls: str, root: str | Path, train: bool, download: bool = False) 
     root = Path(root)
     if not download:
         check_root(cls, root)
+    layout = TORCHVISION_FORMATS[cls][0]
+    split = {"split": "train" if train else "test"} if layout == "stl10" else {"train": train}  # STL-10 names it
     try:
         with _download_lock(root, download):
-            dataset = _dataset_class(cls, root)(root, train=train, download=download)
+            dataset = _dataset_class(cls, root)(root, download=download, **split)
     except RuntimeError as error:  # torchvision: "Dataset not found or corrupted."
         raise DataError(f"{cls} data root {root} could not be read by torchvision ({error}); "
                         f"expected files: {', '.join(expected_files(cls))}") from error
-    if TORCHVISION_FORMATS[cls][0] == "idx":
+    if layout == "idx":
         images = dataset.data[:, None]
-    else:  # CIFAR's (N, H, W, C) arrays
+    elif layout == "cifar":  # (N, H, W, C) arrays
         images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
-    labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
+    else:  # (N, C, H, W) arrays
+        images = torch.from_numpy(np.ascontiguousarray(dataset.data))
+    labels = torch.as_tensor(dataset.labels if layout == "stl10" else dataset.targets, dtype=torch.int64)
     return images, labels, list(dataset.classes)
 
 
@@ -241,13 +247,16 @@ def synthetic_arrays(cls: str, sizes: tuple[int, ...], seed: int) -> list[tuple[
 
 def synthetic_classes(cls: str) -> list[str]:
     """The class names a synthetic stand-in of ``cls`` reads back with: MNIST's format names them in torchvision's
-    class itself; CIFAR-10's are the real ones, CIFAR-100's ``class_00``..``class_99`` (written in its meta file)."""
+    class itself; CIFAR-10's and STL-10's are the real ones, CIFAR-100's ``class_00``..``class_99`` (written in its
+    meta or class names file)."""
     if TORCHVISION_FORMATS[cls][0] == "idx":
         import torchvision.datasets
 
         return list(getattr(torchvision.datasets, cls).classes)
     if cls == "CIFAR10":
         return list(CLASSES["cifar10"])
+    if cls == "STL10":
+        return list(STL10_CLASSES)
     return [f"class_{label:02d}" for label in range(CLASS_COUNTS.get(cls, 10))]
 
 
@@ -287,6 +296,14 @@ def write_synthetic(cls: str, root: str | Path, n_train: int, n_test: int, seed:
             _write_pickle(folder / file, _cifar_batch(file, images, labels, "labels"))
         _write_pickle(folder / "batches.meta", {"label_names": synthetic_classes(cls),
                                                 "num_cases_per_batch": len(batches[0]), "num_vis": 3072})
+    elif cls == "STL10":  # uint8 arrays, each image's planes stored column-major; labels 1..10
+        folder = root / Path(STL10_FILES[0]).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        for prefix, (images, labels) in (("train", train), ("test", test)):
+            (folder / f"{prefix}_X.bin").write_bytes(np.ascontiguousarray(images.transpose(0, 1, 3, 2)).tobytes())
+            (folder / f"{prefix}_y.bin").write_bytes((labels + 1).astype(np.uint8).tobytes())
+        (folder / "unlabeled_X.bin").write_bytes(b"")  # no unlabeled images (torchvision checks the file is there)
+        (folder / "class_names.txt").write_text("\n".join(synthetic_classes(cls)) + "\n")
     else:  # CIFAR-100: one training and one test file, fine and coarse labels
         folder = root / Path(CIFAR_FILES[cls][0]).parent
         folder.mkdir(parents=True, exist_ok=True)
