@@ -243,8 +243,10 @@ def _check_imported(where: tuple, experiment: dict) -> None:
 
 
 def groupable(experiment: dict) -> bool:
-    """Whether an experiment's seeds can train as one ensemble: the shallow net with the cross-entropy objective."""
-    return not imported(experiment) and experiment["model"]["name"] == "shallow" and experiment["training"]["objective"]["name"] == "cross_entropy"
+    """Whether an experiment's seeds can train as one ensemble: the shallow net with the cross-entropy objective
+    (trained here, not elsewhere)."""
+    return (not imported(experiment) and experiment["model"]["name"] == "shallow"
+            and experiment["training"]["objective"]["name"] == "cross_entropy")
 
 
 def _check_seed_groups(where: tuple, experiment: dict) -> None:
@@ -382,7 +384,7 @@ def _check_probe(where: tuple, experiment: dict) -> None:
         for i, feature_map in enumerate(probe["feature_maps"]):
             if not isinstance(feature_map, str):
                 raise ConfigError(f"config key {_key(where + ('probe', 'feature_maps', i))}: {{node, pool}} entries "
-                                  f"name graph nodes of torchvision and python models; {model['name']} names its "
+                                  f"name graph nodes of torchvision, timm and python models; {model['name']} names its "
                                   f"feature maps {list(names)}")
             if feature_map in probe["feature_maps"][:i]:
                 raise ConfigError(f"config key {_key(where + ('probe', 'feature_maps', i))}: {feature_map!r} is "
@@ -444,7 +446,7 @@ def _check_probe(where: tuple, experiment: dict) -> None:
 
 
 def _resolve_graph_feature_maps(where: tuple, experiment: dict) -> None:
-    """A torchvision or python model names its feature maps by graph nodes, each a name or {node, pool}:
+    """A torchvision, timm or python model names its feature maps by graph nodes, each a name or {node, pool}:
     resolved to the list of node names and ``probe.block_pooling`` node -> pool (none, global_mean or a
     window). Whether the model has the nodes is checked with torch (:mod:`geomvol.data.check`)."""
     model, probe = experiment["model"], experiment["probe"]

@@ -122,6 +122,22 @@ def quick_check(path: str | Path) -> list[str]:
     return _problems(Path(path), full=False)
 
 
+def source_problems(path: str | Path) -> list[str]:
+    """Whether the file ``path`` was made from (the ``source`` its record names, with the size and mtime it had
+    then: ``source_bytes``, ``source_mtime_ns``) has changed since, even to an older mtime that Snakemake's own
+    check would take for unchanged: what is wrong (empty if nothing is seen, or the record names no source)."""
+    record = _read_record(file_record_path(path))
+    if record is None or "source_mtime_ns" not in record:
+        return []
+    try:
+        now = Path(record["source"]).stat()
+    except OSError:
+        return [f"its source {record['source']} is missing"]
+    if (now.st_size, now.st_mtime_ns) != (record["source_bytes"], record["source_mtime_ns"]):
+        return [f"its source {record['source']} has changed since it was made from it"]
+    return []
+
+
 def is_intact(path: str | Path) -> bool:
     """Whether ``path`` matches its record in full (sha256 of every byte)."""
     return not _problems(Path(path), full=True)

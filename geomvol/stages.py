@@ -190,7 +190,7 @@ def import_checkpoint(source: str | Path, spec: dict, data: str | Path, manifest
     geomvol checkpoint at ``output``, as probe jobs read them: the model's state and spec (``spec``:
     :func:`geomvol.config.import_spec`, the model section built for the prepared data set), the epoch, its
     lineage (:func:`geomvol.config.imported_lineage`) and, beside it, the file it came from with its sha256;
-    with its integrity record (naming the file)."""
+    with its integrity record (naming the file, its size and mtime)."""
     from geomvol.config import imported_lineage
     from geomvol.data.prepare import architecture_of, load_dataset
     from geomvol.models import build_model
@@ -206,7 +206,8 @@ def import_checkpoint(source: str | Path, spec: dict, data: str | Path, manifest
             "train_spec": imported_lineage(spec, spec["seed"]), "dataset_sha256": sha256_file(data),
             "imported_from": {"file": str(source), "sha256": sha256_file(source)},
         }, tmp)
-    write_file_record(output, source=str(source))
+    stat = Path(source).stat()  # the next run re-imports it if it changes (geomvol.integrity.source_problems)
+    write_file_record(output, source=str(source), source_bytes=stat.st_size, source_mtime_ns=stat.st_mtime_ns)
     return Path(output)
 
 

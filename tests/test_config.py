@@ -587,7 +587,7 @@ RESNET18 = {"name": "torchvision", "builder": "resnet18"}
      "have no second forward-mode derivative, which the curvature takes (NotImplementedError: Trying to use forward "
      "AD with aten::hardsigmoid_backward"),
     ({"name": "shallow"}, [{"node": "hidden"}], {}, "probe.feature_maps.0",
-     "entries name graph nodes of torchvision and python models"),
+     "entries name graph nodes of torchvision, timm and python models"),
     ({"name": "torchvision"}, ["layer4"], {}, "model", "'builder' is a required property"),
 ])
 def test_graph_models_are_refused_before_any_job(model, feature_maps, probe, key, message):

@@ -1,5 +1,6 @@
 """`geomvol trace` on a real run (a copy of the smoke run), and tampering caught by trace and by Snakemake."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -204,11 +205,15 @@ def test_checkpoints_trained_elsewhere_are_imported_probed_and_traced(tmp_path):
     assert f"sha256 {sha256_file(tmp_path / 'elsewhere' / 'epoch_3.pt')} (as recorded downstream)" in traced.stdout
     assert "model source: net.py  [ok]" in traced.stdout
 
-    save(30)  # epoch 3's file replaced by other weights
-    (tmp_path / "elsewhere" / "epoch_30.pt").replace(tmp_path / "elsewhere" / "epoch_3.pt")
+    save(30)  # epoch 3's file replaced by other weights, with an mtime older than everything made from it
+    replaced = tmp_path / "elsewhere" / "epoch_3.pt"
+    (tmp_path / "elsewhere" / "epoch_30.pt").replace(replaced)
+    os.utime(replaced, ns=(10**18, 10**18))  # 2001: Snakemake's own mtime check would see nothing to do
     assert "outside checkpoint: elsewhere/epoch_3.pt  [CHANGED]" in geomvol_trace(tmp_path, target).stdout
-    dry_run = snakemake(tmp_path, config, "--dry-run", target)
+    dry_run = snakemake(tmp_path, config, "--dry-run")  # the default target: stale outputs are found there
     assert dry_run.returncode == 0, dry_run.stderr
+    assert ("geomvol: results/elsewhere/s0/checkpoints/epoch_3.pt is made again: its source elsewhere/epoch_3.pt "
+            "has changed since it was made from it") in dry_run.stderr
     jobs = set(re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    wildcards: (.*)$", dry_run.stdout, re.MULTILINE))
     assert {(rule, wildcards) for rule, wildcards in jobs if rule in ("import_checkpoint", "probe")} == {
         ("import_checkpoint", "experiment=elsewhere, seed=0, epoch=3"),

@@ -1,6 +1,6 @@
 """The config checks that need torch: a data root has the files torchvision reads, every plane
-and line names distinct, non-collinear images that its prepared split has, and a torchvision or
-python model builds, takes the data's inputs, gives one logit per class and has the graph nodes
+and line names distinct, non-collinear images that its prepared split has, and a torchvision, timm
+or python model builds, takes the data's inputs, gives one logit per class and has the graph nodes
 named as its feature maps.
 
 They run once, before any job (the Snakefile's main process, ``geomvol check-config``), after the
@@ -84,7 +84,7 @@ def check_experiment_checkpoints(key: str, experiment: dict) -> None:
 
 
 def check_experiment_model(key: str, experiment: dict) -> None:
-    """A torchvision or python model of a resolved experiment, at config key ``key``: its builder exists, it
+    """A torchvision, timm or python model of a resolved experiment, at config key ``key``: its builder exists, it
     builds, takes one input of the data set's shape, gives one logit per class, and has every graph node
     named in ``probe.feature_maps`` (and ``training.objective.features``); ``probe.top_k`` fits."""
     import torch
@@ -127,8 +127,8 @@ def check_experiment_model(key: str, experiment: dict) -> None:
         raise ConfigError(f"config key {key}.model: {what} does not take {dataset_label(dataset)}'s inputs of shape "
                           f"{list(shape)}: {type(error).__name__}: {error}") from None
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (1, n_classes):
-        shape = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ConfigError(f"config key {key}.model: {what} gives outputs {shape} for one input; the pipeline "
+        given = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ConfigError(f"config key {key}.model: {what} gives outputs {given} for one input; the pipeline "
                           f"reads one logit per class of {dataset_label(dataset)}, [1, {n_classes}] (set num_classes in "
                           f"model.kwargs)")
     leaf_modules = model["leaf_modules"]

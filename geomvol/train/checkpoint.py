@@ -105,11 +105,12 @@ def read_outside_state(path: str | Path, model) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    mapped = zipfile.is_zipfile(path)  # torch.save's format: its tensors are read as they are used, not all now
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
     except pickle.UnpicklingError:  # a whole module: its classes are not weights
         try:
-            loaded = torch.load(path, map_location="cpu", weights_only=False)
+            loaded = torch.load(path, map_location="cpu", weights_only=False, mmap=mapped)
         except Exception as error:
             raise CheckpointError(f"checkpoint {path} is unreadable: {type(error).__name__}: {error}") from error
         print(f"{path}: loaded with weights_only=False (a whole module)", file=sys.stderr)

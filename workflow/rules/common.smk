@@ -10,7 +10,12 @@ from geomvol.catalogue import (
     expected_files,
     torchvision_class,
 )
-from geomvol.integrity import dataset_problems, quick_check, stale_outputs
+from geomvol.integrity import (
+    dataset_problems,
+    quick_check,
+    source_problems,
+    stale_outputs,
+)
 from geomvol.config import (
     SCHEDULE_KEYS,
     config_sha256,
@@ -350,7 +355,7 @@ def output_edges():
                         experiment=name, seed=group[0], epoch=epoch
                     )
                     outside = experiment["checkpoints"][str(epoch)]
-                    yield published, [outside, data, manifest], quick_check
+                    yield published, [outside, data, manifest], imported_check
                     store = rules.probe.output.store.format(
                         experiment=name, seeds=label, epoch=epoch
                     )
@@ -396,6 +401,11 @@ def output_edges():
             else:
                 inputs = [volume]
             yield figure, inputs, None
+
+
+def imported_check(path):
+    """An imported checkpoint's record, and whether the file it was imported from has changed since."""
+    return quick_check(path) or source_problems(path)
 
 
 STALE_OUTPUTS_FORCED = []
