@@ -15,10 +15,16 @@ from __future__ import annotations
 TORCHVISION_FORMATS = {
     "MNIST": ("idx", (1, 28, 28)), "FashionMNIST": ("idx", (1, 28, 28)), "KMNIST": ("idx", (1, 28, 28)),
     "CIFAR10": ("cifar", (3, 32, 32)), "CIFAR100": ("cifar", (3, 32, 32)), "STL10": ("stl10", (3, 96, 96)),
+    "SVHN": ("svhn", (3, 32, 32)),
 }
+# torchvision classes that take split="train" / "test" (the others: train=True / False)
+SPLIT_ARGUMENT_LAYOUTS = ("stl10", "svhn")
 STUDY_DATASET_CLASSES = {"mnist": "MNIST", "cifar10": "CIFAR10"}  # the study's data sets, as torchvision's classes
 TORCHVISION_DATASETS = (*STUDY_DATASET_CLASSES, "torchvision")  # read from a data root through torchvision's classes
-IMAGE_DATASETS = (*TORCHVISION_DATASETS, "digits")  # digits: scikit-learn's load_digits, shipped with geomvol
+# read from a data root (or a synthetic stand-in the pipeline writes): torchvision's classes, and a user's own images
+# through torchvision's ImageFolder (geomvol.data.folders)
+ROOT_DATASETS = (*TORCHVISION_DATASETS, "image_folder")
+IMAGE_DATASETS = (*ROOT_DATASETS, "digits")  # digits: scikit-learn's load_digits, shipped with geomvol
 # The shape of one model input of the data sets whose shape does not depend on their class: a point of the plane,
 # or an image (C, H, W).
 INPUT_SHAPES = {"sinusoid": (2,), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "digits": (1, 8, 8)}
@@ -31,7 +37,7 @@ CLASSES = {
 }
 CLASSES["digits"] = CLASSES["mnist"]
 CLASS_COUNTS = {"CIFAR100": 100}  # torchvision classes with other than 10 classes
-PIXEL_MAX = {"mnist": 255, "cifar10": 255, "torchvision": 255, "digits": 16}  # inputs start from pixels / pixel_max
+PIXEL_MAX = {"mnist": 255, "cifar10": 255, "torchvision": 255, "image_folder": 255, "digits": 16}  # inputs start from pixels / pixel_max
 SPLIT_SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000)}  # (training, test) images of the real data sets
 SPLIT_NAMES = {"train": "training", "test": "test", "all": "training and test"}  # where anchor images come from
 SPLIT_KEYS = {"train": ("x", "y", "index"), "test": ("x_test", "y_test", "index_test")}  # a prepared file's tensors
@@ -48,6 +54,10 @@ CIFAR_FILES = {
 
 STL10_FILES = [f"stl10_binary/{file}" for file in ("train_X.bin", "train_y.bin", "unlabeled_X.bin", "test_X.bin",
                                                    "test_y.bin", "class_names.txt")]
+# SVHN's MATLAB files (read with scipy: pip install 'geomvol[svhn]'); its labels are the digits, 0 for a zero (the
+# files' 10), and torchvision's class names none
+SVHN_FILES = ["train_32x32.mat", "test_32x32.mat"]
+SVHN_CLASSES = [str(digit) for digit in range(10)]
 
 
 def torchvision_class(dataset: dict) -> str | None:
@@ -58,21 +68,53 @@ def torchvision_class(dataset: dict) -> str | None:
 
 
 def dataset_label(dataset: dict) -> str:
-    """A data set's name in messages: the torchvision class for ``name: torchvision``."""
+    """A data set's name in messages: the torchvision class for ``name: torchvision`` and ``image_folder``."""
+    if dataset["name"] == "image_folder":
+        return "ImageFolder"
     return dataset["class"] if dataset["name"] == "torchvision" else dataset["name"]
 
 
 def input_shape(dataset: dict) -> tuple[int, ...]:
-    """The shape of one model input of a (resolved) ``dataset`` section."""
+    """The shape of one model input of a (resolved) ``dataset`` section (an image folder's: its images resized
+    to ``image_size``, in ``channels`` channels)."""
+    if dataset["name"] == "image_folder":
+        return (dataset["channels"], *dataset["image_size"])
     cls = torchvision_class(dataset)
     return TORCHVISION_FORMATS[cls][1] if cls else INPUT_SHAPES[dataset["name"]]
 
 
 def class_count(dataset: dict) -> int:
-    """How many classes a (resolved) ``dataset`` section's labels have (the sinusoid: its two sides)."""
+    """How many classes a (resolved) ``dataset`` section's labels have (the sinusoid: its two sides; an image
+    folder: its class folders)."""
     if dataset["name"] == "torchvision":
         return CLASS_COUNTS.get(dataset["class"], 10)
+    if dataset["name"] == "image_folder":
+        from geomvol.data.folders import folder_classes
+
+        return len(folder_classes(dataset))
     return len(CLASSES[dataset["name"]]) if dataset["name"] in CLASSES else 2
+
+
+def raw_paths(dataset: dict) -> list:
+    """The files a resolved data-root ``dataset`` section's data set is read from: those of torchvision's layout
+    for its class, or every image of an image folder (as ImageFolder lists them)."""
+    from pathlib import Path
+
+    if dataset["name"] == "image_folder":
+        from geomvol.data.folders import folder_files
+
+        return folder_files(dataset)
+    return [Path(dataset["root"]) / name for name in expected_files(torchvision_class(dataset))]
+
+
+def synthetic_spec(dataset: dict) -> dict:
+    """What a resolved ``dataset`` section's synthetic stand-in is (the synthesize job's params): the format it is
+    written in (a torchvision class, or ImageFolder), its sizes and seed; for an image folder, the image shape
+    (C, H, W) and the layout (``folders``: train/ and test/; ``flat``: one folder of classes, split later)."""
+    spec = {"format": torchvision_class(dataset) or "ImageFolder", **dataset["synthetic"], "seed": dataset["seed"]}
+    if dataset["name"] == "image_folder":
+        spec.update(shape=list(input_shape(dataset)), layout="folders" if dataset["split_rule"] == "folders" else "flat")
+    return spec
 
 
 def expected_files(cls: str) -> list[str]:
@@ -82,10 +124,21 @@ def expected_files(cls: str) -> list[str]:
         return list(CIFAR_FILES[cls])
     if layout == "stl10":
         return list(STL10_FILES)
+    if layout == "svhn":
+        return list(SVHN_FILES)
     return [file.format(cls=cls) for file in IDX_FILES]
 
 
 # --- models and their feature maps ------------------------------------------------------------------
+
+WEIGHTS_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")  # model.weights: a file by its path, else a weights name
+
+
+def weights_is_file(weights: str) -> bool:
+    """Whether a ``model.weights`` value is a file's path (a ``/`` in it, or a state dict's suffix) rather than
+    the name of torchvision's weights (``IMAGENET1K_V1``, ``ResNet18_Weights.DEFAULT``)."""
+    return "/" in weights or weights.endswith(WEIGHTS_FILE_SUFFIXES)
+
 
 # Feature maps of each model, by name (the first is the default one to probe).
 FEATURE_MAPS = {"shallow": ("hidden",), "resnet34": ("pooled", "block1", "block2", "block3", "block4")}

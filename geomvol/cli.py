@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from geomvol import __version__
-from geomvol.catalogue import FIGURES, OTHER_FIGURES, TORCHVISION_FORMATS
+from geomvol.catalogue import FIGURES, OTHER_FIGURES, TORCHVISION_DATASETS
 from geomvol.errors import GeomvolError
 
 
@@ -42,7 +42,8 @@ def cmd_check_config(args) -> None:
 def cmd_prepare(args) -> None:
     from geomvol.stages import prepare_dataset
 
-    record = prepare_dataset({**args.dataset, **({"download": args.download} if "root" in args.dataset else {})},
+    downloads = args.dataset["name"] in TORCHVISION_DATASETS
+    record = prepare_dataset({**args.dataset, **({"download": args.download} if downloads else {})},
                              args.output, args.manifest)
     print(f"wrote {args.output} ({record['n_points']} points, classes {record['class_counts']}, sha256 {record['sha256']})")
 
@@ -50,9 +51,11 @@ def cmd_prepare(args) -> None:
 def cmd_synthesize(args) -> None:
     from geomvol.stages import synthesize_dataset
 
-    files = synthesize_dataset(args.dataset, args.root, args.n_train, args.n_test, args.seed)
-    print(f"wrote a synthetic {args.dataset} data set ({args.n_train} training, {args.n_test} test images) "
-          f"in torchvision's layout to {args.root}: {', '.join(files)}")
+    spec = args.spec
+    files = synthesize_dataset(spec, args.root)
+    shown = ", ".join(files) if len(files) <= 10 else f"{len(files)} files ({files[0]} ... {files[-1]})"
+    print(f"wrote a synthetic {spec['format']} data set ({spec['n_train']} training, {spec['n_test']} test images) "
+          f"in its on-disk layout to {args.root}: {shown}")
 
 
 def _training_runs(args) -> list[dict]:
@@ -198,13 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", type=Path, required=True)
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("synthesize", help="write a small synthetic MNIST or CIFAR-10 in torchvision's on-disk layout")
-    p.add_argument("--dataset", choices=list(TORCHVISION_FORMATS), required=True,
-                   help="the torchvision class whose on-disk layout to write")
-    p.add_argument("--root", type=Path, required=True, help="directory to create (torchvision's root)")
-    p.add_argument("--n-train", type=int, required=True)
-    p.add_argument("--n-test", type=int, required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("synthesize", help="write a small synthetic data set in its torchvision class's on-disk "
+                                          "layout (MNIST, CIFAR10, ..., ImageFolder)")
+    p.add_argument("--spec", type=_json, required=True,
+                   help="JSON: the stand-in's format (a torchvision class, or ImageFolder), n_train, n_test, seed; an "
+                        "ImageFolder's shape [C, H, W] and layout (folders, flat); geomvol.catalogue.synthetic_spec")
+    p.add_argument("--root", type=Path, required=True, help="directory to create (the data root)")
     p.set_defaults(func=cmd_synthesize)
 
     p = sub.add_parser("train", help="train a seed group into its checkpoint stores (computing only the saved epochs "

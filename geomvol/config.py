@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -24,10 +25,11 @@ import jsonschema
 import yaml
 
 from geomvol.catalogue import (
-    FEATURE_MAPS, IMAGE_DATASETS, STUDY_BLOCK_WINDOWS, TORCHVISION_DATASETS, block_windows, dataset_label, feature_width,
-    input_shape, resnet_block_shape,
+    FEATURE_MAPS, IMAGE_DATASETS, ROOT_DATASETS, STUDY_BLOCK_WINDOWS, TORCHVISION_DATASETS, WEIGHTS_FILE_SUFFIXES,
+    block_windows, dataset_label, feature_width, input_shape, resnet_block_shape, weights_is_file,
 )
-from geomvol.errors import ConfigError
+from geomvol.data.folders import check_folder_root
+from geomvol.errors import ConfigError, DataError
 from geomvol.provenance import factory_source, sha256_file
 
 # Shipped inside the package (a non-editable install has no workflow/ beside it); workflow/schemas/ links to it.
@@ -42,12 +44,13 @@ DATASET_KEYS = {
     "cifar10": _TORCHVISION_KEYS,
     "torchvision": _TORCHVISION_KEYS | {"class"},
     "digits": {"name", "seed", "split_rule", "test_fraction", "n_train", "n_test", "normalize"},
+    "image_folder": (_TORCHVISION_KEYS - {"download"}) | {"image_size", "channels"},
 }
 MODEL_KEYS = {"shallow": {"name", "width", "activation", "weight_std", "scale_readout_bias"},
               "resnet34": {"name", "activation", "init"},
-              "torchvision": {"name", "builder", "kwargs", "leaf_modules"},
-              "timm": {"name", "builder", "kwargs", "leaf_modules"},
-              "python": {"name", "factory", "kwargs", "leaf_modules"}}
+              "torchvision": {"name", "builder", "kwargs", "leaf_modules", "weights"},
+              "timm": {"name", "builder", "kwargs", "leaf_modules", "weights"},
+              "python": {"name", "factory", "kwargs", "leaf_modules", "weights"}}
 # Models whose feature maps are the nodes of their torch.fx graph, checked against the model itself (with torch,
 # by geomvol.data.check); the study's models name theirs (FEATURE_MAPS).
 GRAPH_MODELS = ("torchvision", "timm", "python")
@@ -288,19 +291,30 @@ def _check_dataset(where: tuple, name: str, experiment: dict) -> None:
             )
     else:
         _check_normalize(where + ("dataset", "normalize"), dataset)
-        if dataset["split_rule"] == "torchvision" and dataset["name"] not in TORCHVISION_DATASETS:
+        rule = dataset["split_rule"]
+        if rule == "torchvision" and dataset["name"] not in TORCHVISION_DATASETS:
             raise ConfigError(f"config key {_key(where + ('dataset', 'split_rule'))}: {dataset_label(dataset)} has no "
-                              f"torchvision files; split it by randperm_last or shuffle_split")
-        if dataset["split_rule"] == "torchvision" and "test_fraction" in dataset:
+                              f"torchvision files; split it by randperm_last or shuffle_split"
+                              + (" or folders" if dataset["name"] == "image_folder" else ""))
+        if rule == "folders" and dataset["name"] != "image_folder":
+            raise ConfigError(f"config key {_key(where + ('dataset', 'split_rule'))}: folders (train/ and test/ "
+                              f"folders) applies to image_folder data sets")
+        if rule in ("torchvision", "folders") and "test_fraction" in dataset:
             raise ConfigError(f"config key {_key(where + ('dataset', 'test_fraction'))}: applies to split_rule "
-                              f"randperm_last or shuffle_split (torchvision's files are split already)")
-    if dataset["name"] in TORCHVISION_DATASETS:
+                              f"randperm_last or shuffle_split ({rule}: the {dataset_label(dataset)} files are split "
+                              f"already)")
+    if dataset["name"] in ROOT_DATASETS:
         _check_root(where, name, dataset)
+    if dataset.get("class") == "SVHN" and importlib.util.find_spec("scipy") is None:
+        raise ConfigError(f"config key {_key(where + ('dataset', 'class'))}: torchvision reads SVHN's MATLAB files "
+                          f"with scipy, which is not installed: pip install 'geomvol[svhn]'")
     if model["name"] == "python":
         try:
             model["factory_sha256"] = sha256_file(factory_source(model["factory"]))
         except ConfigError as error:
             raise ConfigError(f"config key {_key(where + ('model', 'factory'))}: {error}") from None
+    if "weights" in model:
+        _check_weights(where + ("model", "weights"), model)
     objective = experiment["training"]["objective"]
     if objective["name"] == "cross_entropy" and len(objective) > 1:
         extra = sorted(set(objective) - {"name"})[0]
@@ -321,16 +335,38 @@ def _check_dataset(where: tuple, name: str, experiment: dict) -> None:
                           f"not the 2-D sinusoid")
 
 
+def _check_weights(where: tuple, model: dict) -> None:
+    """Pretrained weights: a file (its sha256 enters the model section, so that a changed file retrains) or
+    torchvision's weights by name (checked against the builder with torch, by geomvol.data.check)."""
+    weights = model["weights"]
+    if weights_is_file(weights):
+        if not Path(weights).is_file():
+            raise ConfigError(f"config key {_key(where)}: weights file {weights} does not exist (relative to the "
+                              f"working directory, {Path.cwd()})")
+        model["weights_sha256"] = sha256_file(weights)
+    elif model["name"] != "torchvision":
+        raise ConfigError(f"config key {_key(where)}: {weights!r} is not a file ({', '.join(WEIGHTS_FILE_SUFFIXES)}); "
+                          f"weights by name are torchvision's; a {model['name']} model takes a state dict file")
+
+
 def _check_root(where: tuple, name: str, dataset: dict) -> None:
-    """A torchvision data set has a data root, or `synthetic` (whose root the pipeline writes)."""
+    """A torchvision or image-folder data set has a data root, or `synthetic` (whose root the pipeline writes);
+    an image folder's root has its class folders (checked here, without torch: the class count comes from them)."""
     if dataset["synthetic"] is not None:
         if "root" in dataset:
             raise ConfigError(f"config key {_key(where + ('dataset', 'root'))}: a synthetic data set is written to "
                               f"{synthetic_root(name)}; give either root or synthetic")
         dataset["root"] = synthetic_root(name)
     elif "root" not in dataset:
+        layout = ("a folder of class folders" if dataset["name"] == "image_folder"
+                  else "a directory in torchvision's layout")
         raise ConfigError(f"config key {_key(where + ('dataset', 'root'))}: {dataset_label(dataset)} needs a data root "
-                          f"(a directory in torchvision's layout), or `synthetic` for a generated stand-in")
+                          f"({layout}), or `synthetic` for a generated stand-in")
+    elif dataset["name"] == "image_folder":
+        try:
+            check_folder_root(dataset)
+        except DataError as error:
+            raise ConfigError(f"config key {_key(where + ('dataset', 'root'))}: {error}") from None
 
 
 def _check_normalize(where: tuple, dataset: dict) -> None:
@@ -485,6 +521,9 @@ def resolve_config(config: dict, schema: dict | str | Path = DEFAULT_SCHEMA) -> 
     if not isinstance(schema, dict):
         schema = load_schema(schema)
     resolved = copy.deepcopy(dict(config))
+    if isinstance(resolved.get("experiments"), dict):  # experiments sharing a YAML anchor (`model: *cnn`) share a
+        # dict: one copy each, since resolving fills in each one's own keys (a synthetic root, a factory's sha256)
+        resolved["experiments"] = {name: copy.deepcopy(experiment) for name, experiment in resolved["experiments"].items()}
     validator = _validator_with_defaults(schema)
     _check_numbers(resolved, ())
     _checkpoints_by_epoch(resolved)

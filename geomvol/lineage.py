@@ -277,8 +277,20 @@ class Tracer:
             step.details["raw data"] = "none: drawn from the dataset spec above"
         synthetic = (self.here(raw.get("root", "")) / "geomvol-synthetic.json").exists()
         origin = raw.get("origin") or ("synthesize_dataset" if synthetic else "external (download)")
-        for name, sha in sorted((raw.get("sha256") or {}).items()):
-            self.add("raw file", self.here(raw["root"]) / name, origin, depth + 1, sha)
+        files = sorted((raw.get("sha256") or {}).items())
+        raw_steps = [Step("raw file", self.here(raw["root"]) / name, origin, depth + 1, sha,
+                          sha256_of(self.here(raw["root"]) / name)) for name, sha in files]
+        changed = [raw_step for raw_step in raw_steps if raw_step.status != "ok"]
+        if len(files) > RAW_FILES_SHOWN:  # an image folder: a count, and the files that changed
+            step.details["raw data"] = (f"{len(files)} files under {raw['root']} ({origin}): "
+                                        + (f"{len(changed)} changed or missing, listed below" if changed
+                                           else "all as recorded"))
+            raw_steps = changed
+        for raw_step in raw_steps:
+            self.add(raw_step.kind, raw_step.path, raw_step.rule, raw_step.depth, raw_step.recorded)
+
+
+RAW_FILES_SHOWN = 20  # a data set read from more raw files (an image folder) lists only those that changed
 
 
 def _differences(found: dict, expected: dict, what: str, store: str) -> str | None:

@@ -6,7 +6,7 @@ the work, and writes its outputs atomically, with the provenance of :func:`geomv
 (the code's version and commit, the packages' versions, the host) and the sha256 of what it read:
 
     prepare_dataset     dataset section              -> data set file + manifest
-    synthesize_dataset  sizes, seed                  -> a stand-in data root in torchvision's layout
+    synthesize_dataset  format, sizes, seed          -> a stand-in data root in its on-disk layout
     train               a seed group's runs, data    -> every saved epoch of each seed (+ manifest), via the stores
     extend_training     a seed group's runs, data    -> one saved epoch of each seed added after the run
     publish_checkpoint  a group's directory          -> one seed's checkpoint of one epoch (a checked copy)
@@ -76,13 +76,15 @@ def prepare_dataset(dataset: dict, output: str | Path, manifest: str | Path) -> 
     return entry
 
 
-def synthesize_dataset(cls: str, root: str | Path, n_train: int, n_test: int, seed: int) -> list[str]:
-    """A synthetic data set in the on-disk layout torchvision's class ``cls`` reads (MNIST, CIFAR10, ...) at
-    ``root`` (written whole, atomically); returns the files written under it."""
+def synthesize_dataset(spec: dict, root: str | Path) -> list[str]:
+    """A synthetic data set (``spec``: :func:`geomvol.catalogue.synthetic_spec`) in the on-disk layout its
+    torchvision class reads (MNIST, CIFAR10, ..., ImageFolder) at ``root`` (written whole, atomically); returns
+    the files written under it."""
     from geomvol.data.images import write_synthetic
 
     with atomic_path(root) as tmp:
-        return write_synthetic(cls, tmp, n_train, n_test, seed)
+        return write_synthetic(spec["format"], tmp, spec["n_train"], spec["n_test"], spec["seed"],
+                               spec.get("shape"), spec.get("layout", "folders"))
 
 
 def train(runs: list[dict], data: str | Path, manifest: str | Path, output_dir: str | Path,

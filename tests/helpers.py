@@ -107,9 +107,22 @@ def killed_and_resumed(spec, data, tmp_path, monkeypatch) -> list:
     return train_with_metrics(spec, data, tmp_path / "ck", tmp_path / "state", tmp_path / "m.tsv")
 
 
+def with_examples(workdir) -> Path:
+    """``workdir``, made, with the checkout's examples/ linked into it (unless it has its own): the smoke config
+    names examples/models.py and examples/checkpoints/ relative to the working directory, as run from the
+    checkout."""
+    examples = Path(workdir) / "examples"
+    examples.parent.mkdir(parents=True, exist_ok=True)
+    if not examples.exists() and not examples.is_symlink():
+        examples.symlink_to(ROOT / "examples", target_is_directory=True)
+    return Path(workdir)
+
+
 def snakemake(workdir, configfile, *extra, wait=True, env=None):
-    """Snakemake on the checkout's Snakefile in ``workdir``, with ``configfile`` (None: the default config.yaml
-    there), no workflow profile unless ``extra`` names one, in ``env`` (default: this process's environment)."""
+    """Snakemake on the checkout's Snakefile in ``workdir`` (with the checkout's examples/: :func:`with_examples`),
+    with ``configfile`` (None: the default config.yaml there), no workflow profile unless ``extra`` names one, in
+    ``env`` (default: this process's environment)."""
+    with_examples(workdir)
     profile = [] if "--workflow-profile" in extra else ["--workflow-profile", "none"]
     command = [
         sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),

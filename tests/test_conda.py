@@ -18,7 +18,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from helpers import ROOT, SMOKE_CONFIG
+from helpers import ROOT, SMOKE_CONFIG, with_examples
 
 ENV_FILE = ROOT / "workflow" / "envs" / "geomvol.yaml"
 CONDA_TO_PIP = {"pytorch": "torch", "matplotlib-base": "matplotlib"}
@@ -48,6 +48,7 @@ def test_env_pins_agree_with_pyproject():
 
 
 def dry_run(snakefile: Path, workdir: Path, configfile: Path, env: dict, *extra) -> str:
+    with_examples(workdir)
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
          "--configfile", str(configfile), "--cores", "2", "-n", "-p", *extra],

@@ -489,6 +489,23 @@ def test_a_key_beside_a_yaml_merge_overrides_the_merged_one(tmp_path):
     assert experiments["b"]["training"]["batch_size"] == 5
 
 
+def test_experiments_sharing_a_yaml_anchor_resolve_each_on_its_own(tmp_path):
+    """Two experiments whose dataset and model are one YAML anchor (`dataset: *images`, as the smoke config's
+    own-images-smoke and elsewhere-smoke share theirs) each get their own synthetic root and factory sha256."""
+    (tmp_path / "net.py").write_text("def build():\n    pass\n")
+    path = tmp_path / "config.yaml"
+    path.write_text("experiments:\n  a:\n    dataset: &images {name: image_folder, image_size: [8, 8], "
+                    "synthetic: {n_train: 20, n_test: 10}}\n    model: &net {name: python, factory: net.py:build}\n"
+                    "    probe: &probe {feature_maps: [relu], lines: [{classes: [class_01, class_02]}]}\n"
+                    "  b: {dataset: *images, model: *net, probe: *probe}\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        experiments = load_config(path)["experiments"]
+    assert (experiments["a"]["dataset"]["root"], experiments["b"]["dataset"]["root"]) == (
+        "results/a/data/synthetic", "results/b/data/synthetic")
+    assert experiments["a"]["model"]["factory_sha256"] == experiments["b"]["model"]["factory_sha256"]
+
+
 def test_integers_pass_and_a_large_budget_is_an_integer(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("experiments:\n  a:\n    seeds: [9223372036854775807]\n    probe: {memory_budget_bytes: 2000000000}\n")

@@ -18,7 +18,7 @@ from geomvol.stages import prepare_dataset
 from geomvol.data.images import (
     SYNTHETIC_MANIFEST, class_balanced_subset, load_split, synthetic_arrays, write_synthetic,
 )
-from geomvol.errors import DataError
+from geomvol.errors import ConfigError, DataError
 from geomvol.geometry import log_volume
 from geomvol.geometry.analytic import shallow_scalar_curvature_2d
 from geomvol.models import feature_map
@@ -310,12 +310,13 @@ def test_the_notebook_api_refuses_the_wrong_number_of_anchors():
     ("KMNIST", (1, 28, 28), ["o", "ki"]),
     ("CIFAR100", (3, 32, 32), ["class_00", "class_01"]),
     ("STL10", (3, 96, 96), ["airplane", "bird"]),  # read with split="train" / "test", not train=True / False
+    ("SVHN", (3, 32, 32), ["0", "1"]),  # its split argument too; MATLAB files read with scipy; the digits
 ])
 def test_torchvision_classes_by_name_read_their_own_format(tmp_path, cls, shape, names):
-    """A stand-in written in the on-disk layout of FashionMNIST, KMNIST, CIFAR-100 or STL-10 reads back, through
-    that very torchvision class, as the images and labels written; the class names come from the data (the class
-    itself, CIFAR-100's meta file, STL-10's class_names.txt); a root without the files is named with what
-    torchvision needs there."""
+    """A stand-in written in the on-disk layout of FashionMNIST, KMNIST, CIFAR-100, STL-10 or SVHN reads back,
+    through that very torchvision class, as the images and labels written; the class names come from the data
+    (the class itself, CIFAR-100's meta file, STL-10's class_names.txt; SVHN's labels are its digits); a root
+    without the files is named with what torchvision needs there."""
     import torchvision.datasets
 
     from geomvol.catalogue import CLASS_COUNTS, expected_files
@@ -329,9 +330,28 @@ def test_torchvision_classes_by_name_read_their_own_format(tmp_path, cls, shape,
         assert classes[:2] == names and len(classes) == CLASS_COUNTS.get(cls, 10)
     if cls in ("FashionMNIST", "KMNIST"):  # MNIST's format: torchvision's own class reads the files as they are
         assert torchvision.datasets.__dict__[cls](tmp_path, train=True).data.shape == (120, 28, 28)
+    if cls == "SVHN":  # as the real files: X (32, 32, 3, N), y (N, 1) in 1..10, 10 the digit zero
+        from scipy.io import loadmat
+
+        raw = loadmat(tmp_path / "train_32x32.mat")
+        assert raw["X"].shape == (32, 32, 3, 120) and raw["y"].shape == (120, 1)
+        assert set(raw["y"].ravel().tolist()) == set(range(1, 11))
     with pytest.raises(DataError, match=rf"{cls} data root {tmp_path / 'nowhere'} is missing {len(files)} of the "
                                         rf"{len(files)} files torchvision reads there: {re.escape(files[0])}"):
         load_split(cls, tmp_path / "nowhere", train=True)
+
+
+def test_svhn_without_scipy_is_refused_with_the_install_command(monkeypatch):
+    """torchvision reads SVHN's MATLAB files with scipy, an optional extra: without it, the config check says so."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "scipy" else real(name, *args))
+    config = {"experiments": {"svhn": {"dataset": {"name": "torchvision", "class": "SVHN", "synthetic": {
+        "n_train": 20, "n_test": 10}}, "probe": {"lines": [{"classes": ["7", "1"]}]}}}}
+    with pytest.raises(ConfigError, match=r"dataset\.class: torchvision reads SVHN's MATLAB files with scipy, which "
+                                          r"is not installed: pip install 'geomvol\[svhn\]'"):
+        resolve_config(config)
 
 
 def test_a_torchvision_class_is_prepared_like_the_studys_data_sets(tmp_path):

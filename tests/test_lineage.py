@@ -123,40 +123,38 @@ def test_tampering_is_caught_by_trace_and_by_the_next_snakemake_run(run_copy):
                                                            "barlow-twins-smoke")}
 
 
-def test_a_python_models_source_file_is_traced_and_an_edit_of_it_reruns_the_model(tmp_path):
-    """examples/models.py's small CNN, named by its file beside the config: every checkpoint records the
-    file's sha256, trace shows it, and an edit of the file makes the next run retrain and reprobe."""
-    from helpers import ROOT
-
-    shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    experiment = {
-        "dataset": {"name": "cifar10", "synthetic": {"n_train": 40, "n_test": 20}},
-        "model": {"name": "python", "factory": "examples/models.py:small_cnn", "kwargs": {"width": 4}},
-        "training": {"epochs": 1, "batch_size": 20, "optimizer": {"name": "adam", "lr": 0.01}, "threads": 2},
-        "probe": {"device": "cpu", "feature_maps": [{"node": "features.1", "pool": [8, 8]}, "features.5"],
-                  "metric": "subspace", "dtype": "float32", "spectra": False,
-                  "planes": [{"classes": ["horse", "frog", "automobile"], "seed": 0}], "plane": {"resolution": 4}},
-    }
-    config = tmp_path / "zoo.yaml"
-    config.write_text(yaml.safe_dump({"experiments": {"small-cnn": experiment}}))
-    result = snakemake(tmp_path, config, "results/small-cnn/volume.zarr")
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_a_python_models_source_file_is_traced_and_an_edit_of_it_reruns_the_model(run_copy):
+    """The smoke run's own-images-smoke: examples/models.py's small CNN, named by its file in the working
+    directory, on an image folder: every checkpoint records the file's sha256, trace shows it (and
+    elsewhere-smoke's checkpoints trained elsewhere, each by its file), and an edit of the file makes the next
+    run retrain and reprobe, but not prepare the data again."""
     import xarray as xr
 
-    with xr.open_zarr(tmp_path / "results/small-cnn/volume.zarr") as ds:
+    from helpers import ROOT
+
+    (run_copy / "examples").unlink()  # the checkout's, linked: a copy of its own, to edit
+    shutil.copytree(ROOT / "examples", run_copy / "examples")
+    target = "results/own-images-smoke/volume.zarr"
+    with xr.open_zarr(run_copy / target) as ds:
         assert list(ds["block"].values) == ["features.1", "features.5"]
-        assert list(ds["feature_width"].values) == [4 * 4 * 4, 8]  # 4 x 32 x 32 pooled over 8 x 8; the pooled 2 * 4
+        assert list(ds["feature_width"].values) == [8 * 2 * 2, 16]  # 8 x 16 x 16 pooled over 8 x 8; the pooled 16
+        assert ds.sizes["channel"] == 3 and ds.sizes["height"] == ds.sizes["width"] == 16
         assert bool(ds["plane_log10_volume"].notnull().all())
-    traced = geomvol_trace(tmp_path, "results/small-cnn/volume.zarr")
+    traced = geomvol_trace(run_copy, target)
     assert traced.returncode == 0, traced.stderr
     assert "model source: examples/models.py  [ok]" in traced.stdout
-    assert "factory examples/models.py:small_cnn, kwargs {\"width\": 4}" in traced.stdout
+    assert "factory examples/models.py:small_cnn, kwargs {\"width\": 8}" in traced.stdout
+    assert "80 files under results/own-images-smoke/data/synthetic (synthesize_dataset): all as recorded" in traced.stdout
+    traced = geomvol_trace(run_copy, "results/elsewhere-smoke/volume.zarr")
+    assert traced.returncode == 0, traced.stderr
+    for epoch in (0, 2):
+        assert f"outside checkpoint: examples/checkpoints/small_cnn_epoch_{epoch}.pt  [ok]" in traced.stdout
 
-    source = tmp_path / "examples" / "models.py"
+    source = run_copy / "examples" / "models.py"
     source.write_text(source.read_text().replace("nn.GELU()", "nn.Tanh()", 1))
-    traced = geomvol_trace(tmp_path, "results/small-cnn/volume.zarr")
+    traced = geomvol_trace(run_copy, target)
     assert traced.returncode == 1 and "model source: examples/models.py  [CHANGED]" in traced.stdout
-    dry_run = snakemake(tmp_path, config, "--dry-run", "results/small-cnn/volume.zarr")
+    dry_run = snakemake(run_copy, SMOKE_CONFIG, "--dry-run", target)
     assert dry_run.returncode == 0, dry_run.stderr
     planned = set(re.findall(r"^(?:local)?rule (\w+):", dry_run.stdout, re.MULTILINE))
     assert {"train", "probe", "combine_probes"} <= planned and "prepare_dataset" not in planned

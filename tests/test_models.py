@@ -366,3 +366,78 @@ def test_a_graph_nodes_feature_map_follows_the_models_mode():
         assert int(net.bn1.num_batches_tracked) == 1
         net.eval()
         torch.testing.assert_close(features(x), net.bn1(net.conv1(x)).flatten(1))
+
+
+def test_torchvisions_weights_by_name_start_training_and_another_head_keeps_its_init(tmp_path, monkeypatch, capsys):
+    """model.weights: IMAGENET1K_V1, read from torch's cache as torchvision reads it (a file there, written here,
+    stands in for the download): epoch 0 of training: {epochs: 0} is the pretrained network, but for the
+    1000-class head, which a 10-class data set's model keeps from its initialisation (said in the log)."""
+    import torchvision
+
+    from geomvol.config import resolve_config
+    from geomvol.data.check import check_config_data
+    from geomvol.data.images import write_synthetic
+    from geomvol.stages import prepare_dataset
+    from geomvol.train.checkpoint import load_checkpoint
+
+    from helpers import train_with_metrics, training_run
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    torch.manual_seed(7)
+    pretrained = torchvision.models.resnet18().state_dict()  # 1000 classes
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / weights.url.rsplit("/", 1)[1]
+    cached.parent.mkdir(parents=True)
+    torch.save(pretrained, cached)
+    write_synthetic("CIFAR10", tmp_path / "cifar", 20, 10, seed=0)
+    config = {"experiments": {"pretrained": {
+        "dataset": {"name": "cifar10", "root": str(tmp_path / "cifar")},
+        "model": {"name": "torchvision", "builder": "resnet18", "weights": "IMAGENET1K_V1"},
+        "training": {"epochs": 0, "batch_size": 10},
+        "probe": {"feature_maps": [{"node": "layer4", "pool": "global_mean"}], "lines": [{"classes": ["cat", "dog"]}]}}}}
+    experiment = check_config_data(resolve_config(config))["experiments"]["pretrained"]
+    prepare_dataset(experiment["dataset"], tmp_path / "dataset.pt", tmp_path / "manifest.json")
+    [checkpoint] = train_with_metrics(training_run(experiment), tmp_path / "dataset.pt", tmp_path / "ck",
+                                      tmp_path / "state", tmp_path / "metrics.tsv")
+    state = load_checkpoint(checkpoint)["model"]
+    assert torch.equal(state["conv1.weight"], pretrained["conv1.weight"])
+    assert torch.equal(state["layer4.1.bn2.running_var"], pretrained["layer4.1.bn2.running_var"])
+    assert state["fc.weight"].shape == (10, 512)
+    assert "weights IMAGENET1K_V1: 120 of 122 tensors loaded; kept from initialisation (another shape): fc.weight " \
+           "[1000, 512] (the model's [10, 512]), fc.bias [1000] (the model's [10])" in capsys.readouterr().err
+    experiment["model"]["weights"] = "ResNet18_Weights.IMAGENET_V9"
+    with pytest.raises(ConfigError, match=r"model\.weights: torchvision's resnet18 has no weights "
+                                          r"'ResNet18_Weights\.IMAGENET_V9'; it has ResNet18_Weights\.IMAGENET1K_V1, "
+                                          r"ResNet18_Weights\.DEFAULT"):
+        check_config_data({"experiments": {"pretrained": experiment}})
+
+
+def test_weights_from_a_file_are_fitted_and_their_sha256_is_in_the_model_section(tmp_path, monkeypatch):
+    """model.weights: a state dict file (any graph model): its sha256 enters the resolved model section (so a
+    changed file retrains); keys the model lacks are refused before any job, naming them; a missing file and a
+    name for a model that is not torchvision's are refused too."""
+    from geomvol.config import resolve_config
+    from geomvol.data.check import check_config_data
+    from geomvol.provenance import sha256_file
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.py").write_text("from torch import nn\n\ndef build(classes=10):\n"
+                                     "    return nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.Tanh(), nn.Linear(8, classes))\n")
+    torch.save(nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.Tanh(), nn.Linear(8, 3)).state_dict(), "three.pt")
+
+    def experiment(weights):
+        return {"experiments": {"w": {"dataset": {"name": "digits", "n_train": 100, "n_test": 50},
+                                      "model": {"name": "python", "factory": "net.py:build", "weights": weights},
+                                      "probe": {"feature_maps": ["2"], "lines": [{"classes": [7, 6]}]}}}}
+
+    model = check_config_data(resolve_config(experiment("three.pt")))["experiments"]["w"]["model"]
+    assert model["weights_sha256"] == sha256_file(tmp_path / "three.pt")
+    torch.save({"encoder.weight": torch.zeros(8, 64)}, "other.pt")
+    with pytest.raises(ConfigError, match=r"model\.weights: weights file other\.pt does not fit the model Sequential: "
+                                          r"4 missing: 1\.weight, 1\.bias, 3\.weight, 3\.bias; 1 unexpected: encoder"):
+        check_config_data(resolve_config(experiment("other.pt")))
+    with pytest.raises(ConfigError, match=r"model\.weights: weights file gone\.pt does not exist"):
+        resolve_config(experiment("gone.pt"))
+    with pytest.raises(ConfigError, match=r"model\.weights: 'IMAGENET1K_V1' is not a file .* weights by name are "
+                                          r"torchvision's; a python model takes a state dict file"):
+        resolve_config(experiment("IMAGENET1K_V1"))

@@ -303,7 +303,8 @@ def test_every_experiment_gets_its_magnification_measures(smoke_run, smoke_confi
     results = smoke_run / "results"
     fields = {"sinusoid-smoke": [""], "mnist-line-smoke": ["line_"], "mnist-plane-smoke": ["plane_"],
               "digits-plane-smoke": ["plane_"], "cifar10-smoke": ["plane_"], "barlow-twins-smoke": ["plane_", "line_"],
-              "resnet18-smoke": ["plane_"], "vit-smoke": ["plane_"]}
+              "resnet18-smoke": ["plane_"], "vit-smoke": ["plane_"], "own-images-smoke": ["plane_"],
+              "elsewhere-smoke": ["plane_"]}
     assert set(fields) == set(smoke_config["experiments"])
     for name, prefixes in fields.items():
         measures = xr.open_zarr(results / name / "measures.zarr")
@@ -332,8 +333,9 @@ def test_report_holds_every_figure_with_its_caption(smoke_run):
     html = report.read_text()
     figures = sorted((smoke_run / "results").glob("*/figures/*.png"))
     # 1 sinusoid, 2 + 2 MNIST, 2 digits, 2 CIFAR-10, 3 Barlow Twins, 2 ResNet18 (planes, blocks), 3 ViT (and its
-    # comparison); curvature of the grid and of the six experiments with planes; measures of each
-    assert len(figures) == 12 + 5 + 7 + 8
+    # comparison), 2 own images, 3 checkpoints trained elsewhere (and their comparison); curvature of the grid and
+    # of the eight experiments with planes; measures of each
+    assert len(figures) == 12 + 5 + 5 + 9 + 10
     for figure in figures:
         assert figure.name in html and figure.parent.parent.name in html, figure
     for words in ("ternary plot", "images along the line", "one row per feature map", "at the epochs both probed",

@@ -14,7 +14,7 @@ import math
 import warnings
 
 from geomvol.catalogue import (
-    IMAGE_DATASETS, TORCHVISION_DATASETS, class_count, dataset_label, input_shape, torchvision_class,
+    IMAGE_DATASETS, TORCHVISION_DATASETS, class_count, dataset_label, input_shape, torchvision_class, weights_is_file,
 )
 from geomvol.config import GRAPH_MODELS, imported
 from geomvol.errors import ConfigError, DataError
@@ -89,8 +89,11 @@ def check_experiment_model(key: str, experiment: dict) -> None:
     named in ``probe.feature_maps`` (and ``training.objective.features``); ``probe.top_k`` fits."""
     import torch
 
+    from geomvol.errors import CheckpointError
     from geomvol.models.nodes import check_nodes
-    from geomvol.models.registry import build_model, feature_width, model_spec, timm_module
+    from geomvol.models.registry import (
+        build_model, feature_width, model_spec, pretrained_state, timm_module, torchvision_weights,
+    )
 
     model, dataset, probe = experiment["model"], experiment["dataset"], experiment["probe"]
     if model["name"] in ("torchvision", "timm"):
@@ -131,6 +134,14 @@ def check_experiment_model(key: str, experiment: dict) -> None:
         raise ConfigError(f"config key {key}.model: {what} gives outputs {given} for one input; the pipeline "
                           f"reads one logit per class of {dataset_label(dataset)}, [1, {n_classes}] (set num_classes in "
                           f"model.kwargs)")
+    if "weights" in model:  # a file is fitted to the model here; torchvision's weights by name are only looked up
+        try:
+            if weights_is_file(model["weights"]):
+                pretrained_state(model, network)
+            else:
+                torchvision_weights(model["builder"], model["weights"])
+        except (ConfigError, CheckpointError) as error:
+            raise ConfigError(f"config key {key}.model.weights: {error}") from None
     leaf_modules = model["leaf_modules"]
     check_nodes(network, probe["feature_maps"], f"{key}.probe.feature_maps", leaf_modules)
     objective = experiment["training"]["objective"]

@@ -1,6 +1,7 @@
-"""Image data sets: torchvision's (the study's MNIST and CIFAR-10, and FashionMNIST, KMNIST, CIFAR-100 and STL-10
-by class name) through torchvision's own dataset classes, tiny stand-ins in their on-disk formats, and
-scikit-learn's digits (:mod:`geomvol.data.digits`), all prepared alike.
+"""Image data sets: torchvision's (the study's MNIST and CIFAR-10, and FashionMNIST, KMNIST, CIFAR-100, STL-10 and
+SVHN by class name) through torchvision's own dataset classes, a user's own images through torchvision's
+``ImageFolder`` (:mod:`geomvol.data.folders`), tiny stand-ins in their on-disk formats, and scikit-learn's digits
+(:mod:`geomvol.data.digits`), all prepared alike.
 
 A data root is a directory in torchvision's layout (``geomvol.catalogue.expected_files``); it is
 read with the data set's ``torchvision.datasets`` class, which fetches it first
@@ -11,7 +12,8 @@ channel (``dataset.normalize``).
 
 :func:`write_synthetic` writes a small data set of class prototypes plus noise
 in exactly those formats (MNIST's IDX files; CIFAR's pickled batches; STL-10's
-binary arrays), so that the same loading code runs offline. torchvision checks every CIFAR and STL-10 file
+binary arrays; SVHN's MATLAB files; an image folder's PNG files), so that the same loading code runs offline.
+torchvision checks every CIFAR, STL-10 and SVHN file
 against the official archive's md5; a synthetic root carries its own digests
 in ``geomvol-synthetic.json`` beside the batches, and the loader has
 torchvision check the files against those instead.
@@ -24,15 +26,17 @@ import hashlib
 import json
 import pickle
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from geomvol.catalogue import (
-    CLASS_COUNTS, CLASSES, CIFAR_FILES, PIXEL_MAX, SPLIT_KEYS, STL10_FILES, TORCHVISION_FORMATS, dataset_label,
-    expected_files, torchvision_class,
+    CLASS_COUNTS, CLASSES, CIFAR_FILES, PIXEL_MAX, SPLIT_ARGUMENT_LAYOUTS, SPLIT_KEYS, STL10_FILES, SVHN_CLASSES,
+    SVHN_FILES, TORCHVISION_FORMATS, dataset_label, expected_files, raw_paths, synthetic_spec, torchvision_class,
 )
+from geomvol.data.folders import source_dir, source_dirs
 from geomvol.errors import DataError
 from geomvol.io import exclusive_lock
 
@@ -58,7 +62,7 @@ def check_root(cls: str, root: str | Path) -> None:
 
 
 def _dataset_class(cls: str, root: Path):
-    """torchvision's class ``cls``; for CIFAR's and STL-10's formats, one that checks a synthetic root's files
+    """torchvision's class ``cls``; for CIFAR's, STL-10's and SVHN's formats, one that checks a synthetic root's files
     against the digests written with them (torchvision checks each file against the official archive's md5)."""
     import torchvision.datasets
 
@@ -67,6 +71,9 @@ def _dataset_class(cls: str, root: Path):
     if TORCHVISION_FORMATS[cls][0] == "idx" or not manifest.exists():
         return official
     md5 = json.loads(manifest.read_text())["md5"]
+    if TORCHVISION_FORMATS[cls][0] == "svhn":  # {split: [url, file, md5]}
+        return type(f"Synthetic{cls}", (official,), {"split_list": {
+            split: [url, file, md5.get(file)] for split, (url, file, _) in official.split_list.items()}})
     checked = {"train_list": [[name, md5[name]] for name, _ in official.train_list],
                "test_list": [[name, md5[name]] for name, _ in official.test_list]}
     if hasattr(official, "meta"):  # CIFAR's class names file
@@ -92,21 +99,55 @@ def load_split(cls: str, root: str | Path, train: bool, download: bool = False) 
     if not download:
         check_root(cls, root)
     layout = TORCHVISION_FORMATS[cls][0]
-    split = {"split": "train" if train else "test"} if layout == "stl10" else {"train": train}  # STL-10 names it
+    split = {"split": "train" if train else "test"} if layout in SPLIT_ARGUMENT_LAYOUTS else {"train": train}
     try:
         with _download_lock(root, download):
             dataset = _dataset_class(cls, root)(root, download=download, **split)
     except RuntimeError as error:  # torchvision: "Dataset not found or corrupted."
         raise DataError(f"{cls} data root {root} could not be read by torchvision ({error}); "
                         f"expected files: {', '.join(expected_files(cls))}") from error
+    except ImportError as error:  # SVHN's reader, scipy
+        raise DataError(f"{cls} needs {error.name}, which torchvision reads its files with: "
+                        f"pip install 'geomvol[svhn]'") from error
     if layout == "idx":
         images = dataset.data[:, None]
     elif layout == "cifar":  # (N, H, W, C) arrays
         images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
     else:  # (N, C, H, W) arrays
         images = torch.from_numpy(np.ascontiguousarray(dataset.data))
-    labels = torch.as_tensor(dataset.labels if layout == "stl10" else dataset.targets, dtype=torch.int64)
-    return images, labels, list(dataset.classes)
+    labels = torch.as_tensor(dataset.labels if layout in SPLIT_ARGUMENT_LAYOUTS else dataset.targets, dtype=torch.int64)
+    return images, labels, list(SVHN_CLASSES if layout == "svhn" else dataset.classes)  # SVHN's: none, its digits
+
+
+def _open_image(path: str, mode: str):
+    """An image file as a PIL image in ``mode`` (L: greyscale, RGB), or an error naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with open(path, "rb") as file:
+            return Image.open(file).convert(mode)
+    except (OSError, UnidentifiedImageError) as error:
+        raise DataError(f"image file {path} could not be read: {error}") from error
+
+
+def load_folder(directory: str | Path, image_size, channels: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Images (N, C, H, W) uint8, labels (N,) int64 and class names of an image folder (one folder per class),
+    read by torchvision's ``ImageFolder`` in greyscale (``channels`` 1) or RGB (3), each resized to ``image_size``
+    [H, W] with torchvision's antialiased Resize."""
+    import functools
+
+    import torchvision
+    from torchvision import transforms
+    from tqdm import tqdm
+
+    resize = transforms.Compose([transforms.Resize(list(image_size), antialias=True), transforms.PILToTensor()])
+    dataset = torchvision.datasets.ImageFolder(
+        str(directory), transform=resize,  # its images: IMAGE_EXTENSIONS, torchvision's own
+        loader=functools.partial(_open_image, mode="L" if channels == 1 else "RGB"))
+    images = torch.empty((len(dataset), channels, *image_size), dtype=torch.uint8)
+    for i in tqdm(range(len(dataset)), desc=f"read {directory}", unit="image", file=sys.stderr, disable=len(dataset) < 1000):
+        images[i] = dataset[i][0]
+    return images, torch.as_tensor(dataset.targets, dtype=torch.int64), list(dataset.classes)
 
 
 def class_balanced_subset(labels: torch.Tensor, n: int | None, n_classes: int, seed: int, what: str) -> torch.Tensor:
@@ -128,24 +169,44 @@ def class_balanced_subset(labels: torch.Tensor, n: int | None, n_classes: int, s
     return torch.cat(chosen).sort().values
 
 
-def raw_file_checksums(cls: str, root: str | Path) -> dict[str, str]:
-    """sha256 of every file of the layout that torchvision's class ``cls`` read, keyed by its path under the root."""
+def raw_file_checksums(dataset: dict) -> dict[str, str]:
+    """sha256 of every file a resolved data-root ``dataset`` section's data set is read from (the files of
+    torchvision's layout for its class; every image of an image folder), keyed by its path under the root."""
     from geomvol.provenance import sha256_file
 
-    return {f: sha256_file(Path(root) / f) for f in expected_files(cls)}
+    return {path.relative_to(dataset["root"]).as_posix(): sha256_file(path) for path in raw_paths(dataset)}
 
 
 def _source_file(dataset: dict, train: bool, from_root: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """Images (N, C, H, W) uint8, labels, each image's index in the file and class names of torchvision's whole
-    training or test file of a resolved ``dataset`` section; without ``from_root`` a synthetic set is generated
-    in memory instead of read from its root."""
-    cls = torchvision_class(dataset)
+    training or test file of a resolved ``dataset`` section (an image folder's: its train/ or test/ folder, or
+    its root); without ``from_root`` a synthetic set is generated in memory instead of read from its root."""
     if dataset["synthetic"] is not None and not from_root:
-        sizes = (dataset["synthetic"]["n_train"], dataset["synthetic"]["n_test"])
-        images, labels = synthetic_arrays(cls, sizes, dataset["seed"])[0 if train else 1]
-        return torch.from_numpy(images), torch.from_numpy(labels), torch.arange(len(labels)), synthetic_classes(cls)
-    x, y, classes = load_split(cls, dataset["root"], train=train, download=dataset["download"])
+        images, labels = _synthetic_source(dataset, train)
+        classes = synthetic_classes(synthetic_spec(dataset)["format"])
+        return torch.from_numpy(images), torch.from_numpy(labels), torch.arange(len(labels)), classes
+    if dataset["name"] == "image_folder":
+        x, y, classes = load_folder(source_dir(dataset, train), dataset["image_size"], dataset["channels"])
+    else:
+        x, y, classes = load_split(torchvision_class(dataset), dataset["root"], train=train,
+                                   download=dataset["download"])
     return x, y, torch.arange(len(y)), classes
+
+
+def _synthetic_source(dataset: dict, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of one source of a synthetic data set, made in memory as its files read back: a
+    torchvision class's training or test file; an image folder's train/ or test/ folder, or its one folder
+    (both splits), in ImageFolder's order (by class, then file name: the order written)."""
+    spec = synthetic_spec(dataset)
+    train_split, test_split = synthetic_arrays(spec["format"], (spec["n_train"], spec["n_test"]), spec["seed"],
+                                               spec.get("shape"))
+    if spec["format"] != "ImageFolder":
+        return train_split if train else test_split
+    images, labels = train_split if train else test_split
+    if spec["layout"] == "flat":
+        images, labels = (np.concatenate(parts) for parts in zip(train_split, test_split))
+    order = np.argsort(labels, kind="stable")
+    return images[order], labels[order]
 
 
 def _whole_split(dataset: dict, train: bool, from_root: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
@@ -156,7 +217,7 @@ def _whole_split(dataset: dict, train: bool, from_root: bool = True) -> tuple[to
     from geomvol.data.digits import load_digits, train_test_indices
 
     rule = dataset["split_rule"]
-    if rule == "torchvision":
+    if rule in ("torchvision", "folders"):  # two sources
         return _source_file(dataset, train, from_root)
     if dataset["name"] == "digits":
         images, labels = load_digits()
@@ -168,9 +229,13 @@ def _whole_split(dataset: dict, train: bool, from_root: bool = True) -> tuple[to
 
 
 def index_source(dataset: dict) -> str:
-    """What a prepared image's source index counts: load_digits' rows, or a torchvision file's images."""
+    """What a prepared image's source index counts: load_digits' rows, a torchvision file's images, or an image
+    folder's files in ImageFolder's order (by class folder, then file name)."""
     if dataset["name"] == "digits":
         return "load_digits' order"
+    if dataset["name"] == "image_folder":
+        where = " and ".join(f"{path}/" for path in source_dirs(dataset).values())
+        return f"ImageFolder's files of {where}, by class folder then file name"
     if dataset["split_rule"] == "torchvision":
         return f"torchvision's {torchvision_class(dataset)} split"
     return f"torchvision's {torchvision_class(dataset)} training file (both splits drawn from it)"
@@ -227,15 +292,16 @@ def make_images(dataset: dict) -> dict:
 # --- synthetic stand-ins in torchvision's formats -------------------------------------------------
 
 
-def synthetic_arrays(cls: str, sizes: tuple[int, ...], seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Images (N, C, H, W) uint8, in the shape of torchvision's class ``cls``, and labels for each size: one
-    smooth random prototype per class (blocks of 4 x 4 pixels) shared by all splits, plus pixel noise; classes in
-    turn, shuffled."""
+def synthetic_arrays(cls: str, sizes: tuple[int, ...], seed: int,
+                     shape: tuple[int, ...] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Images (N, C, H, W) uint8, in the shape of torchvision's class ``cls`` (ImageFolder: ``shape``), and labels
+    for each size: one smooth random prototype per class (blocks of 4 x 4 pixels) shared by all splits, plus
+    pixel noise; classes in turn, shuffled."""
     rng = np.random.default_rng(seed)
-    shape = TORCHVISION_FORMATS[cls][1]
+    shape = tuple(shape) if cls == "ImageFolder" else TORCHVISION_FORMATS[cls][1]
     n_classes = CLASS_COUNTS.get(cls, 10)
-    coarse = rng.uniform(0, 255, size=(n_classes, shape[0], shape[1] // 4, shape[2] // 4))
-    prototypes = coarse.repeat(4, axis=2).repeat(4, axis=3)  # (classes, C, H, W)
+    coarse = rng.uniform(0, 255, size=(n_classes, shape[0], -(-shape[1] // 4), -(-shape[2] // 4)))
+    prototypes = coarse.repeat(4, axis=2).repeat(4, axis=3)[:, :, :shape[1], :shape[2]]  # (classes, C, H, W)
     splits = []
     for n in sizes:
         labels = np.arange(n) % n_classes
@@ -248,8 +314,8 @@ def synthetic_arrays(cls: str, sizes: tuple[int, ...], seed: int) -> list[tuple[
 def synthetic_classes(cls: str) -> list[str]:
     """The class names a synthetic stand-in of ``cls`` reads back with: MNIST's format names them in torchvision's
     class itself; CIFAR-10's and STL-10's are the real ones, CIFAR-100's ``class_00``..``class_99`` (written in its
-    meta or class names file)."""
-    if TORCHVISION_FORMATS[cls][0] == "idx":
+    meta or class names file), an image folder's ``class_00``..``class_09`` (its folders)."""
+    if cls in TORCHVISION_FORMATS and TORCHVISION_FORMATS[cls][0] == "idx":
         import torchvision.datasets
 
         return list(getattr(torchvision.datasets, cls).classes)
@@ -257,6 +323,8 @@ def synthetic_classes(cls: str) -> list[str]:
         return list(CLASSES["cifar10"])
     if cls == "STL10":
         return list(STL10_CLASSES)
+    if cls == "SVHN":
+        return list(SVHN_CLASSES)
     return [f"class_{label:02d}" for label in range(CLASS_COUNTS.get(cls, 10))]
 
 
@@ -275,11 +343,36 @@ def _cifar_batch(name: str, images: np.ndarray, labels: np.ndarray, label_key: s
             "filenames": [f"synthetic_{i}.png" for i in range(len(images))]}
 
 
-def write_synthetic(cls: str, root: str | Path, n_train: int, n_test: int, seed: int) -> list[str]:
-    """Write a synthetic data set in the on-disk layout torchvision's class ``cls`` reads under ``root``; return
-    the files written."""
+def _write_folder(root: Path, train, test, layout: str) -> list[str]:
+    """PNG files of an image folder: ``train/<class>/`` and ``test/<class>/`` (layout folders), or both splits
+    under ``<class>/`` (flat), named by their index in the split (both: training images first)."""
+    from PIL import Image
+
+    classes = synthetic_classes("ImageFolder")
+    parts = [("train", train), ("test", test)] if layout == "folders" else \
+        [("", tuple(np.concatenate(parts) for parts in zip(train, test)))]
+    written = []
+    for split, (images, labels) in parts:
+        for index, (image, label) in enumerate(zip(images, labels)):
+            path = Path(split, classes[label], f"{index:05d}.png")
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)).save(root / path)
+            written.append(path.as_posix())
+    return written
+
+
+def write_synthetic(cls: str, root: str | Path, n_train: int, n_test: int, seed: int,
+                    shape: tuple[int, ...] | None = None, layout: str = "folders") -> list[str]:
+    """Write a synthetic data set in the on-disk layout torchvision's class ``cls`` reads under ``root`` (an
+    ImageFolder: PNG images of ``shape`` (C, H, W) in ``layout`` folders or flat); return the files written."""
     root = Path(root)
-    train, test = synthetic_arrays(cls, (n_train, n_test), seed)
+    train, test = synthetic_arrays(cls, (n_train, n_test), seed, shape)
+    spec = {"class": cls, "n_train": n_train, "n_test": n_test, "seed": seed}
+    if cls == "ImageFolder":
+        written = _write_folder(root, train, test, layout)
+        spec.update(shape=list(shape), layout=layout)
+        (root / SYNTHETIC_MANIFEST).write_text(json.dumps({"synthetic": spec}, indent=2) + "\n")
+        return written
     if TORCHVISION_FORMATS[cls][0] == "idx":
         folder = root / cls / "raw"
         folder.mkdir(parents=True, exist_ok=True)
@@ -304,6 +397,14 @@ def write_synthetic(cls: str, root: str | Path, n_train: int, n_test: int, seed:
             (folder / f"{prefix}_y.bin").write_bytes((labels + 1).astype(np.uint8).tobytes())
         (folder / "unlabeled_X.bin").write_bytes(b"")  # no unlabeled images (torchvision checks the file is there)
         (folder / "class_names.txt").write_text("\n".join(synthetic_classes(cls)) + "\n")
+    elif cls == "SVHN":  # MATLAB files: X (H, W, C, N) uint8, y (N, 1) with 10 for the digit 0
+        from scipy.io import savemat
+
+        folder = root
+        folder.mkdir(parents=True, exist_ok=True)
+        for file, (images, labels) in zip(SVHN_FILES, (train, test)):
+            savemat(folder / file, {"X": images.transpose(2, 3, 1, 0),
+                                    "y": np.where(labels == 0, 10, labels).astype(np.uint8)[:, None]})
     else:  # CIFAR-100: one training and one test file, fine and coarse labels
         folder = root / Path(CIFAR_FILES[cls][0]).parent
         folder.mkdir(parents=True, exist_ok=True)
@@ -314,6 +415,5 @@ def write_synthetic(cls: str, root: str | Path, n_train: int, n_test: int, seed:
                                         "coarse_label_names": [f"superclass_{i:02d}" for i in range(20)]})
     written = expected_files(cls)
     md5 = {Path(f).name: hashlib.md5((root / f).read_bytes()).hexdigest() for f in written}
-    spec = {"class": cls, "n_train": n_train, "n_test": n_test, "seed": seed}
     (folder / SYNTHETIC_MANIFEST).write_text(json.dumps({"synthetic": spec, "md5": md5}, indent=2) + "\n")
     return written

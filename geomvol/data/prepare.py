@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from geomvol.catalogue import SPLIT_KEYS, torchvision_class
+from geomvol.catalogue import SPLIT_KEYS
 from geomvol.data.digits import DIGITS_FILE
 from geomvol.data.images import make_images, raw_file_checksums
 from geomvol.data.sinusoid import make_sinusoid
@@ -22,7 +22,7 @@ from geomvol.errors import DataError
 from geomvol.provenance import sha256_file
 
 MAKERS = {"sinusoid": make_sinusoid, "mnist": make_images, "cifar10": make_images, "torchvision": make_images,
-          "digits": make_images}
+          "image_folder": make_images, "digits": make_images}
 
 
 def raw_files(dataset: dict) -> dict:
@@ -31,7 +31,7 @@ def raw_files(dataset: dict) -> dict:
     if dataset["name"] == "digits":
         return {"root": str(DIGITS_FILE.parent), "sha256": {DIGITS_FILE.name: sha256_file(DIGITS_FILE)},
                 "origin": "shipped with geomvol (scikit-learn's load_digits data)"}
-    return {"root": str(dataset["root"]), "sha256": raw_file_checksums(torchvision_class(dataset), dataset["root"])}
+    return {"root": str(dataset["root"]), "sha256": raw_file_checksums(dataset)}
 
 
 def make_dataset(dataset: dict) -> dict:

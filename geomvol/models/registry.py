@@ -13,6 +13,9 @@ The registry, by ``model.name``:
                   the model's section, so an edit of the file reruns what depends on it, and a checkpoint
                   whose file has changed since is refused
 
+Pretrained ``weights`` (torchvision's by name, or a state dict file of any of the last three) are where
+training starts: :func:`pretrained_state`, loaded by the trainer, not by :func:`build_model`.
+
 Feature maps: the study's models name theirs (``hidden``; ``pooled``, ``block1``..``block4``); any other
 model's are the nodes of its torch.fx graph (:mod:`geomvol.models.nodes`).
 """
@@ -105,6 +108,43 @@ def build_model(architecture: dict) -> nn.Module:
         raise ValueError(f"unknown model {name!r}")
     model.geomvol_leaf_modules = tuple(architecture.get("leaf_modules", ()))
     return model
+
+
+def torchvision_weights(builder: str, name: str):
+    """torchvision's weights of ``builder`` called ``name``, by member (``IMAGENET1K_V1``, ``DEFAULT``) or in full
+    (``ResNet18_Weights.IMAGENET1K_V1``); a name it does not have raises :class:`ConfigError` listing those it
+    has. Nothing is downloaded here."""
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(builder)
+    prefix, _, member = name.rpartition(".")
+    if prefix not in ("", weights.__name__) or member not in weights.__members__:
+        raise ConfigError(f"torchvision's {builder} has no weights {name!r}; it has "
+                          f"{', '.join(f'{weights.__name__}.{key}' for key in weights.__members__)}")
+    return weights[member]
+
+
+def pretrained_state(model: dict, network: nn.Module) -> tuple[dict, list[str]]:
+    """The state dict that a model section's ``weights`` gives ``network`` (:func:`geomvol.train.checkpoint.fit_state`),
+    and the tensors of another shape (a head for other classes) that keep ``network``'s own: a state dict file,
+    or torchvision's weights by name, read from torch's cache or downloaded into it (torchvision's
+    ``get_state_dict``) where the machine is online."""
+    from geomvol.catalogue import weights_is_file
+    from geomvol.train.checkpoint import fit_state, read_state_file
+
+    weights = model["weights"]
+    if weights_is_file(weights):
+        loaded, source = read_state_file(weights), f"weights file {weights}"
+    else:
+        member = torchvision_weights(model["builder"], weights)
+        try:
+            loaded = member.get_state_dict(progress=False)
+        except OSError as error:  # offline: urllib's URLError
+            raise CheckpointError(f"torchvision's weights {member} are not in torch's cache ({torch.hub.get_dir()}) "
+                                  f"and could not be downloaded from {member.url}: {error}; run once where the "
+                                  f"machine is online, or give model.weights a state dict file") from error
+        source = f"torchvision's weights {member}"
+    return fit_state(loaded, network, source, keep_misshaped=True)
 
 
 def _named_feature_maps(model: nn.Module) -> bool:

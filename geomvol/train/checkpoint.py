@@ -93,19 +93,19 @@ def load_checkpoint(path: str | Path) -> dict:
     return state
 
 
-def read_outside_state(path: str | Path, model) -> dict:
-    """The state dict, fitted to ``model``, of a checkpoint trained elsewhere: a state dict, a dict holding one
-    under ``state_dict`` or ``model`` (Lightning's, geomvol's own), or a whole module (torch.save(model)), whose
-    pickle ``weights_only`` cannot read, so it is loaded with ``weights_only=False``: load only files you trust.
-    Keys saved from ``nn.DataParallel`` (``module.`` prefixed) are taken without the prefix. A file whose keys or
-    shapes do not fit the model raises :class:`CheckpointError` naming the missing, unexpected and mis-shaped
-    keys; an unreadable one, naming the file."""
+def read_state_file(path: str | Path) -> dict:
+    """The tensors by parameter name of a file saved elsewhere: a state dict, a dict holding one under
+    ``state_dict`` or ``model`` (Lightning's, geomvol's own), or a whole module (torch.save(model)), whose pickle
+    ``weights_only`` cannot read, so it is loaded with ``weights_only=False``: load only files you trust. Keys
+    saved from ``nn.DataParallel`` (``module.`` prefixed) are taken without the prefix; a torch.save zip file
+    is memory-mapped (its tensors read as they are used). An unreadable file raises :class:`CheckpointError`
+    naming it."""
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    mapped = zipfile.is_zipfile(path)  # torch.save's format: its tensors are read as they are used, not all now
+    mapped = zipfile.is_zipfile(path)
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
     except pickle.UnpicklingError:  # a whole module: its classes are not weights
@@ -128,19 +128,36 @@ def read_outside_state(path: str | Path, model) -> dict:
                               f"{type(loaded).__name__}")
     if loaded and all(key.startswith("module.") for key in loaded):
         loaded = {key[len("module."):]: value for key, value in loaded.items()}
+    return loaded
+
+
+def fit_state(loaded: dict, model, source: str, keep_misshaped: bool = False) -> tuple[dict, list[str]]:
+    """``loaded`` (tensors by name, from ``source``) fitted to ``model``: its state dict, and the mis-shaped
+    keys, "name [shape] (the model's [shape])". Keys the model has and ``loaded`` lacks, keys it has that the
+    model lacks, and (unless ``keep_misshaped``: pretrained weights for another head) keys of another shape raise
+    :class:`CheckpointError` naming them; with ``keep_misshaped`` those keep the model's own tensors."""
     expected = model.state_dict()
     missing = [key for key in expected if key not in loaded]
     unexpected = [key for key in loaded if key not in expected]
     misshaped = [f"{key} {list(loaded[key].shape)} (the model's {list(value.shape)})"
                  for key, value in expected.items() if key in loaded and loaded[key].shape != value.shape]
-    if missing or unexpected or misshaped:
+    if missing or unexpected or (misshaped and not keep_misshaped):
         def listed(what: str, keys: list[str]) -> str:
             return f"{len(keys)} {what}: {', '.join(keys[:5])}{', ...' if len(keys) > 5 else ''}" if keys else ""
 
+        shown = misshaped if not keep_misshaped else []
         found = "; ".join(part for part in (listed("missing", missing), listed("unexpected", unexpected),
-                                             listed("mis-shaped", misshaped)) if part)
-        raise CheckpointError(f"checkpoint {path} does not fit the model {type(model).__name__}: {found}")
-    return {key: loaded[key] for key in expected}
+                                             listed("mis-shaped", shown)) if part)
+        raise CheckpointError(f"{source} does not fit the model {type(model).__name__}: {found}")
+    state = {key: loaded[key] if loaded[key].shape == value.shape else value for key, value in expected.items()}
+    return state, misshaped
+
+
+def read_outside_state(path: str | Path, model) -> dict:
+    """The state dict, fitted to ``model``, of a checkpoint trained elsewhere (:func:`read_state_file`): a file
+    whose keys or shapes do not fit the model raises :class:`CheckpointError` naming the missing, unexpected
+    and mis-shaped keys."""
+    return fit_state(read_state_file(path), model, f"checkpoint {path}")[0]
 
 
 class _RecordUnpickler(pickle.Unpickler):

@@ -139,6 +139,18 @@ def evaluate(model, batches: Batches) -> tuple[list[float], list[float]]:
     return ([value / x.shape[0] for value in loss_sum.tolist()], [value / x.shape[0] for value in correct.tolist()])
 
 
+def load_pretrained(members: list, architecture: dict) -> None:
+    """Load a model section's pretrained ``weights`` into each member (its epoch 0), saying on stderr which
+    tensors keep their initialisation (another shape: a head for other classes)."""
+    from geomvol.models.registry import pretrained_state
+
+    for member in members:
+        state, kept = pretrained_state(architecture, member)
+        member.load_state_dict(state)
+    print(f"weights {architecture['weights']}: {len(state) - len(kept)} of {len(state)} tensors loaded"
+          + (f"; kept from initialisation (another shape): {', '.join(kept)}" if kept else ""), file=sys.stderr)
+
+
 class TrainingRun:
     """A training run in memory, for one seed or a group of seeds trained as one ensemble: its model,
     objective, optimiser, batches, and each member's generators and history, built from the runs (seed, model
@@ -165,6 +177,8 @@ class TrainingRun:
             members.append(build_model(self.architecture).to(device=device, dtype=dtype,
                                                               memory_format=self.batches.memory_format))
             self.member_rng.append(torch.get_rng_state())
+        if "weights" in self.architecture:
+            load_pretrained(members, self.architecture)
         self.model = members[0] if len(members) == 1 else ShallowEnsemble(members)
         objective = training["objective"]
         backbone_width = (feature_width(members[0], self.architecture, objective["features"])

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 from geomvol.catalogue import (
     FIGURES,
-    TORCHVISION_DATASETS,
-    expected_files,
-    torchvision_class,
+    ROOT_DATASETS,
+    raw_paths,
+    synthetic_spec,
 )
 from geomvol.integrity import (
     dataset_problems,
@@ -114,19 +114,17 @@ def gpu_or_cpu(gpus, on_gpu, on_cpu):
 def get_raw_data(wildcards):
     """The raw files prepare_dataset reads: none for the sinusoid (drawn from its spec) and digits (a
     file of the geomvol package, like its code), the synthetic
-    root for a synthetic set, the files of torchvision's layout for a real root. None for a
+    root for a synthetic set, the files of torchvision's layout for a real root, every image of an image
+    folder (so that an image added, removed or replaced prepares the data set again). None for a
     `download: true` root, which torchvision fills in the job: declaring its files only once they
     exist would change the job's inputs after the first run and redo everything downstream.
     """
     dataset = get_experiment(wildcards)["dataset"]
-    if dataset["name"] not in TORCHVISION_DATASETS or dataset["download"]:
+    if dataset["name"] not in ROOT_DATASETS or dataset.get("download"):
         return []
     if dataset["synthetic"] is not None:
         return rules.synthesize_dataset.output.root
-    return [
-        str(Path(dataset["root"]) / name)
-        for name in expected_files(torchvision_class(dataset))
-    ]
+    return [str(path) for path in raw_paths(dataset)]
 
 
 def get_figures(name, experiment):

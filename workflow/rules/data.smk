@@ -1,5 +1,6 @@
-# Image experiments with `dataset.synthetic` write a tiny stand-in in torchvision's
-# on-disk layout first; prepare_dataset reads it through torchvision like real data.
+# Image experiments with `dataset.synthetic` write a tiny stand-in in its torchvision
+# class's on-disk layout first (an image folder's: PNG files); prepare_dataset reads it
+# through torchvision like real data.
 rule synthesize_dataset:
     output:
         root=directory("results/{experiment}/data/synthetic"),
@@ -13,20 +14,12 @@ rule synthesize_dataset:
         mem_mb=1000,
         runtime="10m",
     params:
-        dataset=lambda wildcards: torchvision_class(
-            get_experiment(wildcards)["dataset"]
+        spec=lambda wildcards: section_json(
+            synthetic_spec(get_experiment(wildcards)["dataset"])
         ),
-        n_train=lambda wildcards: get_experiment(wildcards)["dataset"]["synthetic"][
-            "n_train"
-        ],
-        n_test=lambda wildcards: get_experiment(wildcards)["dataset"]["synthetic"][
-            "n_test"
-        ],
-        seed=lambda wildcards: get_experiment(wildcards)["dataset"]["seed"],
     shell:
         'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
-        "synthesize --dataset {params.dataset} --root {output.root:q} --n-train {params.n_train}"
-        " --n-test {params.n_test} --seed {params.seed} > {log:q} 2>&1"
+        "synthesize --spec {params.spec:q} --root {output.root:q} > {log:q} 2>&1"
 
 
 rule prepare_dataset:
