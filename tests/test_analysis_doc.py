@@ -30,10 +30,11 @@ def test_analysis_doc_runs_on_the_smoke_results(smoke_run, capsys):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_notebook_doc_runs_as_written(tmp_path, capsys, monkeypatch):
-    """docs/notebook.md: a torchvision ResNet18 probed on a plane in memory, drawn with geomvol's plane panel."""
+    """docs/notebook.md: a torchvision ResNet18 probed on a plane in memory, drawn as the pipeline draws its stores
+    (geomvol.figures.draw_planes, draw_blocks: one row of panels per feature map) and with geomvol's plane panel."""
     text = (ROOT / "docs" / "notebook.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     monkeypatch.chdir(tmp_path)
     namespace = {}
     for block in blocks:
@@ -42,4 +43,6 @@ def test_notebook_doc_runs_as_written(tmp_path, capsys, monkeypatch):
     assert "{'seed': 1, 'epoch': 1, 'block': 2, 'plane': 1, 'v': 9, 'u': 9, 'anchor': 3} [128, 512]" in printed
     ds = namespace["ds"]
     assert ds["plane_log10_volume"].attrs["units"] == "1" and bool(ds["plane_curvature"].notnull().all())
-    assert (tmp_path / "plane.png").read_bytes().startswith(b"\x89PNG")
+    for figure in ("planes.png", "blocks.png", "plane.png"):
+        assert (tmp_path / figure).read_bytes().startswith(b"\x89PNG")
+    assert len(namespace["draw_blocks"](ds).axes) == 2 * 2  # two feature maps, a panel and a colour bar each

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from matplotlib.collections import PathCollection
 from matplotlib.colors import SymLogNorm
 from PIL import Image
 
@@ -122,3 +123,27 @@ def test_class_colours_stay_distinct_for_many_classes():
         colours = [tuple(cmap(norm(c))) for c in range(n)]
         assert len(set(colours)) == n, n
     assert tuple(class_colours(10)[0](class_colours(10)[1](3))) == tuple(plt.get_cmap("tab10").colors[3]) + (1.0,)
+
+
+def test_datasets_of_the_notebook_api_are_drawn_as_stores_are():
+    """geomvol.figures.draw_* on the notebook API's datasets (no store attrs, no anchor images): a line without
+    its image strip, the grid without training points, the curvature of a plane with the classes given; each
+    titled as probed in memory."""
+    import torch
+
+    import geomvol
+    from geomvol.figures import draw_curvature, draw_lines, draw_volume_grid
+
+    torch.manual_seed(0)
+    images = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    anchors = torch.randn(3, 3, 2, 2)
+    plane = geomvol.probe_plane(images, anchors, ["2"], resolution=4, curvature=True, classes=["ant", "bee", "cat"])
+    figure = draw_curvature(plane)
+    assert figure.get_suptitle().startswith("a model in memory (seed 0): Gaussian")
+    labels = {label.get_text() for ax in figure.axes for label in ax.get_yticklabels()}
+    assert labels & {"ant", "bee", "cat"}  # the class colour bar names the classes given
+    assert len(draw_lines(geomvol.probe_line(images, anchors[:2], ["2"])).axes) == 1  # no image strip below
+    points = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    grid = draw_volume_grid(geomvol.probe_grid(points, ["1"], resolution=6))
+    assert "a model in memory (seed 0): volume element of '1'" in grid.get_suptitle()
+    assert not any(isinstance(item, PathCollection) for item in grid.axes[0].collections)  # no training points

@@ -27,10 +27,29 @@ from geomvol.settings import FigureStyle  # noqa: E402
 plt.rcParams["axes.titlepad"] = 9  # points between a panel's title and its top tick labels
 
 
-def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Path, pdf: str | Path, title: str,
+def titled(fig, title: str):
+    """``fig`` with ``title`` above it, each line wrapped to the figure's width."""
+    width = max(40, int(fig.get_figwidth() * 11))  # characters that fit across the figure at 10 points
+    fig.suptitle("\n".join(textwrap.fill(line, width) for line in title.split("\n")), fontsize=10)
+    return fig
+
+
+def experiment_name(ds: xr.Dataset) -> str:
+    """The experiment a dataset was probed for (a store's), or that it was probed in memory (the notebook API's)."""
+    return ds.attrs.get("experiment", "a model in memory")
+
+
+def class_names(ds: xr.Dataset, variable: str) -> list[str]:
+    """The class names of a store (its ``classes``), or of a notebook dataset (the flag meanings of the predicted
+    class ``variable``)."""
+    if "classes" in ds.attrs:
+        return list(ds.attrs["classes"])
+    return ds[variable].attrs["flag_meanings"].split(" ")
+
+
+def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Path, pdf: str | Path,
                       other_store: str | Path | None = None, style: FigureStyle | None = None) -> None:
-    """Give ``fig`` its title (wrapped to the figure's width) and write it atomically as PNG and PDF carrying
-    their lineage, then close it.
+    """Write ``fig`` (titled: :func:`titled`) atomically as PNG and PDF carrying their lineage, then close it.
 
     The lineage (what ``geomvol trace`` reads): the figure's kind (the file's stem), the store it was
     drawn from and that store's sha256 (and the other store's, for a comparison), the config's sha256,
@@ -50,8 +69,7 @@ def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Pa
     if other_store is not None:
         lineage.update(other_store=str(other_store), other_store_sha256=sha256_tree(other_store))
     description = f"geomvol figure from store {store_path} (sha256 {lineage['store_sha256']})"
-    width = max(40, int(fig.get_figwidth() * 11))  # characters that fit across the figure at 10 points
-    fig.suptitle("\n".join(textwrap.fill(line, width) for line in title.split("\n")), fontsize=10)
+    title = fig.get_suptitle()
     for problem in overlapping_labels(fig):
         print(f"geomvol: figure {png}: {problem}", file=sys.stderr)
     with atomic_path(png) as tmp:

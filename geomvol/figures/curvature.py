@@ -25,7 +25,8 @@ from matplotlib.colors import Normalize, SymLogNorm  # noqa: E402
 
 from geomvol.errors import GeomvolError  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
-    EPOCH_NOTE, block_label, class_colourbar, class_colours, draw_decision_boundary, first_seed, save_with_lineage,
+    EPOCH_NOTE, block_label, class_colourbar, class_colours, class_names, draw_decision_boundary, experiment_name,
+    first_seed, save_with_lineage, titled,
 )
 from geomvol.figures.images import PANEL, plane_panel  # noqa: E402
 from geomvol.settings import FigureStyle  # noqa: E402
@@ -82,18 +83,16 @@ def _panel(ax, ds: xr.Dataset, field: dict, values: np.ndarray, title: str, **st
     return mesh
 
 
-def plot_curvature(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
-                   style: FigureStyle = FigureStyle()) -> None:
-    """Decision regions and the Gaussian curvature K of every feature map on every probed plane, one column
-    per epoch, for one seed (default: the first)."""
-    store_path = Path(store_path)
-    ds = open_store(store_path)
+def draw_curvature(ds: xr.Dataset, seed: int | None = None, style: FigureStyle = FigureStyle()):
+    """Decision regions and the Gaussian curvature K of every feature map on every probed plane (or the grid),
+    one column per epoch, for one seed (default: the first); ``ds``: a volume store or a dataset of the notebook
+    API (``geomvol.probe_plane(..., curvature=True)``). Returns the figure."""
     seed = first_seed(ds, seed)
     fields = _fields(ds)
     epochs = ds["epoch"].values
     blocks = [str(block) for block in ds["block"].values]
-    n_classes = len(ds.attrs["classes"])
-    cmap, norm = class_colours(n_classes)
+    classes = class_names(ds, fields[0]["predicted"].name)
+    cmap, norm = class_colours(len(classes))
     rows_per_field = 1 + len(blocks)
     fig, axes = plt.subplots(rows_per_field * len(fields), len(epochs),
                              figsize=(PANEL * len(epochs) + 1.5, PANEL * rows_per_field * len(fields)),
@@ -104,7 +103,7 @@ def plot_curvature(store_path: str | Path, png: str | Path, pdf: str | Path, see
         for column, epoch in enumerate(epochs):
             mesh = _panel(rows[0][column], ds, field, predicted[column], f"{field['title']}, epoch {int(epoch)}",
                           cmap=cmap, norm=norm)
-        class_colourbar(fig, mesh, rows[0].tolist(), ds.attrs["classes"], predicted, "predicted class")
+        class_colourbar(fig, mesh, rows[0].tolist(), classes, predicted, "predicted class")
         for row, block in enumerate(blocks, start=1):
             curvature = field["curvature"].sel(seed=seed, block=block).values  # (epoch, y, x)
             shared = curvature_norm(curvature) if style.colour_scale != "per_panel" else None
@@ -124,7 +123,13 @@ def plot_curvature(store_path: str | Path, png: str | Path, pdf: str | Path, see
                 colourbar.set_label(label)
             else:
                 fig.colorbar(meshes[-1], ax=rows[row].tolist(), label=label, ticks=curvature_ticks(shared))
-    title = (f"{ds.attrs['experiment']} (seed {seed}): Gaussian curvature K of the metric each feature map induces "
-             f"on the plane (red: sphere-like, K > 0; blue: saddle-like, K < 0; symmetric-log colour scale where "
-             f"|K| spans decades), decision boundary in black\n{EPOCH_NOTE}")
-    save_with_lineage(fig, store_path, ds, png, pdf, title, style=style)
+    return titled(fig, f"{experiment_name(ds)} (seed {seed}): Gaussian curvature K of the metric each feature map "
+                       f"induces on the plane (red: sphere-like, K > 0; blue: saddle-like, K < 0; symmetric-log colour "
+                       f"scale where |K| spans decades), decision boundary in black\n{EPOCH_NOTE}")
+
+
+def plot_curvature(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
+                   style: FigureStyle = FigureStyle()) -> None:
+    """:func:`draw_curvature` of a volume store, saved as PNG and PDF with its lineage."""
+    ds = open_store(store_path)
+    save_with_lineage(draw_curvature(ds, seed, style), store_path, ds, png, pdf, style=style)

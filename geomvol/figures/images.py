@@ -37,10 +37,8 @@ from geomvol.catalogue import SAME_FEATURE_MAPS, SPLIT_NAMES  # noqa: E402
 from geomvol.errors import GeomvolError  # noqa: E402
 from geomvol.settings import FigureStyle  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
-    EPOCH_NOTE, VOLUME_LABEL, block_label, class_colourbar, class_colours, entropy_in, first_seed, row_colourbars,
-    row_scales,
-    save_with_lineage,
-    scale_label,
+    EPOCH_NOTE, VOLUME_LABEL, block_label, class_colourbar, class_colours, class_names, entropy_in, experiment_name,
+    first_seed, row_colourbars, row_scales, save_with_lineage, scale_label, titled,
 )
 from geomvol.store import open_store  # noqa: E402
 
@@ -121,7 +119,7 @@ def plane_panel(ax, ds, values, plane, title, region: str = "square", levels: in
 
 
 def _anchor_names(ds: xr.Dataset, kind: str, span: int) -> list[str]:
-    classes = ds.attrs["classes"]
+    classes = class_names(ds, f"{kind}_predicted_class")
     return [classes[int(c)] for c in ds[f"{kind}_anchor_class"].values[span]]
 
 
@@ -144,16 +142,16 @@ def _ternary_panel(ax, probabilities: np.ndarray, volume: np.ndarray, names: lis
     return points
 
 
-def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
-                style: FigureStyle = FigureStyle()) -> None:
+def draw_planes(ds: xr.Dataset, seed: int | None = None, style: FigureStyle = FigureStyle()):
     """Predicted class, log10 entropy, log10 volume element and the anchor classes' ternary plot on every
-    plane across epochs; colour scales as ``style`` (the ``figures`` config section) says."""
+    plane across epochs; colour scales as ``style`` (the ``figures`` config section) says. ``ds``: a volume
+    store, or a dataset of the notebook API (``geomvol.probe_plane``). Returns the figure."""
     scale, region, levels = style.colour_scale, style.plane_region, style.contour_levels
-    ds = open_store(store_path)
     seed = first_seed(ds, seed)
     block = str(ds["block"].values[0])
     epochs = ds["epoch"].values
-    n_classes = len(ds.attrs["classes"])
+    classes = class_names(ds, "plane_predicted_class")
+    n_classes = len(classes)
     cmap, norm = class_colours(n_classes)
     planes = ds["plane"].values
     fig, axes = plt.subplots(4 * len(planes), len(epochs), figsize=(PANEL * len(epochs) + 1.5, PANEL * 4 * len(planes)),
@@ -184,7 +182,7 @@ def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
                                                  cmap="viridis", vmin=low, vmax=high))
             meshes["ternary"].append(_ternary_panel(rows[3][column], probabilities[column], volume[column], names, title,
                                                     cmap="viridis", vmin=low, vmax=high))
-        class_colourbar(fig, mesh_class, rows[0].tolist(), ds.attrs["classes"], predicted,
+        class_colourbar(fig, mesh_class, rows[0].tolist(), classes, predicted,
                         "predicted class" + (" (linear probe)" if "linear_probe_test_accuracy" in ds else ""))
         for row in rows[:3]:
             row[0].set_ylabel(f"plane {plane}\n{', '.join(names)}\nv")
@@ -193,12 +191,20 @@ def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
         row_colourbars(fig, meshes["entropy"], rows[1].tolist(), scale, entropy_label)
         row_colourbars(fig, meshes["volume"], rows[2].tolist(), scale, f"{VOLUME_LABEL}\n({block_label(block)})")
         row_colourbars(fig, meshes["ternary"], rows[3].tolist(), scale, f"{VOLUME_LABEL}\n({block_label(block)})")
-    title = f"{ds.attrs['experiment']} (seed {seed}): planes through {_anchor_origin(ds, 'plane')}\n{EPOCH_NOTE}"
-    save_with_lineage(fig, store_path, ds, png, pdf, title, style=style)
+    return titled(fig, f"{experiment_name(ds)} (seed {seed}): planes through {_anchor_origin(ds, 'plane')}\n{EPOCH_NOTE}")
+
+
+def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
+                style: FigureStyle = FigureStyle()) -> None:
+    """:func:`draw_planes` of a volume store, saved as PNG and PDF with its lineage."""
+    ds = open_store(store_path)
+    save_with_lineage(draw_planes(ds, seed, style), store_path, ds, png, pdf, style=style)
 
 
 def _anchor_origin(ds: xr.Dataset, kind: str) -> str:
-    """Where the anchor images come from: training images, test images, or both."""
+    """Where the anchor images come from: training images, test images, or both (the anchors given, in memory)."""
+    if f"{kind}_anchor_split" not in ds:
+        return "the anchors given"
     splits = sorted(set(ds[f"{kind}_anchor_split"].values.tolist()))
     return " and ".join(SPLIT_NAMES[split] for split in splits) + " images"
 
@@ -219,24 +225,24 @@ def _draw_interpolation(ax, anchors: np.ndarray, t: np.ndarray, pixel_max: int, 
     ax.set_yticks([])
 
 
-def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
-               style: FigureStyle = FigureStyle()) -> None:
+def draw_lines(ds: xr.Dataset, seed: int | None = None, style: FigureStyle = FigureStyle()):
     """log10 volume element along every line (one curve per feature map) with the predicted class behind it,
-    one column per epoch; below, the images along the line (the study's Figures 2, top, and 5). The y range
-    is each panel's own (per_panel) or the line's (shared; relative to each curve's median)."""
+    one column per epoch; below, the images along the line (the study's Figures 2, top, and 5), where ``ds``
+    holds them (a volume store; not a dataset of the notebook API, ``geomvol.probe_line``). The y range is each
+    panel's own (per_panel) or the line's (shared; relative to each curve's median). Returns the figure."""
     scale = style.colour_scale
-    ds = open_store(store_path)
     seed = first_seed(ds, seed)
     epochs = ds["epoch"].values
-    n_classes = len(ds.attrs["classes"])
-    cmap, norm = class_colours(n_classes)
+    cmap, norm = class_colours(len(class_names(ds, "line_predicted_class")))
     t = ds["t"].values
     lines = ds["line"].values
     blocks = ds["block"].values
-    pixel_max = int(ds["line_anchor_image"].attrs["valid_range"][1])
-    fig = plt.figure(figsize=(PANEL * 1.2 * len(epochs) + 1.5, PANEL * 1.6 * len(lines)), constrained_layout=True)
-    grid = fig.add_gridspec(2 * len(lines), len(epochs), height_ratios=[3, 1] * len(lines))
-    axes = [[fig.add_subplot(grid[2 * line, column]) for column in range(len(epochs))] for line in lines]
+    images = "line_anchor_image" in ds
+    rows = 2 if images else 1
+    fig = plt.figure(figsize=(PANEL * 1.2 * len(epochs) + 1.5, PANEL * (1.6 if images else 1.2) * len(lines)),
+                     constrained_layout=True)
+    grid = fig.add_gridspec(rows * len(lines), len(epochs), height_ratios=[3, 1][:rows] * len(lines))
+    axes = [[fig.add_subplot(grid[rows * line, column]) for column in range(len(epochs))] for line in lines]
     for line in lines:
         at = {"seed": seed, "line": line}
         # (epoch, block, t): each epoch's panel is one entry of the row
@@ -253,18 +259,25 @@ def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: i
             ax.set(title=f"epoch {int(epoch)}", xlabel="t", ylim=(low - margin, high + margin))
         ylabel = scale_label(VOLUME_LABEL, scale)
         axes[line][0].set_ylabel(rf"line {line} ({', '.join(_anchor_names(ds, 'line', line))})" + "\n" + ylabel)
-        _draw_interpolation(fig.add_subplot(grid[2 * line + 1, :]), ds["line_anchor_image"].values[line], t, pixel_max)
+        if images:
+            _draw_interpolation(fig.add_subplot(grid[2 * line + 1, :]), ds["line_anchor_image"].values[line], t,
+                                int(ds["line_anchor_image"].attrs["valid_range"][1]))
     axes[0][0].legend(fontsize=7)
-    title = (f"{ds.attrs['experiment']} (seed {seed}): lines between {_anchor_origin(ds, 'line')}\n"
-             f"(background: predicted class)\n{EPOCH_NOTE}")
-    save_with_lineage(fig, store_path, ds, png, pdf, title, style=style)
+    return titled(fig, f"{experiment_name(ds)} (seed {seed}): lines between {_anchor_origin(ds, 'line')}\n"
+                       f"(background: predicted class)\n{EPOCH_NOTE}")
 
 
-def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
-                style: FigureStyle = FigureStyle()) -> None:
-    """log10 volume element on the first plane, one row per feature map (block), one column per epoch."""
-    scale, region = style.colour_scale, style.plane_region
+def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
+               style: FigureStyle = FigureStyle()) -> None:
+    """:func:`draw_lines` of a volume store, saved as PNG and PDF with its lineage."""
     ds = open_store(store_path)
+    save_with_lineage(draw_lines(ds, seed, style), store_path, ds, png, pdf, style=style)
+
+
+def draw_blocks(ds: xr.Dataset, seed: int | None = None, style: FigureStyle = FigureStyle()):
+    """log10 volume element on the first plane, one row per feature map (block), one column per epoch; ``ds``: a
+    volume store or a dataset of the notebook API. Returns the figure."""
+    scale, region = style.colour_scale, style.plane_region
     seed = first_seed(ds, seed)
     epochs = ds["epoch"].values
     blocks = ds["block"].values
@@ -280,9 +293,15 @@ def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: 
                                        region, style.contour_levels, cmap="viridis", vmin=low, vmax=high))
         width = int(ds["feature_width"].sel(block=block))
         row_colourbars(fig, meshes, axes[row].tolist(), scale, f"{VOLUME_LABEL}\n({block_label(block)}, n = {width})")
-    title = (f"{ds.attrs['experiment']} (seed {seed}): volume element per block\n"
-             f"on plane 0 ({', '.join(_anchor_names(ds, 'plane', 0))}); {EPOCH_NOTE}")
-    save_with_lineage(fig, store_path, ds, png, pdf, title, style=style)
+    return titled(fig, f"{experiment_name(ds)} (seed {seed}): volume element per block\n"
+                       f"on plane 0 ({', '.join(_anchor_names(ds, 'plane', 0))}); {EPOCH_NOTE}")
+
+
+def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
+                style: FigureStyle = FigureStyle()) -> None:
+    """:func:`draw_blocks` of a volume store, saved as PNG and PDF with its lineage."""
+    ds = open_store(store_path)
+    save_with_lineage(draw_blocks(ds, seed, style), store_path, ds, png, pdf, style=style)
 
 
 def plot_spectra(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
@@ -324,9 +343,9 @@ def plot_spectra(store_path: str | Path, png: str | Path, pdf: str | Path, seed:
             ax.title.set_fontsize(8)
             _draw_anchor(ax, ds[f"{kind}_anchor_image"].values[span, anchor], (0.85, 0.8), zoom=0.6, axes_fraction=True)
     axes[0][-1].legend(fontsize=6)
-    title = (f"{ds.attrs['experiment']} (seed {seed}): singular values of the Jacobian at the anchor images\n"
-             f"(square roots of the eigenvalues of g = J^T J / n); {EPOCH_NOTE}")
-    save_with_lineage(fig, store_path, ds, png, pdf, title, style=style)
+    titled(fig, f"{ds.attrs['experiment']} (seed {seed}): singular values of the Jacobian at the anchor images\n"
+                f"(square roots of the eigenvalues of g = J^T J / n); {EPOCH_NOTE}")
+    save_with_lineage(fig, store_path, ds, png, pdf, style=style)
 
 
 def _matching_blocks(first: list[str], second: list[str]) -> tuple[str, str]:
@@ -372,6 +391,6 @@ def plot_compare(store_path: str | Path, other_path: str | Path, png: str | Path
         class_colourbar(fig, mesh_class, rows[0].tolist(), ds.attrs["classes"], predicted,
                         "predicted class" + (" (linear probe)" if "linear_probe_test_accuracy" in ds else ""))
         row_colourbars(fig, meshes, rows[1].tolist(), scale, f"{VOLUME_LABEL}\n({block_label(block)})")
-    title = (f"{stores[0].attrs['experiment']} and {stores[1].attrs['experiment']} (seed {seed}) on plane 0 "
-             f"({', '.join(_anchor_names(stores[0], 'plane', 0))})\n{EPOCH_NOTE}")
-    save_with_lineage(fig, store_path, stores[0], png, pdf, title, other_store=other_path, style=style)
+    titled(fig, f"{stores[0].attrs['experiment']} and {stores[1].attrs['experiment']} (seed {seed}) on plane 0 "
+                f"({', '.join(_anchor_names(stores[0], 'plane', 0))})\n{EPOCH_NOTE}")
+    save_with_lineage(fig, store_path, stores[0], png, pdf, other_store=other_path, style=style)

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from geomvol.settings import FigureStyle  # noqa: E402
-from geomvol.figures.common import EPOCH_NOTE, block_label, save_with_lineage  # noqa: E402
+from geomvol.figures.common import EPOCH_NOTE, block_label, save_with_lineage, titled  # noqa: E402
 from geomvol.measures import DEFINITIONS  # noqa: E402
 from geomvol.store import open_store  # noqa: E402
 
@@ -118,5 +118,5 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
               f"seeds as dots" if interval["n_seeds"] > 1 else "one seed (no interval)")
     if len(changes) > 1:
         spread += "; k/n: of the n seeds where it is defined, k in which the measure rose from epoch 0"
-    title = f"{ds.attrs['experiment']}: magnification measures\n{spread}; {EPOCH_NOTE}"
-    save_with_lineage(fig, store_path, ds, png, pdf, title)
+    titled(fig, f"{ds.attrs['experiment']}: magnification measures\n{spread}; {EPOCH_NOTE}")
+    save_with_lineage(fig, store_path, ds, png, pdf)

@@ -8,26 +8,22 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import xarray as xr  # noqa: E402
 
 from geomvol.settings import FigureStyle  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
-    EPOCH_NOTE, VOLUME_LABEL, draw_decision_boundary, first_seed, row_colourbars, row_scales, save_with_lineage,
+    EPOCH_NOTE, VOLUME_LABEL, draw_decision_boundary, experiment_name, first_seed, row_colourbars, row_scales,
+    save_with_lineage, titled,
 )
 from geomvol.store import open_store  # noqa: E402
 
 
-def plot_volume_grid(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
-                     style: FigureStyle = FigureStyle()) -> None:
+def draw_volume_grid(ds: xr.Dataset, seed: int | None = None, style: FigureStyle = FigureStyle()):
     """One panel per probed epoch of one seed (default: the first) and the first feature map, each panel its
-    own colour scale or one for all (``style``, the ``figures`` config section).
-
-    Draws log10 sqrt(det g), the decision boundary (where the predicted class
-    changes) and the training points. Both files carry the store's path and
-    sha256 in their metadata.
-    """
+    own colour scale or one for all (``style``, the ``figures`` config section): log10 sqrt(det g), the
+    decision boundary (where the predicted class changes) and, in a store, the training points. ``ds``: a volume
+    store or a dataset of the notebook API (``geomvol.probe_grid``). Returns the figure."""
     scale = style.colour_scale
-    store_path = Path(store_path)
-    ds = open_store(store_path)
     seed = first_seed(ds, seed)
     block = str(ds["block"].values[0])
     volume = ds["log10_volume"].sel(seed=seed, block=block).load()
@@ -41,9 +37,17 @@ def plot_volume_grid(store_path: str | Path, png: str | Path, pdf: str | Path, s
         meshes.append(ax.pcolormesh(x1, x2, values[column], vmin=vmin, vmax=vmax, cmap="viridis", shading="auto",
                                     rasterized=True))
         draw_decision_boundary(ax, x1, x2, ds["predicted_class"].sel(seed=seed, epoch=epoch).values, "white", 1.2)
-        ax.scatter(ds["data_x1"], ds["data_x2"], c=ds["data_class"], cmap="coolwarm", s=6, edgecolors="black", linewidths=0.2)
+        if "data_x1" in ds:
+            ax.scatter(ds["data_x1"], ds["data_x2"], c=ds["data_class"], cmap="coolwarm", s=6, edgecolors="black",
+                       linewidths=0.2)
         ax.set(title=f"epoch {int(epoch)}", xlabel="x1", ylabel="x2", aspect="equal",
                xlim=(x1.min(), x1.max()), ylim=(x2.min(), x2.max()))
     row_colourbars(fig, meshes, axes[0].tolist(), scale, VOLUME_LABEL)
-    title = f"{ds.attrs['experiment']} (seed {seed}): volume element of '{block}'\n{EPOCH_NOTE}"
-    save_with_lineage(fig, store_path, ds, png, pdf, title, style=style)
+    return titled(fig, f"{experiment_name(ds)} (seed {seed}): volume element of '{block}'\n{EPOCH_NOTE}")
+
+
+def plot_volume_grid(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
+                     style: FigureStyle = FigureStyle()) -> None:
+    """:func:`draw_volume_grid` of a volume store, saved as PNG and PDF carrying the store's path and sha256."""
+    ds = open_store(store_path)
+    save_with_lineage(draw_volume_grid(ds, seed, style), store_path, ds, png, pdf, style=style)
