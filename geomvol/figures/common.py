@@ -23,6 +23,7 @@ from geomvol.io import atomic_path  # noqa: E402
 from geomvol.catalogue import EPOCH_CONVENTION  # noqa: E402
 from geomvol.provenance import record, sha256_tree  # noqa: E402
 from geomvol.settings import FigureStyle  # noqa: E402
+from geomvol.store import open_store  # noqa: E402
 
 plt.rcParams["axes.titlepad"] = 9  # points between a panel's title and its top tick labels
 
@@ -45,6 +46,19 @@ def class_names(ds: xr.Dataset, variable: str) -> list[str]:
     if "classes" in ds.attrs:
         return list(ds.attrs["classes"])
     return ds[variable].attrs["flag_meanings"].split(" ")
+
+
+def plotted(draw):
+    """The ``plot_*`` function of a ``draw_*`` one: open a volume store, draw it (one seed, default the first; the
+    ``figures`` config section's style) and save it as PNG and PDF with its lineage (:func:`save_with_lineage`)."""
+    def plot(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
+             style: FigureStyle = FigureStyle()) -> None:
+        ds = open_store(store_path)
+        save_with_lineage(draw(ds, seed, style), store_path, ds, png, pdf, style=style)
+
+    plot.__name__ = plot.__qualname__ = draw.__name__.replace("draw_", "plot_")
+    plot.__doc__ = f":func:`{draw.__name__}` of a volume store, saved as PNG and PDF with its lineage."
+    return plot
 
 
 def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Path, pdf: str | Path,

@@ -13,7 +13,6 @@ images dependent) the panel is left blank.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import matplotlib
 
@@ -26,11 +25,10 @@ from matplotlib.colors import Normalize, SymLogNorm  # noqa: E402
 from geomvol.errors import GeomvolError  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
     EPOCH_NOTE, block_label, class_colourbar, class_colours, class_names, draw_decision_boundary, experiment_name,
-    first_seed, save_with_lineage, titled,
+    first_seed, plotted, titled,
 )
 from geomvol.figures.images import PANEL, plane_panel  # noqa: E402
 from geomvol.settings import FigureStyle  # noqa: E402
-from geomvol.store import open_store  # noqa: E402
 
 CURVATURE_CMAP = "RdBu_r"
 SYMLOG_SPAN = 100.0  # max |K| over median |K| above which the scale is symmetric-log
@@ -128,8 +126,4 @@ def draw_curvature(ds: xr.Dataset, seed: int | None = None, style: FigureStyle =
                        f"scale where |K| spans decades), decision boundary in black\n{EPOCH_NOTE}")
 
 
-def plot_curvature(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
-                   style: FigureStyle = FigureStyle()) -> None:
-    """:func:`draw_curvature` of a volume store, saved as PNG and PDF with its lineage."""
-    ds = open_store(store_path)
-    save_with_lineage(draw_curvature(ds, seed, style), store_path, ds, png, pdf, style=style)
+plot_curvature = plotted(draw_curvature)

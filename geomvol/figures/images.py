@@ -38,7 +38,7 @@ from geomvol.errors import GeomvolError  # noqa: E402
 from geomvol.settings import FigureStyle  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
     EPOCH_NOTE, VOLUME_LABEL, block_label, class_colourbar, class_colours, class_names, entropy_in, experiment_name,
-    first_seed, row_colourbars, row_scales, save_with_lineage, scale_label, titled,
+    first_seed, plotted, row_colourbars, row_scales, save_with_lineage, scale_label, titled,
 )
 from geomvol.store import open_store  # noqa: E402
 
@@ -194,11 +194,7 @@ def draw_planes(ds: xr.Dataset, seed: int | None = None, style: FigureStyle = Fi
     return titled(fig, f"{experiment_name(ds)} (seed {seed}): planes through {_anchor_origin(ds, 'plane')}\n{EPOCH_NOTE}")
 
 
-def plot_planes(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
-                style: FigureStyle = FigureStyle()) -> None:
-    """:func:`draw_planes` of a volume store, saved as PNG and PDF with its lineage."""
-    ds = open_store(store_path)
-    save_with_lineage(draw_planes(ds, seed, style), store_path, ds, png, pdf, style=style)
+plot_planes = plotted(draw_planes)
 
 
 def _anchor_origin(ds: xr.Dataset, kind: str) -> str:
@@ -267,11 +263,7 @@ def draw_lines(ds: xr.Dataset, seed: int | None = None, style: FigureStyle = Fig
                        f"(background: predicted class)\n{EPOCH_NOTE}")
 
 
-def plot_lines(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
-               style: FigureStyle = FigureStyle()) -> None:
-    """:func:`draw_lines` of a volume store, saved as PNG and PDF with its lineage."""
-    ds = open_store(store_path)
-    save_with_lineage(draw_lines(ds, seed, style), store_path, ds, png, pdf, style=style)
+plot_lines = plotted(draw_lines)
 
 
 def draw_blocks(ds: xr.Dataset, seed: int | None = None, style: FigureStyle = FigureStyle()):
@@ -297,11 +289,7 @@ def draw_blocks(ds: xr.Dataset, seed: int | None = None, style: FigureStyle = Fi
                        f"on plane 0 ({', '.join(_anchor_names(ds, 'plane', 0))}); {EPOCH_NOTE}")
 
 
-def plot_blocks(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
-                style: FigureStyle = FigureStyle()) -> None:
-    """:func:`draw_blocks` of a volume store, saved as PNG and PDF with its lineage."""
-    ds = open_store(store_path)
-    save_with_lineage(draw_blocks(ds, seed, style), store_path, ds, png, pdf, style=style)
+plot_blocks = plotted(draw_blocks)
 
 
 def plot_spectra(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -12,10 +10,9 @@ import xarray as xr  # noqa: E402
 
 from geomvol.settings import FigureStyle  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
-    EPOCH_NOTE, VOLUME_LABEL, draw_decision_boundary, experiment_name, first_seed, row_colourbars, row_scales,
-    save_with_lineage, titled,
+    EPOCH_NOTE, VOLUME_LABEL, draw_decision_boundary, experiment_name, first_seed, plotted, row_colourbars,
+    row_scales, titled,
 )
-from geomvol.store import open_store  # noqa: E402
 
 
 def draw_volume_grid(ds: xr.Dataset, seed: int | None = None, style: FigureStyle = FigureStyle()):
@@ -46,8 +43,4 @@ def draw_volume_grid(ds: xr.Dataset, seed: int | None = None, style: FigureStyle
     return titled(fig, f"{experiment_name(ds)} (seed {seed}): volume element of '{block}'\n{EPOCH_NOTE}")
 
 
-def plot_volume_grid(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
-                     style: FigureStyle = FigureStyle()) -> None:
-    """:func:`draw_volume_grid` of a volume store, saved as PNG and PDF carrying the store's path and sha256."""
-    ds = open_store(store_path)
-    save_with_lineage(draw_volume_grid(ds, seed, style), store_path, ds, png, pdf, style=style)
+plot_volume_grid = plotted(draw_volume_grid)
