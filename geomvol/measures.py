@@ -13,6 +13,18 @@ Each measure summarises one probed field: the probe points of one (seed, epoch, 
   :math:`\ell_i` and minus the Euclidean distance from the point to the true class boundary
   :math:`x_2 = a \sin(f x_1 + \varphi)`. Positive when the volume element grows toward the true boundary.
 
+On the network's own boundary, located on every field by the probe (``boundary_distance``,
+:mod:`geomvol.geometry.boundary`), with :math:`d_i` the distance of point i to it in input-space units:
+
+- **learned boundary correlation**: Spearman's rank correlation between :math:`\ell_i` and
+  :math:`-|d_i|`. Positive when the volume element grows toward the network's own boundary.
+- **distance ratio**: :math:`\log_{10}` of the mean volume element over the fraction ``near_fraction`` of
+  the field's points nearest the boundary, over the mean over the others: the boundary ratio restated on
+  distance, with no probability band.
+- **boundary location error** (2-D sinusoid only, per seed and epoch): the mean Euclidean distance from the
+  boundary's crossings inside the training square to the true boundary. It falls as the network learns the
+  boundary.
+
 A measure that is not defined for a field (fewer than 3 points, a constant field, no point inside the
 band or none outside it) is NaN, and the stored variable's ``undefined`` attribute says where and why.
 Across seeds each measure gets its mean and a percentile bootstrap interval that resamples seeds, both over
@@ -37,6 +49,7 @@ epoch 0) and ``m_rise_p_value`` (a two-sided exact sign test of rising against f
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -97,6 +110,32 @@ DEFINITIONS = {
         "Spearman rank correlation between the sign of K and minus the distance to the true boundary",
         f"Spearman's rank correlation, over the input grid, between {CURVATURE_SIGN} and minus the Euclidean "
         f"distance from each point to the data set's class boundary x2 = amplitude sin(frequency x1 + phase)"),
+    "learned_boundary_correlation": (
+        "Spearman rank correlation between log10 volume element and minus the distance to the network's boundary",
+        "Spearman's rank correlation, over the probe points of one field, between log10 sqrt(det g) and minus the "
+        "absolute distance (boundary_distance, input-space units) from each point to the network's own decision "
+        "boundary located on the field; NaN where the field holds no boundary"),
+    "distance_ratio": (
+        "log10 of the mean volume element nearest the network's boundary over the mean elsewhere",
+        "log10(mean sqrt(det g) over the fraction near_fraction of the field's probe points nearest the network's "
+        "own decision boundary (by |boundary_distance|) / mean sqrt(det g) over the other points); NaN where the "
+        "field holds no boundary"),
+    "abs_curvature_learned_boundary_correlation": (
+        "Spearman rank correlation between |K| and minus the distance to the network's boundary",
+        "Spearman's rank correlation, over the probe points of one field, between |K| and minus the absolute "
+        "distance from each point to the network's own decision boundary; NaN where the field holds no boundary"),
+    "abs_curvature_distance_ratio": (
+        "log10 of the mean |K| nearest the network's boundary over the mean elsewhere",
+        "log10(mean |K| over the fraction near_fraction of the field's probe points nearest the network's own "
+        "decision boundary / mean |K| over the other points); NaN where the field holds no boundary"),
+}
+# Measures of the network's boundary itself, one per (seed, epoch): (long name, definition)
+BOUNDARY_DEFINITIONS = {
+    "boundary_location_error": (
+        "mean distance from the network's decision boundary to the true boundary",
+        "the mean, over the crossings of the input grid's edges by the network's decision boundary "
+        "(boundary_crossing) inside the square of the training points, of the Euclidean distance to the data set's "
+        "class boundary x2 = amplitude sin(frequency x1 + phase); NaN where the grid holds no crossing there"),
 }
 
 
@@ -170,16 +209,48 @@ def boundary_contrast(values: np.ndarray, margin: np.ndarray, band: float) -> tu
     return float(values[near].mean() - values[far].mean()), None
 
 
-def _volume_measures(log10_volume, entropy, margin, band, minus_distance) -> dict:
+def nearest_ratio(log10_values: np.ndarray, distance: np.ndarray, fraction: float,
+                  quantity: str = "the volume element") -> tuple[float, str | None]:
+    """(log10 of the mean of 10**log10_values over the ``fraction`` of points nearest the boundary (smallest
+    |distance|, at least one) over the mean over the others, None), or (NaN, why)."""
+    log10_values, distance = np.ravel(log10_values), np.ravel(distance)
+    keep = ~np.isnan(log10_values) & (log10_values < np.inf) & np.isfinite(distance)
+    if not np.isfinite(distance).any():
+        return math.nan, "the field holds no decision boundary"
+    if keep.sum() < 2:
+        return math.nan, f"{int(keep.sum())} points with finite values (2 needed)"
+    order = np.argsort(np.abs(distance[keep]), kind="stable")
+    count = max(1, int(round(fraction * keep.sum())))
+    values = log10_values[keep][order]
+    near, far = _log10_mean(values[:count]), _log10_mean(values[count:])
+    if not (np.isfinite(near) and np.isfinite(far)):
+        return math.nan, f"{quantity} is 0 at every point near the boundary or away from it"
+    return near - far, None
+
+
+def _learned_boundary_measures(values: np.ndarray, log10_values: np.ndarray, distance, fraction: float,
+                               quantity: str, prefix: str = "") -> dict:
+    """The measures on the network's own boundary of a field (none where the probe did not locate it)."""
+    if distance is None:
+        return {}
+    if not np.isfinite(distance).any():
+        why = "the field holds no decision boundary"
+        return {f"{prefix}learned_boundary_correlation": (math.nan, why), f"{prefix}distance_ratio": (math.nan, why)}
+    return {f"{prefix}learned_boundary_correlation": rank_correlation(values, -np.abs(distance), quantity),
+            f"{prefix}distance_ratio": nearest_ratio(log10_values, distance, fraction, quantity)}
+
+
+def _volume_measures(log10_volume, entropy, margin, band, minus_distance, distance, fraction) -> dict:
     """The measures of a log10 volume element field: name -> (value, why undefined)."""
     values = {"entropy_correlation": rank_correlation(log10_volume, entropy),
               "boundary_ratio": boundary_ratio(log10_volume, margin, band)}
     if minus_distance is not None:
         values["boundary_distance_correlation"] = rank_correlation(log10_volume, minus_distance)
+    values.update(_learned_boundary_measures(log10_volume, log10_volume, distance, fraction, "log10 volume element"))
     return values
 
 
-def _curvature_measures(curvature, entropy, margin, band, minus_distance) -> dict:
+def _curvature_measures(curvature, entropy, margin, band, minus_distance, distance, fraction) -> dict:
     """The measures of a Gaussian curvature field, on |K| and on the sign of K: name -> (value, why undefined)."""
     size, sign = np.abs(curvature), np.sign(curvature)
     with np.errstate(divide="ignore"):
@@ -195,6 +266,7 @@ def _curvature_measures(curvature, entropy, margin, band, minus_distance) -> dic
         values["abs_curvature_boundary_distance_correlation"] = rank_correlation(size, minus_distance, "|K|")
         values["curvature_sign_boundary_distance_correlation"] = rank_correlation(sign, minus_distance,
                                                                                   "the sign of K")
+    values.update(_learned_boundary_measures(size, log10_size, distance, fraction, "|K|", "abs_curvature_"))
     return values
 
 
@@ -256,15 +328,17 @@ def bootstrap_over_seeds(values: np.ndarray, resamples: int, level: float, seed:
     return mean, interval
 
 
-def _fields(ds: xr.Dataset) -> list[tuple[str, str, str, str, object]]:
-    """(measure prefix, probed variable, entropy, margin variable, measuring function) of each probed field
-    kind and quantity in a store: the grid's, then the planes' and the lines'."""
+def _fields(ds: xr.Dataset) -> list[tuple[str, str, str, str, str | None, object]]:
+    """(measure prefix, probed variable, entropy, margin variable, distance to the network's boundary (None: a
+    store probed before it was located), measuring function) of each probed field kind and quantity in a store:
+    the grid's, then the planes' and the lines'."""
     fields = []
     for prefix in ("", "plane_", "line_"):
         for quantity, measures_of in QUANTITIES.items():
             if f"{prefix}{quantity}" in ds:
+                distance = f"{prefix}boundary_distance" if f"{prefix}boundary_distance" in ds else None
                 fields.append((prefix, f"{prefix}{quantity}", f"{prefix}entropy", f"{prefix}probability_margin",
-                               measures_of))
+                               distance, measures_of))
     return fields
 
 
@@ -282,7 +356,7 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dat
     band = settings.boundary_margin
     bootstrap = settings.bootstrap
     variables = {}
-    for prefix, field_name, entropy_name, margin_name, measures_of in _fields(ds):
+    for prefix, field_name, entropy_name, margin_name, distance_name, measures_of in _fields(ds):
         probed = ds[field_name]
         point_dims = [dim for dim in ds[entropy_name].dims if dim not in ("seed", "epoch", prefix.rstrip("_"))]
         cell_dims = [dim for dim in probed.dims if dim not in point_dims]
@@ -301,7 +375,9 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dat
             others = {dim: i for dim, i in at.items() if dim != "block"}
             entropy = ds[entropy_name].isel(others).transpose(*point_dims).values
             margin = ds[margin_name].isel(others).transpose(*point_dims).values
-            for name, (value, why) in measures_of(field, entropy, margin, band, minus_distance).items():
+            distance = None if distance_name is None else ds[distance_name].isel(others).transpose(*point_dims).values
+            measured = measures_of(field, entropy, margin, band, minus_distance, distance, settings.near_fraction)
+            for name, (value, why) in measured.items():
                 if name not in results:
                     results[name] = np.full([probed.sizes[d] for d in cell_dims], np.nan)
                     undefined[name] = []
@@ -316,11 +392,15 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dat
                      "probed_field": field_name, "undefined": undefined[name]}
             if name in BAND_MEASURES:
                 attrs["boundary_margin"] = band
+            if name.endswith("distance_ratio"):
+                attrs["near_fraction"] = settings.near_fraction
             variables[prefix + name] = (cell_dims, results[name], attrs)
             variables.update(_over_seeds(prefix + name, cell_dims, results[name], long_name, undefined[name], bootstrap))
             if 0 in ds["epoch"].values:
                 variables.update(_change_from_epoch_0(prefix + name, cell_dims, results[name], list(ds["epoch"].values),
                                                       long_name, bootstrap))
+    if settings.true_boundary is not None and "boundary_crossing" in ds:
+        variables.update(_location_error(ds, settings))
     keep_coords = {name: coord for name, coord in ds.coords.items()
                    if set(coord.dims) <= {"seed", "epoch", "block", "plane", "line"}}
     result = xr.Dataset(variables, coords={**keep_coords, "bound": ("bound", np.array(["low", "high"], dtype=object), {
@@ -334,6 +414,37 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dat
                                 "each measure m" if 0 in ds["epoch"].values else "not computed: epoch 0 was not probed"),
     }
     return result
+
+
+def _location_error(ds: xr.Dataset, settings: MeasuresSettings) -> dict:
+    """The sinusoid's boundary location error per seed and epoch (BOUNDARY_DEFINITIONS), over seeds and its
+    change from epoch 0."""
+    from geomvol.geometry.boundary import crossing_points
+
+    boundary = settings.true_boundary
+    x1, x2 = ds["x1"].values, ds["x2"].values
+    low, high = float(ds["data_x1"].min()), float(ds["data_x1"].max())  # the square the training points fill
+    low, high = min(low, float(ds["data_x2"].min())), max(high, float(ds["data_x2"].max()))
+    cell_dims = ["seed", "epoch"]
+    error = np.full((ds.sizes["seed"], ds.sizes["epoch"]), np.nan)
+    undefined = []
+    for (i, seed), (j, epoch) in itertools.product(enumerate(ds["seed"].values), enumerate(ds["epoch"].values)):
+        points = crossing_points(ds["boundary_crossing"].isel(seed=i, epoch=j).values, x1, x2)
+        points = points[((points >= low) & (points <= high)).all(axis=1)]
+        if len(points) == 0:
+            undefined.append(f"seed={seed} epoch={epoch}: no crossing inside the training square")
+            continue
+        error[i, j] = distance_to_sinusoid(points[:, 0], points[:, 1], boundary.amplitude, boundary.frequency,
+                                           boundary.phase).mean()
+    long_name, definition = BOUNDARY_DEFINITIONS["boundary_location_error"]
+    variables = {"boundary_location_error": (cell_dims, error, {
+        "long_name": long_name, "units": "1", "definition": definition, "probed_field": "boundary_crossing",
+        "undefined": undefined})}
+    variables.update(_over_seeds("boundary_location_error", cell_dims, error, long_name, undefined, settings.bootstrap))
+    if 0 in ds["epoch"].values:
+        variables.update(_change_from_epoch_0("boundary_location_error", cell_dims, error, list(ds["epoch"].values),
+                                              long_name, settings.bootstrap))
+    return variables
 
 
 def _over_seeds(variable: str, cell_dims: list[str], values: np.ndarray, long_name: str, undefined: list[str],

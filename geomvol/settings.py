@@ -149,6 +149,7 @@ class MeasuresSettings:
     set has one (the sinusoid)."""
 
     boundary_margin: float
+    near_fraction: float
     bootstrap: BootstrapSettings
     true_boundary: SinusoidBoundary | None = None
 
@@ -156,7 +157,8 @@ class MeasuresSettings:
     def from_sections(cls, measures: dict, dataset: dict) -> MeasuresSettings:
         boundary = (SinusoidBoundary(dataset["amplitude"], dataset["frequency"], dataset["phase"])
                     if dataset["name"] == "sinusoid" else None)
-        return cls(measures["boundary_margin"], BootstrapSettings(**measures["bootstrap"]), boundary)
+        return cls(measures["boundary_margin"], measures["near_fraction"], BootstrapSettings(**measures["bootstrap"]),
+                   boundary)
 
 
 @dataclass(frozen=True)

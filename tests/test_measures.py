@@ -12,7 +12,8 @@ from geomvol.measures import (
 from geomvol.stages import measure
 from geomvol.store import open_store, write_store
 
-SPEC = {"measures": {"boundary_margin": 0.1, "bootstrap": {"resamples": 2000, "level": 0.95, "seed": 0}},
+SPEC = {"measures": {"boundary_margin": 0.1, "near_fraction": 0.1,
+                     "bootstrap": {"resamples": 2000, "level": 0.95, "seed": 0}},
         "dataset": {"name": "sinusoid", "amplitude": 0.6, "frequency": 7.0, "phase": -1.0}}
 
 
@@ -117,6 +118,44 @@ def grid_store(path, seeds=(0, 1, 2), epochs=(100,), slopes=None):
         attrs={"experiment": "hand-built", "config_sha256": "0" * 64})
     write_store(ds, path)
     return ds, distance
+
+
+def test_measures_on_the_networks_own_boundary(tmp_path):
+    """A network whose boundary is the true one, x2 = 0.6 sin(7 x1 - 1), located by the probe's own code
+    (edge_crossings on the logit x2 - 0.6 sin(7 x1 - 1)) and a volume element -slope * |distance| to it: the
+    rank correlation with minus the distance is 1, the distance ratio that of the 10% nearest points over the
+    rest, and the boundary location error (the crossings' mean distance to the true boundary) below 1e-3, the
+    precision of the sampled true curve."""
+    import torch
+
+    from geomvol.geometry.boundary import boundary_distance, boundary_segments, edge_crossings
+
+    ds, _ = grid_store(tmp_path / "source.zarr", seeds=(0, 1), epochs=(0, 100))
+    axis = ds["x1"].values
+
+    def logits(x):
+        score = x[:, 1] - 0.6 * torch.sin(7 * x[:, 0] - 1)
+        return torch.stack([-score, score], dim=1)
+
+    x1, x2 = np.meshgrid(axis, axis)
+    classes = (x2 - 0.6 * np.sin(7 * x1 - 1) > 0).astype(int)
+    crossings = edge_crossings(classes, logits, axis, axis)
+    signed = boundary_distance(np.stack([x1, x2], axis=-1), boundary_segments(crossings, axis, axis), np.eye(2), classes)
+    ds["boundary_crossing"] = (("seed", "epoch", "edge", "x2", "x1"), np.broadcast_to(crossings, (2, 2, 2, 41, 41)))
+    ds["boundary_distance"] = (("seed", "epoch", "x2", "x1"), np.broadcast_to(signed, (2, 2, 41, 41)))
+    ds["log10_volume"][:] = -np.array([1.0, 2.0])[:, None, None, None, None] * np.abs(signed)
+    ds["data_x1"], ds["data_x2"] = ("point", [-1.0, 1.0]), ("point", [-1.0, 1.0])
+    write_store(ds, tmp_path / "volume.zarr")
+    measures = measure(tmp_path / "volume.zarr", SPEC, tmp_path / "measures.zarr")
+    np.testing.assert_allclose(measures["learned_boundary_correlation"].values, 1.0)
+    nearest = np.sort(np.abs(signed).ravel())
+    count = round(0.1 * nearest.size)
+    expected = [np.log10(np.mean(10 ** (-k * nearest[:count])) / np.mean(10 ** (-k * nearest[count:]))) for k in (1, 2)]
+    np.testing.assert_allclose(measures["distance_ratio"].sel(epoch=100, block="hidden").values, expected, rtol=1e-12)
+    assert measures["distance_ratio"].attrs["near_fraction"] == 0.1
+    error = measures["boundary_location_error"]
+    assert error.dims == ("seed", "epoch") and float(error.max()) < 1e-3  # the true curve sampled at 4000 a unit
+    assert float(measures["boundary_location_error_change"].sel(epoch=100).max()) == 0.0
 
 
 def test_sign_test_is_the_exact_binomial_one():

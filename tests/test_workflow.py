@@ -313,7 +313,7 @@ def test_every_experiment_gets_its_magnification_measures(smoke_run, smoke_confi
         assert measures.attrs["config_sha256"] == volume.attrs["config_sha256"]
         for prefix in prefixes:
             span = prefix.rstrip("_")
-            for measure in ("entropy_correlation", "boundary_ratio"):
+            for measure in ("entropy_correlation", "boundary_ratio", "learned_boundary_correlation", "distance_ratio"):
                 per_seed = measures[prefix + measure]
                 assert per_seed.dims == ("seed", "epoch", "block", *([span] if span else []))
                 assert per_seed.sizes["block"] == volume.sizes["block"]
@@ -323,7 +323,11 @@ def test_every_experiment_gets_its_magnification_measures(smoke_run, smoke_confi
                 assert int(per_seed.isnull().sum()) == len(per_seed.attrs["undefined"]), per_seed.attrs["undefined"]
         with Image.open(results / name / "figures" / "measures.png") as image:
             assert image.width > 500
-    assert "boundary_distance_correlation" in xr.open_zarr(results / "sinusoid-smoke" / "measures.zarr")
+    sinusoid = xr.open_zarr(results / "sinusoid-smoke" / "measures.zarr")
+    assert "boundary_distance_correlation" in sinusoid
+    assert sinusoid["boundary_location_error"].dims == ("seed", "epoch")
+    error = sinusoid["boundary_location_error"]  # NaN where no crossing is inside the training square, said why
+    assert bool((error.isel(epoch=-1) > 0).all()) and int(error.isnull().sum()) == len(error.attrs["undefined"])
 
 
 def test_report_holds_every_figure_with_its_caption(smoke_run):

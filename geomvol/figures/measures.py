@@ -39,6 +39,10 @@ SHORT_NAMES = {
     "curvature_sign_boundary_contrast": "mean sign K near\nminus away from boundary",
     "curvature_sign_entropy_correlation": "rank corr.\nsign K ~ entropy",
     "curvature_sign_boundary_distance_correlation": "rank corr. sign K ~\n−distance to true boundary",
+    "learned_boundary_correlation": "rank corr. log vol. ~\n−distance to network's boundary",
+    "distance_ratio": "log10 vol. ratio nearest\n/ away from network's boundary",
+    "abs_curvature_learned_boundary_correlation": "rank corr. |K| ~\n−distance to network's boundary",
+    "abs_curvature_distance_ratio": "log10 |K| ratio nearest\n/ away from network's boundary",
 }
 
 
@@ -63,9 +67,10 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
     columns = [(*field, change) for field in fields for change in changes]
     per_row = 2 if len(fields) == 1 else 1  # measures side by side in a row of panels
     n_rows = math.ceil(len(rows) / per_row)
-    fig, axes = plt.subplots(n_rows, per_row * len(columns),
-                             figsize=(max(PANEL[0] * per_row * len(columns) + 1, 6.0), PANEL[1] * n_rows),
-                             squeeze=False, constrained_layout=True)
+    width = max(PANEL[0] * per_row * len(columns) + 1, 6.0)
+    row_height = min(PANEL[1], max(1.6, 1.1 * width / n_rows))  # toward a page: no taller than wide
+    fig, axes = plt.subplots(n_rows, per_row * len(columns), figsize=(width, row_height * n_rows), squeeze=False,
+                             constrained_layout=True)
     for ax in axes.flat[len(rows) * len(columns):]:
         ax.set_axis_off()
     epochs = ds["epoch"].values

@@ -204,12 +204,63 @@ def kept_singular_values(probed: ProbedModel, settings: ProbeSettings, d: int, m
 
 
 @torch.no_grad()
-def network_outputs(probed: ProbedModel, points: torch.Tensor) -> torch.Tensor:
-    """Softmax probabilities of the classes at ``points``: (B, C), from the network's logits, or from its
-    linear probe (:func:`attach_linear_probe`) for a self-supervised checkpoint."""
+def network_logits(probed: ProbedModel, points: torch.Tensor) -> torch.Tensor:
+    """The logits (B, C) at ``points``: the network's, or its linear probe's (:func:`attach_linear_probe`) for a
+    self-supervised checkpoint."""
     classify = probed.classifier or probed.model
-    logits = torch.cat([classify(chunk) for chunk in points.split(OUTPUT_BATCH)])
-    return torch.softmax(logits, dim=1)
+    return torch.cat([classify(chunk) for chunk in points.split(OUTPUT_BATCH)])
+
+
+def network_outputs(probed: ProbedModel, points: torch.Tensor) -> torch.Tensor:
+    """Softmax probabilities of the classes at ``points``: (B, C), of :func:`network_logits`."""
+    return torch.softmax(network_logits(probed, points), dim=1)
+
+
+@torch.no_grad()
+def learned_boundary(probed: ProbedModel, a: torch.Tensor, b: torch.Tensor, predicted: np.ndarray, to_points,
+                     gram: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The network's decision boundary on a 2-D field (:mod:`geomvol.geometry.boundary`): the crossing fraction
+    (2, B, A) of each grid edge, located on the model's own logits, and each point's distance (B, A) to the
+    boundary in input-space units (signed for two classes: positive where class 1 leads). ``a`` (A,) and ``b``
+    (B,) are the field's axes, ``predicted`` (B, A) its leading classes (of ``n_classes``), ``to_points`` maps
+    field coordinates (N, 2) to model inputs, ``gram`` (2, 2) is the Gram matrix of its axes' input-space
+    vectors."""
+    from geomvol.geometry.boundary import boundary_distance, boundary_segments, edge_crossings
+
+    def logits_at(coordinates: torch.Tensor) -> torch.Tensor:
+        return network_logits(probed, to_points(coordinates.to(device=probed.device, dtype=probed.dtype)))
+
+    a, b = a.cpu().double().numpy(), b.cpu().double().numpy()
+    crossings = edge_crossings(predicted, logits_at, a, b)
+    bb, aa = np.meshgrid(b, a, indexing="ij")
+    distance = boundary_distance(np.stack([aa, bb], axis=-1), boundary_segments(crossings, a, b), gram,
+                                 predicted if n_classes == 2 else None)
+    return crossings, distance
+
+
+def boundary_attrs(field: str, axes: tuple[str, str]) -> tuple[dict, dict]:
+    """Attributes of the learned boundary's crossings and of the distance to it, on a field with ``axes``."""
+    crossing = {
+        "long_name": "where the network's decision boundary crosses each grid edge, as a fraction of the edge",
+        "units": "1",
+        "description": (
+            f"on {field}: edge {axes[0]} joins point ({axes[1]}_i, {axes[0]}_j) to ({axes[1]}_i, {axes[0]}_j+1), edge "
+            f"{axes[1]} joins it to ({axes[1]}_i+1, {axes[0]}_j); where their leading classes c, c' differ, the root s "
+            f"of z_c - z_c' along the edge, found on the model's logits (Illinois regula falsi to 1e-9 of the edge); "
+            f"NaN where the leading class does not change, where a third class leads at the root, and on the last "
+            f"column or row"),
+        "method": "geomvol.geometry.boundary.edge_crossings",
+    }
+    distance = {
+        "long_name": "distance to the network's own decision boundary",
+        "units": "1",
+        "description": (
+            f"Euclidean distance in the model's input space (the normalised inputs) from each point of {field} to "
+            f"the nearest segment of the boundary through the edge crossings (marching squares); signed for two "
+            f"classes: positive where class 1 leads; unsigned for more; NaN where the field holds no boundary"),
+        "method": "geomvol.geometry.boundary.boundary_distance",
+    }
+    return crossing, distance
 
 
 @torch.no_grad()

@@ -12,9 +12,9 @@ import xarray as xr
 from geomvol.errors import ConfigError
 from geomvol.settings import GridSettings, ProbeSettings
 from geomvol.probe.core import (
-    ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, block_coords, checkpoint_coords, class_attrs, curvature_attrs,
-    curvatures, load_probed_model, log10_volumes, network_outputs, notebook_settings, predictive_entropy,
-    probability_margin, probed_module, top_k_coord, volume_attrs,
+    ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, block_coords, boundary_attrs, checkpoint_coords, class_attrs,
+    curvature_attrs, curvatures, learned_boundary, load_probed_model, log10_volumes, network_outputs,
+    notebook_settings, predictive_entropy, probability_margin, probed_module, top_k_coord, volume_attrs,
 )
 
 
@@ -55,8 +55,10 @@ def measure_grid(probed: ProbedModel, settings: ProbeSettings, classes: list[str
 
     Returns a Dataset with
     ``log10_volume`` on dims (seed, epoch, block, x2, x1) and the outputs on
-    (seed, epoch, x2, x1); seed and epoch of length one; with ``settings.curvature``, the Gaussian
-    curvature ``curvature`` on (seed, epoch, block, x2, x1).
+    (seed, epoch, x2, x1); the learned decision boundary's crossings ``boundary_crossing`` (seed, epoch, edge,
+    x2, x1) and each point's signed distance to it ``boundary_distance`` (:func:`geomvol.probe.core.learned_boundary`);
+    seed and epoch of length one; with ``settings.curvature``, the Gaussian curvature ``curvature`` on (seed,
+    epoch, block, x2, x1).
     """
     grid = settings.grid
     resolution = grid.resolution
@@ -72,7 +74,14 @@ def measure_grid(probed: ProbedModel, settings: ProbeSettings, classes: list[str
 
     dims = ("seed", "epoch", "x2", "x1")
     volume = np.stack([on_grid(volumes[name]) for name in settings.feature_maps], axis=2)
-    variables = {}
+    predicted = probabilities.argmax(dim=1)
+    crossings, distance = learned_boundary(probed, axis, axis, predicted.cpu().numpy().reshape(resolution, resolution),
+                                           lambda coordinates: coordinates, np.eye(2), probabilities.shape[1])
+    crossing_attrs, distance_attrs = boundary_attrs("the input grid", ("x1", "x2"))
+    variables = {
+        "boundary_crossing": (("seed", "epoch", "edge", "x2", "x1"), crossings[None, None], crossing_attrs),
+        "boundary_distance": (dims, distance[None, None], distance_attrs),
+    }
     if settings.curvature:
         gaussian = curvatures(probed, points, settings, basis)
         variables["curvature"] = (("seed", "epoch", "block", "x2", "x1"),
@@ -81,7 +90,7 @@ def measure_grid(probed: ProbedModel, settings: ProbeSettings, classes: list[str
     return xr.Dataset(
         {
             "log10_volume": (("seed", "epoch", "block", "x2", "x1"), volume, volume_attrs(settings, 2, "the input plane")),
-            "predicted_class": (dims, on_grid(probabilities.argmax(dim=1)).astype(np.int16),
+            "predicted_class": (dims, on_grid(predicted).astype(np.int16),
                                 class_attrs(probabilities.shape[1], classes)),
             "entropy": (dims, on_grid(predictive_entropy(probabilities)), ENTROPY_ATTRS),
             "probability_margin": (dims, on_grid(probability_margin(probabilities)), MARGIN_ATTRS),
@@ -93,5 +102,7 @@ def measure_grid(probed: ProbedModel, settings: ProbeSettings, classes: list[str
             "top_k": top_k_coord(probed, settings, d=2, m=2),
             "x1": ("x1", axis.numpy(), {"long_name": "input coordinate x1", "units": "1"}),
             "x2": ("x2", axis.numpy(), {"long_name": "input coordinate x2", "units": "1"}),
+            "edge": ("edge", np.array(["x1", "x2"], dtype=object),
+                     {"long_name": "the grid axis a boundary crossing's edge runs along"}),
         },
     )

@@ -28,10 +28,12 @@ from geomvol.config import canonical_json
 from geomvol.data.prepare import load_dataset, model_inputs, split_tensors
 from geomvol.data.anchors import resolve_anchors
 from geomvol.settings import LineSettings, PlaneSettings, ProbeSettings
+from geomvol.geometry.boundary import edge_crossings, line_boundary_distance
 from geomvol.probe.core import (
-    ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, attach_linear_probe, block_coords, checkpoint_coords, class_attrs,
-    curvature_attrs, curvatures, load_probed_model, log10_volumes, network_outputs, notebook_settings,
-    predictive_entropy, probability_margin, probed_module, singular_values, top_k_coord, volume_attrs,
+    ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, attach_linear_probe, block_coords, boundary_attrs, checkpoint_coords,
+    class_attrs, curvature_attrs, curvatures, learned_boundary, load_probed_model, log10_volumes, network_logits,
+    network_outputs, notebook_settings, predictive_entropy, probability_margin, probed_module, singular_values,
+    top_k_coord, volume_attrs,
 )
 
 SQRT3 = math.sqrt(3.0)
@@ -154,6 +156,8 @@ def measure_spans(probed: ProbedModel, kind: str, anchor_inputs: torch.Tensor, a
     spectra = np.full((1, 1, len(names), n_spans, n_anchors, k_max), np.nan)
     with_curvature = settings.curvature and kind == "plane"
     curvature = np.full((1, 1, len(names), n_spans, *grid_shape), np.nan)
+    crossings = np.full((1, 1, n_spans, *((2,) if kind == "plane" else ()), *grid_shape), np.nan)
+    distance = np.full((1, 1, n_spans, *grid_shape), np.nan)
     n_classes = None
     for span in range(n_spans):
         span_inputs = anchor_inputs[span].to(device=probed.device, dtype=probed.dtype)
@@ -170,6 +174,8 @@ def measure_spans(probed: ProbedModel, kind: str, anchor_inputs: torch.Tensor, a
         predicted[0, 0, span] = probabilities.argmax(dim=1).cpu().numpy().reshape(grid_shape)
         entropy[0, 0, span] = predictive_entropy(probabilities).cpu().numpy().reshape(grid_shape)
         margin[0, 0, span] = probability_margin(probabilities).cpu().numpy().reshape(grid_shape)
+        crossings[0, 0, span], distance[0, 0, span] = _span_boundary(
+            probed, kind, span_inputs.reshape(n_anchors, d), input_shape, axes, predicted[0, 0, span], n_classes)
         span_classes = anchor_classes[span].to(probed.device)
         anchor_probability[0, 0, span] = probabilities[:, span_classes].T.cpu().numpy().reshape(n_anchors, *grid_shape)
         if settings.spectra:
@@ -189,6 +195,18 @@ def measure_spans(probed: ProbedModel, kind: str, anchor_inputs: torch.Tensor, a
         f"{kind}_anchor_class": (spans, anchor_classes.cpu().numpy().astype(np.int16), {
             **class_attrs(n_classes, classes), "long_name": "class label of the anchor image"}),
     }
+    crossing_attrs, distance_attrs = boundary_attrs(f"the probed {kind}", ("u", "v") if kind == "plane" else ("t", ""))
+    if kind == "line":
+        crossing_attrs["description"] = ("on the probed line: the root s of z_c - z_c' on the step from t_j to "
+                                         "t_j+1 whose ends lead with classes c != c' (Illinois regula falsi on the "
+                                         "model's logits, to 1e-9 of the step); NaN where the class does not change, "
+                                         "where a third class leads at the root, and at the last t")
+        distance_attrs["description"] = distance_attrs["description"].replace(
+            "the nearest segment of the boundary through the edge crossings (marching squares)",
+            "the nearest boundary crossing on the line")
+    edge = ("edge",) if kind == "plane" else ()
+    variables[f"{kind}_boundary_crossing"] = (("seed", "epoch", kind, *edge, *grid_dims), crossings, crossing_attrs)
+    variables[f"{kind}_boundary_distance"] = (("seed", "epoch", kind, *grid_dims), distance, distance_attrs)
     if with_curvature:
         variables[f"{kind}_curvature"] = (("seed", "epoch", "block", kind, *grid_dims), curvature,
                                           curvature_attrs(f"the probed {kind}"))
@@ -206,10 +224,41 @@ def measure_spans(probed: ProbedModel, kind: str, anchor_inputs: torch.Tensor, a
     for dim, values in axes.items():
         coords[dim] = (dim, values.numpy(), AXIS_ATTRS[dim])
     if kind == "plane":
+        coords["edge"] = ("edge", np.array(["u", "v"], dtype=object),
+                          {"long_name": "the plane axis a boundary crossing's edge runs along"})
         uv = np.array(ANCHOR_UV)
         coords["anchor_u"] = ("anchor", uv[:, 0], {"long_name": "u coordinate of the anchor image", "units": "1"})
         coords["anchor_v"] = ("anchor", uv[:, 1], {"long_name": "v coordinate of the anchor image", "units": "1"})
     return variables, coords
+
+
+def _span_boundary(probed: ProbedModel, kind: str, anchors: torch.Tensor, input_shape: tuple, axes: dict,
+                   predicted: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The network's decision boundary on one plane (crossings (2, V, U), distance (V, U):
+    :func:`geomvol.probe.core.learned_boundary` in the plane's (u, v), through its frame) or line (crossings and
+    distance (T,), along t)."""
+    if kind == "plane":
+        frame = plane_frame(*anchors)
+        vectors = torch.stack([frame.e_u, frame.e_v])
+
+        def to_points(uv: torch.Tensor) -> torch.Tensor:
+            return (frame.origin + uv[:, :1] * frame.e_u + uv[:, 1:] * frame.e_v).reshape(-1, *input_shape)
+
+        gram = (vectors @ vectors.T).cpu().double().numpy()
+        return learned_boundary(probed, axes["u"], axes["v"], predicted, to_points, gram, n_classes)
+    direction = anchors[1] - anchors[0]
+
+    def along(tz: torch.Tensor) -> torch.Tensor:
+        return (anchors[0] + tz[:, :1] * direction).reshape(-1, *input_shape)
+
+    def logits_at(tz: torch.Tensor) -> torch.Tensor:
+        return network_logits(probed, along(tz.to(device=probed.device, dtype=probed.dtype)))
+
+    t = axes["t"].cpu().double().numpy()
+    with torch.no_grad():
+        crossings = edge_crossings(predicted[None], logits_at, t, np.zeros(1))[0, 0]
+    distance = line_boundary_distance(t, crossings, float(direction.norm()), predicted if n_classes == 2 else None)
+    return crossings, distance
 
 
 def _probe_in_memory(kind: str, model, anchors, settings: ProbeSettings, labels, classes, seed: int,
