@@ -231,11 +231,17 @@ def learned_boundary(probed: ProbedModel, a: torch.Tensor, b: torch.Tensor, pred
         return network_logits(probed, to_points(coordinates.to(device=probed.device, dtype=probed.dtype)))
 
     a, b = a.cpu().double().numpy(), b.cpu().double().numpy()
-    crossings = edge_crossings(predicted, logits_at, a, b)
+    crossings = edge_crossings(predicted, logits_at, a, b, tolerance=boundary_tolerance(probed.dtype))
     bb, aa = np.meshgrid(b, a, indexing="ij")
     distance = boundary_distance(np.stack([aa, bb], axis=-1), boundary_segments(crossings, a, b), gram,
                                  predicted if n_classes == 2 else None)
     return crossings, distance
+
+
+def boundary_tolerance(dtype: torch.dtype) -> float:
+    """How finely a boundary crossing is located, as a fraction of its grid edge: 1e-9 for a float64 probe, 1e-5
+    for float32 (whose logits are not precise enough to place the root closer)."""
+    return 1e-9 if dtype == torch.float64 else 1e-5
 
 
 def boundary_attrs(field: str, axes: tuple[str, str]) -> tuple[dict, dict]:
@@ -246,7 +252,8 @@ def boundary_attrs(field: str, axes: tuple[str, str]) -> tuple[dict, dict]:
         "description": (
             f"on {field}: edge {axes[0]} joins point ({axes[1]}_i, {axes[0]}_j) to ({axes[1]}_i, {axes[0]}_j+1), edge "
             f"{axes[1]} joins it to ({axes[1]}_i+1, {axes[0]}_j); where their leading classes c, c' differ, the root s "
-            f"of z_c - z_c' along the edge, found on the model's logits (Illinois regula falsi to 1e-9 of the edge); "
+            f"of z_c - z_c' along the edge, found on the model's logits (Illinois regula falsi to 1e-9 of the edge, "
+            f"1e-5 for a float32 probe); "
             f"NaN where the leading class does not change, where a third class leads at the root, and on the last "
             f"column or row"),
         "method": "geomvol.geometry.boundary.edge_crossings",

@@ -30,10 +30,10 @@ from geomvol.data.anchors import resolve_anchors
 from geomvol.settings import LineSettings, PlaneSettings, ProbeSettings
 from geomvol.geometry.boundary import edge_crossings, line_boundary_distance
 from geomvol.probe.core import (
-    ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, attach_linear_probe, block_coords, boundary_attrs, checkpoint_coords,
-    class_attrs, curvature_attrs, curvatures, learned_boundary, load_probed_model, log10_volumes, network_logits,
-    network_outputs, notebook_settings, predictive_entropy, probability_margin, probed_module, singular_values,
-    top_k_coord, volume_attrs,
+    ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, attach_linear_probe, block_coords, boundary_attrs, boundary_tolerance,
+    checkpoint_coords, class_attrs, curvature_attrs, curvatures, learned_boundary, load_probed_model, log10_volumes,
+    network_logits, network_outputs, notebook_settings, predictive_entropy, probability_margin, probed_module,
+    singular_values, top_k_coord, volume_attrs,
 )
 
 SQRT3 = math.sqrt(3.0)
@@ -199,8 +199,9 @@ def measure_spans(probed: ProbedModel, kind: str, anchor_inputs: torch.Tensor, a
     if kind == "line":
         crossing_attrs["description"] = ("on the probed line: the root s of z_c - z_c' on the step from t_j to "
                                          "t_j+1 whose ends lead with classes c != c' (Illinois regula falsi on the "
-                                         "model's logits, to 1e-9 of the step); NaN where the class does not change, "
-                                         "where a third class leads at the root, and at the last t")
+                                         "model's logits, to 1e-9 of the step, 1e-5 in float32); NaN where the "
+                                         "class does not change, where a third class leads at the root, and at the "
+                                         "last t")
         distance_attrs["description"] = distance_attrs["description"].replace(
             "the nearest segment of the boundary through the edge crossings (marching squares)",
             "the nearest boundary crossing on the line")
@@ -256,7 +257,8 @@ def _span_boundary(probed: ProbedModel, kind: str, anchors: torch.Tensor, input_
 
     t = axes["t"].cpu().double().numpy()
     with torch.no_grad():
-        crossings = edge_crossings(predicted[None], logits_at, t, np.zeros(1))[0, 0]
+        crossings = edge_crossings(predicted[None], logits_at, t, np.zeros(1),
+                                   tolerance=boundary_tolerance(probed.dtype))[0, 0]
     distance = line_boundary_distance(t, crossings, float(direction.norm()), predicted if n_classes == 2 else None)
     return crossings, distance
 
