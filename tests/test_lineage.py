@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import torch
-import yaml
 
 from geomvol.lineage import figure_lineage, trace
 from geomvol.provenance import sha256_tree
@@ -160,66 +159,49 @@ def test_a_python_models_source_file_is_traced_and_an_edit_of_it_reruns_the_mode
     assert {"train", "probe", "combine_probes"} <= planned and "prepare_dataset" not in planned
 
 
-def test_checkpoints_trained_elsewhere_are_imported_probed_and_traced(tmp_path):
-    """An experiment of checkpoints trained elsewhere (state dicts of a module of one's own, at epochs 0 and 3):
-    imported and probed, each traced to its file; a changed file is imported and probed again, alone; a file
-    that does not fit the model is refused before any job, naming the key and the keys."""
-    (tmp_path / "net.py").write_text("from torch import nn\n\ndef build(width=16):\n"
-                                     "    return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.Tanh(), "
-                                     "nn.Linear(width, 10))\n")
-    (tmp_path / "elsewhere").mkdir()
-
-    def save(epoch: int, width: int = 16) -> None:
-        torch.manual_seed(epoch)
-        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, width), torch.nn.Tanh(),
-                                  torch.nn.Linear(width, 10))
-        torch.save(net.state_dict(), tmp_path / "elsewhere" / f"epoch_{epoch}.pt")
-
-    save(0)
-    save(3)
-    experiment = {
-        "dataset": {"name": "digits", "n_train": 100, "n_test": 50},
-        "model": {"name": "python", "factory": "net.py:build"},
-        "checkpoints": {0: "elsewhere/epoch_0.pt", 3: "elsewhere/epoch_3.pt"},
-        "probe": {"device": "cpu", "feature_maps": ["2"], "metric": "subspace", "spectra": False,
-                  "planes": [{"classes": [7, 6, 1], "seed": 0}], "plane": {"resolution": 5}},
-    }
-    config = tmp_path / "elsewhere.yaml"
-    config.write_text(yaml.safe_dump({"experiments": {"elsewhere": experiment}}))
-    target = "results/elsewhere/volume.zarr"
-    result = snakemake(tmp_path, config, target)
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_checkpoints_trained_elsewhere_are_imported_probed_and_traced(run_copy):
+    """The smoke run's elsewhere-smoke: state dicts of examples/models.py's small CNN saved by a plain loop
+    elsewhere (examples/checkpoints/, epochs 0 and 2): imported and probed, each traced to its file; a changed
+    file is imported and probed again, alone, even with an older mtime; a file that does not fit the model is
+    refused before any job, naming the key and the keys."""
     import xarray as xr
 
+    from geomvol.models.registry import load_factory
     from geomvol.provenance import sha256_file
+    from helpers import ROOT
 
-    with xr.open_zarr(tmp_path / target) as ds:
-        assert ds["epoch"].values.tolist() == [0, 3] and ds["feature_width"].values.tolist() == [16]
+    (run_copy / "examples").unlink()  # the checkout's, linked: a copy of its own (modification times kept), to edit
+    shutil.copytree(ROOT / "examples", run_copy / "examples")
+    small_cnn = load_factory(f"{run_copy}/examples/models.py:small_cnn")
+    target = "results/elsewhere-smoke/volume.zarr"
+    with xr.open_zarr(run_copy / target) as ds:
+        assert ds["epoch"].values.tolist() == [0, 2] and ds["feature_width"].values.tolist() == [32, 16]
         assert bool(ds["plane_log10_volume"].notnull().all())
-    traced = geomvol_trace(tmp_path, "results/elsewhere/s0/checkpoints/epoch_3.pt")
+    source = run_copy / "examples" / "checkpoints" / "small_cnn_epoch_2.pt"
+    traced = geomvol_trace(run_copy, "results/elsewhere-smoke/s0/checkpoints/epoch_2.pt")
     assert traced.returncode == 0, traced.stderr
     assert "made by import_checkpoint (trained elsewhere)" in traced.stdout
-    assert "outside checkpoint: elsewhere/epoch_3.pt  [ok]" in traced.stdout
-    assert f"sha256 {sha256_file(tmp_path / 'elsewhere' / 'epoch_3.pt')} (as recorded downstream)" in traced.stdout
-    assert "model source: net.py  [ok]" in traced.stdout
+    assert "outside checkpoint: examples/checkpoints/small_cnn_epoch_2.pt  [ok]" in traced.stdout
+    assert f"sha256 {sha256_file(source)} (as recorded downstream)" in traced.stdout
+    assert "model source: examples/models.py  [ok]" in traced.stdout
 
-    save(30)  # epoch 3's file replaced by other weights, with an mtime older than everything made from it
-    replaced = tmp_path / "elsewhere" / "epoch_3.pt"
-    (tmp_path / "elsewhere" / "epoch_30.pt").replace(replaced)
-    os.utime(replaced, ns=(10**18, 10**18))  # 2001: Snakemake's own mtime check would see nothing to do
-    assert "outside checkpoint: elsewhere/epoch_3.pt  [CHANGED]" in geomvol_trace(tmp_path, target).stdout
-    dry_run = snakemake(tmp_path, config, "--dry-run")  # the default target: stale outputs are found there
+    torch.manual_seed(30)  # epoch 2's file replaced by other weights, older than everything made from it
+    torch.save(small_cnn(width=8).state_dict(), source)
+    os.utime(source, ns=(10**18, 10**18))  # 2001: Snakemake's own mtime check would see nothing to do
+    traced = geomvol_trace(run_copy, target)
+    assert "outside checkpoint: examples/checkpoints/small_cnn_epoch_2.pt  [CHANGED]" in traced.stdout
+    dry_run = snakemake(run_copy, SMOKE_CONFIG, "--dry-run")  # the default target: stale outputs are found there
     assert dry_run.returncode == 0, dry_run.stderr
-    assert ("geomvol: results/elsewhere/s0/checkpoints/epoch_3.pt is made again: its source elsewhere/epoch_3.pt "
-            "has changed since it was made from it") in dry_run.stderr
+    assert ("geomvol: results/elsewhere-smoke/s0/checkpoints/epoch_2.pt is made again: its source "
+            "examples/checkpoints/small_cnn_epoch_2.pt has changed since it was made from it") in dry_run.stderr
     jobs = set(re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    wildcards: (.*)$", dry_run.stdout, re.MULTILINE))
-    assert {(rule, wildcards) for rule, wildcards in jobs if rule in ("import_checkpoint", "probe")} == {
-        ("import_checkpoint", "experiment=elsewhere, seed=0, epoch=3"),
-        ("probe", "experiment=elsewhere, seeds=s0, epoch=3")}
+    assert {(rule, wildcards) for rule, wildcards in jobs if rule in ("import_checkpoint", "probe", "train")} == {
+        ("import_checkpoint", "experiment=elsewhere-smoke, seed=0, epoch=2"),
+        ("probe", "experiment=elsewhere-smoke, seeds=s0, epoch=2")}
 
-    save(3, width=8)  # another model's weights
-    refused = snakemake(tmp_path, config, "--dry-run", target)
+    torch.save(small_cnn(width=4).state_dict(), source)  # another model's weights
+    refused = snakemake(run_copy, SMOKE_CONFIG, "--dry-run", target)
     assert refused.returncode != 0
-    assert ("config key experiments.elsewhere.checkpoints.3: checkpoint elsewhere/epoch_3.pt does not fit the model "
-            "Sequential: 3 mis-shaped: 1.weight [8, 64] (the model's [16, 64]), 1.bias [8] (the model's [16]), "
-            "3.weight [10, 8] (the model's [10, 16])") in refused.stdout + refused.stderr
+    assert ("config key experiments.elsewhere-smoke.checkpoints.2: checkpoint examples/checkpoints/small_cnn_epoch_2.pt "
+            "does not fit the model SmallCNN: 5 mis-shaped: features.0.weight [4, 3, 3, 3] (the model's [8, 3, 3, 3]), "
+            "features.0.bias [4] (the model's [8])") in refused.stdout + refused.stderr
