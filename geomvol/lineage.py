@@ -107,11 +107,15 @@ class Tracer:
 
     def add(self, kind: str, path: Path, rule: str, depth: int, recorded: str | None, **details) -> Step | None:
         """Record a step; None (and nothing recorded) if ``path`` was already traced."""
-        resolved = path.resolve()
+        return self.record(Step(kind, path, rule, depth, recorded, sha256_of(path), details))
+
+    def record(self, step: Step) -> Step | None:
+        """Record a step whose file was hashed (:meth:`add`); None (and nothing recorded) if it was already
+        traced, unless it no longer matches what this step recorded."""
+        resolved = step.path.resolve()
         first = resolved not in self.seen
         self.seen.add(resolved)
-        step = Step(kind, path, rule, depth, recorded, sha256_of(path), details)
-        if first or (recorded is not None and step.status != "ok"):
+        if first or (step.recorded is not None and step.status != "ok"):
             self.steps.append(step)
         return step if first and step.on_disk is not None else None
 
@@ -287,7 +291,7 @@ class Tracer:
                                            else "all as recorded"))
             raw_steps = changed
         for raw_step in raw_steps:
-            self.add(raw_step.kind, raw_step.path, raw_step.rule, raw_step.depth, raw_step.recorded)
+            self.record(raw_step)
 
 
 RAW_FILES_SHOWN = 20  # a data set read from more raw files (an image folder) lists only those that changed

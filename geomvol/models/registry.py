@@ -124,13 +124,12 @@ def torchvision_weights(builder: str, name: str):
     return weights[member]
 
 
-def pretrained_state(model: dict, network: nn.Module) -> tuple[dict, list[str]]:
-    """The state dict that a model section's ``weights`` gives ``network`` (:func:`geomvol.train.checkpoint.fit_state`),
-    and the tensors of another shape (a head for other classes) that keep ``network``'s own: a state dict file,
-    or torchvision's weights by name, read from torch's cache or downloaded into it (torchvision's
+def pretrained_tensors(model: dict) -> tuple[dict, str]:
+    """The tensors by name of a model section's ``weights``, and where they come from: a state dict file, or
+    torchvision's weights by name, read from torch's cache or downloaded into it (torchvision's
     ``get_state_dict``) where the machine is online."""
     from geomvol.catalogue import weights_is_file
-    from geomvol.train.checkpoint import fit_state, read_state_file
+    from geomvol.train.checkpoint import read_state_file
 
     weights = model["weights"]
     if weights_is_file(weights):
@@ -144,6 +143,17 @@ def pretrained_state(model: dict, network: nn.Module) -> tuple[dict, list[str]]:
                                   f"and could not be downloaded from {member.url}: {error}; run once where the "
                                   f"machine is online, or give model.weights a state dict file") from error
         source = f"torchvision's weights {member}"
+    return loaded, source
+
+
+def pretrained_state(model: dict, network: nn.Module,
+                     tensors: tuple[dict, str] | None = None) -> tuple[dict, list[str]]:
+    """The state dict that a model section's ``weights`` (:func:`pretrained_tensors`, read here unless ``tensors``
+    gives them) gives ``network`` (:func:`geomvol.train.checkpoint.fit_state`), and the tensors of another shape
+    (a head for other classes) that keep ``network``'s own."""
+    from geomvol.train.checkpoint import fit_state
+
+    loaded, source = tensors or pretrained_tensors(model)
     return fit_state(loaded, network, source, keep_misshaped=True)
 
 

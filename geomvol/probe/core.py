@@ -225,17 +225,27 @@ def learned_boundary(probed: ProbedModel, a: torch.Tensor, b: torch.Tensor, pred
     (B,) are the field's axes, ``predicted`` (B, A) its leading classes (of ``n_classes``), ``to_points`` maps
     field coordinates (N, 2) to model inputs, ``gram`` (2, 2) is the Gram matrix of its axes' input-space
     vectors."""
-    from geomvol.geometry.boundary import boundary_distance, boundary_segments, edge_crossings
-
-    def logits_at(coordinates: torch.Tensor) -> torch.Tensor:
-        return network_logits(probed, to_points(coordinates.to(device=probed.device, dtype=probed.dtype)))
+    from geomvol.geometry.boundary import boundary_distance, boundary_segments
 
     a, b = a.cpu().double().numpy(), b.cpu().double().numpy()
-    crossings = edge_crossings(predicted, logits_at, a, b, tolerance=boundary_tolerance(probed.dtype))
+    crossings = boundary_crossings(probed, predicted, to_points, a, b)
     bb, aa = np.meshgrid(b, a, indexing="ij")
     distance = boundary_distance(np.stack([aa, bb], axis=-1), boundary_segments(crossings, a, b), gram,
                                  predicted if n_classes == 2 else None)
     return crossings, distance
+
+
+@torch.no_grad()
+def boundary_crossings(probed: ProbedModel, predicted: np.ndarray, to_points, a: np.ndarray,
+                       b: np.ndarray) -> np.ndarray:
+    """:func:`geomvol.geometry.boundary.edge_crossings` on the probed network's logits, ``to_points`` mapping
+    field coordinates (N, 2) on the axes ``a`` and ``b`` to its inputs, to the probe dtype's tolerance."""
+    from geomvol.geometry.boundary import edge_crossings
+
+    def logits_at(coordinates: torch.Tensor) -> torch.Tensor:
+        return network_logits(probed, to_points(coordinates.to(device=probed.device, dtype=probed.dtype)))
+
+    return edge_crossings(predicted, logits_at, a, b, tolerance=boundary_tolerance(probed.dtype))
 
 
 def boundary_tolerance(dtype: torch.dtype) -> float:

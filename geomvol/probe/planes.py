@@ -28,11 +28,11 @@ from geomvol.config import canonical_json
 from geomvol.data.prepare import load_dataset, model_inputs, split_tensors
 from geomvol.data.anchors import resolve_anchors
 from geomvol.settings import LineSettings, PlaneSettings, ProbeSettings
-from geomvol.geometry.boundary import edge_crossings, line_boundary_distance
+from geomvol.geometry.boundary import line_boundary_distance
 from geomvol.probe.core import (
-    ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, attach_linear_probe, block_coords, boundary_attrs, boundary_tolerance,
+    ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, attach_linear_probe, block_coords, boundary_attrs, boundary_crossings,
     checkpoint_coords, class_attrs, curvature_attrs, curvatures, learned_boundary, load_probed_model, log10_volumes,
-    network_logits, network_outputs, notebook_settings, predictive_entropy, probability_margin, probed_module,
+    network_outputs, notebook_settings, predictive_entropy, probability_margin, probed_module,
     singular_values, top_k_coord, volume_attrs,
 )
 
@@ -249,16 +249,11 @@ def _span_boundary(probed: ProbedModel, kind: str, anchors: torch.Tensor, input_
         return learned_boundary(probed, axes["u"], axes["v"], predicted, to_points, gram, n_classes)
     direction = anchors[1] - anchors[0]
 
-    def along(tz: torch.Tensor) -> torch.Tensor:
+    def along(tz: torch.Tensor) -> torch.Tensor:  # a line: a field of one row, (t, 0)
         return (anchors[0] + tz[:, :1] * direction).reshape(-1, *input_shape)
 
-    def logits_at(tz: torch.Tensor) -> torch.Tensor:
-        return network_logits(probed, along(tz.to(device=probed.device, dtype=probed.dtype)))
-
     t = axes["t"].cpu().double().numpy()
-    with torch.no_grad():
-        crossings = edge_crossings(predicted[None], logits_at, t, np.zeros(1),
-                                   tolerance=boundary_tolerance(probed.dtype))[0, 0]
+    crossings = boundary_crossings(probed, predicted[None], along, t, np.zeros(1))[0, 0]
     distance = line_boundary_distance(t, crossings, float(direction.norm()), predicted if n_classes == 2 else None)
     return crossings, distance
 

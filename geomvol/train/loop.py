@@ -141,11 +141,12 @@ def evaluate(model, batches: Batches) -> tuple[list[float], list[float]]:
 
 def load_pretrained(members: list, architecture: dict) -> None:
     """Load a model section's pretrained ``weights`` into each member (its epoch 0), saying on stderr which
-    tensors keep their initialisation (another shape: a head for other classes)."""
-    from geomvol.models.registry import pretrained_state
+    tensors keep their initialisation (another shape: a head for other classes). The weights are read once."""
+    from geomvol.models.registry import pretrained_state, pretrained_tensors
 
+    tensors = pretrained_tensors(architecture)
     for member in members:
-        state, kept = pretrained_state(architecture, member)
+        state, kept = pretrained_state(architecture, member, tensors)
         member.load_state_dict(state)
     print(f"weights {architecture['weights']}: {len(state) - len(kept)} of {len(state)} tensors loaded"
           + (f"; kept from initialisation (another shape): {', '.join(kept)}" if kept else ""), file=sys.stderr)
