@@ -1,8 +1,9 @@
 """Faults a careful user meets, on a two-seed group (the smoke sinusoid with seeds 0 and 1, trained as one
 ensemble), each with real Snakemake runs: after the fault and one run, every output matches an uninterrupted
 run's (checkpoint and metrics bytes, the volume store's values) or the run failed naming the damaged file,
-and one more run repairs it; no checkpoint kept between runs is ever deleted; a config edit of the group's
-training retrains every seed of the group in the same run."""
+and one more run repairs it; no checkpoint kept between runs is ever deleted; an edit of any key of the
+group's training plans every seed of the group again, and (run for a key of each kind) retrains them all in
+the same run."""
 
 import os
 import shutil
@@ -121,6 +122,11 @@ LINEAGE_EDITS = {
 }
 
 
+# every key is planned (a dry run each); these are also run, one experiment each: a key of each section, the
+# optimizer's name (its defaults change with it), the dtype (the tensors change with it), a key of the data set
+RUN_EDITS = ("model.activation", "training.optimizer.name", "training.dtype", "dataset.seed")
+
+
 def test_every_key_of_the_training_lineage_is_covered():
     """The table above edits every leaf of what a group's checkpoints depend on (but its seeds and its objective,
     which the sinusoid's one objective leaves fixed, and augmentation, for images only)."""
@@ -137,11 +143,12 @@ def test_every_key_of_the_training_lineage_is_covered():
                                          "training.augmentation.crop_padding", "training.augmentation.horizontal_flip"}
 
 
-def test_an_edit_of_the_groups_training_plans_every_seed_and_what_follows(finished):
-    """The issue's case: weight decay edited after a complete run plans the group's training, both seeds'
-    checkpoints and metrics, and everything after them."""
+@pytest.mark.parametrize("key", list(LINEAGE_EDITS))
+def test_an_edit_of_the_groups_training_plans_every_seed_and_what_follows(finished, key):
+    """The issue's case (weight decay), and every other key of the lineage: edited after a complete run, it plans
+    the group's training, both seeds' checkpoints and metrics, and everything after them."""
     workdir, _, _ = finished
-    result = run(workdir, group_config(set_key("training.optimizer.weight_decay", 0.01)), "--dry-run")
+    result = run(workdir, group_config(set_key(key, LINEAGE_EDITS[key])), "--dry-run")
     assert result.returncode == 0, result.stderr
     planned = result.stdout
     assert f"seeds={GROUP}" in planned
@@ -155,11 +162,11 @@ def test_an_edit_of_the_groups_training_plans_every_seed_and_what_follows(finish
 
 @pytest.fixture(scope="module")
 def edited(tmp_path_factory):
-    """One experiment per key of LINEAGE_EDITS, each the two-seed group, trained (the group's training job's own
+    """One experiment per key of RUN_EDITS, each the two-seed group, trained (the group's training job's own
     checkpoints: what its publish jobs copy, test_an_edit_of_the_groups_training_plans_every_seed_and_what_follows
     shows they follow); then each edited by its key and run once more: two Snakemake runs for all the edits."""
     workdir = tmp_path_factory.mktemp("edits") / "work"
-    names = {key: f"edit-{index}" for index, key in enumerate(LINEAGE_EDITS)}
+    names = {key: f"edit-{index}" for index, key in enumerate(RUN_EDITS)}
     base = group_config()["experiments"][EXPERIMENT]
     targets = [f"results/{name}/{GROUP}/training" for name in names.values()]
     before = {"experiments": {name: base for name in names.values()}}
@@ -174,7 +181,7 @@ def edited(tmp_path_factory):
     return workdir, names, after, kept, targets
 
 
-@pytest.mark.parametrize("key", list(LINEAGE_EDITS))
+@pytest.mark.parametrize("key", RUN_EDITS)
 def test_after_one_run_every_seed_carries_the_edit(edited, key):
     """After each edit and one run, every seed's checkpoints carry the new lineage and the data set they were trained
     on; the first setting's checkpoints are all still kept."""

@@ -42,12 +42,12 @@ COMPARED = "mnist-plane-smoke"  # the smoke config's experiment that runs on the
 
 
 def cluster_config(path: Path) -> Path:
-    """The smoke config's MNIST plane and a narrower net on the same plane, drawn beside it (a comparison):
-    every kind of rule (synthesize, prepare, train, publish, metrics, probe, combine, measure, the figures and
-    the comparison) in a third of the smoke run's jobs."""
+    """The smoke config's MNIST plane and a narrower net on the same plane, drawn beside it (a comparison; probed at
+    the first and last epochs, without the curvature): every kind of rule (synthesize, prepare, train, publish,
+    metrics, probe, combine, measure, the figures and the comparison) in a fifth of the smoke run's jobs."""
     experiment = yaml.safe_load(SMOKE_CONFIG.read_text())["experiments"][COMPARED]
     narrow = {**experiment, "model": {**experiment["model"], "width": 16},
-              "probe": {**experiment["probe"], "compare_with": COMPARED}}
+              "probe": {**experiment["probe"], "epochs": [0, 4], "curvature": False, "compare_with": COMPARED}}
     path.write_text(yaml.safe_dump({"experiments": {COMPARED: experiment, "mnist-plane-narrow": narrow}}))
     return path
 LOCAL_RULES = ("publish_checkpoint", "training_metrics")  # a copy; a TSV from a checkpoint: run by Snakemake itself

@@ -186,7 +186,7 @@ def test_barlow_twins_runs_beside_the_supervised_net(smoke_run):
     assert json.loads(ds.attrs["input_normalisation"]) == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
     assert "their 'epoch E' is epoch E + 1 here" in ds.attrs["epoch_convention"]
     assert ds["line_anchor_split"].values.tolist() == ["train", "train"]
-    for figure in ("planes", "lines", "compare", "curvature"):
+    for figure in ("planes", "lines", "compare"):
         with Image.open(results / "barlow-twins-smoke" / "figures" / f"{figure}.png") as image:
             assert image.text["geomvol:store_sha256"] == sha256_tree(results / "barlow-twins-smoke" / "volume.zarr")
 

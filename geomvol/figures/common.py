@@ -84,13 +84,15 @@ def save_with_lineage(fig, store_path: str | Path, ds: xr.Dataset, png: str | Pa
         lineage.update(other_store=str(other_store), other_store_sha256=sha256_tree(other_store))
     description = f"geomvol figure from store {store_path} (sha256 {lineage['store_sha256']})"
     title = fig.get_suptitle()
+    fig.set_dpi(150)  # the PNG's
     for problem in overlapping_labels(fig):
         print(f"geomvol: figure {png}: {problem}", file=sys.stderr)
     with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=150, metadata={
+        fig.savefig(tmp, format="png", dpi=fig.dpi, metadata={
             "Title": title, "Description": description, "Source": str(store_path),
             **{f"geomvol:{key}": value for key, value in lineage.items()},
         })
+    fig.set_layout_engine("none")  # laid out for the PNG: the PDF keeps its positions (a third of the time)
     with atomic_path(pdf) as tmp:
         fig.savefig(tmp, format="pdf", metadata={
             "Title": title, "Subject": description, "Keywords": json.dumps(lineage, sort_keys=True),
