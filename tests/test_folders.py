@@ -1,5 +1,7 @@
 """A user's own images, one folder per class (dataset: {name: image_folder}), read by torchvision's ImageFolder."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from PIL import Image
 from geomvol.config import resolve_config
 from geomvol.data.check import check_config_data
 from geomvol.data.folders import IMAGE_EXTENSIONS, find_classes, folder_files, image_files
-from geomvol.data.images import load_folder, prepared_splits, write_synthetic
+from geomvol.data.images import folder_pixels, load_folder, prepared_splits, write_synthetic
 from geomvol.data.prepare import load_dataset
 from geomvol.errors import ConfigError, DataError
 from geomvol.lineage import format_trace, trace
@@ -73,6 +75,35 @@ def test_a_synthetic_folder_reads_back_as_made_in_memory(tmp_path, layout, rule)
         assert torch.equal(in_memory[key], from_files[key]), key
     assert in_memory["classes"] == from_files["classes"] == [f"class_{label:02d}" for label in range(10)]
     assert from_files["x"].shape == ((30 if layout == "folders" else 38), 3, 12, 10)
+    # without pixels, (source, file number) rows stand for the images, and read as the same images
+    rows = prepared_splits({**resolved, "root": str(tmp_path), "synthetic": None}, {"train", "test"}, pixels=False)
+    for key in ("x", "x_test"):
+        assert rows[key].shape == (from_files[key].shape[0], 2)
+        assert torch.equal(folder_pixels({**resolved, "root": str(tmp_path)}, rows[key]), from_files[key]), key
+    for key in ("y", "index", "y_test", "index_test"):
+        assert torch.equal(rows[key], from_files[key]), key
+
+
+def test_the_config_check_reads_only_the_anchors_files(tmp_path, monkeypatch):
+    """Before any job, a folder's labels come from its file listing, and only the anchor images are opened (a
+    folder of thousands of images costs no more to check than one of fifty): three files for a plane, however
+    many the folder holds; a non-anchor file that cannot be read is left to the prepare job, which names it."""
+    import geomvol.data.images as images
+
+    write_synthetic("ImageFolder", tmp_path, 40, 20, seed=0, shape=(3, 8, 8))
+    opened = []
+    read = images._open_image
+    monkeypatch.setattr(images, "_open_image", lambda path, mode: opened.append(path) or read(path, mode))
+    config = resolve_config(folder_config({"root": str(tmp_path)},
+                                          planes=[{"classes": ["class_01", "class_04", "class_07"]}]))
+    check_config_data(config)
+    assert len(opened) == 3 and {Path(path).parent.name for path in opened} == {"class_01", "class_04", "class_07"}
+    broken = next(path for path in sorted((tmp_path / "train" / "class_02").iterdir()))
+    broken.write_bytes(b"not a png")
+    check_config_data(config)
+    dataset = config["experiments"]["own"]["dataset"]
+    with pytest.raises(DataError, match=rf"image file .*{broken.name} could not be read"):
+        prepare_dataset(dataset, tmp_path / "data.pt", tmp_path / "manifest.json")
 
 
 def test_a_folder_is_prepared_with_its_classes_shape_and_every_files_sha256(tmp_path):

@@ -165,7 +165,7 @@ def check_experiment_model(key: str, experiment: dict) -> None:
 def check_experiment_data(key: str, experiment: dict) -> None:
     """The data checks of one resolved image experiment, at config key ``key``."""
     from geomvol.data.anchors import check_anchor_images, resolve_anchors
-    from geomvol.data.images import check_root, missing_files, prepared_splits
+    from geomvol.data.images import check_root, folder_pixels, missing_files, prepared_splits
     from geomvol.data.prepare import split_tensors
     from geomvol.settings import AnchorChoice
 
@@ -178,12 +178,13 @@ def check_experiment_data(key: str, experiment: dict) -> None:
         except DataError as error:
             raise ConfigError(f"config key {key}.dataset.root: {error}") from None
     used = {entry["split"] for kind in ("planes", "lines") for entry in probe[kind]}
-    data = prepared_splits(dataset, {"train", "test"} if "all" in used else used)
+    folder = dataset["name"] == "image_folder" and dataset["synthetic"] is None  # read: the anchors' files alone
+    data = prepared_splits(dataset, {"train", "test"} if "all" in used else used, pixels=not folder)
     splits = {split: split_tensors(data, split) for split in used}  # split -> (images, labels, source indices)
     for kind in ("planes", "lines"):
         where = f"{key}.probe.{kind}"
         choices = tuple(AnchorChoice.from_entry(entry) for entry in probe[kind])
         anchors = resolve_anchors(choices, {split: labels for split, (_, labels, _) in splits.items()},
                                   data["classes"], where)
-        check_anchor_images(anchors, [splits[choice.split][0][indices] for choice, indices in zip(choices, anchors)],
-                            where)
+        images = [splits[choice.split][0][indices] for choice, indices in zip(choices, anchors)]
+        check_anchor_images(anchors, [folder_pixels(dataset, files) for files in images] if folder else images, where)

@@ -130,24 +130,46 @@ def _open_image(path: str, mode: str):
         raise DataError(f"image file {path} could not be read: {error}") from error
 
 
-def load_folder(directory: str | Path, image_size, channels: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Images (N, C, H, W) uint8, labels (N,) int64 and class names of an image folder (one folder per class),
-    read by torchvision's ``ImageFolder`` in greyscale (``channels`` 1) or RGB (3), each resized to ``image_size``
-    [H, W] with torchvision's antialiased Resize."""
+def _image_folder(directory: str | Path, image_size, channels: int):
+    """torchvision's ``ImageFolder`` of ``directory`` (its images: IMAGE_EXTENSIONS, torchvision's own), each image
+    read in greyscale (``channels`` 1) or RGB (3) and resized to ``image_size`` [H, W] with torchvision's
+    antialiased Resize. Making it lists the files and reads none."""
     import functools
 
     import torchvision
     from torchvision import transforms
-    from tqdm import tqdm
 
     resize = transforms.Compose([transforms.Resize(list(image_size), antialias=True), transforms.PILToTensor()])
-    dataset = torchvision.datasets.ImageFolder(
-        str(directory), transform=resize,  # its images: IMAGE_EXTENSIONS, torchvision's own
-        loader=functools.partial(_open_image, mode="L" if channels == 1 else "RGB"))
-    images = torch.empty((len(dataset), channels, *image_size), dtype=torch.uint8)
-    for i in tqdm(range(len(dataset)), desc=f"read {directory}", unit="image", file=sys.stderr, disable=len(dataset) < 1000):
-        images[i] = dataset[i][0]
+    return torchvision.datasets.ImageFolder(
+        str(directory), transform=resize, loader=functools.partial(_open_image, mode="L" if channels == 1 else "RGB"))
+
+
+def load_folder(directory: str | Path, image_size, channels: int,
+                numbers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Images (N, C, H, W) uint8, labels (N,) int64 and class names of an image folder (one folder per class),
+    read by torchvision's ``ImageFolder`` (:func:`_image_folder`); with ``numbers``, the images of those files
+    alone (their places in ImageFolder's order), and every file's label."""
+    from tqdm import tqdm
+
+    dataset = _image_folder(directory, image_size, channels)
+    chosen = range(len(dataset)) if numbers is None else numbers.tolist()
+    images = torch.empty((len(chosen), channels, *image_size), dtype=torch.uint8)
+    for i, number in enumerate(tqdm(chosen, desc=f"read {directory}", unit="image", file=sys.stderr,
+                                    disable=len(chosen) < 1000)):
+        images[i] = dataset[number][0]
     return images, torch.as_tensor(dataset.targets, dtype=torch.int64), list(dataset.classes)
+
+
+def folder_pixels(dataset: dict, files: torch.Tensor) -> torch.Tensor:
+    """The images (M, C, H, W) uint8 of a resolved ``image_folder`` section's files given as the (source, number)
+    rows that stand for them in :func:`prepared_splits` without ``pixels``, read from their files alone."""
+    images = torch.empty((len(files), dataset["channels"], *dataset["image_size"]), dtype=torch.uint8)
+    for source in (0, 1):  # its train/ folder (or its one folder), its test/ folder
+        rows = torch.nonzero(files[:, 0] == source).flatten()
+        if len(rows):
+            images[rows] = load_folder(source_dir(dataset, source == 0), dataset["image_size"], dataset["channels"],
+                                       numbers=files[rows, 1])[0]
+    return images
 
 
 def class_balanced_subset(labels: torch.Tensor, n: int | None, n_classes: int, seed: int, what: str) -> torch.Tensor:
@@ -177,14 +199,23 @@ def raw_file_checksums(dataset: dict) -> dict[str, str]:
     return {path.relative_to(dataset["root"]).as_posix(): sha256_file(path) for path in raw_paths(dataset)}
 
 
-def _source_file(dataset: dict, train: bool, from_root: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+def _source_file(dataset: dict, train: bool, from_root: bool,
+                 pixels: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """Images (N, C, H, W) uint8, labels, each image's index in the file and class names of torchvision's whole
     training or test file of a resolved ``dataset`` section (an image folder's: its train/ or test/ folder, or
-    its root); without ``from_root`` a synthetic set is generated in memory instead of read from its root."""
+    its root); without ``from_root`` a synthetic set is generated in memory instead of read from its root.
+    Without ``pixels``, an image folder's images are not read: (source, number) rows stand for them, source 0
+    its train/ folder (or its one folder), 1 its test/ folder, number the file's place in ImageFolder's order
+    (:func:`folder_pixels` reads them)."""
     if dataset["synthetic"] is not None and not from_root:
         images, labels = _synthetic_source(dataset, train)
         classes = synthetic_classes(synthetic_spec(dataset)["format"])
         return torch.from_numpy(images), torch.from_numpy(labels), torch.arange(len(labels)), classes
+    if dataset["name"] == "image_folder" and not pixels:
+        folder = _image_folder(source_dir(dataset, train), dataset["image_size"], dataset["channels"])
+        y = torch.as_tensor(folder.targets, dtype=torch.int64)
+        x = torch.stack([torch.full_like(y, 0 if train else 1), torch.arange(len(y))], dim=1)
+        return x, y, torch.arange(len(y)), list(folder.classes)
     if dataset["name"] == "image_folder":
         x, y, classes = load_folder(source_dir(dataset, train), dataset["image_size"], dataset["channels"])
     else:
@@ -209,7 +240,8 @@ def _synthetic_source(dataset: dict, train: bool) -> tuple[np.ndarray, np.ndarra
     return images[order], labels[order]
 
 
-def _whole_split(dataset: dict, train: bool, from_root: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+def _whole_split(dataset: dict, train: bool, from_root: bool = True,
+                 pixels: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """Images (N, C, H, W) uint8, labels, each image's index in its source and class names of one whole split
     of a resolved image ``dataset`` section, by its ``split_rule``: torchvision's own training and test files;
     or (randperm_last, shuffle_split: :func:`geomvol.data.digits.train_test_indices`) a split of one source,
@@ -218,12 +250,12 @@ def _whole_split(dataset: dict, train: bool, from_root: bool = True) -> tuple[to
 
     rule = dataset["split_rule"]
     if rule in ("torchvision", "folders"):  # two sources
-        return _source_file(dataset, train, from_root)
+        return _source_file(dataset, train, from_root, pixels)
     if dataset["name"] == "digits":
         images, labels = load_digits()
         x, y, index, classes = images, labels, torch.arange(len(labels)), CLASSES["digits"]
     else:
-        x, y, index, classes = _source_file(dataset, True, from_root)
+        x, y, index, classes = _source_file(dataset, True, from_root, pixels)
     part = torch.from_numpy(train_test_indices(len(y), dataset["test_fraction"], dataset["seed"], rule)[0 if train else 1])
     return x[part], y[part], index[part], classes
 
@@ -241,9 +273,9 @@ def index_source(dataset: dict) -> str:
     return f"torchvision's {torchvision_class(dataset)} training file (both splits drawn from it)"
 
 
-def _split_subset(dataset: dict, train: bool, from_root: bool = True):
+def _split_subset(dataset: dict, train: bool, from_root: bool = True, pixels: bool = True):
     """Images, labels, source indices and class names of the class-balanced subset of one split."""
-    x, y, source_index, classes = _whole_split(dataset, train, from_root)
+    x, y, source_index, classes = _whole_split(dataset, train, from_root, pixels)
     split = "training" if train else "test"
     where = dataset.get("root") or "load_digits"
     index = class_balanced_subset(y, dataset["n_train" if train else "n_test"], len(classes), dataset["seed"],
@@ -251,13 +283,14 @@ def _split_subset(dataset: dict, train: bool, from_root: bool = True):
     return x[index], y[index], source_index[index], classes
 
 
-def prepared_splits(dataset: dict, splits: set[str]) -> dict:
+def prepared_splits(dataset: dict, splits: set[str], pixels: bool = True) -> dict:
     """The prepared tensors of the ``splits`` ("train", "test") of a resolved image ``dataset`` section,
     keyed as :func:`make_images` keys them, and the class names, without writing anything (the config
-    check's view of the data: a synthetic set is made in memory)."""
+    check's view of the data: a synthetic set is made in memory). Without ``pixels``, an image folder's
+    images are (source, number) rows that :func:`folder_pixels` reads (:func:`_source_file`)."""
     data = {}
     for split in splits:
-        x, y, index, data["classes"] = _split_subset(dataset, split == "train", from_root=False)
+        x, y, index, data["classes"] = _split_subset(dataset, split == "train", from_root=False, pixels=pixels)
         data.update(zip(SPLIT_KEYS[split], (x, y, index)))
     return data
 
