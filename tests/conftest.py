@@ -22,22 +22,11 @@ from helpers import SMOKE_CONFIG, image_experiment, snakemake, tiny_experiment, 
 
 
 # Under pytest-xdist, what each worker takes at a time: a file's tests, or every test that reads the smoke run.
-# Longest first, so that no worker is left with one of them at the end while the others idle: xdist hands the
-# workers one group each in this order, then a second to a worker whose first is one or two tests. On two CPUs
-# (three workers: pytest_xdist_auto_num_workers) the faults go to one, the smoke run's readers to another, the
-# SLURM test (mostly waiting on its cluster; it reads the smoke run after its own run, by when it is made) and
-# then test_config to the third; the rest as they free.
+# Longest first, so that no worker is left with one of them at the end while the others idle: xdist hands each
+# worker two groups to start with, in this order. Here the faults and then the SLURM test go to one worker (the
+# SLURM test, mostly waiting on its cluster, reads the smoke run after its own run, by when it is made), the smoke
+# run's readers and then test_config to the other; the rest as they free.
 LONGEST_FIRST = ("test_faults.py", "smoke-run", "test_slurm.py", "test_config.py", "test_reruns.py")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_xdist_auto_num_workers(config):
-    """``-n auto``: one worker more than this process may use CPUs, since the Snakemake runs wait much of their
-    time (on job starts, on the SLURM cluster's status checks) and a third worker's tests fill it on two CPUs.
-    PYTEST_XDIST_AUTO_NUM_WORKERS, if set, is pytest-xdist's own way to say how many."""
-    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
-        return None  # pytest-xdist reads it
-    return len(os.sched_getaffinity(0)) + 1
 
 
 def _xdist_group(item) -> str:
