@@ -338,8 +338,8 @@ def test_report_holds_every_figure_with_its_caption(smoke_run):
     figures = sorted((smoke_run / "results").glob("*/figures/*.png"))
     # 1 sinusoid, 2 + 2 MNIST, 2 digits, 2 CIFAR-10, 3 Barlow Twins, 2 ResNet18 (planes, blocks), 3 ViT (and its
     # comparison), 2 own images, 3 checkpoints trained elsewhere (and their comparison); curvature of the grid and
-    # of the seven experiments with planes that measure it; measures of each
-    assert len(figures) == 12 + 5 + 5 + 8 + 10
+    # of the six experiments with planes that measure it; measures of each
+    assert len(figures) == 12 + 5 + 5 + 7 + 10
     for figure in figures:
         assert figure.name in html and figure.parent.parent.name in html, figure
     for words in ("ternary plot", "images along the line", "one row per feature map", "at the epochs both probed",
