@@ -4,29 +4,28 @@ tests, a synthetic MNIST root, and a stand-in conda. Helpers live in :mod:`helpe
 Under pytest-xdist (``-n auto``, the README's whole-suite command) the tests are spread over the workers a group
 at a time (``--dist loadgroup --no-loadscope-reorder``, set in pyproject.toml), so a file's module-scoped runs
 are made once, the groups with the longest runs first; the smoke run is made once for all workers
-(:func:`made_once`)."""
+(:func:`helpers.made_once`)."""
 
 from __future__ import annotations
 
 import copy
-import fcntl
 import os
-from pathlib import Path
 
 import pytest
 
 from geomvol.config import load_config
 from geomvol.stages import prepare_dataset
 
-from helpers import SMOKE_CONFIG, image_experiment, snakemake, tiny_experiment, train_with_metrics, training_run
+from helpers import SMOKE_CONFIG, image_experiment, made_once, snakemake, tiny_experiment, train_with_metrics, training_run
 
 
 # Under pytest-xdist, what each worker takes at a time: a file's tests, or every test that reads the smoke run.
 # Longest first, so that no worker is left with one of them at the end while the others idle: xdist hands each
-# worker two groups to start with, in this order. Here the faults and then the SLURM test go to one worker (the
-# SLURM test, mostly waiting on its cluster, reads the smoke run after its own run, by when it is made), the smoke
-# run's readers and then test_config to the other; the rest as they free.
-LONGEST_FIRST = ("test_faults.py", "smoke-run", "test_slurm.py", "test_config.py", "test_reruns.py")
+# worker one group in this order, and a second to a worker whose first is one or two tests. Here the SLURM run
+# (mostly waiting on its cluster, its jobs small) and then the faults go to one worker, while the smoke run, on
+# the other, has the CPUs nearly to itself at first; its readers (among them the comparison of the two runs),
+# then test_config, follow it there; the rest as they free.
+LONGEST_FIRST = ("test_slurm.py", "smoke-run", "test_faults.py", "test_config.py", "test_reruns.py")
 
 
 def _xdist_group(item) -> str:
@@ -49,31 +48,6 @@ def pytest_xdist_node_collection_finished(node, ids):
     if node.config.getoption("dist") == "loadgroup" and ids and "@" not in ids[0]:
         raise pytest.UsageError("pytest-xdist's --dist loadgroup did not group the tests (their ids carry no "
                                 "'@group'): install the versions pyproject.toml's test extra names")
-
-
-def made_once(tmp_path_factory, name: str, make) -> Path:
-    """A directory ``name`` filled by ``make(directory)`` once per test session: on its own, in a new temporary
-    directory; under pytest-xdist, by the first worker that asks, under a file lock, while the others wait for it
-    and then share it (or fail with its failure)."""
-    if os.environ.get("PYTEST_XDIST_WORKER") is None:
-        directory = tmp_path_factory.mktemp(name)
-        make(directory)
-        return directory
-    shared = tmp_path_factory.getbasetemp().parent  # this session's, common to its workers
-    directory, made, failed = shared / name, shared / f"{name}.made", shared / f"{name}.failed"
-    with open(shared / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if failed.exists():
-            pytest.fail(f"{name}, made by another worker, failed: {failed.read_text()}")
-        if not made.exists():
-            directory.mkdir()
-            try:
-                make(directory)
-            except BaseException as error:
-                failed.write_text(str(error))
-                raise
-            made.touch()
-    return directory
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,8 @@ conv net and a flop counter, a kill-and-resume run, and Snakemake on the checkou
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,16 @@ from geomvol.stages import publish_checkpoint, train, training_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE_CONFIG = ROOT / "workflow" / "configs" / "smoke.yaml"
+
+
+def smoke_experiments(path: Path, *names: str) -> Path:
+    """A config file at ``path`` of the smoke config's experiments ``names`` alone (a Snakemake run or dry run of
+    a few experiments, where the test needs no more: each experiment costs the DAG and the config check)."""
+    import yaml
+
+    experiments = yaml.safe_load(SMOKE_CONFIG.read_text())["experiments"]
+    path.write_text(yaml.safe_dump({"experiments": {name: experiments[name] for name in names}}))
+    return path
 
 
 def tiny_experiment(**training) -> dict:
@@ -142,3 +154,28 @@ def set_key(path: str, value):
             node = node.setdefault(key, {})
         node[leaf] = value
     return edit
+
+
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """A directory ``name`` filled by ``make(directory)`` once per test session: on its own, in a new temporary
+    directory; under pytest-xdist, by the first worker that asks, under a file lock, while the others wait for it
+    and then share it (or fail with its failure)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        directory = tmp_path_factory.mktemp(name)
+        make(directory)
+        return directory
+    shared = tmp_path_factory.getbasetemp().parent  # this session's, common to its workers
+    directory, made, failed = shared / name, shared / f"{name}.made", shared / f"{name}.failed"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.exists():
+            pytest.fail(f"{name}, made by another worker, failed: {failed.read_text()}")
+        if not made.exists():
+            directory.mkdir()
+            try:
+                make(directory)
+            except BaseException as error:
+                failed.write_text(str(error))
+                raise
+            made.touch()
+    return directory

@@ -160,10 +160,11 @@ class SlurmCluster:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def job_records(self) -> list[dict]:
-        """SLURM's own completed-job records (jobcomp/filetxt): one dict of KEY=VALUE fields per job."""
-        path = self.directory / "jobcomp.log"
-        if not path.exists():
-            return []
-        return [dict(field.split("=", 1) for field in line.split() if "=" in field)
-                for line in path.read_text().splitlines() if line.strip()]
+
+def job_records(jobcomp: Path) -> list[dict]:
+    """SLURM's own completed-job records (jobcomp/filetxt, a cluster's ``jobcomp.log``): one dict of KEY=VALUE
+    fields per job."""
+    if not jobcomp.exists():
+        return []
+    return [dict(field.split("=", 1) for field in line.split() if "=" in field)
+            for line in jobcomp.read_text().splitlines() if line.strip()]

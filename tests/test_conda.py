@@ -18,7 +18,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from helpers import ROOT, SMOKE_CONFIG, with_examples
+from helpers import ROOT, smoke_experiments, with_examples
 
 ENV_FILE = ROOT / "workflow" / "envs" / "geomvol.yaml"
 CONDA_TO_PIP = {"pytorch": "torch", "matplotlib-base": "matplotlib"}
@@ -83,7 +83,8 @@ def test_the_command_a_conda_job_runs_imports_the_project_from_its_checkout(cond
     for part in ("Snakefile", "config.yaml"):
         shutil.copy(ROOT / part, checkout / part)
     workdir = tmp_path / "work"
-    output = dry_run(checkout / "Snakefile", workdir, SMOKE_CONFIG, conda_answers, "--use-conda")
+    config = smoke_experiments(tmp_path / "config.yaml", "sinusoid-smoke", "mnist-line-smoke")  # every kind of job
+    output = dry_run(checkout / "Snakefile", workdir, config, conda_answers, "--use-conda")
     env_files = re.findall(r"^Conda environment (\S+) will be created\.$", output, re.MULTILINE)
     assert [(workdir / path).resolve() for path in env_files] == [checkout / "workflow" / "envs" / "geomvol.yaml"]
 
@@ -92,7 +93,7 @@ def test_the_command_a_conda_job_runs_imports_the_project_from_its_checkout(cond
     # reaches the job as GEOMVOL_SOURCE, which the Snakefile sets and every job inherits
     prefix = 'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
     assert jobs and all(job["shell"].startswith(prefix) for job in jobs), [job["shell"] for job in jobs]
-    plain = jobs_of(dry_run(ROOT / "Snakefile", tmp_path / "plain", SMOKE_CONFIG, conda_answers))
+    plain = jobs_of(dry_run(ROOT / "Snakefile", tmp_path / "plain", config, conda_answers))
     assert {job["shell"] for job in plain if job["rule"] != "all"} >= {job["shell"] for job in jobs}
     job_environment = {**conda_answers, "GEOMVOL_SOURCE": str(checkout)}
     version = subprocess.run(f"{prefix} --version", shell=True, cwd=tmp_path, env=job_environment,
@@ -107,7 +108,7 @@ def test_the_command_a_conda_job_runs_imports_the_project_from_its_checkout(cond
 
     listing = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(checkout / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(SMOKE_CONFIG), "--use-conda", "--list-conda-envs"],
+         "--configfile", str(config), "--use-conda", "--list-conda-envs"],
         capture_output=True, text=True, env=conda_answers)
     rows = re.findall(r"^(\S+geomvol\.yaml)\s+(\.snakemake/conda/\w+)$", listing.stdout, re.MULTILINE)
     assert [(workdir / env_file).resolve() for env_file, _ in rows] == [checkout / "workflow" / "envs" / "geomvol.yaml"], \

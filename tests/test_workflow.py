@@ -22,7 +22,7 @@ from geomvol.config import config_sha256, load_config, result_config
 from geomvol.stages import prepare_dataset
 from geomvol.provenance import sha256_file, sha256_tree
 
-from helpers import ROOT, SMOKE_CONFIG, snakemake, train_with_metrics, training_run
+from helpers import ROOT, SMOKE_CONFIG, smoke_experiments, snakemake, train_with_metrics, training_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
@@ -84,10 +84,10 @@ def test_image_experiments_produce_their_stores_and_figures(smoke_run, smoke_con
     probabilities = cifar["plane_anchor_probability"].sum("anchor")
     assert float(probabilities.max()) <= 1 + 1e-6
     mnist = xr.open_zarr(results / "mnist-plane-smoke" / "volume.zarr")
-    assert dict(mnist["plane_anchor_singular_values"].sizes) == {"seed": 1, "epoch": 3, "block": 1, "plane": 1,
+    assert dict(mnist["plane_anchor_singular_values"].sizes) == {"seed": 1, "epoch": 2, "block": 1, "plane": 1,
                                                                  "anchor": 3, "k": 32}
     line = xr.open_zarr(results / "mnist-line-smoke" / "volume.zarr")
-    assert dict(line["line_log10_volume"].sizes) == {"seed": 1, "epoch": 3, "block": 1, "line": 1, "t": 10}
+    assert dict(line["line_log10_volume"].sizes) == {"seed": 1, "epoch": 2, "block": 1, "line": 1, "t": 10}
     assert line["line_anchor_class"].values.tolist() == [[7, 6]]
     manifest = json.loads((results / "mnist-line-smoke" / "data" / "manifest.json").read_text())
     raw = manifest["raw_files"]["sha256"]
@@ -213,13 +213,14 @@ def test_paper_config_dry_runs_the_whole_study(tmp_path):
 
 
 def test_a_configfile_is_the_whole_config(tmp_path):
-    """--configfile replaces config.yaml: a run of the smoke config in a checkout that has config.yaml plans
-    the smoke experiments and nothing of the default ones."""
+    """--configfile replaces config.yaml: a run of two smoke experiments in a checkout that has config.yaml
+    plans them and nothing of the default ones."""
     (tmp_path / "config.yaml").write_text((ROOT / "config.yaml").read_text())
-    result = snakemake(tmp_path, SMOKE_CONFIG, "--dry-run")
+    given = smoke_experiments(tmp_path / "two.yaml", "sinusoid-smoke", "mnist-line-smoke")
+    result = snakemake(tmp_path, given, "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr
     planned = set(re.findall(r"results/([\w-]+)/", result.stdout))
-    assert planned == set(yaml.safe_load(SMOKE_CONFIG.read_text())["experiments"]), planned
+    assert planned == {"sinusoid-smoke", "mnist-line-smoke"}, planned
     default = snakemake(tmp_path, None, "--dry-run")  # no --configfile: config.yaml
     assert set(re.findall(r"results/([\w-]+)/", default.stdout)) == {"sinusoid", "digits-plane"}, default.stderr
 
@@ -355,5 +356,5 @@ def test_workflow_is_snakefmt_clean():
 
 
 def test_workflow_is_lint_clean(tmp_path):
-    result = snakemake(tmp_path, SMOKE_CONFIG, "--lint")
+    result = snakemake(tmp_path, smoke_experiments(tmp_path / "lint.yaml", "sinusoid-smoke"), "--lint")
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, result.stdout
