@@ -202,5 +202,5 @@ EPOCH_CONVENTION = ("epoch E is the network after E passes over the training set
 # and lines through images; planes per block; singular-value spectra at the anchor images; the Gaussian
 # curvature on the grid or the planes.
 FIGURES = ("volume", "planes", "lines", "blocks", "spectra", "curvature")
-# Figure kinds drawn from other stores: two experiments' volume stores side by side; the measures store.
-OTHER_FIGURES = ("compare", "measures")
+# Figure kinds drawn from other stores: two experiments' volume stores side by side; the measures store's two.
+OTHER_FIGURES = ("compare", "measures", "profiles")

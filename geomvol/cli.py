@@ -133,11 +133,22 @@ def cmd_measure(args) -> None:
     print(f"wrote {args.output}: {', '.join(name for name in ds.data_vars if name.endswith('_mean'))}")
 
 
+def cmd_summary(args) -> None:
+    from geomvol.stages import summarise
+
+    table = summarise(args.stores, args.output)
+    print(f"wrote {args.output}: {len(table)} rows of {table['experiment'].nunique()} experiments")
+
+
 def cmd_figure(args) -> None:
     from geomvol.stages import figure
 
-    figure(args.kind, args.store, args.png, args.pdf, other=args.other, seed=args.seed, style=args.style)
-    print(f"wrote {args.png} and {args.pdf}")
+    if not len(args.kind) == len(args.png) == len(args.pdf):
+        raise GeomvolError(f"figure: {len(args.kind)} kinds need as many --png and --pdf paths (given "
+                           f"{len(args.png)} and {len(args.pdf)})")
+    for kind, png, pdf in zip(args.kind, args.png, args.pdf):
+        figure(kind, args.store, png, pdf, other=args.other, seed=args.seed, style=args.style)
+        print(f"wrote {png} and {pdf}")
 
 
 def cmd_trace(args) -> None:
@@ -276,14 +287,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True)
     p.set_defaults(func=cmd_measure)
 
-    p = sub.add_parser("figure", help="draw a figure from a combined store: volume (2-D input grid), planes, lines, "
+    p = sub.add_parser("summary", help="one table of what a reader would quote, per experiment, field, block and "
+                                       "epoch, from the experiments' measures stores")
+    p.add_argument("stores", type=Path, nargs="+", help="the measures stores (results/<experiment>/measures.zarr)")
+    p.add_argument("--output", type=Path, required=True, help="the TSV to write (results/summary.tsv)")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("figure", help="draw figures from a combined store: volume (2-D input grid), planes, lines, "
                                       "blocks, spectra (singular values at the anchors), compare (two stores on the "
-                                      "same plane), or measures (from the measures store)")
-    p.add_argument("kind", choices=[*FIGURES, *OTHER_FIGURES])
+                                      "same plane), or measures and profiles (from the measures store); several "
+                                      "kinds of one store in one call, each with its --png and --pdf in order")
+    p.add_argument("kind", nargs="+", choices=[*FIGURES, *OTHER_FIGURES])
     p.add_argument("--store", type=Path, required=True)
     p.add_argument("--other", type=Path, help="(compare) the store drawn beside --store")
-    p.add_argument("--png", type=Path, required=True)
-    p.add_argument("--pdf", type=Path, required=True)
+    p.add_argument("--png", type=Path, nargs="+", required=True)
+    p.add_argument("--pdf", type=Path, nargs="+", required=True)
     p.add_argument("--seed", type=int, default=None, help="which seed to draw (default: the first)")
     p.add_argument("--style", type=_json, default=None,
                    help="resolved `figures` config section, as JSON (colour_scale, entropy_units); default: its defaults")

@@ -122,7 +122,7 @@ class Tracer:
     def figure(self, path: Path, depth: int = 0) -> None:
         lineage = figure_lineage(path)
         kind = lineage.get("figure", path.stem)
-        rule = {"compare": "figure_compare", "measures": "figure_measures"}.get(kind, "figure")
+        rule = {"compare": "figure_compare", "measures": "figure_measures", "profiles": "figure_measures"}.get(kind, "figure")
         self.add("figure", path, rule, depth, None, code=lineage.get("git_commit", "not recorded"),
                  params=f"figure {kind}, config sha256 {lineage.get('config_sha256', 'not recorded')}")
         self.store(self.here(lineage["store"]), depth + 1, lineage.get("store_sha256"))

@@ -24,6 +24,11 @@ On the network's own boundary, located on every field by the probe (``boundary_d
 - **boundary location error** (2-D sinusoid only, per seed and epoch): the mean Euclidean distance from the
   boundary's crossings inside the training square to the true boundary. It falls as the network learns the
   boundary.
+- **profiles**: the mean of :math:`\ell_i` (and of :math:`\log_{10}|K_i|`) over the points whose distance
+  :math:`d_i` falls in each of ``profile_bins`` equal bins spanning the distances of the store's fields of that
+  kind (signed where the field has two classes, so the two sides show; unsigned for more): the volume element
+  against distance to the network's boundary. The hypothesis reads as a peak at distance 0 that grows with
+  training.
 
 A measure that is not defined for a field (fewer than 3 points, a constant field, no point inside the
 band or none outside it) is NaN, and the stored variable's ``undefined`` attribute says where and why.
@@ -137,6 +142,50 @@ BOUNDARY_DEFINITIONS = {
         "(boundary_crossing) inside the square of the training points, of the Euclidean distance to the data set's "
         "class boundary x2 = amplitude sin(frequency x1 + phase); NaN where the grid holds no crossing there"),
 }
+
+
+# Profiles against the distance to the network's boundary, by probed quantity: (name without the field's
+# prefix, long name, definition)
+PROFILES = {
+    "log10_volume": (
+        "log10_volume_profile", "mean log10 volume element by distance to the network's boundary",
+        "the mean of log10 sqrt(det g) over the probe points of one field whose distance to the network's own "
+        "decision boundary (boundary_distance) falls in each distance bin; NaN for a bin without points"),
+    "curvature": (
+        "log10_abs_curvature_profile", "mean log10 |K| by distance to the network's boundary",
+        "the mean of log10 |K| (K the Gaussian curvature of the induced metric; points where K is 0 or undefined "
+        "left out) over the probe points of one field whose distance to the network's own decision boundary falls "
+        "in each distance bin; NaN for a bin without points"),
+}
+
+
+def distance_bin_edges(distances: np.ndarray, bins: int) -> np.ndarray | None:
+    """``bins`` + 1 equally spaced edges from the least to the greatest finite distance (None: none is finite)."""
+    finite = np.asarray(distances, dtype=float)[np.isfinite(distances)]
+    if finite.size == 0:
+        return None
+    low, high = float(finite.min()), float(finite.max())
+    return np.linspace(low, high if high > low else low + 1.0, bins + 1)
+
+
+def binned_means(values: np.ndarray, distance: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The mean of the finite ``values`` whose ``distance`` falls in each bin of ``edges`` (the last bin closed;
+    distances outside the edges in the nearest bin); NaN for a bin without one."""
+    values, distance = np.ravel(values), np.ravel(distance)
+    keep = np.isfinite(values) & np.isfinite(distance)
+    which = np.clip(np.searchsorted(edges, distance[keep], side="right") - 1, 0, len(edges) - 2)
+    sums = np.bincount(which, weights=values[keep], minlength=len(edges) - 1)
+    counts = np.bincount(which, minlength=len(edges) - 1)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _profiled(quantity: str, field: np.ndarray) -> np.ndarray:
+    """The values a profile averages: log10 sqrt(det g) as stored, log10 |K| of the curvature (-inf where K = 0,
+    left out by :func:`binned_means`)."""
+    if quantity == "curvature":
+        with np.errstate(divide="ignore"):
+            return np.log10(np.abs(field))
+    return field
 
 
 def rank_correlation(x: np.ndarray, y: np.ndarray, x_name: str = "log10 volume element") -> tuple[float, str | None]:
@@ -368,6 +417,9 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dat
                                                          boundary.frequency, boundary.phase), dims=x1.dims)
             minus_distance = -distance.transpose(*point_dims).values
         results, undefined = {}, {}
+        quantity = field_name[len(prefix):]
+        edges = None if distance_name is None else distance_bin_edges(ds[distance_name].values, settings.profile_bins)
+        profiles = None if edges is None else np.full([*(probed.sizes[d] for d in cell_dims), len(edges) - 1], np.nan)
         for index in np.ndindex(*[probed.sizes[d] for d in cell_dims]):
             at = dict(zip(cell_dims, index))
             labels = {dim: str(probed[dim].values[i]) for dim, i in at.items()}
@@ -377,6 +429,8 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dat
             margin = ds[margin_name].isel(others).transpose(*point_dims).values
             distance = None if distance_name is None else ds[distance_name].isel(others).transpose(*point_dims).values
             measured = measures_of(field, entropy, margin, band, minus_distance, distance, settings.near_fraction)
+            if profiles is not None:
+                profiles[index] = binned_means(_profiled(quantity, field), distance, edges)
             for name, (value, why) in measured.items():
                 if name not in results:
                     results[name] = np.full([probed.sizes[d] for d in cell_dims], np.nan)
@@ -399,6 +453,9 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dat
             if 0 in ds["epoch"].values:
                 variables.update(_change_from_epoch_0(prefix + name, cell_dims, results[name], list(ds["epoch"].values),
                                                       long_name, bootstrap))
+        if profiles is not None:
+            variables.update(_profile_variables(prefix, quantity, cell_dims, profiles, edges, ds[distance_name],
+                                                bootstrap))
     if settings.true_boundary is not None and "boundary_crossing" in ds:
         variables.update(_location_error(ds, settings))
     keep_coords = {name: coord for name, coord in ds.coords.items()
@@ -414,6 +471,26 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dat
                                 "each measure m" if 0 in ds["epoch"].values else "not computed: epoch 0 was not probed"),
     }
     return result
+
+
+def _profile_variables(prefix: str, quantity: str, cell_dims: list[str], profiles: np.ndarray, edges: np.ndarray,
+                       distance: xr.DataArray, bootstrap: BootstrapSettings) -> dict:
+    """A field kind's profile of ``quantity`` per seed (cell_dims + its distance bin), its mean over seeds with
+    the bootstrap interval, and the bins as a coordinate (their centres, with the edges)."""
+    name, long_name, definition = PROFILES[quantity]
+    bin_dim = f"{prefix}distance_bin"
+    centres = (edges[:-1] + edges[1:]) / 2
+    units = distance.attrs.get("units", "input-space units")
+    coordinate = xr.DataArray(centres, dims=bin_dim, attrs={
+        "long_name": "centre of a bin of distance to the network's decision boundary", "units": units,
+        "bin_edges": edges.tolist(), "signed": bool(np.nanmin(distance.values) < 0)})
+    dims = [*cell_dims, bin_dim]
+    undefined = ["a bin without points of the field: NaN"] if np.isnan(profiles).any() else []
+    variables = {f"{prefix}{name}": (dims, profiles, {
+        "long_name": long_name, "units": "1", "definition": definition, "probed_field": f"{prefix}{quantity}",
+        "distance": distance.name, "undefined": undefined})}
+    variables.update(_over_seeds(f"{prefix}{name}", dims, profiles, long_name, undefined, bootstrap))
+    return variables | {bin_dim: coordinate}
 
 
 def _location_error(ds: xr.Dataset, settings: MeasuresSettings) -> dict:
@@ -521,3 +598,50 @@ def _change_from_epoch_0(variable: str, cell_dims: list[str], values: np.ndarray
         "long_name": f"sign test p-value of a rise from epoch 0: {long_name}", "units": "1",
         "definition": SIGN_TEST_DEFINITION, "n_seeds": values.shape[0]})
     return variables
+
+
+# What the summary table quotes of each field (geomvol summary): the magnification at the network's own boundary
+# on distance, its rank correlation with closeness to it, and the study's probability-band ratio beside them.
+SUMMARY_MEASURES = ("distance_ratio", "learned_boundary_correlation", "boundary_ratio")
+SUMMARY_COLUMNS = {
+    "experiment": "the experiment (results/<experiment>/measures.zarr)",
+    "field": "the probed field: the input grid, or a plane or line by its index",
+    "block": "the feature map",
+    "epoch": "the epoch (epoch E: after E passes over the training set)",
+    "n_seeds": "seeds probed (each mean and interval is over those where its measure is defined)",
+    **{f"{name}{part}": f"{DEFINITIONS[name][0]}: {what}" for name in SUMMARY_MEASURES
+       for part, what in (("", "mean over seeds"), ("_low", "bootstrap interval, low end"),
+                          ("_high", "bootstrap interval, high end"))},
+    "distance_ratio_change": "distance_ratio minus its epoch-0 value, mean over seeds",
+    "distance_ratio_change_low": "its bootstrap interval, low end",
+    "distance_ratio_change_high": "its bootstrap interval, high end",
+    "distance_ratio_rise_fraction": "the fraction of seeds in which distance_ratio rose from epoch 0",
+    "distance_ratio_rise_p_value": "two-sided exact sign test of rising against falling from epoch 0",
+}
+
+
+def summary_table(measures: dict[str, xr.Dataset]) -> pd.DataFrame:
+    """One row per experiment, probed field, block and epoch of the measures stores ``measures`` (experiment ->
+    its measures Dataset), with the columns of :data:`SUMMARY_COLUMNS` (NaN where a store lacks a measure: no
+    boundary located, no epoch 0)."""
+    rows = []
+    for experiment, ds in measures.items():
+        for prefix, span in (("", None), ("plane_", "plane"), ("line_", "line")):
+            if f"{prefix}boundary_ratio" not in ds:  # no such field
+                continue
+            for index in ([None] if span is None else ds[span].values.tolist()):
+                for block, epoch in itertools.product(ds["block"].values.tolist(), ds["epoch"].values.tolist()):
+                    at = {"block": block, "epoch": epoch, **({} if span is None else {span: index})}
+                    row = {"experiment": experiment, "field": "grid" if span is None else f"{span} {index}",
+                           "block": block, "epoch": int(epoch), "n_seeds": ds.sizes["seed"]}
+                    for name in (*SUMMARY_MEASURES, "distance_ratio_change"):
+                        variable = f"{prefix}{name}"
+                        defined = f"{variable}_mean" in ds
+                        row[name] = float(ds[f"{variable}_mean"].sel(at)) if defined else math.nan
+                        low, high = ds[f"{variable}_interval"].sel(at).values if defined else (math.nan, math.nan)
+                        row[f"{name}_low"], row[f"{name}_high"] = float(low), float(high)
+                    for name in ("distance_ratio_rise_fraction", "distance_ratio_rise_p_value"):
+                        variable = f"{prefix}{name}"
+                        row[name] = float(ds[variable].sel(at)) if variable in ds else math.nan
+                    rows.append(row)
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))

@@ -152,13 +152,14 @@ class MeasuresSettings:
     near_fraction: float
     bootstrap: BootstrapSettings
     true_boundary: SinusoidBoundary | None = None
+    profile_bins: int = 10
 
     @classmethod
     def from_sections(cls, measures: dict, dataset: dict) -> MeasuresSettings:
         boundary = (SinusoidBoundary(dataset["amplitude"], dataset["frequency"], dataset["phase"])
                     if dataset["name"] == "sinusoid" else None)
         return cls(measures["boundary_margin"], measures["near_fraction"], BootstrapSettings(**measures["bootstrap"]),
-                   boundary)
+                   boundary, measures["profile_bins"])
 
 
 @dataclass(frozen=True)

@@ -386,6 +386,29 @@ def measure(store: str | Path, sections: dict, output: str | Path):
     return ds
 
 
+def summarise(stores: list[str | Path], output: str | Path):
+    """The summary table (:func:`geomvol.measures.summary_table`) of the experiments' measures stores, written
+    as TSV: ``#`` lines first (each store it was made from, with its sha256 and its config's; each column's
+    definition), then the table. Returns the DataFrame."""
+    from geomvol.measures import SUMMARY_COLUMNS, summary_table
+    from geomvol.provenance import sha256_tree
+    from geomvol.store import open_store
+
+    for path in stores:
+        verify(path, "store")
+    measures, sources = {}, []
+    for path in stores:
+        ds = open_store(path)
+        measures[ds.attrs["experiment"]] = ds
+        sources.append(f"# made from {path} (sha256 {sha256_tree(path)}; experiment {ds.attrs['experiment']}, config "
+                       f"sha256 {ds.attrs['config_sha256']})\n")
+    table = summary_table(measures)
+    header = "".join(sources) + "".join(f"# {column}: {meaning}\n" for column, meaning in SUMMARY_COLUMNS.items())
+    with atomic_path(output) as tmp:
+        Path(tmp).write_text(header + table.to_csv(sep="\t", index=False, float_format="%.6g", na_rep="NaN"))
+    return table
+
+
 def figure(kind: str, store: str | Path, png: str | Path, pdf: str | Path, other: str | Path | None = None,
            seed: int | None = None, style: dict | None = None) -> None:
     """Draw a figure of ``kind`` (a kind of :data:`geomvol.catalogue.FIGURES`, ``measures`` from the measures

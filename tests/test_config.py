@@ -668,3 +668,30 @@ def test_checkpoints_trained_elsewhere_are_checked_before_any_job(tmp_path, monk
         checked(config)
     assert str(info.value).startswith(f"config key experiments.zoo.{key}: ") and message in str(info.value), \
         str(info.value)
+
+
+def test_checks_that_read_the_config_alone_pass_once(tmp_path, monkeypatch, mnist_root):
+    """With a record directory (the Snakefile's .snakemake/geomvol/checked), an experiment whose checks read its
+    config alone (a synthetic data set, a model by name) is checked at the first call and skipped at the next;
+    an edit of its section is checked again, and a data root on disk every time."""
+    import geomvol.data.check as check
+
+    checked = []
+    original = check.check_experiment_data
+    monkeypatch.setattr(check, "check_experiment_data", lambda key, experiment: checked.append(key) or original(key, experiment))
+    synthetic = {"dataset": {"name": "cifar10", "synthetic": {"n_train": 20, "n_test": 10}},
+                 "model": {"name": "torchvision", "builder": "resnet18"},
+                 "probe": {"feature_maps": [{"node": "layer1", "pool": "global_mean"}], "spectra": False,
+                           "lines": [{"classes": ["cat", "dog"]}]}}
+    on_disk = {"dataset": {"name": "mnist", "root": str(mnist_root)}, "probe": {"lines": [{"classes": [1, 2]}]}}
+    config = resolve_config({"experiments": {"synthetic": synthetic, "on-disk": on_disk}})
+    records = tmp_path / "checked"
+    check_config_data(config, passed=records)
+    assert checked == ["experiments.synthetic", "experiments.on-disk"] and len(list(records.iterdir())) == 1
+    check_config_data(config, passed=records)
+    assert checked[2:] == ["experiments.on-disk"]  # the synthetic one passed before
+    edited = {**synthetic, "probe": {**synthetic["probe"], "lines": [{"classes": ["cat", "ship"]}]}}
+    check_config_data(resolve_config({"experiments": {"synthetic": edited}}), passed=records)
+    assert checked[3:] == ["experiments.synthetic"] and len(list(records.iterdir())) == 2
+    check_config_data(config)  # without records: every check
+    assert checked[4:] == ["experiments.synthetic", "experiments.on-disk"]

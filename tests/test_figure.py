@@ -5,7 +5,7 @@ from matplotlib.colors import SymLogNorm
 from PIL import Image
 
 from geomvol.config import result_config
-from geomvol.figures import plot_curvature, plot_measures, plot_volume_grid
+from geomvol.figures import plot_curvature, plot_measures, plot_profiles, plot_volume_grid
 from geomvol.figures.curvature import curvature_norm, curvature_ticks
 from geomvol.provenance import sha256_tree
 from geomvol.stages import combine_probes, measure, probe
@@ -66,6 +66,14 @@ def test_curvature_figure_and_measures_of_a_probed_grid(trained, tmp_path):
     # 10 measures, two to a row, each a value panel and a change panel: 5 rows of 4 panels, which fit a page
     with Image.open(tmp_path / "measures.png") as image:
         assert 0.7 * image.width < image.height < 1.2 * image.width
+    # the profiles: log10 volume element and log10 |K| against the signed distance to the network's boundary, one
+    # row each, a line per epoch
+    profiles = measures["log10_volume_profile"]
+    assert profiles.dims == ("seed", "epoch", "block", "distance_bin") and profiles.sizes["distance_bin"] == 10
+    assert measures["distance_bin"].attrs["signed"] is True and measures["log10_abs_curvature_profile"].notnull().any()
+    plot_profiles(tmp_path / "measures.zarr", tmp_path / "profiles.png", tmp_path / "profiles.pdf")
+    with Image.open(tmp_path / "profiles.png") as image:
+        assert image.text["geomvol:figure"] == "profiles" and image.height > image.width  # two rows, one block
 
     plot_curvature(store, tmp_path / "curvature.png", tmp_path / "curvature.pdf")
     with Image.open(tmp_path / "curvature.png") as image:

@@ -7,12 +7,13 @@ import pytest
 import xarray as xr
 
 from geomvol.measures import (
-    boundary_ratio, bootstrap_over_seeds, distance_to_sinusoid, rank_correlation, sign_test,
+    binned_means, boundary_ratio, bootstrap_over_seeds, distance_bin_edges, distance_to_sinusoid, rank_correlation,
+    sign_test,
 )
 from geomvol.stages import measure
 from geomvol.store import open_store, write_store
 
-SPEC = {"measures": {"boundary_margin": 0.1, "near_fraction": 0.1,
+SPEC = {"measures": {"boundary_margin": 0.1, "near_fraction": 0.1, "profile_bins": 10,
                      "bootstrap": {"resamples": 2000, "level": 0.95, "seed": 0}},
         "dataset": {"name": "sinusoid", "amplitude": 0.6, "frequency": 7.0, "phase": -1.0}}
 
@@ -156,6 +157,77 @@ def test_measures_on_the_networks_own_boundary(tmp_path):
     error = measures["boundary_location_error"]
     assert error.dims == ("seed", "epoch") and float(error.max()) < 1e-3  # the true curve sampled at 4000 a unit
     assert float(measures["boundary_location_error_change"].sel(epoch=100).max()) == 0.0
+    # the profile: in each of 10 bins spanning the signed distances, the mean of -k |d| over its points; highest
+    # in the bin that holds distance 0, each seed's (k = 1, 2) and their mean
+    profile = measures["log10_volume_profile"]
+    assert profile.dims == ("seed", "epoch", "block", "distance_bin")
+    edges = np.linspace(signed.min(), signed.max(), 11)
+    np.testing.assert_allclose(profile["distance_bin"].attrs["bin_edges"], edges)
+    np.testing.assert_allclose(profile["distance_bin"].values, (edges[:-1] + edges[1:]) / 2)
+    assert profile["distance_bin"].attrs["signed"] is True
+    which = np.clip(np.digitize(signed.ravel(), edges) - 1, 0, 9)
+    for k, seed in ((1.0, 0), (2.0, 1)):
+        expected = [np.mean(-k * np.abs(signed.ravel()[which == b])) for b in range(10)]
+        np.testing.assert_allclose(profile.sel(seed=seed, epoch=100, block="hidden").values, expected, rtol=1e-12)
+    zero_bin = int(np.searchsorted(edges, 0.0) - 1)
+    assert int(np.argmax(profile.sel(seed=0, epoch=100, block="hidden").values)) == zero_bin
+    np.testing.assert_allclose(measures["log10_volume_profile_mean"].sel(epoch=100, block="hidden").values,
+                               profile.sel(epoch=100, block="hidden").mean("seed").values, rtol=1e-12)
+    assert measures["log10_volume_profile_interval"].dims == ("bound", "epoch", "block", "distance_bin")
+
+
+def test_the_summary_table_quotes_the_measures_stores(tmp_path):
+    """geomvol summary over two measures stores: a row per experiment, field, block and epoch, each value the
+    store's (mean over seeds, interval, change from epoch 0, its sign test), the columns defined in the header."""
+    import pandas as pd
+
+    from geomvol.measures import SUMMARY_COLUMNS
+    from geomvol.stages import summarise
+
+    stores = []
+    for name, slopes in (("steep", [[1.0, 3.0], [1.0, 2.0]]), ("flat", [[1.0, 1.0], [1.0, 1.0]])):
+        ds, distance = grid_store(tmp_path / f"{name}-source.zarr", seeds=(0, 1), epochs=(0, 100),
+                                  slopes=np.array(slopes))
+        ds["boundary_distance"] = (("seed", "epoch", "x2", "x1"), np.broadcast_to(distance, (2, 2, 41, 41)))
+        ds.attrs["experiment"] = name
+        write_store(ds, tmp_path / f"{name}.zarr")
+        stores.append(measure(tmp_path / f"{name}.zarr", SPEC, tmp_path / f"{name}-measures.zarr"))
+    table = summarise([tmp_path / "steep-measures.zarr", tmp_path / "flat-measures.zarr"], tmp_path / "summary.tsv")
+    lines = (tmp_path / "summary.tsv").read_text().splitlines()
+    assert lines[0].startswith(f"# made from {tmp_path / 'steep-measures.zarr'} (sha256 ")  # what it was made from
+    assert lines[2] == f"# experiment: {SUMMARY_COLUMNS['experiment']}"
+    read = pd.read_csv(tmp_path / "summary.tsv", sep="\t", comment="#")
+    assert list(read.columns) == list(SUMMARY_COLUMNS) and len(read) == 4  # 2 experiments x 2 epochs, grid, hidden
+    assert read[["experiment", "field", "block", "epoch"]].values.tolist() == [
+        ["steep", "grid", "hidden", 0], ["steep", "grid", "hidden", 100], ["flat", "grid", "hidden", 0],
+        ["flat", "grid", "hidden", 100]]
+    for (name, epoch), measures in zip((("steep", 100), ("flat", 100)), stores):
+        row = read[(read["experiment"] == name) & (read["epoch"] == epoch)].iloc[0]
+        at = {"epoch": epoch, "block": "hidden"}
+        assert row["n_seeds"] == 2
+        for column in ("boundary_ratio", "distance_ratio", "learned_boundary_correlation", "distance_ratio_change"):
+            assert row[column] == pytest.approx(float(measures[f"{column}_mean"].sel(at)), rel=1e-5)
+            low, high = measures[f"{column}_interval"].sel(at).values
+            assert (row[f"{column}_low"], row[f"{column}_high"]) == (pytest.approx(low, rel=1e-5), pytest.approx(high, rel=1e-5))
+        assert row["distance_ratio_rise_fraction"] == float(measures["distance_ratio_rise_fraction"].sel(at))
+    # the steep network's magnification at the boundary rose in both seeds (slope 1 -> 3, 2; p = 0.5 with two seeds),
+    # the flat one's did not change
+    steep, flat = (read[(read["experiment"] == name) & (read["epoch"] == 100)].iloc[0] for name in ("steep", "flat"))
+    assert steep["distance_ratio_change_low"] > 0 and steep["distance_ratio_rise_fraction"] == 1.0
+    assert steep["distance_ratio_rise_p_value"] == 0.5
+    assert flat["distance_ratio_change"] == 0.0 and flat["distance_ratio_rise_fraction"] == 0.0
+    assert (read.loc[read["epoch"] == 0, "distance_ratio_change"] == 0.0).all()
+    assert table["experiment"].tolist() == read["experiment"].tolist()
+
+
+def test_binned_means_per_bin_of_distance():
+    """Equal bins over the finite distances, the last closed; a bin without points NaN; non-finite values out."""
+    edges = distance_bin_edges(np.array([-1.0, np.nan, 3.0, 1.0]), 4)
+    np.testing.assert_array_equal(edges, [-1.0, 0.0, 1.0, 2.0, 3.0])
+    means = binned_means(np.array([1.0, 2.0, 4.0, np.inf, 8.0]), np.array([-0.5, -0.2, 1.0, 1.5, 3.0]), edges)
+    np.testing.assert_array_equal(means[[0, 2, 3]], [1.5, 4.0, 8.0])  # 1.0 opens bin 2; 3.0 closes the last
+    assert np.isnan(means[1])
+    assert distance_bin_edges(np.array([np.nan, np.inf]), 4) is None
 
 
 def test_sign_test_is_the_exact_binomial_one():

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import psutil
 import pytest
 import xarray as xr
@@ -329,6 +330,19 @@ def test_every_experiment_gets_its_magnification_measures(smoke_run, smoke_confi
     assert sinusoid["boundary_location_error"].dims == ("seed", "epoch")
     error = sinusoid["boundary_location_error"]  # NaN where no crossing is inside the training square, said why
     assert bool((error.isel(epoch=-1) > 0).all()) and int(error.isnull().sum()) == len(error.attrs["undefined"])
+    # the profiles of every experiment, and one summary table of all: a row per experiment, field, block and epoch
+    for name, prefixes in fields.items():
+        measures = xr.open_zarr(results / name / "measures.zarr")
+        for prefix in prefixes:
+            assert measures[f"{prefix}log10_volume_profile"].dims[-1] == f"{prefix}distance_bin", name
+    summary = pd.read_csv(results / "summary.tsv", sep="\t", comment="#")
+    assert set(summary["experiment"]) == set(fields)
+    cifar = xr.open_zarr(results / "cifar10-smoke" / "measures.zarr")
+    assert len(summary[summary["experiment"] == "cifar10-smoke"]) == 2 * 4  # epochs 0, 2; four blocks; one plane
+    row = summary[(summary["experiment"] == "cifar10-smoke") & (summary["block"] == "block2") & (summary["epoch"] == 2)]
+    assert row["field"].tolist() == ["plane 0"] and row["n_seeds"].tolist() == [1]
+    expected = float(cifar["plane_distance_ratio_mean"].sel(block="block2", epoch=2, plane=0))
+    assert row["distance_ratio"].iloc[0] == pytest.approx(expected, rel=1e-5, nan_ok=True)
 
 
 def test_report_holds_every_figure_with_its_caption(smoke_run):
@@ -339,14 +353,15 @@ def test_report_holds_every_figure_with_its_caption(smoke_run):
     figures = sorted((smoke_run / "results").glob("*/figures/*.png"))
     # 1 sinusoid, 2 + 2 MNIST, 2 digits, 2 CIFAR-10, 3 Barlow Twins, 2 ResNet18 (planes, blocks), 3 ViT (and its
     # comparison), 2 own images, 3 checkpoints trained elsewhere (and their comparison); curvature of the grid and
-    # of the six experiments with planes that measure it; measures of each
-    assert len(figures) == 12 + 5 + 5 + 7 + 10
+    # of the six experiments with planes that measure it; measures and profiles of each
+    assert len(figures) == 12 + 5 + 5 + 7 + 10 + 10
     for figure in figures:
         assert figure.name in html and figure.parent.parent.name in html, figure
     for words in ("ternary plot", "images along the line", "one row per feature map", "at the epochs both probed",
                   "percentile bootstrap interval", "square roots of the eigenvalues of g", "the study's epoch E is E + 1",
-                  "curved like a sphere"):
+                  "curved like a sphere", "a peak at 0 that grows with training", "One table across the experiments"):
         assert words in html, words
+    assert "summary.tsv" in html
 
 
 def test_workflow_is_snakefmt_clean():

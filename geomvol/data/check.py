@@ -12,25 +12,58 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 from geomvol.catalogue import (
-    IMAGE_DATASETS, TORCHVISION_DATASETS, class_count, dataset_label, input_shape, torchvision_class, weights_is_file,
+    IMAGE_DATASETS, ROOT_DATASETS, TORCHVISION_DATASETS, class_count, dataset_label, input_shape, torchvision_class, weights_is_file,
 )
 from geomvol.config import GRAPH_MODELS, imported
 from geomvol.errors import ConfigError, DataError
 
 
-def check_config_data(config: dict) -> dict:
+def check_config_data(config: dict, passed: str | Path | None = None) -> dict:
     """Check the data of every image experiment of a resolved config (``resolve_config``'s output); return it.
-    A root that torchvision will download (``download: true``, files missing) is left to the prepare job."""
+    A root that torchvision will download (``download: true``, files missing) is left to the prepare job.
+
+    With ``passed`` (a directory: the Snakefile's is ``.snakemake/geomvol/checked``), an experiment whose checks
+    read nothing but its config (a synthetic or shipped data set, a model by name, factory or file, each with its
+    sha256 in the section) is checked once: a file named by the sha256 of its resolved section, geomvol's code
+    and the packages' versions records that it passed, and a later check of the same is skipped (a dry run of an
+    unchanged config imports no torch). A data root on disk is checked every time."""
     for name, experiment in config["experiments"].items():
+        record = None if passed is None or not _config_only(experiment) else Path(passed) / _check_key(experiment)
+        if record is not None and record.exists():
+            continue
         if experiment["model"]["name"] in GRAPH_MODELS:
             check_experiment_model(f"experiments.{name}", experiment)
         if experiment["dataset"]["name"] in IMAGE_DATASETS:
             check_experiment_data(f"experiments.{name}", experiment)
         if imported(experiment):
             check_experiment_checkpoints(f"experiments.{name}", experiment)
+        if record is not None:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.touch()
     return config
+
+
+def _config_only(experiment: dict) -> bool:
+    """Whether an experiment's checks read nothing but its resolved section: no data root on disk (a synthetic
+    stand-in, the sinusoid, the shipped digits) and no checkpoints trained elsewhere (files)."""
+    dataset = experiment["dataset"]
+    on_disk = dataset["name"] in ROOT_DATASETS and dataset.get("synthetic") is None
+    return not on_disk and not imported(experiment)
+
+
+def _check_key(experiment: dict) -> str:
+    """The sha256 of what an experiment's config-only checks depend on: its resolved section, geomvol's code, the
+    packages' versions."""
+    import hashlib
+    import json
+
+    from geomvol.provenance import code_sha256, package_versions
+
+    text = json.dumps([experiment, code_sha256(), package_versions()], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _check_derivatives(key: str, network, probe: dict, shape, what: str) -> None:

@@ -49,15 +49,16 @@ def class_names(ds: xr.Dataset, variable: str) -> list[str]:
 
 
 def plotted(draw):
-    """The ``plot_*`` function of a ``draw_*`` one: open a volume store, draw it (one seed, default the first; the
-    ``figures`` config section's style) and save it as PNG and PDF with its lineage (:func:`save_with_lineage`)."""
+    """The ``plot_*`` function of a ``draw_*`` one: open a store (a volume store; the measures store for the
+    profiles), draw it (one seed, default the first; the ``figures`` config section's style) and save it as PNG
+    and PDF with its lineage (:func:`save_with_lineage`)."""
     def plot(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
              style: FigureStyle = FigureStyle()) -> None:
         ds = open_store(store_path)
         save_with_lineage(draw(ds, seed, style), store_path, ds, png, pdf, style=style)
 
     plot.__name__ = plot.__qualname__ = draw.__name__.replace("draw_", "plot_")
-    plot.__doc__ = f":func:`{draw.__name__}` of a volume store, saved as PNG and PDF with its lineage."
+    plot.__doc__ = f":func:`{draw.__name__}` of a store, saved as PNG and PDF with its lineage."
     return plot
 
 

@@ -23,8 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from geomvol.settings import FigureStyle  # noqa: E402
-from geomvol.figures.common import EPOCH_NOTE, block_label, save_with_lineage, titled  # noqa: E402
-from geomvol.measures import DEFINITIONS  # noqa: E402
+from geomvol.figures.common import EPOCH_NOTE, block_label, plotted, save_with_lineage, titled  # noqa: E402
+from geomvol.measures import DEFINITIONS, PROFILES  # noqa: E402
 from geomvol.store import open_store  # noqa: E402
 
 PANEL = (3.4, 2.6)
@@ -125,3 +125,57 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
         spread += "; k/n: of the n seeds where it is defined, k in which the measure rose from epoch 0"
     titled(fig, f"{ds.attrs['experiment']}: magnification measures\n{spread}; {EPOCH_NOTE}")
     save_with_lineage(fig, store_path, ds, png, pdf)
+
+
+PROFILE_LABELS = {"log10_volume_profile": r"mean $\log_{10}\sqrt{\det g}$", "log10_abs_curvature_profile": r"mean $\log_{10}|K|$"}
+
+
+def draw_profiles(ds, seed: int | None = None, style: FigureStyle = FigureStyle()):
+    """The profiles of a measures store (``seed`` and ``style`` are unused: the mean over seeds is drawn): for each
+    field (the input grid, each plane and line) and block, the mean log10 volume element (and log10 |K|) against
+    the distance to the network's own boundary, one line per epoch (the bootstrap interval over seeds shaded), a
+    dashed line at the boundary."""
+    fields = [(prefix, span_dim, span) for prefix, span_dim, span in _fields(ds)
+              if f"{prefix}{PROFILES['log10_volume'][0]}" in ds]
+    if not fields:  # stores probed before the probes located the boundary
+        fig, ax = plt.subplots(figsize=(6.0, 2.0), constrained_layout=True)
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no profiles: the probes of this store did not locate the network's boundary\n(probed "
+                          "before geomvol did; rerun them: snakemake -R probe)", ha="center", va="center", fontsize=8)
+        return titled(fig, f"{ds.attrs['experiment']}: the volume element against the distance to the network's "
+                           f"boundary")
+    names = [name for name, _, _ in PROFILES.values() if any(f"{prefix}{name}" in ds for prefix, _, _ in fields)]
+    blocks = ds["block"].values
+    rows = [(field, name) for field in fields for name in names]
+    fig, axes = plt.subplots(len(rows), len(blocks), figsize=(PANEL[0] * len(blocks) + 1.2, PANEL[1] * len(rows)),
+                             squeeze=False, constrained_layout=True)
+    epochs = ds["epoch"].values
+    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(epochs)))
+    for row, ((prefix, span_dim, span), name) in enumerate(rows):
+        variable = f"{prefix}{name}"
+        bins = ds[f"{prefix}distance_bin"]
+        for column, block in enumerate(blocks):
+            ax = axes[row, column]
+            at = {"block": block, **({} if span_dim is None else {span_dim: span})}
+            for epoch, colour in zip(epochs, colours):
+                mean = ds[f"{variable}_mean"].sel(at).sel(epoch=epoch).values
+                low, high = ds[f"{variable}_interval"].sel(at).sel(epoch=epoch).values
+                ax.plot(bins.values, mean, "-o", color=colour, markersize=3, label=str(int(epoch)))
+                ax.fill_between(bins.values, low, high, color=colour, alpha=0.2, linewidth=0)
+            ax.axvline(0.0, color="grey", linestyle="--", linewidth=0.8)
+            where = "input grid" if span_dim is None else f"{span_dim} {span}"
+            ax.set_title(f"{where}, {block_label(block)}", fontsize=9)
+            side = "signed: + where class 1 leads" if bins.attrs["signed"] else "unsigned"
+            ax.set_xlabel(f"distance to the network's boundary ({side})", fontsize=8)
+            ax.tick_params(labelsize=7)
+            if column == 0:
+                ax.set_ylabel(PROFILE_LABELS[name], fontsize=8)
+    axes[0, -1].legend(title="epoch", fontsize=7, title_fontsize=7, loc="best")
+    n_seeds = ds[f"{fields[0][0]}{names[0]}_interval"].attrs["n_seeds"]
+    spread = (f"mean over {n_seeds} seeds, {ds[f'{fields[0][0]}{names[0]}_interval'].attrs['confidence_level']:.0%} "
+              f"bootstrap interval shaded" if n_seeds > 1 else "one seed (no interval)")
+    return titled(fig, f"{ds.attrs['experiment']}: the volume element against the distance to the network's boundary"
+                       f"\n{spread}; {EPOCH_NOTE}")
+
+
+plot_profiles = plotted(draw_profiles)

@@ -149,7 +149,7 @@ def get_figures(name, experiment):
     return expand(
         "results/{experiment}/figures/{figure}.{ext}",
         experiment=name,
-        figure=[*kinds, "measures"],
+        figure=[*kinds, "measures", "profiles"],
         ext=["png", "pdf"],
     )
 
@@ -320,21 +320,24 @@ def get_compared_store(wildcards):
 
 
 def get_final_output(wildcards):
-    """Every experiment's figures, and each training run's metrics (none for checkpoints trained elsewhere); in
-    the main process, first the stale outputs are forced (force_stale_outputs)."""
+    """Every experiment's figures, each training run's metrics (none for checkpoints trained elsewhere) and the
+    summary table; in the main process, first the stale outputs are forced (force_stale_outputs).
+    """
     force_stale_outputs()
-    return [
-        path
-        for name, experiment in EXPERIMENTS.items()
-        for path in [
-            *get_figures(name, experiment),
-            *expand(
-                "results/{experiment}/s{seed}/train_metrics.tsv",
-                experiment=name,
-                seed=[] if imported(experiment) else experiment["seeds"],
-            ),
-        ]
-    ]
+    outputs = [rules.summary.output.table]
+    for name, experiment in EXPERIMENTS.items():
+        outputs += get_figures(name, experiment)
+        outputs += expand(
+            "results/{experiment}/s{seed}/train_metrics.tsv",
+            experiment=name,
+            seed=[] if imported(experiment) else experiment["seeds"],
+        )
+    return outputs
+
+
+def get_measures_stores(wildcards):
+    """Every experiment's measures store, for the summary table."""
+    return [rules.measure.output.store.format(experiment=name) for name in EXPERIMENTS]
 
 
 def output_edges():
@@ -392,7 +395,7 @@ def output_edges():
         yield measures, [volume], quick_check
         compared = experiment["probe"]["compare_with"]
         for figure in get_figures(name, experiment):
-            if Path(figure).stem == "measures":
+            if Path(figure).stem in ("measures", "profiles"):
                 inputs = [measures]
             elif Path(figure).stem == "compare":
                 inputs = [volume, f"results/{compared}/volume.zarr"]

@@ -29,8 +29,8 @@ if not workflow.overwrite_configfiles:
 
 try:
     RESOLVED_CONFIG = resolve_config(config)
-    if workflow.is_main_process:
-        check_config_data(RESOLVED_CONFIG)
+    if workflow.is_main_process:  # checks that read the config alone pass once (geomvol.data.check)
+        check_config_data(RESOLVED_CONFIG, passed=".snakemake/geomvol/checked")
 except GeomvolError as error:
     refuse(error)
 EXPERIMENTS = RESOLVED_CONFIG["experiments"]

@@ -31,6 +31,13 @@ rule figure_measures:
             subcategory="measures",
         ),
         pdf="results/{experiment}/figures/measures.pdf",
+        profiles_png=report(
+            "results/{experiment}/figures/profiles.png",
+            caption="../report/profiles.rst",
+            category="{experiment}",
+            subcategory="profiles",
+        ),
+        profiles_pdf="results/{experiment}/figures/profiles.pdf",
     log:
         "results/{experiment}/logs/figure_measures.log",
     benchmark:
@@ -44,5 +51,27 @@ rule figure_measures:
         config_sha256=get_config_sha256,
     shell:
         'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
-        "figure measures --store {input.store:q} --png {output.png:q}"
-        " --pdf {output.pdf:q} > {log:q} 2>&1"
+        "figure measures profiles --store {input.store:q}"
+        " --png {output.png:q} {output.profiles_png:q}"
+        " --pdf {output.pdf:q} {output.profiles_pdf:q} > {log:q} 2>&1"
+
+
+rule summary:
+    input:
+        stores=get_measures_stores,
+    output:
+        table=report(
+            "results/summary.tsv",
+            caption="../report/summary.rst",
+            category="summary",
+        ),
+    log:
+        "results/logs/summary.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime="10m",
+    shell:
+        'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
+        "summary {input.stores:q} --output {output.table:q} > {log:q} 2>&1"
