@@ -29,7 +29,8 @@ if not workflow.overwrite_configfiles:
 
 try:
     RESOLVED_CONFIG = resolve_config(config)
-    if workflow.is_main_process:  # checks that read the config alone pass once (geomvol.data.check)
+    # in the main process; checks that read the config alone pass once (geomvol.data.check)
+    if workflow.is_main_process:
         check_config_data(RESOLVED_CONFIG, passed=".snakemake/geomvol/checked")
 except GeomvolError as error:
     refuse(error)
