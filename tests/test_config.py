@@ -516,9 +516,13 @@ def test_integers_pass_and_a_large_budget_is_an_integer(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.workflow
-def test_check_config_and_a_dry_run_refuse_the_same_configs(tmp_path):
-    """Every bad config above, and the shipped configs: `geomvol check-config` and `snakemake -n` accept and
+def test_check_config_and_a_dry_run_refuse_the_same_configs(tmp_path, capsys):
+    """Every bad config above, and the shipped configs: `geomvol check-config` (its main, in this process: the
+    command's own run is test_check_config_without_the_data_runs_without_torch's) and `snakemake -n` accept and
     refuse the same ones, each refusal one message (no traceback from geomvol) naming the key or the line."""
+    from types import SimpleNamespace
+
+    from geomvol.cli import main
     from helpers import snakemake
 
     cases = {name: text for name, (text, _) in BAD_CONFIG_TEXTS.items()}
@@ -527,8 +531,9 @@ def test_check_config_and_a_dry_run_refuse_the_same_configs(tmp_path):
     for name, text in cases.items():
         path = tmp_path / f"{len(os.listdir(tmp_path))}.yaml"
         path.write_text(text)
-        check = subprocess.run([sys.executable, "-m", "geomvol.cli", "check-config", str(path), "--skip-data"],
-                               capture_output=True, text=True)
+        capsys.readouterr()
+        returncode = main(["check-config", str(path), "--skip-data"])
+        check = SimpleNamespace(returncode=returncode, stderr=capsys.readouterr().err)
         dry_run = snakemake(tmp_path / "work", path, "--dry-run")
         bad = name in BAD_CONFIG_TEXTS
         assert (check.returncode != 0) == bad and (dry_run.returncode != 0) == bad, (name, check.stderr, dry_run.stderr)

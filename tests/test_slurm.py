@@ -94,7 +94,7 @@ def test_a_pipeline_runs_through_sbatch(cluster_run):
     records = job_records(cluster_run / "jobcomp.log")
     # one benchmark file per job, the local rules' aside
     local_prefixes = ("publish_", "training_metrics_")
-    jobs = len([path for path in (workdir / "results").glob("*/benchmarks/*.tsv") if not path.name.startswith(local_prefixes)])
+    jobs = len([path for path in (workdir / "results").glob("**/benchmarks/*.tsv") if not path.name.startswith(local_prefixes)])
     completed = [record for record in records if record["JobState"] == "COMPLETED"]
     assert len(completed) == jobs, f"{len(completed)} SLURM jobs completed, {jobs} pipeline jobs ran"
     failed = [record["JobId"] for record in records if record["JobState"] != "COMPLETED"]
@@ -106,7 +106,7 @@ def test_a_pipeline_runs_through_sbatch(cluster_run):
     for log in (cluster_run / "slurm-logs").rglob("*.log"):
         by_rule.setdefault(log.relative_to(cluster_run / "slurm-logs").parts[0], set()).add(log.stem)
     for rule in ("synthesize_dataset", "prepare_dataset", "train", "probe", "combine_probes", "measure", "figure",
-                 "figure_compare", "figure_measures"):
+                 "figure_compare", "figure_measures", "summary"):
         assert by_rule.get(f"rule_{rule}"), f"no {rule} job went through sbatch"
     assert set().union(*by_rule.values()) == {record["JobId"] for record in completed}
     assert not {f"rule_{rule}" for rule in LOCAL_RULES} & set(by_rule)

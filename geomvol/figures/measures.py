@@ -137,11 +137,14 @@ def draw_profiles(ds, seed: int | None = None, style: FigureStyle = FigureStyle(
     dashed line at the boundary."""
     fields = [(prefix, span_dim, span) for prefix, span_dim, span in _fields(ds)
               if f"{prefix}{PROFILES['log10_volume'][0]}" in ds]
-    if not fields:  # stores probed before the probes located the boundary
+    if not fields:  # no boundary on any field, or probed before the probes located it
+        located = any(f"{prefix}learned_boundary_correlation" in ds for prefix, _, _ in _fields(ds))
+        why = ("no field holds a decision boundary: the network leads with one class everywhere probed" if located
+               else "the probes of this store did not locate the network's boundary\n(probed before geomvol did; "
+                    "rerun them: snakemake -R probe)")
         fig, ax = plt.subplots(figsize=(6.0, 2.0), constrained_layout=True)
         ax.set_axis_off()
-        ax.text(0.5, 0.5, "no profiles: the probes of this store did not locate the network's boundary\n(probed "
-                          "before geomvol did; rerun them: snakemake -R probe)", ha="center", va="center", fontsize=8)
+        ax.text(0.5, 0.5, f"no profiles: {why}", ha="center", va="center", fontsize=8)
         return titled(fig, f"{ds.attrs['experiment']}: the volume element against the distance to the network's "
                            f"boundary")
     names = [name for name, _, _ in PROFILES.values() if any(f"{prefix}{name}" in ds for prefix, _, _ in fields)]

@@ -67,6 +67,8 @@ rule summary:
         ),
     log:
         "results/logs/summary.log",
+    benchmark:
+        "results/benchmarks/summary.tsv"
     conda:
         ENV
     resources:
