@@ -24,6 +24,10 @@ On the network's own boundary, located on every field by the probe (``boundary_d
 - **boundary location error** (2-D sinusoid only, per seed and epoch): the mean Euclidean distance from the
   boundary's crossings inside the training square to the true boundary. It falls as the network learns the
   boundary.
+- **seed agreement** (two or more seeds): for each pair of seeds, the rank correlation of their
+  :math:`\ell` maps over the same points, and the overlap (intersection over union) of their top-decile
+  points, the places each magnifies most; with their mean over the pairs. Do two seeds magnify the same
+  places?
 - **profiles**: the mean of :math:`\ell_i` (and of :math:`\log_{10}|K_i|`) over the points whose distance
   :math:`d_i` falls in each of ``profile_bins`` equal bins spanning the distances of the store's fields of that
   kind (signed where the field has two classes, so the two sides show; unsigned for more): the volume element
@@ -200,6 +204,66 @@ def rank_correlation(x: np.ndarray, y: np.ndarray, x_name: str = "log10 volume e
         if np.ptp(ranks) == 0:
             return math.nan, f"{name} is constant over the points"
     return float(np.corrcoef(x_ranks, y_ranks)[0, 1]), None
+
+
+def top_decile_overlap(a: np.ndarray, b: np.ndarray, fraction: float = 0.1) -> tuple[float, str | None]:
+    """(intersection over union of the ``fraction`` of points where ``a`` is largest and those where ``b`` is,
+    over the points where both are finite (at least one each), None), or (NaN, why)."""
+    a, b = np.ravel(a), np.ravel(b)
+    keep = np.isfinite(a) & np.isfinite(b)
+    if keep.sum() < 2:
+        return math.nan, f"{int(keep.sum())} points with finite values (2 needed)"
+    count = max(1, int(round(fraction * keep.sum())))
+    top_a = set(np.argsort(-a[keep], kind="stable")[:count].tolist())
+    top_b = set(np.argsort(-b[keep], kind="stable")[:count].tolist())
+    return len(top_a & top_b) / len(top_a | top_b), None
+
+
+AGREEMENT_DEFINITIONS = {
+    "seed_agreement_correlation": (
+        "Spearman rank correlation between two seeds' log10 volume element maps",
+        "Spearman's rank correlation, over the probe points of one field (the same points for every seed), "
+        "between the log10 sqrt(det g) of two seeds at the same epoch and block"),
+    "seed_agreement_top_decile_iou": (
+        "overlap of two seeds' top-decile magnification regions",
+        "intersection over union of the 10% of a field's probe points where one seed's log10 sqrt(det g) is largest "
+        "and the 10% where the other's is"),
+}
+
+
+def _seed_agreement(prefix: str, field_name: str, cell_dims: list[str], probed: xr.DataArray) -> dict:
+    """The seed agreement of a field kind (AGREEMENT_DEFINITIONS): per pair of seeds (dim ``seed_pair``) and its
+    mean over the pairs; none with one seed."""
+    seeds = probed["seed"].values.tolist()
+    pairs = list(itertools.combinations(range(len(seeds)), 2))
+    if not pairs:
+        return {}
+    other_dims = cell_dims[1:]
+    point_dims = [dim for dim in probed.dims if dim not in cell_dims]
+    shape = [len(pairs), *(probed.sizes[d] for d in other_dims)]
+    values = {name: np.full(shape, np.nan) for name in AGREEMENT_DEFINITIONS}
+    undefined = {name: [] for name in AGREEMENT_DEFINITIONS}
+    for index in np.ndindex(*shape[1:]):
+        at = dict(zip(other_dims, index))
+        for number, (i, j) in enumerate(pairs):
+            a = probed.isel(at).isel(seed=i).transpose(*point_dims).values
+            b = probed.isel(at).isel(seed=j).transpose(*point_dims).values
+            for name, (value, why) in (("seed_agreement_correlation", rank_correlation(a, b)),
+                                       ("seed_agreement_top_decile_iou", top_decile_overlap(a, b))):
+                values[name][(number, *index)] = value
+                if why is not None:
+                    undefined[name].append(f"seeds {seeds[i]} and {seeds[j]} {_where(dict(zip(other_dims, index)))}: {why}")
+    labels = np.array([f"{seeds[i]}-{seeds[j]}" for i, j in pairs], dtype=object)
+    variables = {"seed_pair": ("seed_pair", labels, {"long_name": "two seeds compared", "units": "1"})}
+    for name, (long_name, definition) in AGREEMENT_DEFINITIONS.items():
+        attrs = {"long_name": long_name, "units": "1", "definition": definition, "probed_field": field_name,
+                 "undefined": undefined[name]}
+        variables[f"{prefix}{name}"] = (["seed_pair", *other_dims], values[name], attrs)
+        counts = np.isfinite(values[name]).sum(axis=0)
+        mean = np.where(counts > 0, np.nansum(values[name], axis=0) / np.maximum(counts, 1), np.nan)
+        variables[f"{prefix}{name}_mean"] = (other_dims, mean, {
+            "long_name": f"mean over the pairs of seeds: {long_name}", "units": "1", "n_pairs": len(pairs)})
+    return variables
 
 
 def _log10_mean(log10_values: np.ndarray) -> float:
@@ -456,6 +520,8 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dat
         if profiles is not None:
             variables.update(_profile_variables(prefix, quantity, cell_dims, profiles, edges, ds[distance_name],
                                                 bootstrap))
+        if quantity == "log10_volume":
+            variables.update(_seed_agreement(prefix, field_name, cell_dims, probed))
     if settings.true_boundary is not None and "boundary_crossing" in ds:
         variables.update(_location_error(ds, settings))
     keep_coords = {name: coord for name, coord in ds.coords.items()
@@ -612,6 +678,9 @@ SUMMARY_COLUMNS = {
     **{f"{name}{part}": f"{DEFINITIONS[name][0]}: {what}" for name in SUMMARY_MEASURES
        for part, what in (("", "mean over seeds"), ("_low", "bootstrap interval, low end"),
                           ("_high", "bootstrap interval, high end"))},
+    "seed_agreement_correlation": f"{AGREEMENT_DEFINITIONS['seed_agreement_correlation'][0]}: mean over the pairs",
+    "seed_agreement_top_decile_iou": f"{AGREEMENT_DEFINITIONS['seed_agreement_top_decile_iou'][0]}: mean over the "
+                                     f"pairs",
     "distance_ratio_change": "distance_ratio minus its epoch-0 value, mean over seeds",
     "distance_ratio_change_low": "its bootstrap interval, low end",
     "distance_ratio_change_high": "its bootstrap interval, high end",
@@ -642,6 +711,9 @@ def summary_table(measures: dict[str, xr.Dataset]) -> pd.DataFrame:
                         row[f"{name}_low"], row[f"{name}_high"] = float(low), float(high)
                     for name in ("distance_ratio_rise_fraction", "distance_ratio_rise_p_value"):
                         variable = f"{prefix}{name}"
+                        row[name] = float(ds[variable].sel(at)) if variable in ds else math.nan
+                    for name in AGREEMENT_DEFINITIONS:  # one seed: none
+                        variable = f"{prefix}{name}_mean"
                         row[name] = float(ds[variable].sel(at)) if variable in ds else math.nan
                     rows.append(row)
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))

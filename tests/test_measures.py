@@ -215,9 +215,33 @@ def test_the_summary_table_quotes_the_measures_stores(tmp_path):
     steep, flat = (read[(read["experiment"] == name) & (read["epoch"] == 100)].iloc[0] for name in ("steep", "flat"))
     assert steep["distance_ratio_change_low"] > 0 and steep["distance_ratio_rise_fraction"] == 1.0
     assert steep["distance_ratio_rise_p_value"] == 0.5
+    assert (steep["seed_agreement_correlation"], steep["seed_agreement_top_decile_iou"]) == (pytest.approx(1.0), 1.0)
     assert flat["distance_ratio_change"] == 0.0 and flat["distance_ratio_rise_fraction"] == 0.0
     assert (read.loc[read["epoch"] == 0, "distance_ratio_change"] == 0.0).all()
     assert table["experiment"].tolist() == read["experiment"].tolist()
+
+
+def test_seed_agreement_on_hand_built_fields(tmp_path):
+    """Seeds whose volume elements peak on the same places (slopes 1, 1.1: one ranking) agree fully: rank
+    correlation 1, top-decile overlap 1; a third seed whose map is the first one's reversed ranks every point the
+    other way (-1) and magnifies none of their top decile (overlap 0); means over the three pairs."""
+    from geomvol.measures import top_decile_overlap
+
+    ds, distance = grid_store(tmp_path / "source.zarr", seeds=(0, 1, 2), epochs=(0,))
+    ds["log10_volume"][2] = distance[None, None]  # seed 2: +distance, where seeds 0 and 1 have -slope * distance
+    write_store(ds, tmp_path / "volume.zarr")
+    measures = measure(tmp_path / "volume.zarr", SPEC, tmp_path / "measures.zarr")
+    assert measures["seed_pair"].values.tolist() == ["0-1", "0-2", "1-2"]
+    correlation = measures["seed_agreement_correlation"].sel(epoch=0, block="hidden").values
+    overlap = measures["seed_agreement_top_decile_iou"].sel(epoch=0, block="hidden").values
+    np.testing.assert_allclose(correlation, [1.0, -1.0, -1.0], atol=1e-12)
+    np.testing.assert_allclose(overlap, [1.0, 0.0, 0.0])
+    assert float(measures["seed_agreement_correlation_mean"].sel(epoch=0, block="hidden")) == pytest.approx(-1 / 3)
+    assert measures["seed_agreement_top_decile_iou_mean"].attrs["n_pairs"] == 3
+    # the overlap by hand: of 20 points the top two of each, one of them shared: 1 of 3
+    assert top_decile_overlap(np.arange(10.0), np.arange(10.0)[::-1]) == (0.0, None)
+    assert top_decile_overlap(np.array([5.0, 4, 3, 2, 1, 0, 0, 0, 0, 0] * 2), np.arange(20.0)[::-1]) == \
+        (pytest.approx(1 / 3), None)
 
 
 def test_binned_means_per_bin_of_distance():
