@@ -245,14 +245,14 @@ def _seed_agreement(prefix: str, field_name: str, cell_dims: list[str], probed: 
     undefined = {name: [] for name in AGREEMENT_DEFINITIONS}
     for index in np.ndindex(*shape[1:]):
         at = dict(zip(other_dims, index))
+        maps = probed.isel(at).transpose("seed", *point_dims).values  # each seed's
+        where = _where({dim: str(probed[dim].values[i]) for dim, i in at.items()})
         for number, (i, j) in enumerate(pairs):
-            a = probed.isel(at).isel(seed=i).transpose(*point_dims).values
-            b = probed.isel(at).isel(seed=j).transpose(*point_dims).values
-            for name, (value, why) in (("seed_agreement_correlation", rank_correlation(a, b)),
-                                       ("seed_agreement_top_decile_iou", top_decile_overlap(a, b))):
+            for name, (value, why) in (("seed_agreement_correlation", rank_correlation(maps[i], maps[j])),
+                                       ("seed_agreement_top_decile_iou", top_decile_overlap(maps[i], maps[j]))):
                 values[name][(number, *index)] = value
                 if why is not None:
-                    undefined[name].append(f"seeds {seeds[i]} and {seeds[j]} {_where(dict(zip(other_dims, index)))}: {why}")
+                    undefined[name].append(f"seeds {seeds[i]} and {seeds[j]} {where}: {why}")
     labels = np.array([f"{seeds[i]}-{seeds[j]}" for i, j in pairs], dtype=object)
     variables = {"seed_pair": ("seed_pair", labels, {"long_name": "two seeds compared", "units": "1"})}
     for name, (long_name, definition) in AGREEMENT_DEFINITIONS.items():
@@ -689,31 +689,38 @@ SUMMARY_COLUMNS = {
 }
 
 
+def measured_fields(measures: xr.Dataset) -> list[tuple[str, str | None, int | None]]:
+    """(measure prefix, span dim, span index) of each probed field of a measures store: the grid, then each plane
+    and line."""
+    fields = [("", None, None)] if "entropy_correlation" in measures else []
+    for kind in ("plane", "line"):
+        if f"{kind}_entropy_correlation" in measures:
+            fields += [(f"{kind}_", kind, int(i)) for i in measures[kind].values]
+    return fields
+
+
 def summary_table(measures: dict[str, xr.Dataset]) -> pd.DataFrame:
     """One row per experiment, probed field, block and epoch of the measures stores ``measures`` (experiment ->
     its measures Dataset), with the columns of :data:`SUMMARY_COLUMNS` (NaN where a store lacks a measure: no
     boundary located, no epoch 0)."""
     rows = []
     for experiment, ds in measures.items():
-        for prefix, span in (("", None), ("plane_", "plane"), ("line_", "line")):
-            if f"{prefix}boundary_ratio" not in ds:  # no such field
-                continue
-            for index in ([None] if span is None else ds[span].values.tolist()):
-                for block, epoch in itertools.product(ds["block"].values.tolist(), ds["epoch"].values.tolist()):
-                    at = {"block": block, "epoch": epoch, **({} if span is None else {span: index})}
-                    row = {"experiment": experiment, "field": "grid" if span is None else f"{span} {index}",
-                           "block": block, "epoch": int(epoch), "n_seeds": ds.sizes["seed"]}
-                    for name in (*SUMMARY_MEASURES, "distance_ratio_change"):
-                        variable = f"{prefix}{name}"
-                        defined = f"{variable}_mean" in ds
-                        row[name] = float(ds[f"{variable}_mean"].sel(at)) if defined else math.nan
-                        low, high = ds[f"{variable}_interval"].sel(at).values if defined else (math.nan, math.nan)
-                        row[f"{name}_low"], row[f"{name}_high"] = float(low), float(high)
-                    for name in ("distance_ratio_rise_fraction", "distance_ratio_rise_p_value"):
-                        variable = f"{prefix}{name}"
-                        row[name] = float(ds[variable].sel(at)) if variable in ds else math.nan
-                    for name in AGREEMENT_DEFINITIONS:  # one seed: none
-                        variable = f"{prefix}{name}_mean"
-                        row[name] = float(ds[variable].sel(at)) if variable in ds else math.nan
-                    rows.append(row)
+        for prefix, span, index in measured_fields(ds):
+            for block, epoch in itertools.product(ds["block"].values.tolist(), ds["epoch"].values.tolist()):
+                at = {"block": block, "epoch": epoch, **({} if span is None else {span: index})}
+                row = {"experiment": experiment, "field": "grid" if span is None else f"{span} {index}",
+                       "block": block, "epoch": int(epoch), "n_seeds": ds.sizes["seed"]}
+                for name in (*SUMMARY_MEASURES, "distance_ratio_change"):
+                    variable = f"{prefix}{name}"
+                    defined = f"{variable}_mean" in ds
+                    row[name] = float(ds[f"{variable}_mean"].sel(at)) if defined else math.nan
+                    low, high = ds[f"{variable}_interval"].sel(at).values if defined else (math.nan, math.nan)
+                    row[f"{name}_low"], row[f"{name}_high"] = float(low), float(high)
+                for name in ("distance_ratio_rise_fraction", "distance_ratio_rise_p_value"):
+                    variable = f"{prefix}{name}"
+                    row[name] = float(ds[variable].sel(at)) if variable in ds else math.nan
+                for name in AGREEMENT_DEFINITIONS:  # one seed: none
+                    variable = f"{prefix}{name}_mean"
+                    row[name] = float(ds[variable].sel(at)) if variable in ds else math.nan
+                rows.append(row)
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))

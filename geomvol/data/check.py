@@ -57,13 +57,10 @@ def _config_only(experiment: dict) -> bool:
 def _check_key(experiment: dict) -> str:
     """The sha256 of what an experiment's config-only checks depend on: its resolved section, geomvol's code, the
     packages' versions."""
-    import hashlib
-    import json
-
+    from geomvol.config import config_sha256
     from geomvol.provenance import code_sha256, package_versions
 
-    text = json.dumps([experiment, code_sha256(), package_versions()], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return config_sha256([experiment, code_sha256(), package_versions()])
 
 
 def _check_derivatives(key: str, network, probe: dict, shape, what: str) -> None:

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from geomvol.settings import FigureStyle  # noqa: E402
 from geomvol.figures.common import EPOCH_NOTE, block_label, plotted, save_with_lineage, titled  # noqa: E402
-from geomvol.measures import DEFINITIONS, PROFILES  # noqa: E402
+from geomvol.measures import DEFINITIONS, PROFILES, measured_fields  # noqa: E402
 from geomvol.store import open_store  # noqa: E402
 
 PANEL = (3.4, 2.6)
@@ -46,22 +46,13 @@ SHORT_NAMES = {
 }
 
 
-def _fields(ds) -> list[tuple[str, str | None, int | None]]:
-    """(measure prefix, span dim, span index) of each probed field: the grid, then each plane and line."""
-    fields = [("", None, None)] if "entropy_correlation" in ds else []
-    for kind in ("plane", "line"):
-        if f"{kind}_entropy_correlation" in ds:
-            fields += [(f"{kind}_", kind, int(i)) for i in ds[kind].values]
-    return fields
-
-
 def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
                   style: FigureStyle = FigureStyle()) -> None:
     """Draw the measures store of one experiment (``seed`` and ``style`` are unused: every seed is drawn, and
     the panels are curves, not colour scales)."""
     store_path = Path(store_path)
     ds = open_store(store_path).load()
-    fields = _fields(ds)
+    fields = measured_fields(ds)
     rows = [name for name in DEFINITIONS if any(f"{prefix}{name}" in ds for prefix, _, _ in fields)]
     changes = [""] + (["_change"] if any(f"{prefix}{rows[0]}_change" in ds for prefix, _, _ in fields) else [])
     columns = [(*field, change) for field in fields for change in changes]
@@ -135,10 +126,10 @@ def draw_profiles(ds, seed: int | None = None, style: FigureStyle = FigureStyle(
     field (the input grid, each plane and line) and block, the mean log10 volume element (and log10 |K|) against
     the distance to the network's own boundary, one line per epoch (the bootstrap interval over seeds shaded), a
     dashed line at the boundary."""
-    fields = [(prefix, span_dim, span) for prefix, span_dim, span in _fields(ds)
+    fields = [(prefix, span_dim, span) for prefix, span_dim, span in measured_fields(ds)
               if f"{prefix}{PROFILES['log10_volume'][0]}" in ds]
     if not fields:  # no boundary on any field, or probed before the probes located it
-        located = any(f"{prefix}learned_boundary_correlation" in ds for prefix, _, _ in _fields(ds))
+        located = any(f"{prefix}learned_boundary_correlation" in ds for prefix, _, _ in measured_fields(ds))
         why = ("no field holds a decision boundary: the network leads with one class everywhere probed" if located
                else "the probes of this store did not locate the network's boundary\n(probed before geomvol did; "
                     "rerun them: snakemake -R probe)")
