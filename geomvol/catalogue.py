@@ -200,7 +200,8 @@ EPOCH_CONVENTION = ("epoch E is the network after E passes over the training set
 
 # Figure kinds drawn from one experiment's volume store (geomvol figure KIND): the 2-D input grid; planes
 # and lines through images; planes per block; singular-value spectra at the anchor images; the Gaussian
-# curvature on the grid or the planes.
-FIGURES = ("volume", "planes", "lines", "blocks", "spectra", "curvature")
+# curvature on the grid or the planes; the direction of the stretch (the metric's indicatrices) on the grid or
+# the planes.
+FIGURES = ("volume", "planes", "lines", "blocks", "spectra", "curvature", "stretch")
 # Figure kinds drawn from other stores: two experiments' volume stores side by side; the measures store's two.
 OTHER_FIGURES = ("compare", "measures", "profiles")

@@ -28,6 +28,13 @@ On the network's own boundary, located on every field by the probe (``boundary_d
   :math:`\ell` maps over the same points, and the overlap (intersection over union) of their top-decile
   points, the places each magnifies most; with their mean over the pairs. Do two seeds magnify the same
   places?
+- **the direction of the stretch** (2-D fields: the sinusoid's grid, planes), from the eigenvalues
+  :math:`\lambda_1 \ge \lambda_2` of the metric G the feature map induces on the field and the angle between
+  G's leading eigenvector and the gradient of the margin :math:`z_{top1} - z_{top2}` within the field: the
+  **metric anisotropy** :math:`\log_{10}(\lambda_1/\lambda_2)` and the **stretch alignment** :math:`|\cos|`
+  of that angle (1: the map stretches across the boundary; 0: along it; :math:`2/\pi \approx 0.64` for
+  directions at random), each as its mean over the ``near_fraction`` of the points nearest the network's
+  boundary (``_near_boundary``) and over the others (``_away_from_boundary``).
 - **profiles**: the mean of :math:`\ell_i` (and of :math:`\log_{10}|K_i|`) over the points whose distance
   :math:`d_i` falls in each of ``profile_bins`` equal bins spanning the distances of the store's fields of that
   kind (signed where the field has two classes, so the two sides show; unsigned for more): the volume element
@@ -137,6 +144,28 @@ DEFINITIONS = {
         "log10 of the mean |K| nearest the network's boundary over the mean elsewhere",
         "log10(mean |K| over the fraction near_fraction of the field's probe points nearest the network's own "
         "decision boundary / mean |K| over the other points); NaN where the field holds no boundary"),
+    "metric_anisotropy_near_boundary": (
+        "mean anisotropy of the metric nearest the network's boundary",
+        "the mean of log10(lambda_1 / lambda_2), lambda_1 >= lambda_2 the eigenvalues of the metric G the feature map "
+        "induces on the field, over the fraction near_fraction of the field's probe points nearest the network's own "
+        "decision boundary (by |boundary_distance|); points where it is not finite left out; 0 for a map that "
+        "stretches every direction alike; NaN where the field holds no boundary"),
+    "metric_anisotropy_away_from_boundary": (
+        "mean anisotropy of the metric away from the network's boundary",
+        "the mean of log10(lambda_1 / lambda_2) over the field's other probe points (beyond the fraction "
+        "near_fraction nearest the network's boundary); NaN where the field holds no boundary"),
+    "stretch_alignment_near_boundary": (
+        "mean alignment of the metric's stretch with the direction across the network's boundary, nearest it",
+        "the mean of |cos| of the angle between G's leading eigenvector (stretch_angle) and the gradient of the margin "
+        "between the two leading logits within the field (margin_gradient_angle), over the fraction near_fraction of "
+        "the field's probe points nearest the network's own decision boundary; 1: the map stretches across the "
+        "boundary, 0: along it, 2/pi = 0.64 for directions drawn at random; points where either angle is undefined "
+        "left out; NaN where the field holds no boundary"),
+    "stretch_alignment_away_from_boundary": (
+        "mean alignment of the metric's stretch with the margin's gradient, away from the network's boundary",
+        "the mean of |cos| of the angle between G's leading eigenvector and the margin's gradient within the field, "
+        "over the field's other probe points (beyond the fraction near_fraction nearest the network's boundary); "
+        "NaN where the field holds no boundary"),
 }
 # Measures of the network's boundary itself, one per (seed, epoch): (long name, definition)
 BOUNDARY_DEFINITIONS = {
@@ -383,12 +412,61 @@ def _curvature_measures(curvature, entropy, margin, band, minus_distance, distan
     return values
 
 
+def near_and_away_means(values: np.ndarray, distance, fraction: float) -> dict:
+    """(mean of the finite ``values`` over the ``fraction`` of those points nearest the boundary (smallest
+    |distance|, at least one), why) and (mean over the others, why), by "near" and "away"; (NaN, why) where
+    undefined."""
+    if distance is None:
+        return {}
+    values, distance = np.ravel(values), np.ravel(distance)
+    if not np.isfinite(distance).any():
+        why = "the field holds no decision boundary"
+        return {"near": (math.nan, why), "away": (math.nan, why)}
+    keep = np.isfinite(values) & np.isfinite(distance)
+    if keep.sum() < 2:
+        why = f"{int(keep.sum())} points with finite values (2 needed)"
+        return {"near": (math.nan, why), "away": (math.nan, why)}
+    ordered = values[keep][np.argsort(np.abs(distance[keep]), kind="stable")]
+    count = max(1, int(round(fraction * keep.sum())))
+    return {"near": (float(ordered[:count].mean()), None), "away": (float(ordered[count:].mean()), None)}
+
+
+def _stretch_measures(name: str):
+    """The measures of a stretch field (``metric_anisotropy`` or ``stretch_alignment``): its means nearest the
+    network's boundary and away from it."""
+    def measures_of(values, entropy, margin, band, minus_distance, distance, fraction) -> dict:
+        means = near_and_away_means(values, distance, fraction)
+        return {f"{name}_{'near_boundary' if side == 'near' else 'away_from_boundary'}": value
+                for side, value in means.items()}
+    return measures_of
+
+
+def with_stretch_fields(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with, on each 2-D field whose probe stored the plane metric, ``metric_anisotropy`` (log10(lambda_1 /
+    lambda_2)) and ``stretch_alignment`` (|cos| of the angle between G's leading eigenvector and the margin's
+    gradient), prefixed as the field (the grid's none, ``plane_``)."""
+    derived = {}
+    for prefix in ("", "plane_"):
+        if f"{prefix}stretch_angle" not in ds:
+            continue
+        eigenvalues = ds[f"{prefix}log10_metric_eigenvalue"]
+        derived[f"{prefix}metric_anisotropy"] = (eigenvalues.sel(eigenvalue=1) - eigenvalues.sel(eigenvalue=2)).assign_attrs(
+            long_name="anisotropy of the metric: log10(lambda_1 / lambda_2)", units="1")
+        derived[f"{prefix}stretch_alignment"] = np.abs(np.cos(
+            ds[f"{prefix}stretch_angle"] - ds[f"{prefix}margin_gradient_angle"])).assign_attrs(
+            long_name="|cos| of the angle between the metric's leading eigenvector and the margin's gradient",
+            units="1")
+    return ds.assign(derived) if derived else ds
+
+
 # The measures that read the boundary band (points whose probability margin is below boundary_margin).
 BAND_MEASURES = {"boundary_ratio", "abs_curvature_boundary_ratio", "curvature_sign_near_boundary",
                  "curvature_sign_boundary_contrast"}
 # The probed quantities that have measures: the stored variable (after a field's plane_ or line_ prefix) and
 # the function that measures one field of it.
-QUANTITIES = {"log10_volume": _volume_measures, "curvature": _curvature_measures}
+QUANTITIES = {"log10_volume": _volume_measures, "curvature": _curvature_measures,
+              "metric_anisotropy": _stretch_measures("metric_anisotropy"),
+              "stretch_alignment": _stretch_measures("stretch_alignment")}
 
 
 def distance_to_sinusoid(x1: np.ndarray, x2: np.ndarray, amplitude: float, frequency: float, phase: float,
@@ -469,6 +547,7 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dat
     band = settings.boundary_margin
     bootstrap = settings.bootstrap
     variables = {}
+    ds = with_stretch_fields(ds)
     for prefix, field_name, entropy_name, margin_name, distance_name, measures_of in _fields(ds):
         probed = ds[field_name]
         point_dims = [dim for dim in ds[entropy_name].dims if dim not in ("seed", "epoch", prefix.rstrip("_"))]
@@ -482,7 +561,8 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dat
             minus_distance = -distance.transpose(*point_dims).values
         results, undefined = {}, {}
         quantity = field_name[len(prefix):]
-        edges = None if distance_name is None else distance_bin_edges(ds[distance_name].values, settings.profile_bins)
+        edges = None if distance_name is None or quantity not in PROFILES else distance_bin_edges(
+            ds[distance_name].values, settings.profile_bins)
         profiles = None if edges is None else np.full([*(probed.sizes[d] for d in cell_dims), len(edges) - 1], np.nan)
         for index in np.ndindex(*[probed.sizes[d] for d in cell_dims]):
             at = dict(zip(cell_dims, index))
@@ -510,7 +590,7 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dat
                      "probed_field": field_name, "undefined": undefined[name]}
             if name in BAND_MEASURES:
                 attrs["boundary_margin"] = band
-            if name.endswith("distance_ratio"):
+            if "near_fraction" in definition:
                 attrs["near_fraction"] = settings.near_fraction
             variables[prefix + name] = (cell_dims, results[name], attrs)
             variables.update(_over_seeds(prefix + name, cell_dims, results[name], long_name, undefined[name], bootstrap))
@@ -667,8 +747,10 @@ def _change_from_epoch_0(variable: str, cell_dims: list[str], values: np.ndarray
 
 
 # What the summary table quotes of each field (geomvol summary): the magnification at the network's own boundary
-# on distance, its rank correlation with closeness to it, and the study's probability-band ratio beside them.
-SUMMARY_MEASURES = ("distance_ratio", "learned_boundary_correlation", "boundary_ratio")
+# on distance, its rank correlation with closeness to it, the study's probability-band ratio beside them, and the
+# direction of the stretch nearest the boundary (2-D fields).
+SUMMARY_MEASURES = ("distance_ratio", "learned_boundary_correlation", "boundary_ratio",
+                    "stretch_alignment_near_boundary", "metric_anisotropy_near_boundary")
 SUMMARY_COLUMNS = {
     "experiment": "the experiment (results/<experiment>/measures.zarr)",
     "field": "the probed field: the input grid, or a plane or line by its index",

@@ -38,6 +38,19 @@ def test_mnist_sized_net_in_float32_on_cuda_matches_float64_on_cpu():
     assert torch.max(torch.abs(plane.cpu().double() - exact_plane)) / math.log(10) < 1e-4
 
 
+def test_plane_metric_on_cuda_equals_cpu_in_float64():
+    """The plane metric's eigenvalues and leading direction (the direction of the stretch) on a GPU."""
+    from geomvol.geometry import plane_metric
+
+    net = conv_batchnorm_net()
+    x = torch.randn(4, 3, 16, 16, dtype=torch.float64)
+    basis = torch.linalg.qr(torch.randn(768, 2, dtype=torch.float64)).Q
+    expected = plane_metric(net, x, basis)
+    measured = plane_metric(net.to(CUDA), x.to(CUDA), basis.to(CUDA))
+    for field in ("log_volume", "log_eigenvalues", "angle"):
+        torch.testing.assert_close(getattr(measured, field).cpu(), getattr(expected, field), rtol=1e-9, atol=1e-9)
+
+
 def test_conv_batchnorm_net_on_cuda_equals_cpu_in_float64():
     net = conv_batchnorm_net()
     x = torch.randn(4, 3, 16, 16, dtype=torch.float64)

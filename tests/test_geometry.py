@@ -179,3 +179,43 @@ def test_parts_share_one_jacobian_and_equal_separate_volumes():
         torch.testing.assert_close(row, log_volume(maps[name], x, basis=basis), rtol=1e-10, atol=1e-10)
     with pytest.raises(ValueError, match="do not add up"):
         log_volume_of_parts(model.blocks_together(names), x, [64, 512], basis=basis)
+
+
+def test_plane_metric_of_a_linear_map_is_its_eigendecomposition():
+    """Phi(x) = A x on the plane of an orthonormal basis V: G = V^T A^T A V / n, whose eigenvalues and leading
+    eigenvector plane_metric gives in closed form (eigh for reference); its log volume is log_volume's; the parts
+    of a map side by side are each map's."""
+    import math
+
+    from geomvol.geometry import plane_metric
+
+    torch.manual_seed(3)
+    A, B = torch.randn(7, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    basis = torch.linalg.qr(torch.randn(5, 2, dtype=torch.float64)).Q
+    x = torch.randn(6, 5, dtype=torch.float64)
+    metric = plane_metric(lambda x: x @ A.T, x, basis)
+    G = (A @ basis).T @ (A @ basis) / 7
+    eigenvalues, vectors = torch.linalg.eigh(G)
+    torch.testing.assert_close(metric.log_eigenvalues, eigenvalues.flip(0).log().expand(6, 2), rtol=1e-12, atol=0)
+    leading = vectors[:, 1] * torch.sign(vectors[0, 1])  # the angle's half plane: first component >= 0
+    torch.testing.assert_close(metric.angle, torch.atan2(leading[1], leading[0]).expand(6), rtol=0, atol=1e-12)
+    torch.testing.assert_close(metric.log_volume, log_volume(lambda x: x @ A.T, x, basis=basis), rtol=1e-12, atol=1e-12)
+    together = plane_metric(lambda x: torch.cat([x @ A.T, x @ B.T], dim=1), x, basis, widths=[7, 4])
+    alone = plane_metric(lambda x: x @ B.T, x, basis)
+    assert together.log_eigenvalues.shape == (2, 6, 2) and together.angle.shape == (2, 6)
+    torch.testing.assert_close(together.log_eigenvalues[1], alone.log_eigenvalues, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(together.angle[0], metric.angle, rtol=0, atol=1e-12)
+    # a map that stretches along the direction e at 2 radians 1e15 times more than across it (rows 1e15 e and
+    # e's normal): lambda_2 keeps its relative accuracy (from det G / lambda_1); the angle is in (-pi/2, pi/2]
+    e = torch.tensor([math.cos(2.0), math.sin(2.0)], dtype=torch.float64)
+    stretch = torch.stack([1e15 * e, torch.stack([-e[1], e[0]])])
+    graded = plane_metric(lambda x: x @ stretch.T, x[:, :2], torch.eye(2, dtype=torch.float64))
+    torch.testing.assert_close(graded.log_eigenvalues[0], torch.tensor([math.log(1e30 / 2), math.log(0.5)],
+                                                                     dtype=torch.float64), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(graded.angle, torch.full((6,), 2.0 - math.pi, dtype=torch.float64), rtol=0, atol=1e-12)
+    # a map that stretches every direction alike has no leading direction; one of width 1, no second eigenvalue
+    assert torch.isnan(plane_metric(lambda x: 3 * x, x[:, :2], torch.eye(2, dtype=torch.float64)).angle).all()
+    line = plane_metric(lambda x: x[:, :1] + 2 * x[:, 1:2], x[:, :2], torch.eye(2, dtype=torch.float64))
+    assert torch.isneginf(line.log_eigenvalues[:, 1]).all()
+    torch.testing.assert_close(line.log_eigenvalues[:, 0], torch.full((6,), math.log(5.0), dtype=torch.float64))
+    torch.testing.assert_close(line.angle, torch.full((6,), math.atan2(2, 1), dtype=torch.float64))

@@ -394,3 +394,52 @@ def test_curvature_undefined_everywhere_says_why(tmp_path):
         "seed=0 epoch=100 block=hidden: 0 points with finite values (3 needed)"]
     assert measures["curvature_sign_near_boundary"].attrs["undefined"] == [
         "seed=0 epoch=100 block=hidden: no probe point within the boundary band (probability margin < 0.1)"]
+
+
+@pytest.mark.parametrize("alpha, beta, alignment", [(0.0, 0.0, 1.0), (0.0, math.pi / 2, 0.0),
+                                                    (0.3, 0.3 + math.pi / 4, math.sqrt(0.5))])
+def test_the_direction_of_the_stretch_of_a_linear_map(alpha, beta, alignment):
+    """A network whose hidden map stretches the direction at angle alpha 10 times more than its normal
+    (A = 10 e e^T + e' e'^T, so G = A^T A / 2 has lambda_1 / lambda_2 = 100) and whose boundary is the line
+    w.x + c = 0 with w at angle beta: the anisotropy is 2 at every point, the stretch alignment |cos(alpha - beta)|,
+    near the boundary and away from it, through the probe (geomvol.probe_grid) and the measures."""
+    import torch
+
+    import geomvol
+    from geomvol.measures import magnification_measures
+    from geomvol.settings import MeasuresSettings
+
+    e = torch.tensor([math.cos(alpha), math.sin(alpha)], dtype=torch.float64)
+    normal = torch.stack([-e[1], e[0]])
+    w = torch.tensor([math.cos(beta), math.sin(beta)], dtype=torch.float64)
+
+    class Stretching(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.hidden = torch.nn.Linear(2, 2, bias=False, dtype=torch.float64)
+            self.hidden.weight.data = 10 * torch.outer(e, e) + torch.outer(normal, normal)
+
+        def forward(self, x):
+            score = self.hidden(x) @ torch.linalg.solve(self.hidden.weight.data.T, w) + 0.1
+            return torch.stack([torch.zeros_like(score), score], dim=1)
+
+    ds = geomvol.probe_grid(Stretching(), ["hidden"], resolution=21, low=-1.0, high=1.0)
+    np.testing.assert_allclose(ds["log10_metric_eigenvalue"].values[..., 0] - ds["log10_metric_eigenvalue"].values[..., 1],
+                               2.0, rtol=1e-12)
+    ds.attrs.update(experiment="linear", config_sha256="0" * 64)
+    measures = magnification_measures(ds, MeasuresSettings.from_sections(SPEC["measures"], {"name": "digits"}))
+    for side in ("near_boundary", "away_from_boundary"):
+        np.testing.assert_allclose(measures[f"metric_anisotropy_{side}"].values, 2.0, rtol=1e-12)
+        np.testing.assert_allclose(measures[f"stretch_alignment_{side}"].values, alignment, atol=1e-12)
+    assert measures["stretch_alignment_near_boundary"].attrs["near_fraction"] == 0.1
+    assert measures["stretch_alignment_near_boundary_mean"].dims == ("epoch", "block")
+
+
+def test_near_and_away_means_split_at_the_nearest_fraction():
+    from geomvol.measures import near_and_away_means
+
+    values, distance = np.array([1.0, 2.0, 3.0, 4.0, np.nan]), np.array([-0.1, 0.5, 0.2, -2.0, 0.0])
+    means = near_and_away_means(values, distance, 0.5)  # 4 finite points: the 2 nearest (|d| 0.1, 0.2) and the rest
+    assert means == {"near": (2.0, None), "away": (3.0, None)}
+    value, why = near_and_away_means(values, np.full(5, np.nan), 0.5)["away"]
+    assert math.isnan(value) and why == "the field holds no decision boundary"

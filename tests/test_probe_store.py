@@ -36,7 +36,7 @@ def test_probe_matches_the_closed_form_of_the_checkpoint(trained):
     ds = probe_checkpoint(checkpoint, trained["data"], ProbeSettings.from_section(experiment["probe"]))
     assert ds["log10_volume"].dims == ("seed", "epoch", "block", "x2", "x1")
     assert ds["predicted_class"].dims == ("seed", "epoch", "x2", "x1")
-    assert ds.sizes == {"seed": 1, "epoch": 1, "block": 1, "x2": 9, "x1": 9, "edge": 2}
+    assert ds.sizes == {"seed": 1, "epoch": 1, "block": 1, "x2": 9, "x1": 9, "edge": 2, "eigenvalue": 2}
     assert ds["block"].values.tolist() == ["hidden"] and ds["top_k"].values.tolist() == [2]
     assert ds["epoch"].item() == 30 and ds["seed"].item() == 0
     assert ds["checkpoint_sha256"].item() == sha256_file(checkpoint)
@@ -50,10 +50,25 @@ def test_probe_matches_the_closed_form_of_the_checkpoint(trained):
     metric = torch.einsum("jm,bj,jv->bmv", weight, dphi**2, weight) / weight.shape[0]
     expected = (0.5 * torch.logdet(metric) / math.log(10)).reshape(9, 9).numpy()
     np.testing.assert_allclose(ds["log10_volume"].values[0, 0, 0], expected, rtol=1e-10)
+    # the direction of the stretch: G's eigenvalues and leading eigenvector, against the closed form's
+    eigenvalues, vectors = torch.linalg.eigh(metric)
+    np.testing.assert_allclose(ds["log10_metric_eigenvalue"].values[0, 0, 0].reshape(81, 2),
+                               eigenvalues.flip(1).log10().numpy(), rtol=1e-10)
+    leading = vectors[:, :, 1].numpy()
+    stretch = ds["stretch_angle"].values[0, 0, 0].ravel()
+    np.testing.assert_allclose(np.abs(np.cos(stretch) * leading[:, 0] + np.sin(stretch) * leading[:, 1]), 1.0, rtol=1e-10)
+    assert np.all((stretch > -math.pi / 2) & (stretch <= math.pi / 2))
 
     # the study's readout: (R h + c) / sqrt(n)
     logits = (state["model"]["readout.weight"].double() @ s.T + state["model"]["readout.bias"].double()[:, None]) / math.sqrt(16)
     np.testing.assert_array_equal(ds["predicted_class"].values[0, 0].ravel(), logits.argmax(dim=0).numpy())
+    # the margin's gradient, d(z_top1 - z_top2)/dx = sum_j (R_top1,j - R_top2,j) phi'(z_j) w_j / sqrt(n)
+    readout = state["model"]["readout.weight"].double()
+    top, other = logits.argmax(dim=0), 1 - logits.argmax(dim=0)
+    gradient = ((readout[top] - readout[other]) * dphi) @ weight / math.sqrt(16)
+    angle = ds["margin_gradient_angle"].values[0, 0].ravel()
+    np.testing.assert_allclose(np.stack([np.cos(angle), np.sin(angle)], axis=1),
+                               (gradient / gradient.norm(dim=1, keepdim=True)).numpy(), atol=1e-10)
     p = torch.softmax(logits, dim=0)
     np.testing.assert_allclose(ds["entropy"].values[0, 0].ravel(), -(p * p.log()).sum(dim=0).numpy(), rtol=1e-10)
     assert np.all(ds["entropy"].values <= math.log(2) + 1e-12)
@@ -139,7 +154,7 @@ def test_combine_joins_epochs_and_records_provenance(trained, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(  # each probe store with its integrity record
         [p.name for p in paths] + [f"{p.name}.integrity.json" for p in paths] + ["volume.zarr"])
     assert is_intact(tmp_path / "volume.zarr") and all(is_intact(p) for p in paths)
-    assert ds.sizes == {"seed": 1, "epoch": 3, "block": 1, "x2": 9, "x1": 9, "edge": 2, "point": 60}
+    assert ds.sizes == {"seed": 1, "epoch": 3, "block": 1, "x2": 9, "x1": 9, "edge": 2, "eigenvalue": 2, "point": 60}
     assert ds["epoch"].values.tolist() == [0, 10, 30]
     assert ds["checkpoint_sha256"].values[0].tolist() == [sha256_file(p) for p in trained["checkpoints"]]
     assert ds.attrs["config_sha256"] == config_sha256(result_config(experiment))

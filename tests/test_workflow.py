@@ -52,7 +52,10 @@ def test_pipeline_produces_a_labelled_store_and_figures(smoke_run, smoke_config)
     assert ds["log10_volume"].notnull().all()
     assert ds["curvature"].dims == ("seed", "epoch", "block", "x2", "x1") and ds["curvature"].notnull().all()
     assert "saddle" in ds["curvature"].attrs["sign_convention"]
-    for figure in ("volume", "curvature"):
+    assert ds["log10_metric_eigenvalue"].dims == ("seed", "epoch", "block", "x2", "x1", "eigenvalue")
+    assert (ds["log10_metric_eigenvalue"].sel(eigenvalue=1) >= ds["log10_metric_eigenvalue"].sel(eigenvalue=2)).all()
+    assert ds["stretch_angle"].attrs["units"] == "radian" and ds["margin_gradient_angle"].notnull().all()
+    for figure in ("volume", "curvature", "stretch"):
         with Image.open(results / "figures" / f"{figure}.png") as image:
             assert image.text["geomvol:store_sha256"] == sha256_tree(results / "volume.zarr")
     assert (results / "figures" / "volume.png").stat().st_size > 10_000
@@ -79,6 +82,11 @@ def test_image_experiments_produce_their_stores_and_figures(smoke_run, smoke_con
     assert np.isfinite(cifar["plane_log10_volume"].values).all()
     assert dict(cifar["plane_curvature"].sizes) == {"seed": 1, "epoch": 2, "block": 4, "plane": 1, "v": 6, "u": 6}
     assert np.isfinite(cifar["plane_curvature"].values).all()
+    assert dict(cifar["plane_log10_metric_eigenvalue"].sizes) == {"seed": 1, "epoch": 2, "block": 4, "plane": 1,
+                                                                  "v": 6, "u": 6, "eigenvalue": 2}
+    np.testing.assert_allclose(cifar["plane_log10_metric_eigenvalue"].sum("eigenvalue") / 2,  # the subspace metric's
+                               cifar["plane_log10_volume"], rtol=1e-4, atol=1e-4)
+    assert cifar["plane_axes_in_frame"].sizes == {"plane": 1, "frame_axis": 2, "plane_axis": 2}
     assert "plane_curvature" not in xr.open_zarr(results / "mnist-line-smoke" / "volume.zarr")  # no planes there
     assert cifar["plane_anchor_image"].dtype == np.uint8 and cifar["plane_anchor_image"].shape == (1, 3, 3, 32, 32)
     assert [cifar.attrs["classes"][c] for c in cifar["plane_anchor_class"].values[0]] == ["horse", "frog", "automobile"]
@@ -97,10 +105,10 @@ def test_image_experiments_produce_their_stores_and_figures(smoke_run, smoke_con
         results / "mnist-line-smoke" / "data" / "synthetic" / "MNIST" / "raw" / "train-labels-idx1-ubyte")
     metrics = (results / "cifar10-smoke" / "s0" / "train_metrics.tsv").read_text().splitlines()
     assert metrics[0] == "epoch\tloss\taccuracy\ttest_loss\ttest_accuracy" and len(metrics) == 3
-    for name, figures in {"cifar10-smoke": ["planes", "blocks", "curvature"],
-                          "mnist-plane-smoke": ["planes", "spectra", "curvature"],
+    for name, figures in {"cifar10-smoke": ["planes", "blocks", "curvature", "stretch"],
+                          "mnist-plane-smoke": ["planes", "spectra", "curvature", "stretch"],
                           "mnist-line-smoke": ["lines", "spectra"],
-                          "digits-plane-smoke": ["planes", "spectra", "curvature"]}.items():
+                          "digits-plane-smoke": ["planes", "spectra", "curvature", "stretch"]}.items():
         for figure in figures:
             with Image.open(results / name / "figures" / f"{figure}.png") as image:
                 assert image.text["geomvol:store_sha256"] == sha256_tree(results / name / "volume.zarr")
@@ -360,13 +368,15 @@ def test_report_holds_every_figure_with_its_caption(smoke_run):
     figures = sorted((smoke_run / "results").glob("*/figures/*.png"))
     # 1 sinusoid, 2 + 2 MNIST, 2 digits, 2 CIFAR-10, 3 Barlow Twins, 2 ResNet18 (planes, blocks), 3 ViT (and its
     # comparison), 2 own images, 3 checkpoints trained elsewhere (and their comparison); curvature of the grid and
-    # of the six experiments with planes that measure it; measures and profiles of each
-    assert len(figures) == 12 + 5 + 5 + 7 + 10 + 10
+    # of the six experiments with planes that measure it; the stretch on the grid and on the planes of the nine
+    # experiments that have them; measures and profiles of each
+    assert len(figures) == 12 + 5 + 5 + 7 + 10 + 10 + 9
     for figure in figures:
         assert figure.name in html and figure.parent.parent.name in html, figure
     for words in ("ternary plot", "images along the line", "one row per feature map", "at the epochs both probed",
                   "percentile bootstrap interval", "square roots of the eigenvalues of g", "the study's epoch E is E + 1",
-                  "curved like a sphere", "a peak at 0 that grows with training", "One table across the experiments"):
+                  "curved like a sphere", "a peak at 0 that grows with training", "One table across the experiments",
+                  "the metric's unit circle (its indicatrix)"):
         assert words in html, words
     assert "summary.tsv" in html
 

@@ -71,7 +71,8 @@ def _fields(ds: xr.Dataset) -> list[dict]:
                        "probe.curvature: true")
 
 
-def _panel(ax, ds: xr.Dataset, field: dict, values: np.ndarray, title: str, **style):
+def field_panel(ax, ds: xr.Dataset, field: dict, values: np.ndarray, title: str, **style):
+    """A panel of ``values`` (y, x) on a field of :func:`_fields`: a plane (with its anchors) or the input grid."""
     if field["plane"] is not None:
         return plane_panel(ax, ds, values, field["plane"], title, **style)
     x, y = ds[field["x"]].values, ds[field["y"]].values
@@ -99,7 +100,7 @@ def draw_curvature(ds: xr.Dataset, seed: int | None = None, style: FigureStyle =
         rows = axes[rows_per_field * number: rows_per_field * (number + 1)]
         predicted = field["predicted"].sel(seed=seed).values  # (epoch, y, x)
         for column, epoch in enumerate(epochs):
-            mesh = _panel(rows[0][column], ds, field, predicted[column], f"{field['title']}, epoch {int(epoch)}",
+            mesh = field_panel(rows[0][column], ds, field, predicted[column], f"{field['title']}, epoch {int(epoch)}",
                           cmap=cmap, norm=norm)
         class_colourbar(fig, mesh, rows[0].tolist(), classes, predicted, "predicted class")
         for row, block in enumerate(blocks, start=1):
@@ -108,7 +109,7 @@ def draw_curvature(ds: xr.Dataset, seed: int | None = None, style: FigureStyle =
             meshes = []
             for column, epoch in enumerate(epochs):
                 panel_norm = shared if shared is not None else curvature_norm(curvature[column])
-                meshes.append(_panel(rows[row][column], ds, field, curvature[column], f"{block_label(block)}, epoch {int(epoch)}",
+                meshes.append(field_panel(rows[row][column], ds, field, curvature[column], f"{block_label(block)}, epoch {int(epoch)}",
                                      cmap=CURVATURE_CMAP, norm=panel_norm))
                 draw_decision_boundary(rows[row][column], ds[field["x"]].values, ds[field["y"]].values,
                                        predicted[column], "black", 0.8)

@@ -5,7 +5,8 @@ and of the sign of K) and probed field (the input grid, or each plane and line),
 epoch 0 (what training changed; when epoch 0 was probed); with one field, two measures to a row, so that the
 figure fits a page. In each panel one line per block: the mean over seeds with its bootstrap interval shaded,
 and each seed's value as faint dots; on the change panels, the number of seeds in which the measure rose from
-epoch 0 at each epoch, a row per block at the panel's foot. A dashed line marks no effect (0). The probed
+epoch 0 at each epoch, a row per block at the panel's foot. A dashed line marks no effect (0; for the stretch
+alignment, 2/pi, that of directions drawn at random). The probed
 epochs are evenly spaced along the axis, labelled with their values, so that epochs spanning decades (0, 200,
 5000, 10000) all read.
 """
@@ -43,7 +44,13 @@ SHORT_NAMES = {
     "distance_ratio": "log10 vol. ratio nearest\n/ away from network's boundary",
     "abs_curvature_learned_boundary_correlation": "rank corr. |K| ~\n−distance to network's boundary",
     "abs_curvature_distance_ratio": "log10 |K| ratio nearest\n/ away from network's boundary",
+    "metric_anisotropy_near_boundary": "anisotropy log10(λ1/λ2)\nnearest network's boundary",
+    "metric_anisotropy_away_from_boundary": "anisotropy log10(λ1/λ2)\naway from network's boundary",
+    "stretch_alignment_near_boundary": "alignment |cos| stretch ~\nmargin gradient, nearest",
+    "stretch_alignment_away_from_boundary": "alignment |cos| stretch ~\nmargin gradient, away",
 }
+# The value of a measure that shows no effect, drawn dashed: 0, or the alignment of directions drawn at random.
+NO_EFFECT = {"stretch_alignment_near_boundary": 2 / math.pi, "stretch_alignment_away_from_boundary": 2 / math.pi}
 
 
 def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed: int | None = None,
@@ -94,7 +101,7 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
                             ax.text(x, 0.03 + 0.075 * i, f"{round(rose * count)}/{count}", fontsize=6, color=colour,
                                     ha="center", va="bottom", transform=ax.get_xaxis_transform(),
                                     bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5})
-            ax.axhline(0.0, color="grey", linestyle="--", linewidth=0.8)
+            ax.axhline(0.0 if change else NO_EFFECT.get(name, 0.0), color="grey", linestyle="--", linewidth=0.8)
             ax.set_xticks(at_epoch[::every], [str(int(epoch)) for epoch in epochs[::every]])
             ax.set_xlim(-0.4, len(epochs) - 0.6)
             ax.margins(y=0.15)

@@ -6,8 +6,10 @@ from geomvol.geometry.volume import (
     log_volume,
     log_volume_and_singular_values,
     log_volume_of_parts,
+    PlaneMetric,
+    plane_metric,
     plan_chunks,
     subspace_jacobian,
 )
 
-__all__ = ["jacobian", "log_volume", "log_volume_and_singular_values", "log_volume_of_parts", "plan_chunks", "subspace_jacobian"]
+__all__ = ["jacobian", "log_volume", "log_volume_and_singular_values", "log_volume_of_parts", "plan_chunks", "plane_metric", "PlaneMetric", "subspace_jacobian"]

@@ -173,13 +173,8 @@ def subspace_jacobian(
         return vmap(along, in_dims=1, out_dims=2, chunk_size=directions_per_chunk)(basis.to(x))
 
 
-def _r_diagonal(tall: torch.Tensor) -> torch.Tensor:
-    """|R_ii| of the Householder QR factorisation of each (n, m) matrix, n >= m: shape (B, m)."""
-    return torch.linalg.qr(tall, mode="r").R.diagonal(dim1=-2, dim2=-1).abs()
-
-
-def _log_abs_det_r(jac: torch.Tensor) -> torch.Tensor:
-    """sum_i log s_i over all min(n, m) singular values, as log prod |R_ii| of a QR factorisation.
+def _r_factor(tall: torch.Tensor) -> torch.Tensor:
+    """R (B, m, m) of the Householder QR factorisation of each (n, m) matrix, n >= m.
 
     Householder QR is accurate relative to the largest singular value: a
     diagonal entry below ``GRADED_RATIO`` times the largest may carry a large
@@ -187,16 +182,24 @@ def _log_abs_det_r(jac: torch.Tensor) -> torch.Tensor:
     (saturated units, phi'(z) ~ 1e-30). Those points are factorised again
     with the rows sorted by decreasing norm, which makes Householder QR
     accurate row by row, so the tiny singular values keep their relative
-    accuracy (a norm-wise stable SVD would lose it).
+    accuracy (a norm-wise stable SVD would lose it). Sorting the rows leaves
+    :math:`R^\top R = J^\top J` as it is.
     """
-    tall = (jac if jac.shape[-2] >= jac.shape[-1] else jac.mT).contiguous()
-    diagonal = _r_diagonal(tall)
+    r = torch.linalg.qr(tall, mode="r").R
+    diagonal = r.diagonal(dim1=-2, dim2=-1).abs()
     graded = diagonal.amin(dim=-1) < GRADED_RATIO * diagonal.amax(dim=-1)
     if graded.any():
         rows = tall[graded]
         order = rows.norm(dim=-1).argsort(dim=-1, descending=True)
-        diagonal[graded] = _r_diagonal(torch.take_along_dim(rows, order[..., None], dim=-2))
-    return torch.log(diagonal).sum(dim=-1)
+        r[graded] = torch.linalg.qr(torch.take_along_dim(rows, order[..., None], dim=-2), mode="r").R
+    return r
+
+
+def _log_abs_det_r(jac: torch.Tensor) -> torch.Tensor:
+    """sum_i log s_i over all min(n, m) singular values, as log prod |R_ii| of a QR factorisation of the tall
+    one of J and J^T (:func:`_r_factor`)."""
+    tall = (jac if jac.shape[-2] >= jac.shape[-1] else jac.mT).contiguous()
+    return torch.log(_r_factor(tall).diagonal(dim1=-2, dim2=-1).abs()).sum(dim=-1)
 
 
 def _setup(feature_map, x, basis, top_k, memory_budget_bytes) -> tuple[int, int, bool, ChunkPlan]:
@@ -311,3 +314,77 @@ def log_volume_of_parts(
             for start, width in zip(starts, widths)
         ]))
     return torch.cat(chunks, dim=1)
+
+
+@dataclass(frozen=True)
+class PlaneMetric:
+    r"""The metric :math:`G = (J V)^\top (J V) / n` a feature map induces on a plane (orthonormal basis V (d, 2)),
+    at each point: its log volume element, eigenvalues and the direction of its leading eigenvector.
+
+    Shapes (..., B): a leading dimension P for the parts of :func:`plane_metric` with ``widths``.
+    """
+
+    log_volume: torch.Tensor  # (..., B) log sqrt(det G), as log_volume(basis=V) gives it
+    log_eigenvalues: torch.Tensor  # (..., B, 2) natural log of lambda_1 >= lambda_2; -inf for 0
+    angle: torch.Tensor  # (..., B) of G's leading eigenvector from V's first column toward its second, in
+    # (-pi/2, pi/2] (an eigenvector's sign is arbitrary); NaN where lambda_1 = lambda_2 to rounding
+
+
+def _metric_of_r(r: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(log volume, log eigenvalues (B, 2), angle) of G = R^T R / n from each upper-triangular R (B, 2, 2).
+
+    In closed form on R scaled by its largest entry s (no under- or overflow): with R = s [[a, b], [0, c]],
+    R^T R = s^2 [[p, q], [q, r]], p = a^2, q = ab, r = b^2 + c^2; lambda_1 = s^2 ((p + r)/2 + hypot((p - r)/2, q)),
+    lambda_2 = s^2 (ac)^2 / lambda_1 (from the determinant, so it keeps its relative accuracy however small),
+    and the leading eigenvector at angle atan2(2q, p - r) / 2.
+    """
+    scale = r.abs().amax(dim=(-2, -1))
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    a, b, c = (r[..., i, j] / safe for i, j in ((0, 0), (0, 1), (1, 1)))
+    p, q, rr = a * a, a * b, b * b + c * c
+    gap = torch.hypot((p - rr) / 2, q)
+    first = (p + rr) / 2 + gap
+    second = torch.where(first > 0, (a * c) ** 2 / torch.where(first > 0, first, torch.ones_like(first)), 0.0)
+    offset = 2 * torch.log(safe) - math.log(n)
+    log_eigenvalues = torch.stack([torch.log(first), torch.log(second)], dim=-1) + offset[..., None]
+    log_eigenvalues = torch.where((scale > 0)[..., None], log_eigenvalues, -math.inf)
+    isotropic = gap <= 8 * torch.finfo(r.dtype).eps * first
+    angle = torch.where(isotropic, math.nan, torch.atan2(2 * q, p - rr) / 2)
+    angle = torch.where(angle <= -math.pi / 2, angle + math.pi, angle)
+    log_volume = torch.log(r.diagonal(dim1=-2, dim2=-1).abs()[..., : min(n, 2)]).sum(dim=-1) - 0.5 * min(n, 2) * math.log(n)
+    return log_volume, log_eigenvalues, angle
+
+
+def plane_metric(
+    feature_map: FeatureMap,
+    x: torch.Tensor,
+    basis: torch.Tensor,
+    widths: list[int] | None = None,
+    memory_budget_bytes: int | None = None,
+) -> PlaneMetric:
+    r"""The metric a feature map induces on the plane spanned by ``basis`` (d, 2), orthonormal, at each point of
+    ``x`` (B, *input): its log volume element (the value :func:`log_volume` gives with this basis), eigenvalues
+    and leading eigenvector (:class:`PlaneMetric`), from one QR factorisation of J V per point (:func:`_r_factor`).
+
+    With ``widths``, ``feature_map`` returns P maps side by side, (B, n_1 + ... + n_P), as for
+    :func:`log_volume_of_parts`, and each field has a leading dimension P: one set of 2 JVPs serves all parts.
+    """
+    if basis.shape[-1] != 2:
+        raise ValueError(f"a plane's metric needs a basis of 2 directions, not {basis.shape[-1]}")
+    n, _, _, plan = _setup(feature_map, x, basis, None, memory_budget_bytes)
+    parts = [n] if widths is None else widths
+    if sum(parts) != n:
+        raise ValueError(f"the parts' widths {parts} do not add up to the feature map's {n} features")
+    starts = [sum(parts[:p]) for p in range(len(parts))]
+    chunks = []  # per chunk of points: per part, (log volume, log eigenvalues, angle)
+    for jac in _jacobians(feature_map, x, basis, n, plan):
+        chunk = []
+        for start, width in zip(starts, parts):
+            rows = jac[:, start:start + width]
+            if width < 2:  # zero rows leave J^T J as it is
+                rows = torch.nn.functional.pad(rows, (0, 0, 0, 2 - width))
+            chunk.append(_metric_of_r(_r_factor(rows.contiguous()), width))
+        chunks.append(chunk)
+    fields = [torch.stack([torch.cat([chunk[part][i] for chunk in chunks]) for part in range(len(parts))])
+              for i in range(3)]  # (P, B, ...) each
+    return PlaneMetric(*(field if widths is not None else field[0] for field in fields))

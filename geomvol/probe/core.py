@@ -22,7 +22,8 @@ from tqdm import tqdm
 from geomvol.catalogue import block_windows, same_feature_maps
 from geomvol.data.prepare import model_inputs
 from geomvol.device import device_label, resolve_device
-from geomvol.geometry import log_volume, log_volume_and_singular_values, log_volume_of_parts
+from geomvol.geometry import log_volume, log_volume_and_singular_values, log_volume_of_parts, plane_metric
+from geomvol.geometry.volume import PlaneMetric, subspace_jacobian
 from geomvol.geometry.curvature import gaussian_curvature, gaussian_curvature_of_parts
 from geomvol.models import build_model, feature_map
 from geomvol.models.registry import feature_maps_together, feature_width
@@ -161,6 +162,51 @@ def log10_volumes(probed: ProbedModel, points: torch.Tensor, settings: ProbeSett
                           memory_budget_bytes=settings.memory_budget_bytes) / LN10
 
     return _each_feature_map(probed, settings, compute, f"volume at {points.shape[0]} points")
+
+
+def plane_metrics(probed: ProbedModel, points: torch.Tensor, settings: ProbeSettings, basis: torch.Tensor) -> dict:
+    """The metric every feature map of ``settings`` induces on the plane spanned by ``basis`` (d, 2), orthonormal,
+    at ``points`` (B, *input): name -> :class:`geomvol.geometry.volume.PlaneMetric` (log volume element,
+    eigenvalues, leading eigenvector). A model that computes several feature maps in one pass has them all from
+    one set of JVPs."""
+    names = list(settings.feature_maps)
+    together = probed.feature_maps_together(names)
+    if together is not None:
+        parts = plane_metric(together, points, basis, [probed.width(name) for name in names],
+                             memory_budget_bytes=settings.memory_budget_bytes)
+        return {name: PlaneMetric(*(field[p] for field in (parts.log_volume, parts.log_eigenvalues, parts.angle)))
+                for p, name in enumerate(names)}
+
+    def compute(features):
+        return plane_metric(features, points, basis, memory_budget_bytes=settings.memory_budget_bytes)
+
+    return _each_feature_map(probed, settings, compute, f"metric at {points.shape[0]} points")
+
+
+def volumes_and_metrics(probed: ProbedModel, points: torch.Tensor, settings: ProbeSettings,
+                        basis: torch.Tensor) -> tuple[dict, dict]:
+    """On a plane (``basis`` (d, 2)): log10 sqrt(det g) of every feature map (:func:`log10_volumes`) and the
+    metric it induces on the plane (:func:`plane_metrics`); with the subspace metric, the volume element is the
+    plane metric's own, from the same JVPs."""
+    metrics = plane_metrics(probed, points, settings, basis)
+    if settings.metric == "subspace":
+        return {name: metric.log_volume / LN10 for name, metric in metrics.items()}, metrics
+    return log10_volumes(probed, points, settings, basis), metrics
+
+
+def margin_gradients(probed: ProbedModel, points: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """The gradient (B, 2) within the plane spanned by ``basis`` (d, 2), orthonormal, of the margin between the two
+    leading logits z_top1 - z_top2 (of :func:`network_logits`' classifier) at ``points`` (B, *input), in the
+    basis's coordinates: the direction across the network's decision boundary. Two JVPs per point."""
+    classify = probed.classifier or probed.model
+    gradients = []
+    for chunk in points.split(OUTPUT_BATCH):
+        with torch.no_grad():
+            top_two = classify(chunk).topk(2, dim=1).indices  # (B, 2)
+        jac = subspace_jacobian(classify, chunk, basis)  # (B, C, 2)
+        leading = jac.gather(1, top_two[:, :, None].expand(-1, -1, 2))  # (B, 2 classes, 2 directions)
+        gradients.append(leading[:, 0] - leading[:, 1])
+    return torch.cat(gradients)
 
 
 def singular_values(probed: ProbedModel, points: torch.Tensor, settings: ProbeSettings) -> dict:
@@ -399,6 +445,49 @@ def curvature_attrs(plane: str) -> dict:
     }
 
 
+def stretch_attrs(field: str, frame: str) -> dict:
+    """Attributes of the plane metric's eigenvalues, its leading eigenvector's angle and the margin gradient's angle
+    on ``field``, whose orthonormal frame is ``frame`` (name -> attrs)."""
+    angle = f"radians from the first axis of {frame} toward the second"
+    return {
+        "log10_metric_eigenvalue": {
+            "long_name": "log10 of the eigenvalues of the metric the feature map induces on the plane",
+            "units": "1",
+            "description": (
+                f"log10 lambda_1 >= lambda_2 of G = (J V)^T (J V) / n on {field}, J = d Phi/dx the Jacobian of the "
+                f"feature map named by `block` (n its width), V {frame}; log10 lambda_1 + log10 lambda_2 = 2 log10 "
+                f"sqrt(det G); log10(lambda_1 / lambda_2) is the metric's anisotropy; -inf for 0"),
+            "method": "geomvol.geometry.volume.plane_metric (closed form on the R of a QR factorisation of J V)",
+        },
+        "stretch_angle": {
+            "long_name": "direction in which the feature map stretches the plane most (G's leading eigenvector)",
+            "units": "radian",
+            "description": (
+                f"angle of the eigenvector of lambda_1 of G (see log10_metric_eigenvalue), {angle}, in (-pi/2, "
+                f"pi/2] (an eigenvector has no sign); NaN where lambda_1 = lambda_2 to rounding (isotropic)"),
+        },
+        "margin_gradient_angle": {
+            "long_name": "direction of the gradient of the margin between the two leading logits within the plane",
+            "units": "radian",
+            "description": (
+                f"angle of the gradient of m(x) = z_top1(x) - z_top2(x) projected on the plane of {field} (the "
+                f"direction across the network's decision boundary), {angle}, in (-pi, pi]; NaN where it is 0"),
+        },
+    }
+
+
+def stretch_fields(metrics: dict, gradients: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(log10 eigenvalues (P, B, 2), stretch angles (P, B), margin gradient angles (B,)) as numpy arrays from
+    :func:`plane_metrics` (P feature maps) and :func:`margin_gradients`."""
+    eigenvalues = np.stack([metric.log_eigenvalues.cpu().numpy() / LN10 for metric in metrics.values()])
+    angles = np.stack([metric.angle.cpu().numpy() for metric in metrics.values()])
+    gradients = gradients.cpu().numpy()
+    gradient_angles = np.where((gradients != 0).any(axis=1), np.arctan2(gradients[:, 1], gradients[:, 0]), np.nan)
+    return eigenvalues, angles, gradient_angles
+
+
+EIGENVALUE_COORD = ("eigenvalue", [1, 2], {"long_name": "rank of the eigenvalue of the plane metric (1 = largest)",
+                                           "units": "1"})
 ENTROPY_ATTRS = {"long_name": "entropy of the predicted class distribution (softmax of the logits)", "units": "nat"}
 MARGIN_ATTRS = {"long_name": "largest minus second-largest predicted class probability (0 on a decision boundary)",
                 "units": "1"}

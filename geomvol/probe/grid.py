@@ -12,9 +12,10 @@ import xarray as xr
 from geomvol.errors import ConfigError
 from geomvol.settings import GridSettings, ProbeSettings
 from geomvol.probe.core import (
-    ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, block_coords, boundary_attrs, checkpoint_coords, class_attrs,
-    curvature_attrs, curvatures, learned_boundary, load_probed_model, log10_volumes, network_outputs,
-    notebook_settings, predictive_entropy, probability_margin, probed_module, top_k_coord, volume_attrs,
+    EIGENVALUE_COORD, ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, block_coords, boundary_attrs, checkpoint_coords, class_attrs,
+    curvature_attrs, curvatures, learned_boundary, load_probed_model, margin_gradients, network_outputs,
+    notebook_settings, predictive_entropy, probability_margin, probed_module, stretch_attrs, stretch_fields,
+    top_k_coord, volume_attrs, volumes_and_metrics,
 )
 
 
@@ -66,8 +67,9 @@ def measure_grid(probed: ProbedModel, settings: ProbeSettings, classes: list[str
     points = points.to(probed.device)
     print(f"{points.shape[0]} grid points", file=sys.stderr)
     basis = torch.eye(2, dtype=probed.dtype, device=probed.device)
-    volumes = log10_volumes(probed, points, settings, basis)
+    volumes, metrics = volumes_and_metrics(probed, points, settings, basis)
     probabilities = network_outputs(probed, points)
+    eigenvalues, stretch, gradient = stretch_fields(metrics, margin_gradients(probed, points, basis))
 
     def on_grid(t: torch.Tensor) -> np.ndarray:
         return t.detach().cpu().numpy().reshape(1, 1, resolution, resolution)
@@ -78,9 +80,16 @@ def measure_grid(probed: ProbedModel, settings: ProbeSettings, classes: list[str
     crossings, distance = learned_boundary(probed, axis, axis, predicted.cpu().numpy().reshape(resolution, resolution),
                                            lambda coordinates: coordinates, np.eye(2), probabilities.shape[1])
     crossing_attrs, distance_attrs = boundary_attrs("the input grid", ("x1", "x2"))
+    attrs = stretch_attrs("the input grid", "the input axes (x1, x2)")
+    blocks = ("seed", "epoch", "block", "x2", "x1")
     variables = {
         "boundary_crossing": (("seed", "epoch", "edge", "x2", "x1"), crossings[None, None], crossing_attrs),
         "boundary_distance": (dims, distance[None, None], distance_attrs),
+        "log10_metric_eigenvalue": ((*blocks, "eigenvalue"),
+                                    eigenvalues.reshape(1, 1, -1, resolution, resolution, 2),
+                                    attrs["log10_metric_eigenvalue"]),
+        "stretch_angle": (blocks, stretch.reshape(1, 1, -1, resolution, resolution), attrs["stretch_angle"]),
+        "margin_gradient_angle": (dims, gradient.reshape(1, 1, resolution, resolution), attrs["margin_gradient_angle"]),
     }
     if settings.curvature:
         gaussian = curvatures(probed, points, settings, basis)
@@ -104,5 +113,6 @@ def measure_grid(probed: ProbedModel, settings: ProbeSettings, classes: list[str
             "x2": ("x2", axis.numpy(), {"long_name": "input coordinate x2", "units": "1"}),
             "edge": ("edge", np.array(["x1", "x2"], dtype=object),
                      {"long_name": "the grid axis a boundary crossing's edge runs along"}),
+            "eigenvalue": EIGENVALUE_COORD,
         },
     )

@@ -30,10 +30,10 @@ from geomvol.data.anchors import resolve_anchors
 from geomvol.settings import LineSettings, PlaneSettings, ProbeSettings
 from geomvol.geometry.boundary import line_boundary_distance
 from geomvol.probe.core import (
-    ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, attach_linear_probe, block_coords, boundary_attrs, boundary_crossings,
+    EIGENVALUE_COORD, ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, attach_linear_probe, block_coords, boundary_attrs, boundary_crossings,
     checkpoint_coords, class_attrs, curvature_attrs, curvatures, learned_boundary, load_probed_model, log10_volumes,
-    network_outputs, notebook_settings, predictive_entropy, probability_margin, probed_module,
-    singular_values, top_k_coord, volume_attrs,
+    margin_gradients, network_outputs, notebook_settings, predictive_entropy, probability_margin, probed_module,
+    singular_values, stretch_attrs, stretch_fields, top_k_coord, volume_attrs, volumes_and_metrics,
 )
 
 SQRT3 = math.sqrt(3.0)
@@ -157,6 +157,10 @@ def measure_spans(probed: ProbedModel, kind: str, anchor_inputs: torch.Tensor, a
     with_curvature = settings.curvature and kind == "plane"
     curvature = np.full((1, 1, len(names), n_spans, *grid_shape), np.nan)
     crossings = np.full((1, 1, n_spans, *((2,) if kind == "plane" else ()), *grid_shape), np.nan)
+    eigenvalues = np.full((1, 1, len(names), n_spans, *grid_shape, 2), np.nan)  # planes only
+    stretch = np.full((1, 1, len(names), n_spans, *grid_shape), np.nan)
+    gradient = np.full((1, 1, n_spans, *grid_shape), np.nan)
+    axes_in_frame = np.full((n_spans, 2, 2), np.nan)
     distance = np.full((1, 1, n_spans, *grid_shape), np.nan)
     n_classes = None
     for span in range(n_spans):
@@ -164,7 +168,18 @@ def measure_spans(probed: ProbedModel, kind: str, anchor_inputs: torch.Tensor, a
         points, basis = _points_and_basis(kind, span_inputs.reshape(n_anchors, d), axes)
         points = points.reshape(-1, *input_shape)
         print(f"{kind} {span}: {points.shape[0]} points", file=sys.stderr)
-        for b, values in enumerate(log10_volumes(probed, points, settings, basis).values()):
+        if kind == "plane":
+            volumes, metrics = volumes_and_metrics(probed, points, settings, basis)
+            span_eigenvalues, span_stretch, span_gradient = stretch_fields(
+                metrics, margin_gradients(probed, points, basis))
+            eigenvalues[0, 0, :, span] = span_eigenvalues.reshape(len(names), *grid_shape, 2)
+            stretch[0, 0, :, span] = span_stretch.reshape(len(names), *grid_shape)
+            gradient[0, 0, span] = span_gradient.reshape(grid_shape)
+            frame = plane_frame(*span_inputs.reshape(n_anchors, d))
+            axes_in_frame[span] = (basis.T @ torch.stack([frame.e_u, frame.e_v], dim=1)).cpu().double().numpy()
+        else:
+            volumes = log10_volumes(probed, points, settings, basis)
+        for b, values in enumerate(volumes.values()):
             volume[0, 0, b, span] = values.cpu().numpy().reshape(grid_shape)
         if with_curvature:
             for b, values in enumerate(curvatures(probed, points, settings, basis).values()):
@@ -208,6 +223,21 @@ def measure_spans(probed: ProbedModel, kind: str, anchor_inputs: torch.Tensor, a
     edge = ("edge",) if kind == "plane" else ()
     variables[f"{kind}_boundary_crossing"] = (("seed", "epoch", kind, *edge, *grid_dims), crossings, crossing_attrs)
     variables[f"{kind}_boundary_distance"] = (("seed", "epoch", kind, *grid_dims), distance, distance_attrs)
+    if kind == "plane":
+        attrs = stretch_attrs("the probed plane", "the plane's orthonormal frame (plane_axes_in_frame)")
+        blocks = ("seed", "epoch", "block", kind, *grid_dims)
+        variables["plane_log10_metric_eigenvalue"] = ((*blocks, "eigenvalue"), eigenvalues,
+                                                      attrs["log10_metric_eigenvalue"])
+        variables["plane_stretch_angle"] = (blocks, stretch, attrs["stretch_angle"])
+        variables["plane_margin_gradient_angle"] = (("seed", "epoch", kind, *grid_dims), gradient,
+                                                    attrs["margin_gradient_angle"])
+        variables["plane_axes_in_frame"] = (("plane", "frame_axis", "plane_axis"), axes_in_frame, {
+            "long_name": "the plane's axes e_u and e_v in its orthonormal frame V",
+            "units": "1",
+            "description": ("R with (e_u e_v) = V R, V the orthonormal basis of the plane whose first axis runs along "
+                            "e_u (or -e_u where R's first entry is negative; the frame of plane_stretch_angle and plane_margin_gradient_angle): a direction at "
+                            "angle a in the frame is (du, dv) = R^-1 (cos a, sin a) in the plane's coordinates"),
+        })
     if with_curvature:
         variables[f"{kind}_curvature"] = (("seed", "epoch", "block", kind, *grid_dims), curvature,
                                           curvature_attrs(f"the probed {kind}"))
@@ -227,6 +257,11 @@ def measure_spans(probed: ProbedModel, kind: str, anchor_inputs: torch.Tensor, a
     if kind == "plane":
         coords["edge"] = ("edge", np.array(["u", "v"], dtype=object),
                           {"long_name": "the plane axis a boundary crossing's edge runs along"})
+        coords["eigenvalue"] = EIGENVALUE_COORD
+        coords["frame_axis"] = ("frame_axis", [1, 2], {"long_name": "axis of the plane's orthonormal frame V",
+                                                       "units": "1"})
+        coords["plane_axis"] = ("plane_axis", np.array(["u", "v"], dtype=object),
+                                {"long_name": "the plane's axis e_u or e_v"})
         uv = np.array(ANCHOR_UV)
         coords["anchor_u"] = ("anchor", uv[:, 0], {"long_name": "u coordinate of the anchor image", "units": "1"})
         coords["anchor_v"] = ("anchor", uv[:, 1], {"long_name": "v coordinate of the anchor image", "units": "1"})

@@ -129,15 +129,18 @@ def get_raw_data(wildcards):
 
 def get_figures(name, experiment):
     """The figures of one experiment: the input grid for 2-D data; planes, lines, and blocks (one
-    panel row per feature map) when more than one feature map is probed on planes; the spectra at
+    panel row per feature map) when more than one feature map is probed on planes; the direction of the
+    stretch on the grid or the planes; the spectra at
     the anchors when the probe records them; the comparison when the config asks for one; the
     curvature when the probe measures it; and the magnification measures of every
     experiment."""
     probe = experiment["probe"]
     if experiment["dataset"]["name"] == "sinusoid":
-        kinds = ["volume"]
+        kinds = ["volume", "stretch"]
     else:
         kinds = [kind for kind in ("planes", "lines") if probe[kind]]
+        if probe["planes"]:
+            kinds.append("stretch")
         if probe["planes"] and len(probe["feature_maps"]) > 1:
             kinds.append("blocks")
         if probe["spectra"]:
