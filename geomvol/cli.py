@@ -129,7 +129,7 @@ def cmd_combine(args) -> None:
 def cmd_measure(args) -> None:
     from geomvol.stages import measure
 
-    ds = measure(args.store, args.sections, args.output)
+    ds = measure(args.store, args.sections, args.output, args.compared)
     print(f"wrote {args.output}: {', '.join(name for name in ds.data_vars if name.endswith('_mean'))}")
 
 
@@ -284,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", type=Path, required=True, help="the experiment's combined volume store")
     p.add_argument("--sections", type=_json, required=True,
                    help="JSON with the resolved measures and dataset sections")
+    p.add_argument("--compared", type=Path, nargs="?", default=None,
+                   help="the combined store of the experiment of probe.compare_with (none: no comparison)")
     p.add_argument("--output", type=Path, required=True)
     p.set_defaults(func=cmd_measure)
 

@@ -143,6 +143,8 @@ class Tracer:
                             params=f"measures {attrs.get('measures_config')}")
             if step is not None:
                 self.store(self.here(attrs["source_store"]), depth + 1, attrs["source_store_sha256"])
+                if "compared_store" in attrs:  # probe.compare_with: the experiment whose agreement it measured
+                    self.store(self.here(attrs["compared_store"]), depth + 1, attrs["compared_store_sha256"])
             return
         if probe:
             step = self.add("probe store", path, "probe", depth, recorded, code=attrs.get("git_commit", "not recorded"),

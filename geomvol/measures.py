@@ -21,6 +21,8 @@ On the network's own boundary, located on every field by the probe (``boundary_d
 - **distance ratio**: :math:`\log_{10}` of the mean volume element over the fraction ``near_fraction`` of
   the field's points nearest the boundary, over the mean over the others: the boundary ratio restated on
   distance, with no probability band.
+- **delta ratio** (with ``measures.boundary_delta``): the same ratio over the points within a fixed distance
+  ``boundary_delta`` of the boundary (in input-space units) against those beyond.
 - **boundary location error** (2-D sinusoid only, per seed and epoch): the mean Euclidean distance from the
   boundary's crossings inside the training square to the true boundary. It falls as the network learns the
   boundary.
@@ -35,6 +37,10 @@ On the network's own boundary, located on every field by the probe (``boundary_d
   of that angle (1: the map stretches across the boundary; 0: along it; :math:`2/\pi \approx 0.64` for
   directions at random), each as its mean over the ``near_fraction`` of the points nearest the network's
   boundary (``_near_boundary``) and over the others (``_away_from_boundary``).
+- **agreement with another experiment** (``probe.compare_with``, on the planes both probe: the same anchor
+  images and grid): the same two agreements between each seed of this experiment and each seed of the other, at
+  the epochs both probed, of the same feature map (``compared_agreement_*``). Do a supervised net and a
+  self-supervised one magnify the same places?
 - **profiles**: the mean of :math:`\ell_i` (and of :math:`\log_{10}|K_i|`) over the points whose distance
   :math:`d_i` falls in each of ``profile_bins`` equal bins spanning the distances of the store's fields of that
   kind (signed where the field has two classes, so the two sides show; unsigned for more): the volume element
@@ -136,6 +142,17 @@ DEFINITIONS = {
         "log10(mean sqrt(det g) over the fraction near_fraction of the field's probe points nearest the network's "
         "own decision boundary (by |boundary_distance|) / mean sqrt(det g) over the other points); NaN where the "
         "field holds no boundary"),
+    "delta_ratio": (
+        "log10 of the mean volume element within boundary_delta of the network's boundary over the mean beyond",
+        "log10(mean sqrt(det g) over the field's probe points within boundary_delta (input-space units) of the "
+        "network's own decision boundary (|boundary_distance| <= boundary_delta) / mean sqrt(det g) over the points "
+        "beyond); with measures.boundary_delta; NaN where the field holds no boundary, or no point (or every point) "
+        "is within it"),
+    "abs_curvature_delta_ratio": (
+        "log10 of the mean |K| within boundary_delta of the network's boundary over the mean beyond",
+        "log10(mean |K| over the field's probe points within boundary_delta of the network's own decision boundary / "
+        "mean |K| over the points beyond); with measures.boundary_delta; NaN where the field holds no boundary, or "
+        "no point (or every point) is within it"),
     "abs_curvature_learned_boundary_correlation": (
         "Spearman rank correlation between |K| and minus the distance to the network's boundary",
         "Spearman's rank correlation, over the probe points of one field, between |K| and minus the absolute "
@@ -258,6 +275,39 @@ AGREEMENT_DEFINITIONS = {
         "intersection over union of the 10% of a field's probe points where one seed's log10 sqrt(det g) is largest "
         "and the 10% where the other's is"),
 }
+COMPARED_DEFINITIONS = {
+    "compared_agreement_correlation": (
+        "Spearman rank correlation between this experiment's log10 volume element map and the compared one's",
+        "Spearman's rank correlation, over the probe points of a plane both experiments probe (the same anchor images "
+        "and grid), between the log10 sqrt(det g) of a seed of this experiment and a seed of the experiment of "
+        "probe.compare_with, at the same epoch, of the same feature map (by name)"),
+    "compared_agreement_top_decile_iou": (
+        "overlap of this experiment's and the compared one's top-decile magnification regions",
+        "intersection over union of the 10% of the plane's probe points where this experiment's seed's log10 "
+        "sqrt(det g) is largest and the 10% where the compared experiment's seed's is"),
+}
+
+
+def map_agreement(first: np.ndarray, second: np.ndarray) -> dict:
+    """The two agreements of two maps over the same points: (rank correlation, why), (top-decile IoU, why)."""
+    return {"correlation": rank_correlation(first, second), "top_decile_iou": top_decile_overlap(first, second)}
+
+
+def _agreement_variables(prefix: str, definitions: dict, pair_dim: str, labels: list[str], dims: list[str],
+                         values: dict, undefined: dict, attrs: dict) -> dict:
+    """The variables of an agreement (``definitions``: seed or compared): per pair (``pair_dim``, ``labels``) on
+    ``dims``, and the mean over the pairs."""
+    variables = {pair_dim: (pair_dim, np.array(labels, dtype=object), {"long_name": "two seeds compared",
+                                                                       "units": "1"})}
+    for name, (long_name, definition) in definitions.items():
+        kind = name.rsplit("_agreement_", 1)[1]
+        variables[f"{prefix}{name}"] = ([pair_dim, *dims], values[kind], {
+            "long_name": long_name, "units": "1", "definition": definition, "undefined": undefined[kind], **attrs})
+        counts = np.isfinite(values[kind]).sum(axis=0)
+        mean = np.where(counts > 0, np.nansum(values[kind], axis=0) / np.maximum(counts, 1), np.nan)
+        variables[f"{prefix}{name}_mean"] = (dims, mean, {
+            "long_name": f"mean over the pairs of seeds: {long_name}", "units": "1", "n_pairs": len(labels), **attrs})
+    return variables
 
 
 def _seed_agreement(prefix: str, field_name: str, cell_dims: list[str], probed: xr.DataArray) -> dict:
@@ -270,28 +320,78 @@ def _seed_agreement(prefix: str, field_name: str, cell_dims: list[str], probed: 
     other_dims = cell_dims[1:]
     point_dims = [dim for dim in probed.dims if dim not in cell_dims]
     shape = [len(pairs), *(probed.sizes[d] for d in other_dims)]
-    values = {name: np.full(shape, np.nan) for name in AGREEMENT_DEFINITIONS}
-    undefined = {name: [] for name in AGREEMENT_DEFINITIONS}
+    values = {"correlation": np.full(shape, np.nan), "top_decile_iou": np.full(shape, np.nan)}
+    undefined = {kind: [] for kind in values}
     for index in np.ndindex(*shape[1:]):
         at = dict(zip(other_dims, index))
         maps = probed.isel(at).transpose("seed", *point_dims).values  # each seed's
         where = _where({dim: str(probed[dim].values[i]) for dim, i in at.items()})
         for number, (i, j) in enumerate(pairs):
-            for name, (value, why) in (("seed_agreement_correlation", rank_correlation(maps[i], maps[j])),
-                                       ("seed_agreement_top_decile_iou", top_decile_overlap(maps[i], maps[j]))):
-                values[name][(number, *index)] = value
+            for kind, (value, why) in map_agreement(maps[i], maps[j]).items():
+                values[kind][(number, *index)] = value
                 if why is not None:
-                    undefined[name].append(f"seeds {seeds[i]} and {seeds[j]} {where}: {why}")
-    labels = np.array([f"{seeds[i]}-{seeds[j]}" for i, j in pairs], dtype=object)
-    variables = {"seed_pair": ("seed_pair", labels, {"long_name": "two seeds compared", "units": "1"})}
-    for name, (long_name, definition) in AGREEMENT_DEFINITIONS.items():
-        attrs = {"long_name": long_name, "units": "1", "definition": definition, "probed_field": field_name,
-                 "undefined": undefined[name]}
-        variables[f"{prefix}{name}"] = (["seed_pair", *other_dims], values[name], attrs)
-        counts = np.isfinite(values[name]).sum(axis=0)
-        mean = np.where(counts > 0, np.nansum(values[name], axis=0) / np.maximum(counts, 1), np.nan)
-        variables[f"{prefix}{name}_mean"] = (other_dims, mean, {
-            "long_name": f"mean over the pairs of seeds: {long_name}", "units": "1", "n_pairs": len(pairs)})
+                    undefined[kind].append(f"seeds {seeds[i]} and {seeds[j]} {where}: {why}")
+    labels = [f"{seeds[i]}-{seeds[j]}" for i, j in pairs]
+    return _agreement_variables(prefix, AGREEMENT_DEFINITIONS, "seed_pair", labels, other_dims, values, undefined,
+                                {"probed_field": field_name})
+
+
+def counterpart(block: str, blocks: list[str]) -> str | None:
+    """The feature map of ``blocks`` that is ``block`` (by name, or one function under two names), if any."""
+    from geomvol.catalogue import SAME_FEATURE_MAPS
+
+    for other in blocks:
+        if other == block or SAME_FEATURE_MAPS.get(block) == other or SAME_FEATURE_MAPS.get(other) == block:
+            return other
+    return None
+
+
+def compared_agreement(ds: xr.Dataset, compared: xr.Dataset) -> dict:
+    """The agreement (COMPARED_DEFINITIONS) of every seed of ``ds`` with every seed of ``compared`` (the store of
+    its ``probe.compare_with``) on each plane both probe, per (dim ``compared_seed_pair``, epoch, block, plane), and
+    its mean over the pairs: NaN at an epoch the compared experiment did not probe, for a feature map it does not
+    have, or where its plane's grid differs. The planes must go through the same anchor images."""
+    from geomvol.errors import GeomvolError
+
+    name = compared.attrs.get("experiment", "the compared experiment")
+    for variable in ("plane_anchor_source_index", "plane_anchor_split"):
+        if variable in ds and not np.array_equal(ds[variable].values, compared[variable].values):
+            raise GeomvolError(f"experiment {ds.attrs.get('experiment')} and {name} do not probe the same planes "
+                               f"({variable}: {ds[variable].values.tolist()} against "
+                               f"{compared[variable].values.tolist()}); compare_with needs the same anchor images")
+    seeds, other_seeds = ds["seed"].values.tolist(), compared["seed"].values.tolist()
+    pairs = list(itertools.product(range(len(seeds)), range(len(other_seeds))))
+    dims = ["epoch", "block", "plane"]
+    shape = [len(pairs), ds.sizes["epoch"], ds.sizes["block"], ds.sizes["plane"]]
+    values = {"correlation": np.full(shape, np.nan), "top_decile_iou": np.full(shape, np.nan)}
+    undefined = {kind: [] for kind in values}
+    same_grid = all(np.array_equal(ds[axis].values, compared[axis].values) for axis in ("u", "v"))
+    other_epochs, other_blocks = compared["epoch"].values.tolist(), compared["block"].values.tolist()
+    for (e, epoch), (b, block), plane in itertools.product(enumerate(ds["epoch"].values.tolist()),
+                                                           enumerate(ds["block"].values.tolist()),
+                                                           range(ds.sizes["plane"])):
+        other_block = counterpart(block, other_blocks)
+        why = ("the two experiments probe the plane on different grids (probe.plane)" if not same_grid else
+               f"{name} did not probe epoch {epoch}" if epoch not in other_epochs else
+               f"{name} probes no feature map {block}" if other_block is None else None)
+        if why is not None:
+            for kind in values:
+                undefined[kind].append(f"epoch={epoch} block={block} plane={plane}: {why}")
+            continue
+        maps = ds["plane_log10_volume"].sel(epoch=epoch, block=block, plane=plane).transpose("seed", "v", "u").values
+        other_maps = compared["plane_log10_volume"].sel(epoch=epoch, block=other_block, plane=plane).transpose(
+            "seed", "v", "u").values
+        for number, (i, j) in enumerate(pairs):
+            for kind, (value, why) in map_agreement(maps[i], other_maps[j]).items():
+                values[kind][number, e, b, plane] = value
+                if why is not None:
+                    undefined[kind].append(f"seeds {seeds[i]} and {name}'s {other_seeds[j]} epoch={epoch} "
+                                           f"block={block} plane={plane}: {why}")
+    labels = [f"{seeds[i]}-{other_seeds[j]}" for i, j in pairs]
+    variables = _agreement_variables("plane_", COMPARED_DEFINITIONS, "compared_seed_pair", labels, dims, values,
+                                     undefined, {"probed_field": "plane_log10_volume", "compared_experiment": name})
+    long_name = f"a seed of this experiment and one of {name}"
+    variables["compared_seed_pair"][2]["long_name"] = long_name
     return variables
 
 
@@ -370,30 +470,55 @@ def nearest_ratio(log10_values: np.ndarray, distance: np.ndarray, fraction: floa
     return near - far, None
 
 
-def _learned_boundary_measures(values: np.ndarray, log10_values: np.ndarray, distance, fraction: float,
-                               quantity: str, prefix: str = "") -> dict:
-    """The measures on the network's own boundary of a field (none where the probe did not locate it)."""
+def delta_ratio(log10_values: np.ndarray, distance: np.ndarray, delta: float,
+                quantity: str = "the volume element") -> tuple[float, str | None]:
+    """(log10 of the mean of 10**log10_values over the points within ``delta`` of the boundary (|distance| <=
+    delta) over the mean over the others, None), or (NaN, why)."""
+    log10_values, distance = np.ravel(log10_values), np.ravel(distance)
+    if not np.isfinite(distance).any():
+        return math.nan, "the field holds no decision boundary"
+    keep = ~np.isnan(log10_values) & (log10_values < np.inf) & np.isfinite(distance)
+    near, far = keep & (np.abs(distance) <= delta), keep & (np.abs(distance) > delta)
+    if not near.any():
+        return math.nan, f"no probe point within {delta:g} of the boundary"
+    if not far.any():
+        return math.nan, f"every probe point is within {delta:g} of the boundary"
+    near_mean, far_mean = _log10_mean(log10_values[near]), _log10_mean(log10_values[far])
+    if not (np.isfinite(near_mean) and np.isfinite(far_mean)):
+        return math.nan, f"{quantity} is 0 at every point near the boundary or away from it"
+    return near_mean - far_mean, None
+
+
+def _learned_boundary_measures(values: np.ndarray, log10_values: np.ndarray, distance,
+                               settings: MeasuresSettings, quantity: str, prefix: str = "") -> dict:
+    """The measures on the network's own boundary of a field (none where the probe did not locate it); the
+    delta ratio with ``measures.boundary_delta``."""
     if distance is None:
         return {}
+    names = ["learned_boundary_correlation", "distance_ratio"] + (
+        ["delta_ratio"] if settings.boundary_delta is not None else [])
     if not np.isfinite(distance).any():
-        why = "the field holds no decision boundary"
-        return {f"{prefix}learned_boundary_correlation": (math.nan, why), f"{prefix}distance_ratio": (math.nan, why)}
-    return {f"{prefix}learned_boundary_correlation": rank_correlation(values, -np.abs(distance), quantity),
-            f"{prefix}distance_ratio": nearest_ratio(log10_values, distance, fraction, quantity)}
-
-
-def _volume_measures(log10_volume, entropy, margin, band, minus_distance, distance, fraction) -> dict:
-    """The measures of a log10 volume element field: name -> (value, why undefined)."""
-    values = {"entropy_correlation": rank_correlation(log10_volume, entropy),
-              "boundary_ratio": boundary_ratio(log10_volume, margin, band)}
-    if minus_distance is not None:
-        values["boundary_distance_correlation"] = rank_correlation(log10_volume, minus_distance)
-    values.update(_learned_boundary_measures(log10_volume, log10_volume, distance, fraction, "log10 volume element"))
+        return {f"{prefix}{name}": (math.nan, "the field holds no decision boundary") for name in names}
+    values = {f"{prefix}learned_boundary_correlation": rank_correlation(values, -np.abs(distance), quantity),
+              f"{prefix}distance_ratio": nearest_ratio(log10_values, distance, settings.near_fraction, quantity)}
+    if settings.boundary_delta is not None:
+        values[f"{prefix}delta_ratio"] = delta_ratio(log10_values, distance, settings.boundary_delta, quantity)
     return values
 
 
-def _curvature_measures(curvature, entropy, margin, band, minus_distance, distance, fraction) -> dict:
+def _volume_measures(log10_volume, entropy, margin, minus_distance, distance, settings: MeasuresSettings) -> dict:
+    """The measures of a log10 volume element field: name -> (value, why undefined)."""
+    values = {"entropy_correlation": rank_correlation(log10_volume, entropy),
+              "boundary_ratio": boundary_ratio(log10_volume, margin, settings.boundary_margin)}
+    if minus_distance is not None:
+        values["boundary_distance_correlation"] = rank_correlation(log10_volume, minus_distance)
+    values.update(_learned_boundary_measures(log10_volume, log10_volume, distance, settings, "log10 volume element"))
+    return values
+
+
+def _curvature_measures(curvature, entropy, margin, minus_distance, distance, settings: MeasuresSettings) -> dict:
     """The measures of a Gaussian curvature field, on |K| and on the sign of K: name -> (value, why undefined)."""
+    band = settings.boundary_margin
     size, sign = np.abs(curvature), np.sign(curvature)
     with np.errstate(divide="ignore"):
         log10_size = np.log10(size)
@@ -408,7 +533,7 @@ def _curvature_measures(curvature, entropy, margin, band, minus_distance, distan
         values["abs_curvature_boundary_distance_correlation"] = rank_correlation(size, minus_distance, "|K|")
         values["curvature_sign_boundary_distance_correlation"] = rank_correlation(sign, minus_distance,
                                                                                   "the sign of K")
-    values.update(_learned_boundary_measures(size, log10_size, distance, fraction, "|K|", "abs_curvature_"))
+    values.update(_learned_boundary_measures(size, log10_size, distance, settings, "|K|", "abs_curvature_"))
     return values
 
 
@@ -434,8 +559,8 @@ def near_and_away_means(values: np.ndarray, distance, fraction: float) -> dict:
 def _stretch_measures(name: str):
     """The measures of a stretch field (``metric_anisotropy`` or ``stretch_alignment``): its means nearest the
     network's boundary and away from it."""
-    def measures_of(values, entropy, margin, band, minus_distance, distance, fraction) -> dict:
-        means = near_and_away_means(values, distance, fraction)
+    def measures_of(values, entropy, margin, minus_distance, distance, settings: MeasuresSettings) -> dict:
+        means = near_and_away_means(values, distance, settings.near_fraction)
         return {f"{name}_{'near_boundary' if side == 'near' else 'away_from_boundary'}": value
                 for side, value in means.items()}
     return measures_of
@@ -537,8 +662,10 @@ def _where(labels: dict) -> str:
     return " ".join(f"{dim}={value}" for dim, value in labels.items())
 
 
-def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dataset:
-    """The magnification measures of a combined (volume) store's Dataset, per seed and across seeds.
+def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings, compared: xr.Dataset | None = None) -> xr.Dataset:
+    """The magnification measures of a combined (volume) store's Dataset, per seed and across seeds; with
+    ``compared`` (the combined store of the experiment's ``probe.compare_with``), the agreement of the two
+    experiments' maps on their planes (:func:`compared_agreement`).
 
     Returns a Dataset with,
     for each measure ``m`` (prefixed ``plane_``/``line_`` on planes and lines): ``m`` on (seed, epoch,
@@ -572,7 +699,7 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dat
             entropy = ds[entropy_name].isel(others).transpose(*point_dims).values
             margin = ds[margin_name].isel(others).transpose(*point_dims).values
             distance = None if distance_name is None else ds[distance_name].isel(others).transpose(*point_dims).values
-            measured = measures_of(field, entropy, margin, band, minus_distance, distance, settings.near_fraction)
+            measured = measures_of(field, entropy, margin, minus_distance, distance, settings)
             if profiles is not None:
                 profiles[index] = binned_means(_profiled(quantity, field), distance, edges)
             for name, (value, why) in measured.items():
@@ -592,6 +719,8 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dat
                 attrs["boundary_margin"] = band
             if "near_fraction" in definition:
                 attrs["near_fraction"] = settings.near_fraction
+            if "boundary_delta" in definition:
+                attrs["boundary_delta"] = settings.boundary_delta
             variables[prefix + name] = (cell_dims, results[name], attrs)
             variables.update(_over_seeds(prefix + name, cell_dims, results[name], long_name, undefined[name], bootstrap))
             if 0 in ds["epoch"].values:
@@ -602,6 +731,8 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings) -> xr.Dat
                                                 bootstrap))
         if quantity == "log10_volume":
             variables.update(_seed_agreement(prefix, field_name, cell_dims, probed))
+    if compared is not None and "plane_log10_volume" in ds:
+        variables.update(compared_agreement(ds, compared))
     if settings.true_boundary is not None and "boundary_crossing" in ds:
         variables.update(_location_error(ds, settings))
     keep_coords = {name: coord for name, coord in ds.coords.items()
@@ -749,7 +880,7 @@ def _change_from_epoch_0(variable: str, cell_dims: list[str], values: np.ndarray
 # What the summary table quotes of each field (geomvol summary): the magnification at the network's own boundary
 # on distance, its rank correlation with closeness to it, the study's probability-band ratio beside them, and the
 # direction of the stretch nearest the boundary (2-D fields).
-SUMMARY_MEASURES = ("distance_ratio", "learned_boundary_correlation", "boundary_ratio",
+SUMMARY_MEASURES = ("distance_ratio", "delta_ratio", "learned_boundary_correlation", "boundary_ratio",
                     "stretch_alignment_near_boundary", "metric_anisotropy_near_boundary")
 SUMMARY_COLUMNS = {
     "experiment": "the experiment (results/<experiment>/measures.zarr)",

@@ -153,13 +153,14 @@ class MeasuresSettings:
     bootstrap: BootstrapSettings
     true_boundary: SinusoidBoundary | None = None
     profile_bins: int = 10
+    boundary_delta: float | None = None  # None: no delta_ratio
 
     @classmethod
     def from_sections(cls, measures: dict, dataset: dict) -> MeasuresSettings:
         boundary = (SinusoidBoundary(dataset["amplitude"], dataset["frequency"], dataset["phase"])
                     if dataset["name"] == "sinusoid" else None)
         return cls(measures["boundary_margin"], measures["near_fraction"], BootstrapSettings(**measures["bootstrap"]),
-                   boundary, measures["profile_bins"])
+                   boundary, measures["profile_bins"], measures["boundary_delta"])
 
 
 @dataclass(frozen=True)

@@ -370,18 +370,25 @@ def combine_probes(
     return ds
 
 
-def measure(store: str | Path, sections: dict, output: str | Path):
+def measure(store: str | Path, sections: dict, output: str | Path, compared: str | Path | None = None):
     """The magnification measures (:func:`geomvol.measures.magnification_measures`) of a volume store, with
     the ``measures`` section, the store it came from and its sha256; returns the Dataset. ``sections``: the
-    resolved ``measures`` and ``dataset`` sections."""
+    resolved ``measures`` and ``dataset`` sections; ``compared``: the volume store of the experiment's
+    ``probe.compare_with``, whose agreement with this one is measured on their planes."""
     from geomvol.measures import magnification_measures
     from geomvol.settings import MeasuresSettings
     from geomvol.store import open_store, write_store
 
+    other = None
+    if compared is not None:
+        with open_store(compared, verify="sha256") as other_store:
+            other = other_store.load()
     with open_store(store, verify="sha256") as volume:
-        ds = magnification_measures(volume.load(), MeasuresSettings.from_sections(**sections))
+        ds = magnification_measures(volume.load(), MeasuresSettings.from_sections(**sections), other)
     ds.attrs.update(measures_config=canonical_json(sections["measures"]), source_store=str(store),
                     source_store_sha256=sha256_of(store), **record())
+    if compared is not None:
+        ds.attrs.update(compared_store=str(compared), compared_store_sha256=sha256_of(compared))
     write_store(ds, output)
     return ds
 
@@ -406,6 +413,7 @@ def summarise(stores: list[str | Path], output: str | Path):
     header = "".join(sources) + "".join(f"# {column}: {meaning}\n" for column, meaning in SUMMARY_COLUMNS.items())
     with atomic_path(output) as tmp:
         Path(tmp).write_text(header + table.to_csv(sep="\t", index=False, float_format="%.6g", na_rep="NaN"))
+    write_file_record(output)
     return table
 
 

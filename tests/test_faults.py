@@ -6,6 +6,7 @@ group's training plans every seed of the group again, and (run for a key of each
 the same run."""
 
 import os
+import re
 import shutil
 
 import pytest
@@ -255,6 +256,20 @@ def test_a_truncated_published_checkpoint_is_made_again_in_one_run(copy_of_run):
     damage(published, "truncate")
     plan = run(workdir, group_config(), "--dry-run")
     assert f"{published.relative_to(workdir)} is made again" in plan.stderr  # a dry run shows it
+    first = run(workdir, group_config())
+    assert first.returncode == 0, first.stdout + first.stderr
+    repaired(workdir, reference, kept, first, None)
+
+
+def test_a_hand_edited_summary_table_is_made_again(copy_of_run):
+    """results/summary.tsv carries its record like every output: a table cut short is made again from the
+    measures stores, and nothing before it."""
+    workdir, reference, kept = copy_of_run
+    summary = workdir / "results" / "summary.tsv"
+    damage(summary, "truncate")
+    plan = run(workdir, group_config(), "--dry-run")
+    assert "results/summary.tsv is made again" in plan.stderr
+    assert re.findall(r"^(\w+)\s+\d+$", plan.stdout, flags=re.M) == ["summary", "total"], plan.stdout
     first = run(workdir, group_config())
     assert first.returncode == 0, first.stdout + first.stderr
     repaired(workdir, reference, kept, first, None)

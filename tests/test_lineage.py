@@ -99,6 +99,9 @@ def test_tampering_is_caught_by_trace_and_by_the_next_snakemake_run(run_copy):
     compare = geomvol_trace(run_copy, "results/barlow-twins-smoke/figures/compare.pdf")  # the cifar10 store beside
     assert compare.returncode == 1 and "results/cifar10-smoke/data/synthetic/cifar-10-batches-py/test_batch  [CHANGED]" \
         in compare.stdout
+    measured = geomvol_trace(run_copy, "results/barlow-twins-smoke/figures/measures.png")  # its agreement with cifar10
+    assert measured.returncode == 1 and "results/cifar10-smoke/data/synthetic/cifar-10-batches-py/test_batch  " \
+        "[CHANGED]" in measured.stdout
     # a probe store gone missing
     (results / "barlow-twins-smoke/s0/probes/epoch_0.zarr.zip").unlink()
     missing = geomvol_trace(run_copy, "results/barlow-twins-smoke/figures/lines.png")

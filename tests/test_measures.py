@@ -13,7 +13,7 @@ from geomvol.measures import (
 from geomvol.stages import measure
 from geomvol.store import open_store, write_store
 
-SPEC = {"measures": {"boundary_margin": 0.1, "near_fraction": 0.1, "profile_bins": 10,
+SPEC = {"measures": {"boundary_margin": 0.1, "near_fraction": 0.1, "profile_bins": 10, "boundary_delta": None,
                      "bootstrap": {"resamples": 2000, "level": 0.95, "seed": 0}},
         "dataset": {"name": "sinusoid", "amplitude": 0.6, "frequency": 7.0, "phase": -1.0}}
 
@@ -443,3 +443,80 @@ def test_near_and_away_means_split_at_the_nearest_fraction():
     assert means == {"near": (2.0, None), "away": (3.0, None)}
     value, why = near_and_away_means(values, np.full(5, np.nan), 0.5)["away"]
     assert math.isnan(value) and why == "the field holds no decision boundary"
+
+
+def plane_store(path, name, volume, epochs, blocks, anchors=(3, 8, 1)):
+    """A combined store of ``name`` with ``volume`` (seed, epoch, block, 1 plane, v, u) on a plane through the
+    images ``anchors``."""
+    u = np.linspace(-1, 1, volume.shape[-1])
+    margin = np.ones((volume.shape[0], len(epochs), 1, len(u), len(u)))
+    ds = xr.Dataset(
+        {"plane_log10_volume": (("seed", "epoch", "block", "plane", "v", "u"), volume),
+         "plane_entropy": (("seed", "epoch", "plane", "v", "u"), -margin),
+         "plane_probability_margin": (("seed", "epoch", "plane", "v", "u"), margin),
+         "plane_anchor_source_index": (("plane", "anchor"), [list(anchors)]),
+         "plane_anchor_split": ("plane", np.array(["train"], dtype=object))},
+        coords={"seed": list(range(volume.shape[0])), "epoch": list(epochs), "block": np.array(blocks, dtype=object),
+                "plane": [0], "u": u, "v": u},
+        attrs={"experiment": name, "config_sha256": "0" * 64})
+    write_store(ds, path)
+    return ds
+
+
+def test_agreement_with_the_compared_experiment(tmp_path):
+    """probe.compare_with on the same plane: a compared net whose map ranks the points as this one's does (its
+    cube) agrees fully (rank correlation 1, top-decile overlap 1), one whose map is this one's reversed does not
+    (-1, 0); per pair of seeds (this experiment's, the compared one's) and their mean; NaN, with the reason, at an
+    epoch the compared experiment did not probe and for a feature map it does not have; planes through other
+    images are refused."""
+    from geomvol.errors import GeomvolError
+
+    rng = np.random.default_rng(0)
+    field = rng.normal(size=(1, 2, 1, 1, 9, 9))  # one seed, epochs 0 and 5, block1
+    mine = np.concatenate([field, -field], axis=2)  # block1, block2
+    plane_store(tmp_path / "mine.zarr", "supervised", mine, (0, 5), ["block1", "block2"])
+    theirs = np.concatenate([field[:, :1] ** 3, -field[:, :1]])  # two seeds: the cube and the reverse, epoch 0 only
+    plane_store(tmp_path / "theirs.zarr", "barlow", theirs, (0,), ["block1"])
+    measures = measure(tmp_path / "mine.zarr", {**SPEC, "dataset": {"name": "mnist"}}, tmp_path / "measures.zarr",
+                       compared=tmp_path / "theirs.zarr")
+    correlation = measures["plane_compared_agreement_correlation"]
+    assert correlation.dims == ("compared_seed_pair", "epoch", "block", "plane")
+    assert measures["compared_seed_pair"].values.tolist() == ["0-0", "0-1"]
+    np.testing.assert_allclose(correlation.sel(epoch=0, block="block1", plane=0).values, [1.0, -1.0], atol=1e-12)
+    np.testing.assert_allclose(measures["plane_compared_agreement_top_decile_iou"].sel(
+        epoch=0, block="block1", plane=0).values, [1.0, 0.0])
+    assert float(measures["plane_compared_agreement_correlation_mean"].sel(epoch=0, block="block1", plane=0)) == \
+        pytest.approx(0.0, abs=1e-12)
+    assert np.isnan(correlation.sel(epoch=5).values).all() and np.isnan(correlation.sel(block="block2").values).all()
+    assert "epoch=5 block=block1 plane=0: barlow did not probe epoch 5" in correlation.attrs["undefined"]
+    assert "epoch=0 block=block2 plane=0: barlow probes no feature map block2" in correlation.attrs["undefined"]
+    assert correlation.attrs["compared_experiment"] == "barlow"
+    assert measures.attrs["compared_store"] == str(tmp_path / "theirs.zarr")
+    plane_store(tmp_path / "elsewhere.zarr", "barlow", theirs, (0,), ["block1"], anchors=(3, 8, 2))
+    with pytest.raises(GeomvolError, match="do not probe the same planes"):
+        measure(tmp_path / "mine.zarr", {**SPEC, "dataset": {"name": "mnist"}}, tmp_path / "m2.zarr",
+                compared=tmp_path / "elsewhere.zarr")
+
+
+def test_delta_ratio_within_a_fixed_distance_of_the_boundary(tmp_path):
+    """measures.boundary_delta: log10 of the mean volume element within delta of the network's boundary over the
+    mean beyond, by hand; undefined, with the reason, when no point or every point is within it; not computed
+    without it."""
+    from geomvol.measures import delta_ratio
+
+    log10, distance = np.array([2.0, 2.0, 1.0, 1.0, 0.0]), np.array([-0.05, 0.1, 0.3, -0.5, np.nan])
+    assert delta_ratio(log10, distance, 0.1) == (pytest.approx(1.0), None)  # 100 within, 10 beyond
+    assert delta_ratio(log10, distance, 0.01)[1] == "no probe point within 0.01 of the boundary"
+    assert delta_ratio(log10, distance, 1.0)[1] == "every probe point is within 1 of the boundary"
+
+    ds, distance = grid_store(tmp_path / "source.zarr", seeds=(0, 1), epochs=(0,))
+    ds["boundary_distance"] = (("seed", "epoch", "x2", "x1"), np.broadcast_to(distance, (2, 1, 41, 41)))
+    write_store(ds, tmp_path / "volume.zarr")
+    spec = {**SPEC, "measures": {**SPEC["measures"], "boundary_delta": 0.2}}
+    measures = measure(tmp_path / "volume.zarr", spec, tmp_path / "measures.zarr")
+    within = distance <= 0.2
+    for seed, slope in ((0, 1.0), (1, 1.1)):
+        expected = np.log10(np.mean(10 ** (-slope * distance[within])) / np.mean(10 ** (-slope * distance[~within])))
+        assert float(measures["delta_ratio"].sel(seed=seed, epoch=0, block="hidden")) == pytest.approx(expected)
+    assert measures["delta_ratio"].attrs["boundary_delta"] == 0.2 and "delta_ratio_interval" in measures
+    assert "delta_ratio" not in measure(tmp_path / "volume.zarr", SPEC, tmp_path / "without.zarr")

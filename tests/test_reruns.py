@@ -15,7 +15,8 @@ from helpers import ROOT, SMOKE_CONFIG, set_key, snakemake
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
 EXPERIMENT = "sinusoid-smoke"
-FIGURES = {"figure[volume]", "figure[curvature]", "figure_measures", "measure", "combine_probes", "summary"}
+FIGURES = {"figure[volume]", "figure[curvature]", "figure[stretch]", "figure_measures", "measure", "combine_probes",
+           "summary"}
 
 
 def probes_and_after(*seeds_epochs, group: str = "s0") -> set[str]:
@@ -42,7 +43,8 @@ EDITS = {
     "probe.memory_budget_bytes": (set_key("probe.memory_budget_bytes", 2**29), set()),
     # the measures, and the figures' style
     "measures.boundary_margin": (set_key("measures.boundary_margin", 0.2), {"measure", "figure_measures", "summary"}),
-    "figures.colour_scale": (set_key("figures.colour_scale", "shared"), {"figure[volume]", "figure[curvature]"}),
+    "figures.colour_scale": (set_key("figures.colour_scale", "shared"),
+                             {"figure[volume]", "figure[curvature]", "figure[stretch]"}),
     # the schedule: the new checkpoint, from the nearest earlier one, and what reads it
     "one more saved and probed epoch": (add_saved_epoch, {"extend_training[s0, 30]"} | probes_and_after((0, 30))),
     "training.epochs": (set_key("training.epochs", 60),

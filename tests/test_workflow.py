@@ -195,6 +195,12 @@ def test_barlow_twins_runs_beside_the_supervised_net(smoke_run):
     assert json.loads(ds.attrs["input_normalisation"]) == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
     assert "their 'epoch E' is epoch E + 1 here" in ds.attrs["epoch_convention"]
     assert ds["line_anchor_split"].values.tolist() == ["train", "train"]
+    # its maps' agreement with the supervised net's on their plane (pooled is block4), in its measures
+    agreement = xr.open_zarr(results / "barlow-twins-smoke" / "measures.zarr")["plane_compared_agreement_correlation"]
+    assert agreement.dims == ("compared_seed_pair", "epoch", "block", "plane")
+    assert agreement.attrs["compared_experiment"] == "cifar10-smoke"
+    assert agreement["compared_seed_pair"].values.tolist() == ["0-0"]
+    assert np.isfinite(agreement.values).all() and (np.abs(agreement.values) <= 1).all()
     for figure in ("planes", "lines", "compare"):
         with Image.open(results / "barlow-twins-smoke" / "figures" / f"{figure}.png") as image:
             assert image.text["geomvol:store_sha256"] == sha256_tree(results / "barlow-twins-smoke" / "volume.zarr")
@@ -205,10 +211,11 @@ def test_paper_config_dry_runs_the_whole_study(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     assert jobs["train"] == "6" and jobs["prepare_dataset"] == "6"
-    # volume + curvature; lines + spectra; planes + spectra + curvature; planes + lines (Figure 4's blocks on the
-    # horse-to-frog line) + blocks + spectra + curvature; planes + spectra + curvature; lines + spectra. The Barlow
-    # Twins plane is its own command's (seed 401), not the supervised net's: nothing to compare.
-    assert jobs["figure"] == str(2 + 2 + 3 + 5 + 3 + 2) and "figure_compare" not in jobs
+    # volume + curvature + stretch; lines + spectra; planes + spectra + curvature + stretch; planes + lines (Figure
+    # 4's blocks on the horse-to-frog line) + blocks + spectra + curvature + stretch; planes + spectra + curvature +
+    # stretch; lines + spectra. The Barlow Twins plane is its own command's (seed 401), not the supervised net's:
+    # nothing to compare.
+    assert jobs["figure"] == str(3 + 2 + 4 + 6 + 4 + 2) and "figure_compare" not in jobs
     # probed epochs: the untrained net and the study's checkpoints (its epoch E is E + 1 here) of the sinusoid,
     # MNIST line, digits plane (and its spectra's epoch 51), CIFAR-10, Barlow Twins planes and lines
     assert jobs["probe"] == str(4 + 8 + 13 + 5 + 6 + 6)
@@ -352,6 +359,12 @@ def test_every_experiment_gets_its_magnification_measures(smoke_run, smoke_confi
                 assert measures[f"{prefix}log10_volume_profile"].dims[-1] == f"{prefix}distance_bin", name
     summary = pd.read_csv(results / "summary.tsv", sep="\t", comment="#")
     assert set(summary["experiment"]) == set(fields)
+    # measures.boundary_delta (sinusoid-smoke's 0.3) from the config to the measures and the table
+    delta = xr.open_zarr(results / "sinusoid-smoke" / "measures.zarr")["delta_ratio"]
+    assert delta.attrs["boundary_delta"] == 0.3 and delta.dims == ("seed", "epoch", "block")
+    sinusoid = summary[summary["experiment"] == "sinusoid-smoke"]
+    np.testing.assert_allclose(sinusoid["delta_ratio"], delta.sel(seed=0, block="hidden").values, rtol=1e-5)
+    assert summary.loc[summary["experiment"] != "sinusoid-smoke", "delta_ratio"].isna().all()
     cifar = xr.open_zarr(results / "cifar10-smoke" / "measures.zarr")
     assert len(summary[summary["experiment"] == "cifar10-smoke"]) == 2 * 4  # epochs 0, 2; four blocks; one plane
     row = summary[(summary["experiment"] == "cifar10-smoke") & (summary["block"] == "block2") & (summary["epoch"] == 2)]

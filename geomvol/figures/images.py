@@ -33,8 +33,9 @@ import xarray as xr  # noqa: E402
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from geomvol.catalogue import SAME_FEATURE_MAPS, SPLIT_NAMES  # noqa: E402
+from geomvol.catalogue import SPLIT_NAMES  # noqa: E402
 from geomvol.errors import GeomvolError  # noqa: E402
+from geomvol.measures import counterpart, map_agreement  # noqa: E402
 from geomvol.settings import FigureStyle  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
     EPOCH_NOTE, VOLUME_LABEL, block_label, class_colourbar, class_colours, class_names, entropy_in, experiment_name,
@@ -339,16 +340,18 @@ def plot_spectra(store_path: str | Path, png: str | Path, pdf: str | Path, seed:
 def _matching_blocks(first: list[str], second: list[str]) -> tuple[str, str]:
     """A feature map probed in both stores (by name, or one function under two names), else each one's first."""
     for name in first:
-        for other in second:
-            if name == other or SAME_FEATURE_MAPS.get(name) == other or SAME_FEATURE_MAPS.get(other) == name:
-                return name, other
+        other = counterpart(name, second)
+        if other is not None:
+            return name, other
     return first[0], second[0]
 
 
 def plot_compare(store_path: str | Path, other_path: str | Path, png: str | Path, pdf: str | Path,
                  seed: int | None = None, style: FigureStyle = FigureStyle()) -> None:
     """Two experiments on the same first plane (e.g. supervised and Barlow Twins) at the epochs both probed:
-    for each, a row of predicted classes and a row of log10 volume elements (its first feature map)."""
+    for each, a row of predicted classes and a row of log10 volume elements (a feature map both probe, else each
+    one's first); the second's volume panels give the agreement of the two maps (the rank correlation and the
+    overlap of their top-decile regions, as the measures' ``compared_agreement_*``)."""
     scale, region = style.colour_scale, style.plane_region
     stores = [open_store(store_path), open_store(other_path)]
     anchors = [ds["plane_anchor_index"].values[0].tolist() for ds in stores]
@@ -360,20 +363,25 @@ def plot_compare(store_path: str | Path, other_path: str | Path, png: str | Path
     blocks = _matching_blocks(*(ds["block"].values.tolist() for ds in stores))
     fig, axes = plt.subplots(4, len(epochs), figsize=(PANEL * len(epochs) + 2.0, PANEL * 4), squeeze=False,
                              constrained_layout=True)
+    maps = []  # each store's log10 volume element at the common epochs
     for number, ds in enumerate(stores):
         n_classes = len(ds.attrs["classes"])
         cmap, norm = class_colours(n_classes)
         block = blocks[number]
         at = {"seed": seed, "plane": 0, "epoch": epochs}
         predicted = in_region(ds, ds["plane_predicted_class"].sel(at).values, region)
-        volume, limits = row_scales(in_region(ds, ds["plane_log10_volume"].sel({**at, "block": block}).values, region),
-                                    scale)
+        maps.append(ds["plane_log10_volume"].sel({**at, "block": block}).values)  # (epoch, v, u)
+        volume, limits = row_scales(in_region(ds, maps[-1], region), scale)
         rows = axes[2 * number: 2 * number + 2]
         meshes = []
         for column, epoch in enumerate(epochs):
             title = f"{ds.attrs['experiment']}, epoch {epoch}"
             mesh_class = plane_panel(rows[0][column], ds, predicted[column], 0, title, region, cmap=cmap, norm=norm)
             low, high = limits[column]
+            if number == 1:  # the agreement of the two maps drawn, over the whole plane (the measures' for this pair)
+                agreement = map_agreement(maps[0][column], maps[1][column])
+                title += (f"\nrank corr. {agreement['correlation'][0]:.2f}, top-10% IoU "
+                          f"{agreement['top_decile_iou'][0]:.2f}")
             meshes.append(plane_panel(rows[1][column], ds, volume[column], 0, title, region, style.contour_levels,
                                       cmap="viridis", vmin=low, vmax=high))
         class_colourbar(fig, mesh_class, rows[0].tolist(), ds.attrs["classes"], predicted,

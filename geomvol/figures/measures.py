@@ -44,6 +44,8 @@ SHORT_NAMES = {
     "distance_ratio": "log10 vol. ratio nearest\n/ away from network's boundary",
     "abs_curvature_learned_boundary_correlation": "rank corr. |K| ~\n−distance to network's boundary",
     "abs_curvature_distance_ratio": "log10 |K| ratio nearest\n/ away from network's boundary",
+    "delta_ratio": "log10 vol. ratio within δ\n/ beyond network's boundary",
+    "abs_curvature_delta_ratio": "log10 |K| ratio within δ\n/ beyond network's boundary",
     "metric_anisotropy_near_boundary": "anisotropy log10(λ1/λ2)\nnearest network's boundary",
     "metric_anisotropy_away_from_boundary": "anisotropy log10(λ1/λ2)\naway from network's boundary",
     "stretch_alignment_near_boundary": "alignment |cos| stretch ~\nmargin gradient, nearest",

@@ -322,6 +322,15 @@ def get_compared_store(wildcards):
     return f"results/{get_experiment(wildcards)['probe']['compare_with']}/volume.zarr"
 
 
+def get_compared_stores(wildcards):
+    """The volume store of the experiment's probe.compare_with, whose agreement the measures take; none without."""
+    return (
+        [get_compared_store(wildcards)]
+        if get_experiment(wildcards)["probe"]["compare_with"] is not None
+        else []
+    )
+
+
 def get_final_output(wildcards):
     """Every experiment's figures, each training run's metrics (none for checkpoints trained elsewhere) and the
     summary table; in the main process, first the stale outputs are forced (force_stale_outputs).
@@ -346,6 +355,7 @@ def get_measures_stores(wildcards):
 def output_edges():
     """(output, its inputs, its check) for every output of the config, producers first (see
     geomvol.integrity.stale_outputs)."""
+    summarised = []  # every experiment's measures store, which the summary table reads
     for name, experiment in EXPERIMENTS.items():
         data = rules.prepare_dataset.output.data.format(experiment=name)
         manifest = rules.prepare_dataset.output.manifest.format(experiment=name)
@@ -395,16 +405,21 @@ def output_edges():
         volume = rules.combine_probes.output.store.format(experiment=name)
         yield volume, [*probes, data, manifest], quick_check
         measures = rules.measure.output.store.format(experiment=name)
-        yield measures, [volume], quick_check
         compared = experiment["probe"]["compare_with"]
+        compared_volume = (
+            [] if compared is None else [f"results/{compared}/volume.zarr"]
+        )
+        yield measures, [volume, *compared_volume], quick_check
+        summarised.append(measures)
         for figure in get_figures(name, experiment):
             if Path(figure).stem in ("measures", "profiles"):
                 inputs = [measures]
             elif Path(figure).stem == "compare":
-                inputs = [volume, f"results/{compared}/volume.zarr"]
+                inputs = [volume, *compared_volume]
             else:
                 inputs = [volume]
             yield figure, inputs, None
+    yield rules.summary.output.table, summarised, quick_check
 
 
 def imported_check(path):

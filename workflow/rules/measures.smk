@@ -1,6 +1,7 @@
 rule measure:
     input:
         store=rules.combine_probes.output.store,
+        compared=get_compared_stores,
     output:
         store=directory("results/{experiment}/measures.zarr"),
     log:
@@ -17,7 +18,7 @@ rule measure:
     shell:
         'PYTHONPATH="$GEOMVOL_SOURCE" python -m geomvol.cli '
         "measure --store {input.store:q} --sections {params.sections:q}"
-        " --output {output.store:q} > {log:q} 2>&1"
+        " --compared {input.compared:q} --output {output.store:q} > {log:q} 2>&1"
 
 
 rule figure_measures:
