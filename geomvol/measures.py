@@ -575,7 +575,8 @@ def with_stretch_fields(ds: xr.Dataset) -> xr.Dataset:
         if f"{prefix}stretch_angle" not in ds:
             continue
         eigenvalues = ds[f"{prefix}log10_metric_eigenvalue"]
-        derived[f"{prefix}metric_anisotropy"] = (eigenvalues.sel(eigenvalue=1) - eigenvalues.sel(eigenvalue=2)).assign_attrs(
+        anisotropy = eigenvalues.sel(eigenvalue=1) - eigenvalues.sel(eigenvalue=2)
+        derived[f"{prefix}metric_anisotropy"] = anisotropy.assign_attrs(
             long_name="anisotropy of the metric: log10(lambda_1 / lambda_2)", units="1")
         derived[f"{prefix}stretch_alignment"] = np.abs(np.cos(
             ds[f"{prefix}stretch_angle"] - ds[f"{prefix}margin_gradient_angle"])).assign_attrs(
@@ -662,7 +663,8 @@ def _where(labels: dict) -> str:
     return " ".join(f"{dim}={value}" for dim, value in labels.items())
 
 
-def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings, compared: xr.Dataset | None = None) -> xr.Dataset:
+def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings,
+                           compared: xr.Dataset | None = None) -> xr.Dataset:
     """The magnification measures of a combined (volume) store's Dataset, per seed and across seeds; with
     ``compared`` (the combined store of the experiment's ``probe.compare_with``), the agreement of the two
     experiments' maps on their planes (:func:`compared_agreement`).

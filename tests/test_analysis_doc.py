@@ -41,7 +41,7 @@ def test_notebook_doc_runs_as_written(tmp_path, capsys, monkeypatch):
         exec(compile(block, "docs/notebook.md", "exec"), namespace)
     printed = capsys.readouterr().out
     assert ("{'seed': 1, 'epoch': 1, 'block': 2, 'plane': 1, 'v': 9, 'u': 9, 'anchor': 3, 'edge': 2, 'eigenvalue': 2, "
-            "'frame_axis': 2, 'plane_axis': 2} [128, 512]") in printed
+            "'class_pair': 2, 'frame_axis': 2, 'plane_axis': 2} [128, 512]") in printed
     ds = namespace["ds"]
     assert ds["plane_log10_volume"].attrs["units"] == "1" and bool(ds["plane_curvature"].notnull().all())
     for figure in ("planes.png", "blocks.png", "plane.png"):

@@ -4,7 +4,9 @@ known in closed form: a linear classifier's straight line, a radial one's circle
 import numpy as np
 import torch
 
-from geomvol.geometry.boundary import boundary_distance, boundary_segments, crossing_points, edge_crossings
+from geomvol.geometry.boundary import (
+    boundary_distance, boundary_segments, crossing_classes, crossing_points, edge_crossings,
+)
 
 
 def field(logits, a, b):
@@ -77,6 +79,13 @@ def test_three_classes_meet_and_each_crossing_is_on_a_boundary_of_the_two_leadin
     z = logits(found)
     top = z.topk(2, dim=1).values
     assert len(found) > 20 and (top[:, 0] - top[:, 1]).abs().max() < 1e-9
+    # each crossing's pair of classes: the two that lead there, the smaller first; -1 on edges without one
+    pairs = crossing_classes(crossings, classes)
+    crossed = np.isfinite(crossings)
+    assert ((pairs >= 0).all(axis=-1) == crossed).all() and (pairs[crossed][:, 0] < pairs[crossed][:, 1]).all()
+    np.testing.assert_array_equal(np.sort(z.topk(2, dim=1).indices.numpy(), axis=1),
+                                  np.concatenate([pairs[0][crossed[0]], pairs[1][crossed[1]]]))
+    assert {tuple(pair) for pair in pairs[crossed]} == {(0, 1), (0, 2), (1, 2)}
     distance = boundary_distance(points, boundary_segments(crossings, a, b), np.eye(2))
     assert (distance >= 0).all()
     # the boundary x1 = x2 (for x1 > 0): the distance of (0.8, 0.2) to it
@@ -129,6 +138,9 @@ def test_probes_store_the_boundary_of_a_linear_classifier_in_input_space_units()
     inside = (np.abs(uv - score[..., None] * step) < 1.3).all(axis=-1)  # the foot on the boundary inside the plane
     measured = plane["plane_boundary_distance"].values[0, 0, 0]
     assert inside.sum() > 50 and np.abs(measured - exact)[inside].max() < 1e-8
+    crossed = np.isfinite(plane["plane_boundary_crossing"].values[0, 0, 0])  # (edge, v, u): each between classes 0, 1
+    pairs = plane["plane_boundary_class_pair"].values[0, 0, 0]
+    assert crossed.sum() > 10 and (pairs[crossed] == [0, 1]).all() and (pairs[~crossed] == -1).all()
 
     line = geomvol.probe_line(Linear(w, c), anchors[:2], ["hidden"], points=11)
     p1, p2 = anchors[0].flatten(), anchors[1].flatten()

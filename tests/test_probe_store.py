@@ -36,7 +36,7 @@ def test_probe_matches_the_closed_form_of_the_checkpoint(trained):
     ds = probe_checkpoint(checkpoint, trained["data"], ProbeSettings.from_section(experiment["probe"]))
     assert ds["log10_volume"].dims == ("seed", "epoch", "block", "x2", "x1")
     assert ds["predicted_class"].dims == ("seed", "epoch", "x2", "x1")
-    assert ds.sizes == {"seed": 1, "epoch": 1, "block": 1, "x2": 9, "x1": 9, "edge": 2, "eigenvalue": 2}
+    assert ds.sizes == {"seed": 1, "epoch": 1, "block": 1, "x2": 9, "x1": 9, "edge": 2, "eigenvalue": 2, "class_pair": 2}
     assert ds["block"].values.tolist() == ["hidden"] and ds["top_k"].values.tolist() == [2]
     assert ds["epoch"].item() == 30 and ds["seed"].item() == 0
     assert ds["checkpoint_sha256"].item() == sha256_file(checkpoint)
@@ -154,7 +154,7 @@ def test_combine_joins_epochs_and_records_provenance(trained, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(  # each probe store with its integrity record
         [p.name for p in paths] + [f"{p.name}.integrity.json" for p in paths] + ["volume.zarr"])
     assert is_intact(tmp_path / "volume.zarr") and all(is_intact(p) for p in paths)
-    assert ds.sizes == {"seed": 1, "epoch": 3, "block": 1, "x2": 9, "x1": 9, "edge": 2, "eigenvalue": 2, "point": 60}
+    assert ds.sizes == {"seed": 1, "epoch": 3, "block": 1, "x2": 9, "x1": 9, "edge": 2, "eigenvalue": 2, "class_pair": 2, "point": 60}
     assert ds["epoch"].values.tolist() == [0, 10, 30]
     assert ds["checkpoint_sha256"].values[0].tolist() == [sha256_file(p) for p in trained["checkpoints"]]
     assert ds.attrs["config_sha256"] == config_sha256(result_config(experiment))

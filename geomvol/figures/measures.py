@@ -2,8 +2,8 @@
 
 One panel per measure (those of the volume element, then, when the probe stored the curvature, those of |K|
 and of the sign of K) and probed field (the input grid, or each plane and line), each beside its change from
-epoch 0 (what training changed; when epoch 0 was probed); with one field, two measures to a row, so that the
-figure fits a page. In each panel one line per block: the mean over seeds with its bootstrap interval shaded,
+epoch 0 (what training changed; when epoch 0 was probed); with one field, two measures to a row (three when
+there are more than 16), so that the figure is no taller than wide. In each panel one line per block: the mean over seeds with its bootstrap interval shaded,
 and each seed's value as faint dots; on the change panels, the number of seeds in which the measure rose from
 epoch 0 at each epoch, a row per block at the panel's foot. A dashed line marks no effect (0; for the stretch
 alignment, 2/pi, that of directions drawn at random). The probed
@@ -29,6 +29,7 @@ from geomvol.measures import DEFINITIONS, PROFILES, measured_fields  # noqa: E40
 from geomvol.store import open_store  # noqa: E402
 
 PANEL = (3.4, 2.6)
+MAX_ROWS = 8  # rows of measures in the figure of one field (each at least 1.6 inches, its label's length)
 SHORT_NAMES = {
     "entropy_correlation": "rank corr.\nlog vol. ~ entropy",
     "boundary_ratio": "log10 vol. ratio\nnear / away from boundary",
@@ -65,7 +66,8 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
     rows = [name for name in DEFINITIONS if any(f"{prefix}{name}" in ds for prefix, _, _ in fields)]
     changes = [""] + (["_change"] if any(f"{prefix}{rows[0]}_change" in ds for prefix, _, _ in fields) else [])
     columns = [(*field, change) for field in fields for change in changes]
-    per_row = 2 if len(fields) == 1 else 1  # measures side by side in a row of panels
+    # measures side by side in a row of panels: with one field two, or more to keep to MAX_ROWS rows
+    per_row = max(2, math.ceil(len(rows) / MAX_ROWS)) if len(fields) == 1 else 1
     n_rows = math.ceil(len(rows) / per_row)
     width = max(PANEL[0] * per_row * len(columns) + 1, 6.0)
     row_height = min(PANEL[1], max(1.6, 1.1 * width / n_rows))  # toward a page: no taller than wide

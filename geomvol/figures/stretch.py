@@ -103,7 +103,8 @@ def draw_stretch(ds: xr.Dataset, seed: int | None = None, style: FigureStyle = F
     _, high = finite_range(anisotropy_all)
     norm = Normalize(0.0, max(high, 1e-3))
     fig, axes = plt.subplots(len(blocks) * len(fields), len(epochs),
-                             figsize=(max(PANEL * len(epochs) + 1.5, MIN_WIDTH), PANEL * len(blocks) * len(fields) + TITLE_HEIGHT),
+                             figsize=(max(PANEL * len(epochs) + 1.5, MIN_WIDTH),
+                                      PANEL * len(blocks) * len(fields) + TITLE_HEIGHT),
                              squeeze=False, constrained_layout=True)
     for number, field in enumerate(fields):
         prefix, at = field["prefix"], {"seed": seed, **field["at"]}

@@ -12,4 +12,5 @@ from geomvol.geometry.volume import (
     subspace_jacobian,
 )
 
-__all__ = ["jacobian", "log_volume", "log_volume_and_singular_values", "log_volume_of_parts", "plan_chunks", "plane_metric", "PlaneMetric", "subspace_jacobian"]
+__all__ = ["jacobian", "log_volume", "log_volume_and_singular_values", "log_volume_of_parts", "plan_chunks",
+           "plane_metric", "PlaneMetric", "subspace_jacobian"]

@@ -84,6 +84,19 @@ def edge_crossings(classes: np.ndarray, logits_at: Callable[[torch.Tensor], torc
     return crossings
 
 
+def crossing_classes(crossings: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """The pair of classes (2, B, A, 2) whose boundary crosses each edge of ``crossings`` (2, B, A): the leading
+    classes of the edge's two ends, the smaller first; -1 where the edge holds no crossing."""
+    pairs = np.full((*crossings.shape, 2), -1, dtype=np.int16)
+    for direction, step in enumerate(((0, 1), (1, 0))):
+        here = classes[: classes.shape[0] - step[0], : classes.shape[1] - step[1]]
+        there = classes[step[0]:, step[1]:]
+        crossed = np.isfinite(crossings[direction, : here.shape[0], : here.shape[1]])
+        ends = np.sort(np.stack([here, there], axis=-1), axis=-1)
+        pairs[direction, : here.shape[0], : here.shape[1]] = np.where(crossed[..., None], ends, -1)
+    return pairs
+
+
 def crossing_points(crossings: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Field coordinates (N, 2) (a, b) of every boundary crossing of ``crossings`` (2, B, A)."""
     points = []

@@ -351,7 +351,8 @@ def _metric_of_r(r: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, t
     isotropic = gap <= 8 * torch.finfo(r.dtype).eps * first
     angle = torch.where(isotropic, math.nan, torch.atan2(2 * q, p - rr) / 2)
     angle = torch.where(angle <= -math.pi / 2, angle + math.pi, angle)
-    log_volume = torch.log(r.diagonal(dim1=-2, dim2=-1).abs()[..., : min(n, 2)]).sum(dim=-1) - 0.5 * min(n, 2) * math.log(n)
+    k = min(n, 2)  # the singular values kept: as log_volume keeps them
+    log_volume = torch.log(r.diagonal(dim1=-2, dim2=-1).abs()[..., :k]).sum(dim=-1) - 0.5 * k * math.log(n)
     return log_volume, log_eigenvalues, angle
 
 

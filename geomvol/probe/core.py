@@ -490,6 +490,18 @@ def stretch_fields(metrics: dict, gradients: torch.Tensor) -> tuple[np.ndarray, 
     return eigenvalues, angles, gradient_angles
 
 
+CLASS_PAIR_COORD = ("class_pair", np.array(["first", "second"], dtype=object),
+                    {"long_name": "the two classes of a boundary crossing, the smaller class number first"})
+
+
+def class_pair_attrs(field: str) -> dict:
+    return {"long_name": "the pair of classes whose boundary crosses each grid edge", "units": "1",
+            "description": (f"on {field}: for each edge of boundary_crossing that the network's boundary crosses, the "
+                            f"leading classes of its two ends (class numbers, the smaller first: the boundary between "
+                            f"them); -1 where the edge holds no crossing"),
+            "method": "geomvol.geometry.boundary.crossing_classes"}
+
+
 EIGENVALUE_COORD = ("eigenvalue", [1, 2], {"long_name": "rank of the eigenvalue of the plane metric (1 = largest)",
                                            "units": "1"})
 ENTROPY_ATTRS = {"long_name": "entropy of the predicted class distribution (softmax of the logits)", "units": "nat"}

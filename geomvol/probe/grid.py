@@ -10,12 +10,13 @@ import torch
 import xarray as xr
 
 from geomvol.errors import ConfigError
+from geomvol.geometry.boundary import crossing_classes
 from geomvol.settings import GridSettings, ProbeSettings
 from geomvol.probe.core import (
-    EIGENVALUE_COORD, ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, block_coords, boundary_attrs, checkpoint_coords, class_attrs,
-    curvature_attrs, curvatures, learned_boundary, load_probed_model, margin_gradients, network_outputs,
-    notebook_settings, predictive_entropy, probability_margin, probed_module, stretch_attrs, stretch_fields,
-    top_k_coord, volume_attrs, volumes_and_metrics,
+    CLASS_PAIR_COORD, EIGENVALUE_COORD, ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, block_coords, boundary_attrs,
+    checkpoint_coords, class_attrs, class_pair_attrs, curvature_attrs, curvatures, learned_boundary, load_probed_model,
+    margin_gradients, network_outputs, notebook_settings, predictive_entropy, probability_margin, probed_module,
+    stretch_attrs, stretch_fields, top_k_coord, volume_attrs, volumes_and_metrics,
 )
 
 
@@ -77,14 +78,17 @@ def measure_grid(probed: ProbedModel, settings: ProbeSettings, classes: list[str
     dims = ("seed", "epoch", "x2", "x1")
     volume = np.stack([on_grid(volumes[name]) for name in settings.feature_maps], axis=2)
     predicted = probabilities.argmax(dim=1)
-    crossings, distance = learned_boundary(probed, axis, axis, predicted.cpu().numpy().reshape(resolution, resolution),
-                                           lambda coordinates: coordinates, np.eye(2), probabilities.shape[1])
+    leading = predicted.cpu().numpy().reshape(resolution, resolution)
+    crossings, distance = learned_boundary(probed, axis, axis, leading, lambda coordinates: coordinates, np.eye(2),
+                                           probabilities.shape[1])
     crossing_attrs, distance_attrs = boundary_attrs("the input grid", ("x1", "x2"))
     attrs = stretch_attrs("the input grid", "the input axes (x1, x2)")
     blocks = ("seed", "epoch", "block", "x2", "x1")
     variables = {
         "boundary_crossing": (("seed", "epoch", "edge", "x2", "x1"), crossings[None, None], crossing_attrs),
         "boundary_distance": (dims, distance[None, None], distance_attrs),
+        "boundary_class_pair": (("seed", "epoch", "edge", "x2", "x1", "class_pair"),
+                                crossing_classes(crossings, leading)[None, None], class_pair_attrs("the input grid")),
         "log10_metric_eigenvalue": ((*blocks, "eigenvalue"),
                                     eigenvalues.reshape(1, 1, -1, resolution, resolution, 2),
                                     attrs["log10_metric_eigenvalue"]),
@@ -114,5 +118,6 @@ def measure_grid(probed: ProbedModel, settings: ProbeSettings, classes: list[str
             "edge": ("edge", np.array(["x1", "x2"], dtype=object),
                      {"long_name": "the grid axis a boundary crossing's edge runs along"}),
             "eigenvalue": EIGENVALUE_COORD,
+            "class_pair": CLASS_PAIR_COORD,
         },
     )

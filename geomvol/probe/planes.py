@@ -28,12 +28,13 @@ from geomvol.config import canonical_json
 from geomvol.data.prepare import load_dataset, model_inputs, split_tensors
 from geomvol.data.anchors import resolve_anchors
 from geomvol.settings import LineSettings, PlaneSettings, ProbeSettings
-from geomvol.geometry.boundary import line_boundary_distance
+from geomvol.geometry.boundary import crossing_classes, line_boundary_distance
 from geomvol.probe.core import (
-    EIGENVALUE_COORD, ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, attach_linear_probe, block_coords, boundary_attrs, boundary_crossings,
-    checkpoint_coords, class_attrs, curvature_attrs, curvatures, learned_boundary, load_probed_model, log10_volumes,
-    margin_gradients, network_outputs, notebook_settings, predictive_entropy, probability_margin, probed_module,
-    singular_values, stretch_attrs, stretch_fields, top_k_coord, volume_attrs, volumes_and_metrics,
+    CLASS_PAIR_COORD, EIGENVALUE_COORD, ENTROPY_ATTRS, MARGIN_ATTRS, ProbedModel, attach_linear_probe, block_coords,
+    boundary_attrs, boundary_crossings, checkpoint_coords, class_attrs, class_pair_attrs, curvature_attrs, curvatures,
+    learned_boundary, load_probed_model, log10_volumes, margin_gradients, network_outputs, notebook_settings,
+    predictive_entropy, probability_margin, probed_module, singular_values, stretch_attrs, stretch_fields, top_k_coord,
+    volume_attrs, volumes_and_metrics,
 )
 
 SQRT3 = math.sqrt(3.0)
@@ -161,6 +162,7 @@ def measure_spans(probed: ProbedModel, kind: str, anchor_inputs: torch.Tensor, a
     stretch = np.full((1, 1, len(names), n_spans, *grid_shape), np.nan)
     gradient = np.full((1, 1, n_spans, *grid_shape), np.nan)
     axes_in_frame = np.full((n_spans, 2, 2), np.nan)
+    class_pairs = np.full((1, 1, n_spans, 2, *grid_shape, 2), -1, dtype=np.int16)  # planes only
     distance = np.full((1, 1, n_spans, *grid_shape), np.nan)
     n_classes = None
     for span in range(n_spans):
@@ -191,6 +193,8 @@ def measure_spans(probed: ProbedModel, kind: str, anchor_inputs: torch.Tensor, a
         margin[0, 0, span] = probability_margin(probabilities).cpu().numpy().reshape(grid_shape)
         crossings[0, 0, span], distance[0, 0, span] = _span_boundary(
             probed, kind, span_inputs.reshape(n_anchors, d), input_shape, axes, predicted[0, 0, span], n_classes)
+        if kind == "plane":
+            class_pairs[0, 0, span] = crossing_classes(crossings[0, 0, span], predicted[0, 0, span])
         span_classes = anchor_classes[span].to(probed.device)
         anchor_probability[0, 0, span] = probabilities[:, span_classes].T.cpu().numpy().reshape(n_anchors, *grid_shape)
         if settings.spectra:
@@ -231,11 +235,14 @@ def measure_spans(probed: ProbedModel, kind: str, anchor_inputs: torch.Tensor, a
         variables["plane_stretch_angle"] = (blocks, stretch, attrs["stretch_angle"])
         variables["plane_margin_gradient_angle"] = (("seed", "epoch", kind, *grid_dims), gradient,
                                                     attrs["margin_gradient_angle"])
+        variables["plane_boundary_class_pair"] = (("seed", "epoch", kind, "edge", *grid_dims, "class_pair"),
+                                                  class_pairs, class_pair_attrs("the probed plane"))
         variables["plane_axes_in_frame"] = (("plane", "frame_axis", "plane_axis"), axes_in_frame, {
             "long_name": "the plane's axes e_u and e_v in its orthonormal frame V",
             "units": "1",
             "description": ("R with (e_u e_v) = V R, V the orthonormal basis of the plane whose first axis runs along "
-                            "e_u (or -e_u where R's first entry is negative; the frame of plane_stretch_angle and plane_margin_gradient_angle): a direction at "
+                            "e_u (or -e_u where R's first entry is negative; the frame of plane_stretch_angle and "
+                            "plane_margin_gradient_angle): a direction at "
                             "angle a in the frame is (du, dv) = R^-1 (cos a, sin a) in the plane's coordinates"),
         })
     if with_curvature:
@@ -258,6 +265,7 @@ def measure_spans(probed: ProbedModel, kind: str, anchor_inputs: torch.Tensor, a
         coords["edge"] = ("edge", np.array(["u", "v"], dtype=object),
                           {"long_name": "the plane axis a boundary crossing's edge runs along"})
         coords["eigenvalue"] = EIGENVALUE_COORD
+        coords["class_pair"] = CLASS_PAIR_COORD
         coords["frame_axis"] = ("frame_axis", [1, 2], {"long_name": "axis of the plane's orthonormal frame V",
                                                        "units": "1"})
         coords["plane_axis"] = ("plane_axis", np.array(["u", "v"], dtype=object),
