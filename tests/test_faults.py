@@ -269,7 +269,7 @@ def test_a_hand_edited_summary_table_is_made_again(copy_of_run):
     damage(summary, "truncate")
     plan = run(workdir, group_config(), "--dry-run")
     assert "results/summary.tsv is made again" in plan.stderr
-    assert re.findall(r"^(\w+)\s+\d+$", plan.stdout, flags=re.M) == ["summary", "all", "total"], plan.stdout
+    assert set(re.findall(r"^(\w+)\s+\d+$", plan.stdout, flags=re.M)) == {"summary", "all", "total"}, plan.stdout
     first = run(workdir, group_config())
     assert first.returncode == 0, first.stdout + first.stderr
     repaired(workdir, reference, kept, first, None)

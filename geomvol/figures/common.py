@@ -28,9 +28,14 @@ from geomvol.store import open_store  # noqa: E402
 plt.rcParams["axes.titlepad"] = 9  # points between a panel's title and its top tick labels
 
 
+def title_width(inches: float) -> int:
+    """Characters of a 10-point title that fit across a figure ``inches`` wide."""
+    return max(40, int(inches * 11))
+
+
 def titled(fig, title: str):
     """``fig`` with ``title`` above it, each line wrapped to the figure's width."""
-    width = max(40, int(fig.get_figwidth() * 11))  # characters that fit across the figure at 10 points
+    width = title_width(fig.get_figwidth())
     fig.suptitle("\n".join(textwrap.fill(line, width) for line in title.split("\n")), fontsize=10)
     return fig
 

@@ -14,6 +14,8 @@ nearest the boundary (the measures' ``near_fraction``, 10% here; 1: across, 0: a
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -26,7 +28,7 @@ from matplotlib.colors import Normalize  # noqa: E402
 from geomvol.errors import GeomvolError  # noqa: E402
 from geomvol.figures.common import (  # noqa: E402
     EPOCH_NOTE, block_label, class_colours, class_names, draw_decision_boundary, experiment_name, finite_range,
-    first_seed, plotted, titled,
+    first_seed, plotted, title_width, titled,
 )
 from geomvol.figures.curvature import field_panel  # noqa: E402
 from geomvol.figures.images import PANEL  # noqa: E402
@@ -36,7 +38,7 @@ from geomvol.settings import FigureStyle  # noqa: E402
 ELLIPSES_PER_AXIS = 12
 NEAR_FRACTION = 0.1  # the default measures.near_fraction
 MIN_WIDTH = 6.5  # inches: room for the title above one column
-TITLE_HEIGHT = 1.2  # inches: the title's lines
+TITLE_LINE = 0.2  # inches a line of the title takes (10 points and its spacing)
 
 
 def _fields(ds: xr.Dataset) -> list[dict]:
@@ -102,9 +104,15 @@ def draw_stretch(ds: xr.Dataset, seed: int | None = None, style: FigureStyle = F
     anisotropy_all = np.concatenate([ds[f"{field['prefix']}metric_anisotropy"].values.ravel() for field in fields])
     _, high = finite_range(anisotropy_all)
     norm = Normalize(0.0, max(high, 1e-3))
+    heading = (f"{experiment_name(ds)} (seed {seed}): the direction of the stretch\n"
+               f"ellipses: the metric's unit circles at one size (short axis: the direction stretched most), over the "
+               f"decision regions; alignment: mean |cos| between that direction and the margin's gradient over the "
+               f"{NEAR_FRACTION:.0%} of points nearest the boundary (1: across it, 0: along it, 0.64 at random)\n"
+               f"{EPOCH_NOTE}")
+    width = max(PANEL * len(epochs) + 1.5, MIN_WIDTH)
+    title_lines = sum(len(textwrap.wrap(line, title_width(width))) for line in heading.split("\n"))
     fig, axes = plt.subplots(len(blocks) * len(fields), len(epochs),
-                             figsize=(max(PANEL * len(epochs) + 1.5, MIN_WIDTH),
-                                      PANEL * len(blocks) * len(fields) + TITLE_HEIGHT),
+                             figsize=(width, PANEL * len(blocks) * len(fields) + TITLE_LINE * title_lines + 0.3),
                              squeeze=False, constrained_layout=True)
     for number, field in enumerate(fields):
         prefix, at = field["prefix"], {"seed": seed, **field["at"]}
@@ -127,11 +135,7 @@ def draw_stretch(ds: xr.Dataset, seed: int | None = None, style: FigureStyle = F
     mappable = plt.cm.ScalarMappable(norm=norm, cmap="viridis")
     fig.colorbar(mappable, ax=axes.ravel().tolist(), shrink=0.8,
                  label=r"anisotropy $\log_{10}(\lambda_1/\lambda_2)$")
-    return titled(fig, f"{experiment_name(ds)} (seed {seed}): the direction of the stretch\n"
-                       f"ellipses: the metric's unit circles at one size (short axis: the direction stretched most), "
-                       f"over the decision regions; alignment: mean |cos| between that direction and the margin's "
-                       f"gradient over the {NEAR_FRACTION:.0%} of points nearest the boundary (1: across it, 0: along "
-                       f"it, 0.64 at random)\n{EPOCH_NOTE}")
+    return titled(fig, heading)
 
 
 plot_stretch = plotted(draw_stretch)
