@@ -39,6 +39,7 @@ ELLIPSES_PER_AXIS = 12
 NEAR_FRACTION = 0.1  # the default measures.near_fraction
 MIN_WIDTH = 6.5  # inches: room for the title above one column
 TITLE_LINE = 0.2  # inches a line of the title takes (10 points and its spacing)
+ROW = PANEL + 0.4  # inches a row of panels takes: a panel and its two-line title
 
 
 def _fields(ds: xr.Dataset) -> list[dict]:
@@ -112,7 +113,7 @@ def draw_stretch(ds: xr.Dataset, seed: int | None = None, style: FigureStyle = F
     width = max(PANEL * len(epochs) + 1.5, MIN_WIDTH)
     title_lines = sum(len(textwrap.wrap(line, title_width(width))) for line in heading.split("\n"))
     fig, axes = plt.subplots(len(blocks) * len(fields), len(epochs),
-                             figsize=(width, PANEL * len(blocks) * len(fields) + TITLE_LINE * title_lines + 0.3),
+                             figsize=(width, ROW * len(blocks) * len(fields) + TITLE_LINE * title_lines + 0.3),
                              squeeze=False, constrained_layout=True)
     for number, field in enumerate(fields):
         prefix, at = field["prefix"], {"seed": seed, **field["at"]}
@@ -127,9 +128,10 @@ def draw_stretch(ds: xr.Dataset, seed: int | None = None, style: FigureStyle = F
             for column, epoch in enumerate(epochs):
                 ax = ax_row[column]
                 near = near_and_away_means(alignment[column], distance[column], NEAR_FRACTION)["near"][0]
-                title = (f"{field['title']}, {block_label(block)}\nepoch {int(epoch)}: alignment "
-                         + ("(no boundary)" if np.isnan(near) else f"{near:.2f}"))
+                title = (f"{field['title']}, {block_label(block)}\nepoch {int(epoch)}: "
+                         + ("no boundary" if np.isnan(near) else f"alignment {near:.2f}"))
                 field_panel(ax, ds, field, predicted[column], title, cmap=class_cmap, norm=class_norm, alpha=0.3)
+                ax.title.set_fontsize(9)
                 draw_decision_boundary(ax, x, y, predicted[column], "black", 0.8)
                 _draw_ellipses(ax, x, y, anisotropy[column], angle[column], field["axes_in_frame"], norm, "viridis")
     mappable = plt.cm.ScalarMappable(norm=norm, cmap="viridis")
