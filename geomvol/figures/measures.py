@@ -77,6 +77,7 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
         ax.set_axis_off()
     epochs = ds["epoch"].values
     at_epoch = np.arange(len(epochs))  # evenly spaced, labelled with the epochs
+    drawn = []  # the panels with values
     every = math.ceil(len(epochs) / 8)
     for index, name in enumerate(rows):
         row, first = index // per_row, (index % per_row) * len(columns)
@@ -109,7 +110,9 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
             ax.set_xticks(at_epoch[::every], [str(int(epoch)) for epoch in epochs[::every]])
             ax.set_xlim(-0.4, len(epochs) - 0.6)
             ax.margins(y=0.15)
-            if ds[variable].sel(select).isnull().all():
+            if ds[variable].sel(select).notnull().any():
+                drawn.append(ax)
+            else:
                 why = ds[variable].attrs["undefined"][0].split(": ", 1)[-1]
                 ax.text(0.5, 0.5, "undefined:\n" + textwrap.fill(why, 36), transform=ax.transAxes, ha="center",
                         va="center", fontsize=7, bbox={"facecolor": "white", "edgecolor": "none"})
@@ -119,7 +122,10 @@ def plot_measures(store_path: str | Path, png: str | Path, pdf: str | Path, seed
             ax.tick_params(labelsize=7)
             if column == 0:
                 ax.set_ylabel(SHORT_NAMES[name], fontsize=8)
-    axes[0, -1].legend(title="block", fontsize=7, title_fontsize=7, loc="best")
+    # the legend on the last panel of the first row that has values (an undefined one says so in its middle)
+    legend_panels = [ax for ax in drawn if ax in axes[0].tolist()] or drawn
+    if legend_panels:
+        legend_panels[-1].legend(title="block", fontsize=7, title_fontsize=7, loc="best")
     interval = ds[f"{fields[0][0]}{rows[0]}_interval"].attrs
     spread = (f"mean over {interval['n_seeds']} seeds, {interval['confidence_level']:.0%} bootstrap interval shaded, "
               f"seeds as dots" if interval["n_seeds"] > 1 else "one seed (no interval)")
