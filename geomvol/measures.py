@@ -677,17 +677,19 @@ def magnification_measures(ds: xr.Dataset, settings: MeasuresSettings,
     bootstrap = settings.bootstrap
     variables = {}
     ds = with_stretch_fields(ds)
+    true_distance = None  # the grid's distance to the true boundary (the sinusoid's), on (x2, x1)
+    if settings.true_boundary is not None and "x1" in ds:
+        x1, x2 = xr.broadcast(ds["x1"], ds["x2"])
+        boundary = settings.true_boundary
+        true_distance = xr.DataArray(distance_to_sinusoid(x1.values, x2.values, boundary.amplitude,
+                                                          boundary.frequency, boundary.phase), dims=x1.dims)
     for prefix, field_name, entropy_name, margin_name, distance_name, measures_of in _fields(ds):
         probed = ds[field_name]
         point_dims = [dim for dim in ds[entropy_name].dims if dim not in ("seed", "epoch", prefix.rstrip("_"))]
         cell_dims = [dim for dim in probed.dims if dim not in point_dims]
         minus_distance = None
-        if prefix == "" and settings.true_boundary is not None:
-            x1, x2 = xr.broadcast(ds["x1"], ds["x2"])
-            boundary = settings.true_boundary
-            distance = xr.DataArray(distance_to_sinusoid(x1.values, x2.values, boundary.amplitude,
-                                                         boundary.frequency, boundary.phase), dims=x1.dims)
-            minus_distance = -distance.transpose(*point_dims).values
+        if prefix == "" and true_distance is not None:
+            minus_distance = -true_distance.transpose(*point_dims).values
         results, undefined = {}, {}
         quantity = field_name[len(prefix):]
         edges = None if distance_name is None or quantity not in PROFILES else distance_bin_edges(
