@@ -288,6 +288,10 @@ COMPARED_DEFINITIONS = {
 }
 
 
+# What the agreement reads of the compared experiment's store (its coordinates come along).
+COMPARED_VARIABLES = ("plane_log10_volume", "plane_anchor_source_index", "plane_anchor_split")
+
+
 def map_agreement(first: np.ndarray, second: np.ndarray) -> dict:
     """The two agreements of two maps over the same points: (rank correlation, why), (top-decile IoU, why)."""
     return {"correlation": rank_correlation(first, second), "top_decile_iou": top_decile_overlap(first, second)}
@@ -354,7 +358,7 @@ def compared_agreement(ds: xr.Dataset, compared: xr.Dataset) -> dict:
     from geomvol.errors import GeomvolError
 
     name = compared.attrs.get("experiment", "the compared experiment")
-    for variable in ("plane_anchor_source_index", "plane_anchor_split"):
+    for variable in COMPARED_VARIABLES[1:]:
         if variable in ds and not np.array_equal(ds[variable].values, compared[variable].values):
             raise GeomvolError(f"experiment {ds.attrs.get('experiment')} and {name} do not probe the same planes "
                                f"({variable}: {ds[variable].values.tolist()} against "
@@ -416,6 +420,16 @@ def _band(values: np.ndarray, margin: np.ndarray, band: float) -> tuple[np.ndarr
     return near, far, None
 
 
+def _log10_contrast(log10_values: np.ndarray, near: np.ndarray, far: np.ndarray,
+                    zero: str) -> tuple[float, str | None]:
+    """(log10 of the mean of 10**log10_values over the points ``near`` over the mean over the points ``far``, None),
+    or (NaN, ``zero``: why) where one side's mean is 0."""
+    near_mean, far_mean = _log10_mean(log10_values[near]), _log10_mean(log10_values[far])
+    if not (np.isfinite(near_mean) and np.isfinite(far_mean)):
+        return math.nan, zero
+    return near_mean - far_mean, None
+
+
 def boundary_ratio(log10_volume: np.ndarray, margin: np.ndarray, band: float,
                    quantity: str = "the volume element") -> tuple[float, str | None]:
     """(log10 of mean volume element where ``margin`` < ``band`` over the mean elsewhere, None), or (NaN, why).
@@ -427,10 +441,7 @@ def boundary_ratio(log10_volume: np.ndarray, margin: np.ndarray, band: float,
     near, far, why = _band(np.where(log10_volume < np.inf, log10_volume, np.nan), margin, band)
     if why is not None:
         return math.nan, why
-    near_mean, far_mean = _log10_mean(log10_volume[near]), _log10_mean(log10_volume[far])
-    if not (np.isfinite(near_mean) and np.isfinite(far_mean)):
-        return math.nan, f"{quantity} is 0 at every point on one side of the band"
-    return near_mean - far_mean, None
+    return _log10_contrast(log10_volume, near, far, f"{quantity} is 0 at every point on one side of the band")
 
 
 def mean_near_boundary(values: np.ndarray, margin: np.ndarray, band: float) -> tuple[float, str | None]:
@@ -451,6 +462,16 @@ def boundary_contrast(values: np.ndarray, margin: np.ndarray, band: float) -> tu
     return float(values[near].mean() - values[far].mean()), None
 
 
+def _nearest(keep: np.ndarray, distance: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the ``fraction`` of the ``keep`` points nearest the boundary (smallest |distance|; at least one,
+    and one fewer than all) and of the other ``keep`` points; at least two are kept."""
+    order = np.flatnonzero(keep)[np.argsort(np.abs(distance[keep]), kind="stable")]
+    count = min(max(1, int(round(fraction * len(order)))), len(order) - 1)
+    near = np.zeros_like(keep)
+    near[order[:count]] = True
+    return near, keep & ~near
+
+
 def nearest_ratio(log10_values: np.ndarray, distance: np.ndarray, fraction: float,
                   quantity: str = "the volume element") -> tuple[float, str | None]:
     """(log10 of the mean of 10**log10_values over the ``fraction`` of points nearest the boundary (smallest
@@ -461,13 +482,8 @@ def nearest_ratio(log10_values: np.ndarray, distance: np.ndarray, fraction: floa
         return math.nan, "the field holds no decision boundary"
     if keep.sum() < 2:
         return math.nan, f"{int(keep.sum())} points with finite values (2 needed)"
-    order = np.argsort(np.abs(distance[keep]), kind="stable")
-    count = max(1, int(round(fraction * keep.sum())))
-    values = log10_values[keep][order]
-    near, far = _log10_mean(values[:count]), _log10_mean(values[count:])
-    if not (np.isfinite(near) and np.isfinite(far)):
-        return math.nan, f"{quantity} is 0 at every point near the boundary or away from it"
-    return near - far, None
+    return _log10_contrast(log10_values, *_nearest(keep, distance, fraction),
+                           f"{quantity} is 0 at every point near the boundary or away from it")
 
 
 def delta_ratio(log10_values: np.ndarray, distance: np.ndarray, delta: float,
@@ -483,10 +499,7 @@ def delta_ratio(log10_values: np.ndarray, distance: np.ndarray, delta: float,
         return math.nan, f"no probe point within {delta:g} of the boundary"
     if not far.any():
         return math.nan, f"every probe point is within {delta:g} of the boundary"
-    near_mean, far_mean = _log10_mean(log10_values[near]), _log10_mean(log10_values[far])
-    if not (np.isfinite(near_mean) and np.isfinite(far_mean)):
-        return math.nan, f"{quantity} is 0 at every point near the boundary or away from it"
-    return near_mean - far_mean, None
+    return _log10_contrast(log10_values, near, far, f"{quantity} is 0 at every point near the boundary or away from it")
 
 
 def _learned_boundary_measures(values: np.ndarray, log10_values: np.ndarray, distance,
@@ -551,9 +564,8 @@ def near_and_away_means(values: np.ndarray, distance, fraction: float) -> dict:
     if keep.sum() < 2:
         why = f"{int(keep.sum())} points with finite values (2 needed)"
         return {"near": (math.nan, why), "away": (math.nan, why)}
-    ordered = values[keep][np.argsort(np.abs(distance[keep]), kind="stable")]
-    count = max(1, int(round(fraction * keep.sum())))
-    return {"near": (float(ordered[:count].mean()), None), "away": (float(ordered[count:].mean()), None)}
+    near, away = _nearest(keep, distance, fraction)
+    return {"near": (float(values[near].mean()), None), "away": (float(values[away].mean()), None)}
 
 
 def _stretch_measures(name: str):

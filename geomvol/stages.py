@@ -375,14 +375,14 @@ def measure(store: str | Path, sections: dict, output: str | Path, compared: str
     the ``measures`` section, the store it came from and its sha256; returns the Dataset. ``sections``: the
     resolved ``measures`` and ``dataset`` sections; ``compared``: the volume store of the experiment's
     ``probe.compare_with``, whose agreement with this one is measured on their planes."""
-    from geomvol.measures import magnification_measures
+    from geomvol.measures import COMPARED_VARIABLES, magnification_measures
     from geomvol.settings import MeasuresSettings
     from geomvol.store import open_store, write_store
 
     other = None
     if compared is not None:
-        with open_store(compared, verify="sha256") as other_store:
-            other = other_store.load()
+        with open_store(compared, verify="sha256") as other_store:  # what the agreement reads of it
+            other = other_store[[name for name in COMPARED_VARIABLES if name in other_store]].load()
     with open_store(store, verify="sha256") as volume:
         ds = magnification_measures(volume.load(), MeasuresSettings.from_sections(**sections), other)
     ds.attrs.update(measures_config=canonical_json(sections["measures"]), source_store=str(store),

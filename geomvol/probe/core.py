@@ -194,21 +194,21 @@ def volumes_and_metrics(probed: ProbedModel, points: torch.Tensor, settings: Pro
     return log10_volumes(probed, points, settings, basis), metrics
 
 
-def margin_gradients(probed: ProbedModel, points: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+def margin_gradients(probed: ProbedModel, points: torch.Tensor, basis: torch.Tensor,
+                     top_two: torch.Tensor) -> torch.Tensor:
     """The gradient (B, 2) within the plane spanned by ``basis`` (d, 2), orthonormal, of the margin between the two
     leading logits z_top1 - z_top2 (of :func:`network_logits`' classifier) at ``points`` (B, *input), in the
-    basis's coordinates: the direction across the network's decision boundary. Two JVPs per point (attention
-    by its math kernel, which has them: :func:`geomvol.models.nodes.differentiable_attention`)."""
+    basis's coordinates: the direction across the network's decision boundary. ``top_two`` (B, 2): the two leading
+    classes at each point (of :func:`network_outputs`, in order). Two JVPs per point (attention by its math kernel,
+    which has them: :func:`geomvol.models.nodes.differentiable_attention`)."""
     from geomvol.models.nodes import differentiable_attention
 
     classify = probed.classifier or probed.model
     gradients = []
-    for chunk in points.split(OUTPUT_BATCH):
-        with torch.no_grad():
-            top_two = classify(chunk).topk(2, dim=1).indices  # (B, 2)
+    for chunk, leading_two in zip(points.split(OUTPUT_BATCH), top_two.split(OUTPUT_BATCH)):
         with differentiable_attention():
             jac = subspace_jacobian(classify, chunk, basis)  # (B, C, 2)
-        leading = jac.gather(1, top_two[:, :, None].expand(-1, -1, 2))  # (B, 2 classes, 2 directions)
+        leading = jac.gather(1, leading_two[:, :, None].expand(-1, -1, 2))  # (B, 2 classes, 2 directions)
         gradients.append(leading[:, 0] - leading[:, 1])
     return torch.cat(gradients)
 

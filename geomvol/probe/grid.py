@@ -70,7 +70,8 @@ def measure_grid(probed: ProbedModel, settings: ProbeSettings, classes: list[str
     basis = torch.eye(2, dtype=probed.dtype, device=probed.device)
     volumes, metrics = volumes_and_metrics(probed, points, settings, basis)
     probabilities = network_outputs(probed, points)
-    eigenvalues, stretch, gradient = stretch_fields(metrics, margin_gradients(probed, points, basis))
+    eigenvalues, stretch, gradient = stretch_fields(
+        metrics, margin_gradients(probed, points, basis, probabilities.topk(2, dim=1).indices))
 
     def on_grid(t: torch.Tensor) -> np.ndarray:
         return t.detach().cpu().numpy().reshape(1, 1, resolution, resolution)

@@ -170,10 +170,11 @@ def measure_spans(probed: ProbedModel, kind: str, anchor_inputs: torch.Tensor, a
         points, basis = _points_and_basis(kind, span_inputs.reshape(n_anchors, d), axes)
         points = points.reshape(-1, *input_shape)
         print(f"{kind} {span}: {points.shape[0]} points", file=sys.stderr)
+        probabilities = network_outputs(probed, points)
         if kind == "plane":
             volumes, metrics = volumes_and_metrics(probed, points, settings, basis)
             span_eigenvalues, span_stretch, span_gradient = stretch_fields(
-                metrics, margin_gradients(probed, points, basis))
+                metrics, margin_gradients(probed, points, basis, probabilities.topk(2, dim=1).indices))
             eigenvalues[0, 0, :, span] = span_eigenvalues.reshape(len(names), *grid_shape, 2)
             stretch[0, 0, :, span] = span_stretch.reshape(len(names), *grid_shape)
             gradient[0, 0, span] = span_gradient.reshape(grid_shape)
@@ -186,7 +187,6 @@ def measure_spans(probed: ProbedModel, kind: str, anchor_inputs: torch.Tensor, a
         if with_curvature:
             for b, values in enumerate(curvatures(probed, points, settings, basis).values()):
                 curvature[0, 0, b, span] = values.cpu().numpy().reshape(grid_shape)
-        probabilities = network_outputs(probed, points)
         n_classes = probabilities.shape[1]
         predicted[0, 0, span] = probabilities.argmax(dim=1).cpu().numpy().reshape(grid_shape)
         entropy[0, 0, span] = predictive_entropy(probabilities).cpu().numpy().reshape(grid_shape)
